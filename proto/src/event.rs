@@ -1,0 +1,174 @@
+//! The event schema: one JSON object per line, a stable interface documented in the README.
+//!
+//! This is the domain type every part of Seawall speaks (agent sinks, collector storage, SIEM
+//! forwarding). Generated protobuf types are converted to and from it at the gRPC boundary.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Exec,
+    File,
+    Network,
+    Container,
+    Agent,
+}
+
+/// What happened to the operation the event describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Seen, no control applied (visibility) or the control allowed it.
+    Allowed,
+    /// A control in `audit` mode matched: reported, not blocked.
+    Audited,
+    /// A control in `enforce` mode matched: the operation was denied or the process killed.
+    Blocked,
+}
+
+/// How much a SOC should care. Ordered: `Info < Low < Medium < High < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// The process that did the thing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub exe: String,
+    pub args: Vec<String>,
+    /// True when argv did not fit the kernel's buffer and was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub args_truncated: bool,
+}
+
+/// The container the process belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A file operation (`kind: "file"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct File {
+    pub path: String,
+    /// `open(2)` flags as the kernel saw them, decoded (`O_RDONLY`, `O_WRONLY|O_CREAT|O_TRUNC`, …).
+    pub flags: String,
+}
+
+/// A network operation (`kind: "network"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// `connect`, `bind`, `listen`, `accept` or `sendmsg`.
+    pub op: String,
+    /// `tcp`, `udp` or `raw`.
+    pub protocol: String,
+    /// The peer (connect/sendmsg/accept) or local (bind) address, IPv4 or IPv6 text form.
+    pub address: String,
+    pub port: u16,
+}
+
+/// One event, as written to JSON lines and sent to the collector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Per-agent sequence number, strictly increasing, never reused: the delivery key.
+    pub seq: u64,
+    /// RFC 3339 with nanoseconds, UTC.
+    pub time: String,
+    /// Host name of the node the agent runs on.
+    pub node: String,
+    pub kind: Kind,
+    pub action: Action,
+    /// The control that matched (`drift`, `exec`, `container_exec`, `file`, `network`), or
+    /// `visibility` for plain sensor events, or an `agent`/`container` subject.
+    pub control: String,
+    pub severity: Severity,
+    /// One human-readable line: what happened.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<File>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
+}
+
+impl Event {
+    /// One JSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("an Event always serializes")
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Exec => "exec",
+            Kind::File => "file",
+            Kind::Network => "network",
+            Kind::Container => "container",
+            Kind::Agent => "agent",
+        })
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Allowed => "allowed",
+            Action::Audited => "audited",
+            Action::Blocked => "blocked",
+        })
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            other => {
+                return Err(format!(
+                    "unknown severity {other:?}: use info, low, medium, high or critical"
+                ))
+            }
+        })
+    }
+}

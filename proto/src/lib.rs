@@ -1,0 +1,3 @@
+//! Seawall's stable event schema (`event`) and, in its own module, the `seawall.v1` gRPC contract.
+
+pub mod event;
