@@ -1,0 +1,3 @@
+//! Seawall agent: loader, container runtime client, profile compiler, event pipeline and sinks.
+//!
+//! The binary (`main.rs`) is a thin CLI over these modules.
