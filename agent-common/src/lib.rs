@@ -1,1 +1,510 @@
+//! The kernel/user ABI of Seawall: event records, map keys and values, constants and map names.
+//!
+//! Rules (DESIGN.md): `#[repr(C)]`, fixed size, explicit padding, `u32` flags instead of `bool`
+//! (a Pod type must have no hidden padding), discriminants are explicit and never reused. No logic
+//! here beyond encoding.
 #![no_std]
+
+// ---------------------------------------------------------------------------------------------
+// Map names, used by both sides.
+// ---------------------------------------------------------------------------------------------
+
+/// Ring buffer every event goes through.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Per-CPU counters (`COUNTER_*` indexes), e.g. failed ring-buffer reservations.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Cgroup ids whose direct children are containers (e.g. `/sys/fs/cgroup/docker`).
+pub const MAP_CONTAINER_PARENTS: &str = "CONTAINER_PARENTS";
+/// Container cgroup id → [`ContainerPolicy`]; key 0 holds the default policy.
+pub const MAP_CONTAINERS: &str = "CONTAINERS";
+/// Container cgroup id → tgid of the container's init (first process that entered it).
+pub const MAP_CONTAINER_INIT: &str = "CONTAINER_INIT";
+/// tgid → [`ORIGIN_INIT`] or [`ORIGIN_EXEC_SESSION`]: how the process came into its container.
+pub const MAP_TASK_ORIGIN: &str = "TASK_ORIGIN";
+/// [`PathRuleKey`] → 1: compiled exec/drift path rules of every profile.
+pub const MAP_PATH_RULES: &str = "PATH_RULES";
+/// [`NetRuleKey`] → [`NetRule`]: compiled network rules of every profile.
+pub const MAP_NET_RULES: &str = "NET_RULES";
+
+// ---------------------------------------------------------------------------------------------
+// Sizes.
+// ---------------------------------------------------------------------------------------------
+
+/// Bytes of the path buffer in events; paths are assembled at offsets `< PATH_MAX_OFF`, each
+/// component at most `NAME_MAX + 1` bytes, so the buffer is their sum.
+pub const PATH_BUF: usize = 1024;
+/// Highest offset at which a path component may start (power of two, for the verifier's mask).
+pub const PATH_MAX_OFF: usize = 512;
+/// Longest file name component the kernel allows, plus its NUL.
+pub const NAME_BUF: usize = 256;
+/// Bytes of argv kept per exec (NUL-separated, as in `/proc/pid/cmdline`).
+pub const ARGS_BUF: usize = 512;
+/// Bytes of a cgroup path in [`CgroupEvent`].
+pub const CGROUP_PATH_BUF: usize = 256;
+/// Deepest directory nesting the kernel walks when it builds a path.
+pub const MAX_PATH_DEPTH: usize = 24;
+/// Most network rules per list (allow, deny, listen) per profile.
+pub const MAX_NET_RULES: u32 = 32;
+/// Deepest cgroup level at which a container parent is looked for.
+pub const MAX_CGROUP_LEVEL: u32 = 8;
+
+// ---------------------------------------------------------------------------------------------
+// Counters (indexes into `COUNTERS`).
+// ---------------------------------------------------------------------------------------------
+
+/// Events lost because the ring buffer was full.
+pub const COUNTER_RINGBUF_DROPS: u32 = 0;
+/// Processes killed by a control in enforce mode.
+pub const COUNTER_KILLS: u32 = 1;
+/// Operations denied with EPERM by a control in enforce mode.
+pub const COUNTER_DENIES: u32 = 2;
+/// Number of counters.
+pub const COUNTER_COUNT: u32 = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Event kinds, controls and actions.
+// ---------------------------------------------------------------------------------------------
+
+/// `EventHeader::kind`: a process image was replaced ([`ExecEvent`]).
+pub const EVENT_EXEC: u32 = 1;
+/// `EventHeader::kind`: a process was created ([`ForkEvent`]).
+pub const EVENT_FORK: u32 = 2;
+/// `EventHeader::kind`: a process exited ([`ExitEvent`]).
+pub const EVENT_EXIT: u32 = 3;
+/// `EventHeader::kind`: a socket operation ([`NetEvent`]).
+pub const EVENT_NET: u32 = 4;
+/// `EventHeader::kind`: a cgroup was created under a container parent ([`CgroupEvent`]).
+pub const EVENT_CGROUP_MKDIR: u32 = 5;
+
+/// No control matched (plain visibility event).
+pub const CONTROL_NONE: u32 = 0;
+/// The executed file was not part of the container's image.
+pub const CONTROL_DRIFT: u32 = 1;
+/// Exec allow/deny lists.
+pub const CONTROL_EXEC: u32 = 2;
+/// A process entered with `docker exec` ran something.
+pub const CONTROL_CONTAINER_EXEC: u32 = 3;
+/// Network egress/listen rules.
+pub const CONTROL_NETWORK: u32 = 4;
+/// File deny/read-only/monitor rules.
+pub const CONTROL_FILE: u32 = 5;
+
+/// The operation went ahead; no control applied.
+pub const ACTION_ALLOWED: u32 = 0;
+/// A control in audit mode matched; the operation went ahead.
+pub const ACTION_AUDITED: u32 = 1;
+/// A control in enforce mode matched; the operation was denied or the process killed.
+pub const ACTION_BLOCKED: u32 = 2;
+
+/// [`NetEvent::op`]: `connect(2)`.
+pub const NET_OP_CONNECT: u32 = 1;
+/// [`NetEvent::op`]: `bind(2)`.
+pub const NET_OP_BIND: u32 = 2;
+/// [`NetEvent::op`]: `sendmsg(2)`/`sendto(2)` to an address (unconnected UDP).
+pub const NET_OP_SENDMSG: u32 = 3;
+/// [`NetEvent::op`]: `socket(2)` of a raw or packet socket.
+pub const NET_OP_RAW_SOCKET: u32 = 4;
+
+/// `AF_INET`.
+pub const FAMILY_INET: u32 = 2;
+/// `AF_INET6`.
+pub const FAMILY_INET6: u32 = 10;
+/// `AF_PACKET`.
+pub const FAMILY_PACKET: u32 = 17;
+
+/// Protocol wildcard in [`NetRule::protocol`].
+pub const PROTO_ANY: u32 = 0;
+/// TCP (`SOCK_STREAM`).
+pub const PROTO_TCP: u32 = 6;
+/// UDP (`SOCK_DGRAM`).
+pub const PROTO_UDP: u32 = 17;
+/// Raw socket.
+pub const PROTO_RAW: u32 = 255;
+
+/// `TASK_ORIGIN` value: descended from the container's init.
+pub const ORIGIN_INIT: u32 = 1;
+/// `TASK_ORIGIN` value: entered the container from outside after init (`docker exec`).
+pub const ORIGIN_EXEC_SESSION: u32 = 2;
+
+// ---------------------------------------------------------------------------------------------
+// Exec-event flags.
+// ---------------------------------------------------------------------------------------------
+
+/// argv did not fit [`ARGS_BUF`] and was cut.
+pub const EXEC_ARGS_TRUNCATED: u32 = 1 << 0;
+/// The path was deeper than [`MAX_PATH_DEPTH`] or longer than the buffer and was cut.
+pub const EXEC_PATH_TRUNCATED: u32 = 1 << 1;
+/// The executed file is in the overlay upper layer (written inside the container).
+pub const EXEC_UPPER_LAYER: u32 = 1 << 2;
+/// The executed file is not on the container's root filesystem (memfd, tmpfs, volume …).
+pub const EXEC_FOREIGN_FS: u32 = 1 << 3;
+/// The executed file has no link left (deleted, or memfd).
+pub const EXEC_UNLINKED: u32 = 1 << 4;
+/// The process was entered with `docker exec` (or its descendant).
+pub const EXEC_FROM_EXEC_SESSION: u32 = 1 << 5;
+/// The process's root is not an overlay filesystem: drift and exec rules were not evaluated.
+pub const EXEC_ROOT_NOT_OVERLAY: u32 = 1 << 6;
+
+// ---------------------------------------------------------------------------------------------
+// Policy.
+// ---------------------------------------------------------------------------------------------
+
+/// Control is on and reports.
+pub const MODE_AUDIT: u32 = 1;
+/// Control is on and blocks.
+pub const MODE_ENFORCE: u32 = 2;
+
+/// What the kernel enforces for one container (or, at key 0, for containers with no entry yet).
+///
+/// Each `*_mode` is 0 (off), [`MODE_AUDIT`] or [`MODE_ENFORCE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerPolicy {
+    /// Identifies the compiled profile whose rules (`PATH_RULES`, `NET_RULES`) apply.
+    pub profile_id: u32,
+    /// Drift prevention.
+    pub drift_mode: u32,
+    /// Exec allow/deny lists.
+    pub exec_mode: u32,
+    /// `docker exec` sessions.
+    pub container_exec_mode: u32,
+    /// Network rules.
+    pub net_mode: u32,
+    /// `RULES_*` bits: which rule lists this profile has.
+    pub rules: u32,
+    /// Number of rules in each network list.
+    pub net_allow_count: u32,
+    /// Number of egress deny rules.
+    pub net_deny_count: u32,
+    /// Number of listen rules.
+    pub net_listen_count: u32,
+    /// 1 when raw and packet sockets are refused.
+    pub block_raw_sockets: u32,
+}
+
+/// [`ContainerPolicy::rules`]: an exec allow list exists (anything not on it is denied).
+pub const RULES_EXEC_ALLOW: u32 = 1 << 0;
+/// [`ContainerPolicy::rules`]: an exec deny list exists.
+pub const RULES_EXEC_DENY: u32 = 1 << 1;
+/// [`ContainerPolicy::rules`]: drift has allowed paths.
+pub const RULES_DRIFT_ALLOW: u32 = 1 << 2;
+/// [`ContainerPolicy::rules`]: an egress allow list exists (anything not on it is denied).
+pub const RULES_NET_ALLOW: u32 = 1 << 3;
+/// [`ContainerPolicy::rules`]: a listen allow list exists (binding other ports is denied).
+pub const RULES_NET_LISTEN: u32 = 1 << 4;
+
+/// [`PathRuleKey::list`]: exec allow list.
+pub const LIST_EXEC_ALLOW: u32 = 1;
+/// [`PathRuleKey::list`]: exec deny list.
+pub const LIST_EXEC_DENY: u32 = 2;
+/// [`PathRuleKey::list`]: paths drift prevention lets run.
+pub const LIST_DRIFT_ALLOW: u32 = 3;
+
+/// [`PathRuleKey::form`]: the whole path equals the rule.
+pub const FORM_EXACT: u32 = 1;
+/// [`PathRuleKey::form`]: the file is directly inside the directory (hash of `"/dir/"`).
+pub const FORM_DIR: u32 = 2;
+/// [`PathRuleKey::form`]: the file is anywhere below the directory (hash of `"/dir/"`).
+pub const FORM_TREE: u32 = 3;
+
+/// Key of one compiled path rule: the FNV-1a 64 hash ([`fnv1a`]) of the path or directory
+/// prefix (with its trailing `/`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PathRuleKey {
+    /// [`ContainerPolicy::profile_id`].
+    pub profile_id: u32,
+    /// `LIST_*`.
+    pub list: u32,
+    /// `FORM_*`.
+    pub form: u32,
+    /// Explicit padding (always 0).
+    pub _pad: u32,
+    /// [`fnv1a`] of the bytes.
+    pub hash: u64,
+}
+
+/// [`NetRuleKey::list`]: egress allow.
+pub const NET_LIST_ALLOW: u32 = 1;
+/// [`NetRuleKey::list`]: egress deny.
+pub const NET_LIST_DENY: u32 = 2;
+/// [`NetRuleKey::list`]: ports a container may bind.
+pub const NET_LIST_LISTEN: u32 = 3;
+
+/// Key of one network rule: rules of a list are numbered `0..count`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NetRuleKey {
+    /// [`ContainerPolicy::profile_id`].
+    pub profile_id: u32,
+    /// `NET_LIST_*`.
+    pub list: u32,
+    /// Position in the list.
+    pub index: u32,
+    /// Explicit padding (always 0).
+    pub _pad: u32,
+}
+
+/// One network rule: address prefix, port range and protocol.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetRule {
+    /// Address in network byte order; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+    /// [`FAMILY_INET`], [`FAMILY_INET6`] or 0 for "any address of any family".
+    pub family: u32,
+    /// Prefix length in bits.
+    pub prefix_len: u32,
+    /// `PROTO_*`.
+    pub protocol: u32,
+    /// First port, host byte order.
+    pub port_lo: u16,
+    /// Last port, host byte order (inclusive).
+    pub port_hi: u16,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events.
+// ---------------------------------------------------------------------------------------------
+
+/// Common head of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// `EVENT_*`.
+    pub kind: u32,
+    /// `CONTROL_*` that matched, or [`CONTROL_NONE`].
+    pub control: u32,
+    /// `ACTION_*`.
+    pub action: u32,
+    /// Process id (thread group id).
+    pub tgid: u32,
+    /// Parent's thread group id.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// `bpf_ktime_get_boot_ns()` at the event.
+    pub ktime_ns: u64,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// Container cgroup id (the task's own cgroup or an ancestor), 0 on the host.
+    pub container_cgroup_id: u64,
+    /// Task command name, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// A process image was replaced (`sched_process_exec`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    /// Common head.
+    pub header: EventHeader,
+    /// `EXEC_*` flags.
+    pub flags: u32,
+    /// Bytes of `path` in use (no NUL).
+    pub path_len: u32,
+    /// Bytes of `args` in use.
+    pub args_len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Path of the executed file as seen from the process's root.
+    pub path: [u8; PATH_BUF],
+    /// argv, NUL-separated.
+    pub args: [u8; ARGS_BUF],
+}
+
+/// A new process (`sched_process_fork`, thread creation excluded).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    /// Common head (the parent).
+    pub header: EventHeader,
+    /// The child's tgid.
+    pub child_tgid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// A process exited (`sched_process_exit` of the thread-group leader).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    /// Common head.
+    pub header: EventHeader,
+    /// `task_struct::exit_code` (wait status encoding).
+    pub exit_code: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// A socket operation in a container (cgroup sock_addr / sock_create programs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetEvent {
+    /// Common head.
+    pub header: EventHeader,
+    /// `NET_OP_*`.
+    pub op: u32,
+    /// `FAMILY_*`.
+    pub family: u32,
+    /// `PROTO_*`.
+    pub protocol: u32,
+    /// Port, host byte order.
+    pub port: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+    /// Address in network byte order; IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+/// A cgroup was created whose parent is a container parent (a new container).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupEvent {
+    /// Common head (of the task that created it).
+    pub header: EventHeader,
+    /// The new cgroup's id.
+    pub id: u64,
+    /// Bytes of `path` in use.
+    pub path_len: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Path relative to the cgroup v2 root, e.g. `/docker/<id>`.
+    pub path: [u8; CGROUP_PATH_BUF],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel struct offsets, resolved from BTF by the loader and set as read-only globals.
+// ---------------------------------------------------------------------------------------------
+
+/// Byte offsets of the kernel struct fields the programs read. Every one is resolved from the
+/// running kernel's BTF at load time; none is guessed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.pid`.
+    pub task_pid: u32,
+    /// `task_struct.tgid`.
+    pub task_tgid: u32,
+    /// `task_struct.real_parent`.
+    pub task_real_parent: u32,
+    /// `task_struct.fs`.
+    pub task_fs: u32,
+    /// `task_struct.mm`.
+    pub task_mm: u32,
+    /// `task_struct.exit_code`.
+    pub task_exit_code: u32,
+    /// `mm_struct.arg_start`.
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`.
+    pub mm_arg_end: u32,
+    /// `fs_struct.root` (a `struct path`).
+    pub fs_root: u32,
+    /// `path.mnt`.
+    pub path_mnt: u32,
+    /// `path.dentry`.
+    pub path_dentry: u32,
+    /// `linux_binprm.file`.
+    pub bprm_file: u32,
+    /// `file.f_path`.
+    pub file_f_path: u32,
+    /// `file.f_inode`.
+    pub file_f_inode: u32,
+    /// `inode.i_sb`.
+    pub inode_i_sb: u32,
+    /// `inode.i_nlink` (`__i_nlink`).
+    pub inode_i_nlink: u32,
+    /// `super_block.s_magic`.
+    pub sb_s_magic: u32,
+    /// `dentry.d_parent`.
+    pub dentry_d_parent: u32,
+    /// `dentry.d_name` + `qstr.name`.
+    pub dentry_d_name_name: u32,
+    /// `dentry.d_sb`.
+    pub dentry_d_sb: u32,
+    /// `vfsmount.mnt_root`.
+    pub vfsmount_mnt_root: u32,
+    /// `mount.mnt` (the embedded `vfsmount`).
+    pub mount_mnt: u32,
+    /// `mount.mnt_parent`.
+    pub mount_mnt_parent: u32,
+    /// `mount.mnt_mountpoint`.
+    pub mount_mnt_mountpoint: u32,
+    /// `ovl_inode.__upperdentry` − `ovl_inode.vfs_inode`: from an overlay inode to its upper dentry.
+    pub ovl_upperdentry_from_inode: u32,
+    /// `cgroup.kn`.
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id`.
+    pub kernfs_node_id: u32,
+    /// `kernfs_node.parent` (`__parent` since 6.15).
+    pub kernfs_node_parent: u32,
+}
+
+/// `OVERLAYFS_SUPER_MAGIC`.
+pub const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+
+/// FNV-1a 64, the hash both sides use for path rules.
+pub const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET;
+    let mut i = 0;
+    while i < bytes.len() {
+        h = fnv1a_step(h, bytes[i]);
+        i += 1;
+    }
+    h
+}
+
+/// FNV-1a 64 offset basis.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One FNV-1a 64 step.
+#[inline(always)]
+pub const fn fnv1a_step(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+// Compile-time size checks: a change here is an ABI change on both sides.
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 16 + PATH_BUF + ARGS_BUF);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 16 + 16);
+const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 64 + 16 + CGROUP_PATH_BUF);
+const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 40);
+const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
+const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
+const _: () = assert!(core::mem::size_of::<NetRule>() == 32);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 28 * 4);
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are `#[repr(C)]`, made of integers and byte arrays, with explicit padding.
+    unsafe impl aya::Pod for ContainerPolicy {}
+    unsafe impl aya::Pod for PathRuleKey {}
+    unsafe impl aya::Pod for NetRuleKey {}
+    unsafe impl aya::Pod for NetRule {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_reference_vectors() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn header_fields_sit_where_the_kernel_writes_them() {
+        assert_eq!(core::mem::offset_of!(EventHeader, ktime_ns), 24);
+        assert_eq!(core::mem::offset_of!(EventHeader, cgroup_id), 32);
+        assert_eq!(core::mem::offset_of!(EventHeader, comm), 48);
+        assert_eq!(core::mem::offset_of!(ExecEvent, path), 80);
+        assert_eq!(core::mem::align_of::<ExecEvent>(), 8);
+    }
+}

@@ -1,4 +1,26 @@
+//! Seawall's kernel programs. One module per hook family; policy *data* only comes from maps
+//! (filled by the agent's profile compiler), never from code.
 #![no_std]
 #![no_main]
+// Kernel memory is read through raw pointers at offsets resolved from BTF; every read goes
+// through `bpf_probe_read_kernel`, which the verifier accepts for any address.
+#![allow(clippy::missing_safety_doc)]
+
+mod cgroup;
+mod container;
+mod exec;
+mod kernel;
+mod maps;
+mod net;
+mod process;
+
+#[cfg(not(test))]
 #[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! { loop {} }
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this; it is never executed.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

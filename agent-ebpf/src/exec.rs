@@ -1,0 +1,325 @@
+//! Exec: visibility, drift, exec allow/deny lists and `docker exec` sessions, decided at
+//! `sched_process_exec` (tp_btf). This is the fallback enforcement backend: when a control in
+//! enforce mode matches, `bpf_send_signal(SIGKILL)` kills the new image before it runs a single
+//! user instruction (the signal is delivered on the return to user mode); the parent sees 137.
+
+use agent_common::{
+    fnv1a_step, ExecEvent, ACTION_ALLOWED, ACTION_BLOCKED, ARGS_BUF, CONTROL_CONTAINER_EXEC,
+    CONTROL_DRIFT, CONTROL_EXEC, COUNTER_KILLS, COUNTER_RINGBUF_DROPS, EVENT_EXEC,
+    EXEC_ARGS_TRUNCATED, EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_PATH_TRUNCATED,
+    EXEC_ROOT_NOT_OVERLAY, EXEC_UNLINKED, EXEC_UPPER_LAYER, FNV_OFFSET, FORM_DIR, FORM_EXACT,
+    FORM_TREE, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY, MAX_PATH_DEPTH, NAME_BUF,
+    ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, PATH_MAX_OFF, PathRuleKey,
+    RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW, RULES_EXEC_DENY,
+};
+use aya_ebpf::{
+    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+
+use crate::{
+    container::{self, action_for},
+    kernel::{fill_header, host_events, offsets, read, read_ptr},
+    maps::{
+        count, CONTAINER_INIT, EVENTS, PATH_RULES, SCRATCH_DENTRIES, SCRATCH_EXEC, TASK_ORIGIN,
+    },
+};
+
+const SIGKILL: u32 = 9;
+
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
+    // A failure to read kernel memory leaves the exec alone: this hook cannot block anything
+    // it could not describe (fail open, reported by the missing event).
+    let _ = try_exec(&ctx);
+    0
+}
+
+fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let member = container::current();
+    if member.is_none() && !host_events() {
+        return Ok(());
+    }
+    let task: u64 = ctx.arg(0);
+    let bprm: u64 = ctx.arg(2);
+    let o = offsets();
+
+    let ev = SCRATCH_EXEC.get_ptr_mut(0).ok_or(-1i64)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let ev: &mut ExecEvent = unsafe { &mut *ev };
+
+    // SAFETY (all reads below): bpf_probe_read_kernel tolerates any address.
+    let parent = unsafe { read_ptr(task, o.task_real_parent)? };
+    let ppid: u32 = unsafe { read(parent, o.task_tgid)? };
+    let ccg = member.as_ref().map(|m| m.cgroup_id).unwrap_or(0);
+    fill_header(&mut ev.header, EVENT_EXEC, ccg, ppid);
+    ev.flags = 0;
+    ev.path_len = 0;
+    ev.args_len = 0;
+
+    // The executed file and where it lives.
+    let file = unsafe { read_ptr(bprm, o.bprm_file)? };
+    let inode = unsafe { read_ptr(file, o.file_f_inode)? };
+    let sb = unsafe { read_ptr(inode, o.inode_i_sb)? };
+    let magic: u64 = unsafe { read(sb, o.sb_s_magic)? };
+    let nlink: u32 = unsafe { read(inode, o.inode_i_nlink)? };
+
+    // The process's root: the container's overlay once it has pivoted into it.
+    let fs = unsafe { read_ptr(task, o.task_fs)? };
+    let root_mnt = unsafe { read_ptr(fs, o.fs_root + o.path_mnt)? };
+    let root_dentry = unsafe { read_ptr(fs, o.fs_root + o.path_dentry)? };
+    let root_sb = unsafe { read_ptr(root_dentry, o.dentry_d_sb)? };
+    let root_magic: u64 = unsafe { read(root_sb, o.sb_s_magic)? };
+
+    if root_magic != OVERLAYFS_SUPER_MAGIC {
+        // Not (yet) inside an overlay root, e.g. the runtime's own helper joining the cgroup
+        // before it enters the container's mount namespace: drift and path rules do not apply.
+        ev.flags |= EXEC_ROOT_NOT_OVERLAY;
+    } else {
+        if sb != root_sb {
+            ev.flags |= EXEC_FOREIGN_FS;
+        } else if magic == OVERLAYFS_SUPER_MAGIC {
+            let upper: u64 = unsafe { read(inode, o.ovl_upperdentry_from_inode)? };
+            if upper != 0 {
+                ev.flags |= EXEC_UPPER_LAYER;
+            }
+        }
+        if nlink == 0 {
+            ev.flags |= EXEC_UNLINKED;
+        }
+    }
+
+    let f_path = file + o.file_f_path as u64;
+    let mnt = unsafe { read_ptr(f_path, o.path_mnt)? };
+    let dentry = unsafe { read_ptr(f_path, o.path_dentry)? };
+    build_path(ev, mnt, dentry, root_mnt, root_dentry)?;
+    read_args(ev, task)?;
+
+    if let Some(m) = member {
+        let origin = origin_of(ev.header.tgid, m.cgroup_id);
+        if origin == ORIGIN_EXEC_SESSION {
+            ev.flags |= EXEC_FROM_EXEC_SESSION;
+        }
+        if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
+            decide(ev, &m.policy);
+        }
+        if ev.header.action == ACTION_BLOCKED {
+            // SAFETY: plain helper call; signals the current task only, which the gate above
+            // proved is in a monitored container.
+            unsafe { bpf_send_signal(SIGKILL) };
+            count(COUNTER_KILLS);
+        }
+    }
+
+    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
+        count(COUNTER_RINGBUF_DROPS);
+    }
+    Ok(())
+}
+
+/// Drift first (the strongest signal), then the exec lists, then `docker exec` sessions.
+#[inline(always)]
+fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
+    let drift = ev.flags & (EXEC_UPPER_LAYER | EXEC_FOREIGN_FS | EXEC_UNLINKED) != 0;
+    if p.drift_mode != 0
+        && drift
+        && !(p.rules & RULES_DRIFT_ALLOW != 0 && path_listed(ev, p.profile_id, LIST_DRIFT_ALLOW))
+    {
+        ev.header.control = CONTROL_DRIFT;
+        ev.header.action = action_for(p.drift_mode);
+        return;
+    }
+    if p.exec_mode != 0 {
+        let denied = p.rules & RULES_EXEC_DENY != 0
+            && path_listed(ev, p.profile_id, LIST_EXEC_DENY);
+        let not_allowed = p.rules & RULES_EXEC_ALLOW != 0
+            && !path_listed(ev, p.profile_id, LIST_EXEC_ALLOW);
+        if denied || not_allowed {
+            ev.header.control = CONTROL_EXEC;
+            ev.header.action = action_for(p.exec_mode);
+            return;
+        }
+    }
+    if p.container_exec_mode != 0 && ev.flags & EXEC_FROM_EXEC_SESSION != 0 {
+        ev.header.control = CONTROL_CONTAINER_EXEC;
+        ev.header.action = action_for(p.container_exec_mode);
+        return;
+    }
+    ev.header.action = ACTION_ALLOWED;
+}
+
+/// How this process came into its container. A process the maps do not know yet entered it
+/// from outside: the first one is the container's init, every later one a `docker exec`.
+#[inline(always)]
+fn origin_of(tgid: u32, container: u64) -> u32 {
+    // SAFETY: the value is copied out at once.
+    if let Some(o) = unsafe { TASK_ORIGIN.get(&tgid) } {
+        return *o;
+    }
+    const BPF_NOEXIST: u64 = 1;
+    let origin = if CONTAINER_INIT.insert(&container, &tgid, BPF_NOEXIST).is_ok() {
+        ORIGIN_INIT
+    } else {
+        ORIGIN_EXEC_SESSION
+    };
+    let _ = TASK_ORIGIN.insert(&tgid, &origin, 0);
+    origin
+}
+
+/// Whether the path is on `list` of `profile`: exact, direct child of a `dir/*` rule, or below
+/// a `dir/**` rule. Hashes are FNV-1a of the path and of each prefix ending in `/`.
+#[inline(always)]
+fn path_listed(ev: &ExecEvent, profile_id: u32, list: u32) -> bool {
+    let len = ev.path_len as usize;
+    let mut key = PathRuleKey {
+        profile_id,
+        list,
+        form: FORM_TREE,
+        _pad: 0,
+        hash: 0,
+    };
+    let mut h = FNV_OFFSET;
+    let mut last_dir = 0u64;
+    let mut i = 0usize;
+    while i < PATH_MAX_OFF {
+        if i >= len {
+            break;
+        }
+        let b = ev.path[i];
+        h = fnv1a_step(h, b);
+        if b == b'/' {
+            key.hash = h;
+            if PATH_RULES.get_ptr(&key).is_some() {
+                return true;
+            }
+            last_dir = h;
+        }
+        i += 1;
+    }
+    if len >= PATH_MAX_OFF {
+        // Longer than the kernel hashes: never matches a rule (the event says truncated).
+        return false;
+    }
+    key.form = FORM_EXACT;
+    key.hash = h;
+    if PATH_RULES.get_ptr(&key).is_some() {
+        return true;
+    }
+    key.form = FORM_DIR;
+    key.hash = last_dir;
+    PATH_RULES.get_ptr(&key).is_some()
+}
+
+/// Builds the path of (`mnt`, `dentry`) as seen from the process's root, crossing mounts, into
+/// `ev.path`. Components are collected leaf first, then written root first.
+#[inline(always)]
+fn build_path(
+    ev: &mut ExecEvent,
+    mut vfsmnt: u64,
+    mut dentry: u64,
+    root_mnt: u64,
+    root_dentry: u64,
+) -> Result<(), i64> {
+    let o = offsets();
+    let comps = SCRATCH_DENTRIES.get_ptr_mut(0).ok_or(-1i64)?;
+    // SAFETY: per-CPU scratch owned by this invocation.
+    let comps = unsafe { &mut *comps };
+    let mut n = 0usize;
+    let mut step = 0;
+    // Each step either adds a component or crosses one mount.
+    while step < MAX_PATH_DEPTH + 8 {
+        step += 1;
+        if dentry == root_dentry && vfsmnt == root_mnt {
+            break;
+        }
+        // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+        let mnt_root: u64 = unsafe { read(vfsmnt, o.vfsmount_mnt_root)? };
+        if dentry == mnt_root {
+            let mount = vfsmnt - o.mount_mnt as u64;
+            let parent: u64 = unsafe { read(mount, o.mount_mnt_parent)? };
+            if parent == mount || parent == 0 {
+                break;
+            }
+            dentry = unsafe { read(mount, o.mount_mnt_mountpoint)? };
+            vfsmnt = parent + o.mount_mnt as u64;
+            continue;
+        }
+        let up: u64 = unsafe { read(dentry, o.dentry_d_parent)? };
+        if up == dentry || up == 0 {
+            break;
+        }
+        if n >= MAX_PATH_DEPTH {
+            ev.flags |= EXEC_PATH_TRUNCATED;
+            break;
+        }
+        comps[n] = dentry;
+        n += 1;
+        dentry = up;
+    }
+
+    let mut off = 0usize;
+    let mut j = 0usize;
+    while j < MAX_PATH_DEPTH {
+        if j >= n {
+            break;
+        }
+        if off >= PATH_MAX_OFF {
+            ev.flags |= EXEC_PATH_TRUNCATED;
+            break;
+        }
+        let idx = n - 1 - j;
+        if idx >= MAX_PATH_DEPTH {
+            break;
+        }
+        let d = comps[idx];
+        ev.path[off & (PATH_MAX_OFF - 1)] = b'/';
+        off += 1;
+        let name: u64 = unsafe { read(d, o.dentry_d_name_name)? };
+        let dst = unsafe { ev.path.as_mut_ptr().add(off & (PATH_MAX_OFF - 1)) };
+        // SAFETY: dst has NAME_BUF bytes of room: path is PATH_MAX_OFF + NAME_BUF long or more.
+        let r = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_BUF as u32, name as *const _) };
+        if r <= 1 {
+            break;
+        }
+        off += (r - 1) as usize;
+        j += 1;
+    }
+    if off == 0 {
+        ev.path[0] = b'/';
+        off = 1;
+    }
+    ev.path_len = off as u32;
+    Ok(())
+}
+
+/// argv from the new image's stack (`mm->arg_start..arg_end`), NUL-separated.
+#[inline(always)]
+fn read_args(ev: &mut ExecEvent, task: u64) -> Result<(), i64> {
+    let o = offsets();
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+    let mm = unsafe { read_ptr(task, o.task_mm)? };
+    let start: u64 = unsafe { read(mm, o.mm_arg_start)? };
+    let end: u64 = unsafe { read(mm, o.mm_arg_end)? };
+    if end <= start {
+        return Ok(());
+    }
+    let mut len = end - start;
+    if len > (ARGS_BUF - 1) as u64 {
+        len = (ARGS_BUF - 1) as u64;
+        ev.flags |= EXEC_ARGS_TRUNCATED;
+    }
+    let len = (len as u32) & (ARGS_BUF as u32 - 1);
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: len < ARGS_BUF; reading the current task's own user memory.
+    let r = unsafe { bpf_probe_read_user(ev.args.as_mut_ptr().cast(), len, start as *const _) };
+    if r == 0 {
+        ev.args_len = len;
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+const _: () = assert!(ORIGIN_INIT != ORIGIN_EXEC_SESSION);

@@ -1,0 +1,56 @@
+//! Every map the programs share with the agent. Names are the `MAP_*` constants of
+//! agent-common (the statics are named the same).
+
+use agent_common::{
+    ContainerPolicy, ExecEvent, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT,
+    MAX_PATH_DEPTH,
+};
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+
+/// Default ring buffer size; the agent may resize it before load (`ringbuf_bytes`).
+const RINGBUF_BYTES: u32 = 8 << 20;
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[map]
+pub static CONTAINER_PARENTS: HashMap<u64, u32> = HashMap::with_max_entries(64, 0);
+
+#[map]
+pub static CONTAINERS: HashMap<u64, ContainerPolicy> = HashMap::with_max_entries(8192, 0);
+
+#[map]
+pub static CONTAINER_INIT: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
+
+#[map]
+pub static TASK_ORIGIN: HashMap<u32, u32> = HashMap::with_max_entries(131_072, 0);
+
+#[map]
+pub static PATH_RULES: HashMap<PathRuleKey, u32> = HashMap::with_max_entries(16_384, 0);
+
+#[map]
+pub static NET_RULES: HashMap<NetRuleKey, NetRule> = HashMap::with_max_entries(8192, 0);
+
+/// Per-CPU scratch for building an exec event (too big for the 512-byte stack).
+#[map]
+pub static SCRATCH_EXEC: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch for the dentries of a path being built, leaf first.
+#[map]
+pub static SCRATCH_DENTRIES: PerCpuArray<[u64; MAX_PATH_DEPTH]> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// Adds one to a `COUNTER_*`.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *c += 1 };
+    }
+}
