@@ -5,3 +5,4 @@
 pub mod btf;
 pub mod metrics;
 pub mod notify;
+pub mod profile;

@@ -1,0 +1,139 @@
+//! Behavioural profiles: the TOML language operators write, validated and compiled into the typed
+//! policy the kernel task turns into BPF map entries.
+//!
+//! One profile per file in a profiles directory; `profiles/README.md` is the user-facing reference
+//! for the syntax and semantics. Everything here is pure userspace and needs no privileges, so
+//! `seawall profile check` runs anywhere (CI, a laptop) with the same answers the daemon would give.
+//!
+//! - [`parse`] walks the TOML with spans, so every problem is reported as `file:line:col`, and all
+//!   problems of a file are collected rather than stopping at the first.
+//! - [`ProfileSet::load_dir`] is all-or-nothing: a reload with any error leaves the caller holding
+//!   its previous set.
+
+mod diag;
+mod image;
+mod net;
+mod parse;
+mod path_rule;
+mod set;
+
+pub use diag::{CheckReport, Diagnostic, Position, Severity};
+pub use image::ImagePattern;
+pub use net::{NetRule, PortRange, Protocol};
+pub use path_rule::{PathGlobs, PathRule};
+pub use set::{check_path, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What a control does when it sees a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mode {
+    /// The control is not applied at all.
+    Off,
+    /// Violations are reported (`action = "audited"`) but allowed.
+    Audit,
+    /// Violations are blocked and reported (`action = "blocked"`).
+    Enforce,
+}
+
+impl Mode {
+    /// The spelling used in profiles and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Audit => "audit",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One compiled, validated profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// `[profile] name`; unique within a profile set, `default` for the fallback profile.
+    pub name: String,
+    /// The file it came from (`<builtin>` for [`ProfileSet::builtin_default`]).
+    pub source: PathBuf,
+    /// `[profile] description`, free text for humans.
+    pub description: Option<String>,
+    /// The profile-wide mode: every control inherits it unless it sets its own.
+    pub mode: Mode,
+    /// Which images this profile applies to.
+    pub images: Vec<ImagePattern>,
+    /// Control `drift`.
+    pub drift: DriftPolicy,
+    /// Controls `exec` and `container_exec`.
+    pub exec: ExecPolicy,
+    /// Control `file`.
+    pub files: FilePolicy,
+    /// Control `network`.
+    pub network: NetworkPolicy,
+}
+
+impl Profile {
+    /// Whether this is the fallback profile for containers no other profile matches.
+    pub fn is_default(&self) -> bool {
+        self.name == DEFAULT_PROFILE_NAME
+    }
+}
+
+/// Control `drift`: executing a file that was not in the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftPolicy {
+    /// `Off` when `prevent` is false or the `[drift]` table is absent.
+    pub mode: Mode,
+    /// Paths that may be executed even when they are drift (e.g. a JIT cache under `/tmp`).
+    pub allow: Vec<PathRule>,
+}
+
+/// Controls `exec` (allow/deny lists) and `container_exec` (`docker exec` sessions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecPolicy {
+    /// Mode of the allow/deny lists.
+    pub mode: Mode,
+    /// When `Some`, any executable not matching it is a violation.
+    pub allow: Option<Vec<PathRule>>,
+    /// Always a violation, even when also allowed.
+    pub deny: Vec<PathRule>,
+    /// Mode for processes entered with `docker exec`: the exec mode when
+    /// `block_container_exec = true`, else `Off`.
+    pub container_exec: Mode,
+}
+
+/// Control `file`: opens of paths as seen inside the container.
+#[derive(Debug, Clone)]
+pub struct FilePolicy {
+    /// Mode of all three lists.
+    pub mode: Mode,
+    /// No open at all.
+    pub deny: PathGlobs,
+    /// No write, create, truncate, unlink or rename.
+    pub read_only: PathGlobs,
+    /// Writes are reported (never blocked).
+    pub monitor: PathGlobs,
+}
+
+/// Control `network`: outbound connections, listening ports and raw sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    /// Mode of every network rule.
+    pub mode: Mode,
+    /// When `Some`, egress not matching any of these is a violation.
+    pub egress_allow: Option<Vec<NetRule>>,
+    /// Always a violation; wins over `egress_allow`.
+    pub egress_deny: Vec<NetRule>,
+    /// When `Some`, binding a port outside these ranges is a violation.
+    pub listen_allow: Option<Vec<PortRange>>,
+    /// No `AF_PACKET` or `SOCK_RAW` sockets.
+    pub block_raw_sockets: bool,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,296 @@
+//! A directory of profiles: loading (all-or-nothing), cross-file checks and image matching.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::diag::{CheckReport, Diagnostic, FileDiags, Position, Severity};
+use super::parse::parse_profile;
+use super::{DriftPolicy, ExecPolicy, FilePolicy, Mode, NetworkPolicy, PathGlobs, Profile};
+
+/// The name (and file stem) of the fallback profile.
+pub const DEFAULT_PROFILE_NAME: &str = "default";
+
+/// Where the daemon looks for profiles unless told otherwise (`--profiles DIR`).
+pub const DEFAULT_PROFILES_DIR: &str = "/etc/seawall/profiles";
+
+/// All profiles of a directory plus the default; immutable once loaded, so a reload builds a new
+/// set and swaps it in whole.
+#[derive(Debug, Clone)]
+pub struct ProfileSet {
+    default: Profile,
+    /// Non-default profiles in name order, which is also the tie-break order when matching.
+    others: Vec<Profile>,
+    /// Warnings found while loading (the set loaded despite them).
+    warnings: Vec<Diagnostic>,
+}
+
+/// A parsed profile with the positions cross-file checks point at.
+struct Loaded {
+    profile: Profile,
+    name_pos: Option<Position>,
+    image_pos: Vec<Option<Position>>,
+}
+
+impl ProfileSet {
+    /// Loads every `*.toml` file of `dir` (hidden files and other extensions are ignored). Any
+    /// error rejects the whole set, so a caller reloading keeps its previous one. Without a
+    /// `default.toml`, [`ProfileSet::builtin_default`]'s default applies.
+    pub fn load_dir(dir: &Path) -> Result<ProfileSet, CheckReport> {
+        if !dir.is_dir() {
+            let mut report = CheckReport::default();
+            report.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: dir.to_path_buf(),
+                position: None,
+                message: "not a directory; `--profiles` takes a directory of `*.toml` profiles"
+                    .into(),
+            });
+            return Err(report);
+        }
+        let (loaded, report) = analyze(dir);
+        if !report.is_ok() {
+            return Err(report);
+        }
+        let mut default = None;
+        let mut others = Vec::new();
+        for l in loaded {
+            if l.profile.is_default() {
+                default = Some(l.profile);
+            } else {
+                others.push(l.profile);
+            }
+        }
+        others.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ProfileSet {
+            default: default.unwrap_or_else(builtin_default_profile),
+            others,
+            warnings: report.diagnostics,
+        })
+    }
+
+    /// The set used when there is no `default.toml`: drift in audit mode, nothing else.
+    pub fn builtin_default() -> ProfileSet {
+        ProfileSet {
+            default: builtin_default_profile(),
+            others: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The profile for a container's image: a digest match first, then the most specific glob
+    /// (longest literal prefix, then a pattern without wildcards, then profile name order), else
+    /// the default.
+    pub fn for_image(&self, image_ref: &str, image_digest: Option<&str>) -> &Profile {
+        let by_digest = self.others.iter().find(|p| {
+            p.images
+                .iter()
+                .any(|i| i.specificity().is_none() && i.matches(image_ref, image_digest))
+        });
+        if let Some(p) = by_digest {
+            return p;
+        }
+        let mut best: Option<((usize, bool), &Profile)> = None;
+        for p in &self.others {
+            for i in &p.images {
+                let Some(spec) = i.specificity() else {
+                    continue;
+                };
+                if best.is_some_and(|(b, _)| b >= spec) || !i.matches(image_ref, image_digest) {
+                    continue;
+                }
+                best = Some((spec, p));
+            }
+        }
+        best.map_or(&self.default, |(_, p)| p)
+    }
+
+    /// The default profile first, then the others in name order.
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        std::iter::once(&self.default).chain(self.others.iter())
+    }
+
+    /// The fallback profile.
+    pub fn default_profile(&self) -> &Profile {
+        &self.default
+    }
+
+    /// Warnings found while loading; the set loaded despite them.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+}
+
+fn builtin_default_profile() -> Profile {
+    Profile {
+        name: DEFAULT_PROFILE_NAME.to_string(),
+        source: PathBuf::from("<builtin>"),
+        description: Some("built-in default: report drift, nothing else".into()),
+        mode: Mode::Audit,
+        images: Vec::new(),
+        drift: DriftPolicy {
+            mode: Mode::Audit,
+            allow: Vec::new(),
+        },
+        exec: ExecPolicy {
+            mode: Mode::Audit,
+            allow: None,
+            deny: Vec::new(),
+            container_exec: Mode::Off,
+        },
+        files: FilePolicy {
+            mode: Mode::Audit,
+            deny: PathGlobs::default(),
+            read_only: PathGlobs::default(),
+            monitor: PathGlobs::default(),
+        },
+        network: NetworkPolicy {
+            mode: Mode::Audit,
+            egress_allow: None,
+            egress_deny: Vec::new(),
+            listen_allow: None,
+            block_raw_sockets: false,
+        },
+    }
+}
+
+/// Checks a profile file, or every `*.toml` file of a directory together (duplicate names and
+/// overlapping image patterns are only visible across files). This is `seawall profile check`.
+pub fn check_path(path: &Path) -> CheckReport {
+    analyze(path).1
+}
+
+fn analyze(path: &Path) -> (Vec<Loaded>, CheckReport) {
+    let mut report = CheckReport::default();
+    let files = match profile_files(path) {
+        Ok(f) => f,
+        Err(message) => {
+            report.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: path.to_path_buf(),
+                position: None,
+                message,
+            });
+            return (Vec::new(), report);
+        }
+    };
+    if files.is_empty() {
+        report.diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            file: path.to_path_buf(),
+            position: None,
+            message: "no `*.toml` profiles here; the built-in default (drift audit) applies to every container".into(),
+        });
+    }
+    let mut loaded = Vec::new();
+    for file in files {
+        let text = match fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                report.diagnostics.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: file.clone(),
+                    position: None,
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        let mut d = FileDiags::new(&file, &text);
+        if let Some(p) = parse_profile(&file, &mut d) {
+            loaded.push(Loaded {
+                name_pos: d.position(&p.name_span),
+                image_pos: p.image_spans.iter().map(|s| d.position(s)).collect(),
+                profile: p.profile,
+            });
+        }
+        report.diagnostics.append(&mut d.out);
+    }
+    cross_file_checks(&loaded, &mut report);
+    // File order, then position within the file, whichever check found the problem.
+    report
+        .diagnostics
+        .sort_by(|a, b| (&a.file, a.position).cmp(&(&b.file, b.position)));
+    let failed: Vec<&Path> = report.errors().map(|d| d.file.as_path()).collect();
+    report.profiles_ok = loaded
+        .iter()
+        .filter(|l| !failed.contains(&l.profile.source.as_path()))
+        .count();
+    (loaded, report)
+}
+
+fn profile_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = fs::metadata(path).map_err(|e| {
+        format!("cannot open: {e}; pass a profile file or a directory of `*.toml` profiles")
+    })?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = fs::read_dir(path).map_err(|e| format!("cannot list directory: {e}"))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && name.ends_with(".toml") && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn located(file: &Path, pos: Option<Position>) -> String {
+    match pos {
+        Some(p) => format!("{}:{}:{}", file.display(), p.line, p.col),
+        None => file.display().to_string(),
+    }
+}
+
+fn cross_file_checks(loaded: &[Loaded], report: &mut CheckReport) {
+    let mut names: HashMap<&str, &Loaded> = HashMap::new();
+    let mut images: HashMap<&str, (&Loaded, Option<Position>)> = HashMap::new();
+    for l in loaded {
+        let p = &l.profile;
+        if let Some(first) = names.get(p.name.as_str()) {
+            report.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                file: p.source.clone(),
+                position: l.name_pos,
+                message: format!(
+                    "profile name `{}` is already used by {}; each profile needs its own name",
+                    p.name,
+                    located(&first.profile.source, first.name_pos)
+                ),
+            });
+            continue;
+        }
+        names.insert(&p.name, l);
+        if p.is_default() {
+            continue;
+        }
+        for (img, pos) in p.images.iter().zip(&l.image_pos) {
+            match images.get(img.normalized()) {
+                Some((first, first_pos)) if first.profile.name != p.name => {
+                    report.diagnostics.push(Diagnostic {
+                        severity: Severity::Warning,
+                        file: p.source.clone(),
+                        position: *pos,
+                        message: format!(
+                            "image pattern `{}` is also claimed by profile `{}` at {}; only `{}` \
+                             applies to those images (first by name); make one pattern more \
+                             specific or merge the profiles",
+                            img.as_str(),
+                            first.profile.name,
+                            located(&first.profile.source, *first_pos),
+                            first.profile.name.as_str().min(p.name.as_str()),
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    images.insert(img.normalized(), (l, *pos));
+                }
+            }
+        }
+    }
+}
