@@ -172,8 +172,8 @@ impl NetRule {
             }
         };
         let (net, prefix_len) = parse_cidr(cidr).map_err(|e| {
-            // The CIDR error already quotes the whole entry when there is nothing else in it.
-            if cidr == s {
+            // Name the whole entry once, whether or not the CIDR error already quotes it.
+            if e.starts_with(&format!("`{s}`")) {
                 e
             } else {
                 format!("`{s}`: {e}")
@@ -244,10 +244,7 @@ pub(crate) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
         None => (s, None),
     };
     let addr: IpAddr = addr.parse().map_err(|_| {
-        format!(
-            "`{addr}` is not an IP address; write an IPv4 or IPv6 address or network \
-             (`10.0.0.0/8`, `fd00::/8`); host names are not resolved"
-        )
+        format!("`{addr}` is not an IP address (host names are not resolved); {NET_RULE_SYNTAX}")
     })?;
     let max: u8 = if addr.is_ipv4() { 32 } else { 128 };
     let prefix_len = match prefix {

@@ -128,6 +128,14 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
         );
     }
 
+    if (is_default_file || name == DEFAULT_PROFILE_NAME) && !images.is_empty() {
+        d.warning(
+            &pt.table.get("images").and_then(Item::span),
+            "the default profile applies to every container no other profile matches, so its \
+             `images` are ignored; remove the line, or move these images to a profile of their own",
+        );
+    }
+
     let drift = parse_drift(d, root, mode);
     let exec = parse_exec(d, root, mode);
     let files = parse_files(d, root, mode);
@@ -191,7 +199,12 @@ fn parse_exec(d: &mut FileDiags<'_>, root: &dyn TableLike, profile_mode: Mode) -
     check_keys(d, s.table, "[exec]", EXEC_KEYS);
     let mode = get_mode(d, s.table, "exec", true).unwrap_or(profile_mode);
     let allow = path_rules(d, s.table, "exec", "allow");
-    if allow.as_ref().is_some_and(Vec::is_empty) {
+    let raw_allow_empty = s
+        .table
+        .get("allow")
+        .and_then(Item::as_array)
+        .is_some_and(|a| a.is_empty());
+    if raw_allow_empty {
         let span = s.table.get("allow").and_then(Item::span);
         d.warning(
             &span,
@@ -459,7 +472,7 @@ fn net_rules(d: &mut FileDiags<'_>, t: &dyn TableLike, key: &str) -> Option<Vec<
         match v {
         Value::String(s) => match NetRule::parse(s.value()) {
             Ok(r) => out.push(r),
-            Err(e) => d.error(&v.span(), format!("network.{key}: {e}; {NET_RULE_SYNTAX}")),
+            Err(e) => d.error(&v.span(), format!("network.{key}: {e}")),
         },
         Value::InlineTable(tbl) => {
             if let Some(r) = net_rule_table(d, tbl, v.span(), key) {
