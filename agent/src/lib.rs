@@ -6,3 +6,4 @@ pub mod btf;
 pub mod metrics;
 pub mod notify;
 pub mod profile;
+pub mod delivery;

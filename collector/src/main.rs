@@ -1,1 +1,115 @@
-fn main(){}
+//! `seawall-collector`: flags, config file and signals; everything else is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use seawall_collector::config::Config;
+use seawall_collector::{run, Security, Settings, DEFAULT_MAX_MESSAGE_BYTES};
+
+/// Seawall's central collector: receives agents' events over mutual TLS, stores them and
+/// forwards them to SIEMs.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Address to listen on (default 0.0.0.0:7443).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory for the event store and the sinks' cursors.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Server certificate (PEM).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// CA that signs agents' client certificates (PEM).
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// TOML config file (store limits, sinks; flags override its top-level keys).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Plain-text gRPC without authentication: any client can publish as any agent. Local
+    /// trials only.
+    #[arg(long)]
+    insecure: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let cfg = match &cli.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let listen = cli
+        .listen
+        .or(cfg.listen)
+        .unwrap_or_else(|| "0.0.0.0:7443".parse().expect("valid default"));
+    let data = cli
+        .data
+        .or(cfg.data.clone())
+        .context("--data DIR (or `data` in the config file) is required: where events are stored")?;
+    let insecure = cli.insecure || cfg.insecure;
+    let security = if insecure {
+        eprintln!(
+            "WARNING: seawall-collector is running with --insecure: no TLS, no client \
+             authentication, any client can publish events as any agent. Use only for local trials."
+        );
+        tracing::warn!("INSECURE MODE: plain-text gRPC without client authentication");
+        Security::Insecure
+    } else {
+        let need = |flag: Option<PathBuf>, file: Option<PathBuf>, name: &str| {
+            flag.or(file).with_context(|| {
+                format!("--{name} is required for mutual TLS (or pass --insecure for a local trial)")
+            })
+        };
+        Security::MutualTls {
+            cert: need(cli.tls_cert, cfg.tls.cert.clone(), "tls-cert")?,
+            key: need(cli.tls_key, cfg.tls.key.clone(), "tls-key")?,
+            client_ca: need(cli.client_ca, cfg.tls.client_ca.clone(), "client-ca")?,
+        }
+    };
+    let settings = Settings {
+        data,
+        security,
+        store: cfg.store.options(),
+        sinks: cfg.sinks.clone(),
+        max_message_bytes: cfg.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        // Tests and scripts read the bound address (useful with port 0) from this line.
+        println!("listening on {}", listener.local_addr()?);
+        run(settings, listener, shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,227 @@
+//! Durable delivery of events to the central collector (`seawall.v1.Collector.Publish`).
+//!
+//! [`Delivery::publish`] appends to a bounded on-disk [`spool`] and returns at once; a sender task
+//! streams the spool to the collector over mutual TLS in seq order and deletes events only when
+//! the collector acknowledges that it stored them. After any outage (network, collector, agent
+//! restart) the sender resumes after the last acknowledgement. Generated protobuf types never
+//! leave this module.
+
+pub mod events_cli;
+mod sender;
+pub mod spool;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use seawall_proto::event::{Action, Event, Kind, Severity};
+use tokio::sync::{watch, Notify};
+
+/// Where and how to deliver events (`seawall agent --collector …` and the `[collector]` table).
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// `https://HOST:PORT` (or `http://` with `insecure`).
+    pub url: String,
+    /// CA that signed the collector's certificate (PEM).
+    pub ca: Option<PathBuf>,
+    /// This agent's client certificate (PEM); its subject is the agent's identity.
+    pub cert: Option<PathBuf>,
+    /// This agent's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Plain-text gRPC without TLS, for a collector started with `--insecure`.
+    pub insecure: bool,
+    pub spool_dir: PathBuf,
+    /// Size limit of the spool; past it the oldest events are dropped (and counted).
+    pub spool_max_bytes: u64,
+    /// Sent as `agent_id`; the identity only for an `--insecure` collector. Default: host name.
+    pub agent_id: Option<String>,
+}
+
+/// Default spool size limit: 256 MiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("spool {path}: {source}; check that the spool directory is writable and has space")]
+    Spool {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("event seq {seq} is not above the last spooled seq {last}; seq numbers must increase")]
+    OutOfOrder { seq: u64, last: u64 },
+    #[error("collector configuration: {0}")]
+    Config(String),
+    #[error("reading {what} {path}: {source}")]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to the collector {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("collector stream: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error("the delivery task has stopped")]
+    Stopped,
+}
+
+/// A snapshot of the delivery state, for `seawall status` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeliveryStats {
+    /// Events spooled and not yet acknowledged.
+    pub spool_depth_events: u64,
+    pub spool_bytes: u64,
+    /// Events dropped because the spool was full, since the agent started.
+    pub dropped_total: u64,
+    /// Highest seq the collector acknowledged.
+    pub acked_seq: u64,
+    /// A Publish stream is open.
+    pub connected: bool,
+    /// Seconds since the collector last acknowledged, while events are waiting (0 when none).
+    pub lag_seconds: u64,
+}
+
+pub(crate) struct Shared {
+    // A std Mutex: the spool is plain file I/O and `publish` is synchronous.
+    spool: Mutex<spool::Spool>,
+    /// Wakes the sender when an event is spooled.
+    wake: Notify,
+    connected: AtomicBool,
+    /// Dropped events not yet handed to `take_dropped`.
+    dropped_unreported: AtomicU64,
+    last_progress: Mutex<Instant>,
+}
+
+impl Shared {
+    fn spool(&self) -> std::sync::MutexGuard<'_, spool::Spool> {
+        // The spool's files stay consistent if a holder panicked (recovery handles torn lines).
+        self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle to the delivery pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Delivery {
+    shared: Arc<Shared>,
+    stop: Arc<watch::Sender<bool>>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Delivery {
+    /// Opens (or creates) the spool, returns the highest seq ever spooled (0 if none) so the
+    /// agent numbers on from it, and spawns the sender task.
+    pub async fn start(cfg: CollectorConfig) -> Result<(Delivery, u64), DeliveryError> {
+        let target = sender::Target::new(&cfg)?;
+        let dir = cfg.spool_dir.clone();
+        let max = cfg.spool_max_bytes;
+        let spool = tokio::task::spawn_blocking(move || spool::Spool::open(&dir, max))
+            .await
+            .map_err(|_| DeliveryError::Stopped)??;
+        let last_seq = spool.last_seq();
+        tracing::info!(spool = %cfg.spool_dir.display(), last_seq, acked = spool.acked(), pending = spool.depth(), collector = %cfg.url, "delivery starting");
+        let shared = Arc::new(Shared {
+            spool: Mutex::new(spool),
+            wake: Notify::new(),
+            connected: AtomicBool::new(false),
+            dropped_unreported: AtomicU64::new(0),
+            last_progress: Mutex::new(Instant::now()),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(sender::run(shared.clone(), target, stop_rx));
+        Ok((
+            Delivery {
+                shared,
+                stop: Arc::new(stop),
+                task: Arc::new(Mutex::new(Some(task))),
+            },
+            last_seq,
+        ))
+    }
+
+    /// Appends to the spool (one `write(2)`: survives an agent crash; fsync'd within about a
+    /// second). Never blocks on the network. When the spool is full the oldest unacknowledged
+    /// events are dropped: they are counted in [`DeliveryStats::dropped_total`], logged, and
+    /// returned once by [`Delivery::take_dropped`] so the agent can emit [`dropped_event`].
+    pub fn publish(&self, event: &Event) -> Result<(), DeliveryError> {
+        let dropped = self.shared.spool().append(event)?;
+        if dropped > 0 {
+            self.shared
+                .dropped_unreported
+                .fetch_add(dropped, Ordering::Relaxed);
+            tracing::warn!(
+                dropped,
+                "delivery spool full: dropped the oldest unacknowledged events"
+            );
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Events dropped since the last call (0 if none). The agent publishes
+    /// [`dropped_event`] with its next seq when this is non-zero.
+    pub fn take_dropped(&self) -> u64 {
+        self.shared.dropped_unreported.swap(0, Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> DeliveryStats {
+        let spool = self.shared.spool();
+        let depth = spool.depth();
+        let lag = if depth == 0 {
+            0
+        } else {
+            self.shared
+                .last_progress
+                .lock()
+                .map(|t| t.elapsed().as_secs())
+                .unwrap_or(0)
+        };
+        DeliveryStats {
+            spool_depth_events: depth,
+            spool_bytes: spool.bytes(),
+            dropped_total: spool.dropped_total(),
+            acked_seq: spool.acked(),
+            connected: self.shared.connected.load(Ordering::Relaxed),
+            lag_seconds: lag,
+        }
+    }
+
+    /// Stops the sender and flushes the spool. Unacknowledged events stay spooled for the next
+    /// start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        if let Err(e) = self.shared.spool().sync() {
+            tracing::warn!(error = %e, "flushing the delivery spool at shutdown");
+        }
+    }
+}
+
+/// The `kind: "agent"` event that reports events dropped because the spool was full.
+pub fn dropped_event(seq: u64, time: String, node: String, dropped: u64) -> Event {
+    Event {
+        seq,
+        time,
+        node,
+        kind: Kind::Agent,
+        action: Action::Allowed,
+        control: "delivery".into(),
+        severity: Severity::High,
+        message: format!(
+            "delivery spool full: {dropped} events were dropped before the collector acknowledged them"
+        ),
+        process: None,
+        container: None,
+        file: None,
+        network: None,
+    }
+}

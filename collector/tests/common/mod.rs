@@ -1,0 +1,184 @@
+//! Shared test fixtures: a PKI made with rcgen, the collector binary as a real process, and the
+//! agent's delivery client. Everything listens on 127.0.0.1 only.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use seawall::delivery::{CollectorConfig, Delivery};
+use seawall_proto::event::{Action, Container, Event, Kind, Severity};
+
+/// A CA and the paths of the PEM files it signed.
+pub struct Pki {
+    pub dir: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+    pub ca: PathBuf,
+}
+
+pub struct Pair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
+        let cert = params.self_signed(&key).unwrap();
+        let ca = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&ca, cert.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            issuer: Issuer::new(params, key),
+            ca,
+        }
+    }
+
+    /// A leaf certificate with this subject CN, valid for localhost and 127.0.0.1.
+    pub fn leaf(&self, cn: &str) -> Pair {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let pair = Pair {
+            cert: self.dir.join(format!("{cn}.pem")),
+            key: self.dir.join(format!("{cn}.key")),
+        };
+        std::fs::write(&pair.cert, cert.pem()).unwrap();
+        std::fs::write(&pair.key, key.serialize_pem()).unwrap();
+        pair
+    }
+}
+
+/// The collector binary running as a child process; killed (by its pid) when dropped.
+pub struct CollectorProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl CollectorProcess {
+    pub fn start(args: &[String]) -> CollectorProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_seawall-collector"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start seawall-collector");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("collector printed its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        CollectorProcess { child, addr }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn mtls_args(pki: &Pki, server: &Pair, listen: &str, data: &Path) -> Vec<String> {
+    vec![
+        "--listen".into(),
+        listen.into(),
+        "--data".into(),
+        data.display().to_string(),
+        "--tls-cert".into(),
+        server.cert.display().to_string(),
+        "--tls-key".into(),
+        server.key.display().to_string(),
+        "--client-ca".into(),
+        pki.ca.display().to_string(),
+    ]
+}
+
+pub fn agent_config(addr: SocketAddr, pki: &Pki, client: &Pair, spool: &Path) -> CollectorConfig {
+    CollectorConfig {
+        url: format!("https://127.0.0.1:{}", addr.port()),
+        ca: Some(pki.ca.clone()),
+        cert: Some(client.cert.clone()),
+        key: Some(client.key.clone()),
+        insecure: false,
+        spool_dir: spool.to_path_buf(),
+        spool_max_bytes: 64 << 20,
+        agent_id: Some("claimed-id-is-ignored".into()),
+    }
+}
+
+pub fn event(seq: u64, severity: Severity) -> Event {
+    Event {
+        seq,
+        time: "2026-05-01T10:00:00.123456789Z".into(),
+        node: "node-1".into(),
+        kind: Kind::Exec,
+        action: Action::Blocked,
+        control: "drift".into(),
+        severity,
+        message: format!("blocked exec #{seq}"),
+        process: None,
+        container: Some(Container {
+            id: "0123456789abcdef0123".into(),
+            name: "web".into(),
+            image: "nginx:1.27".into(),
+            image_id: "sha256:abc".into(),
+            labels: Default::default(),
+        }),
+        file: None,
+        network: None,
+    }
+}
+
+/// Polls `cond` every 50 ms for at most `limit`.
+pub async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_acked(d: &Delivery, seq: u64, limit: Duration) {
+    wait_until(limit, &format!("ack of seq {seq}"), || d.stats().acked_seq >= seq).await;
+}
+
+/// Lines of the JSON lines sink file, parsed.
+pub fn sink_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("sink line is JSON"))
+        .collect()
+}
