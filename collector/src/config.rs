@@ -200,7 +200,11 @@ mod tests {
         assert_eq!(cfg.sinks[0].min_severity, Severity::High);
         assert!(matches!(
             cfg.sinks[0].kind,
-            SinkKind::Syslog { format: SyslogFormat::Cef, protocol: SyslogProtocol::Tcp, .. }
+            SinkKind::Syslog {
+                format: SyslogFormat::Cef,
+                protocol: SyslogProtocol::Tcp,
+                ..
+            }
         ));
         let err = parse("[[sink]]\nname = \"a\"\ntype = \"syslog\"\nadress = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("adress"), "{err}");

@@ -90,10 +90,8 @@ pub async fn run(
         client_ca,
     } = &settings.security
     {
-        let identity = Identity::from_pem(
-            read(cert, "server certificate")?,
-            read(key, "server key")?,
-        );
+        let identity =
+            Identity::from_pem(read(cert, "server certificate")?, read(key, "server key")?);
         // With a client CA set, tonic requires every client to present a certificate that CA
         // signed; a client without one fails the handshake and never reaches the service.
         let tls = ServerTlsConfig::new()

@@ -40,8 +40,7 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -54,10 +53,9 @@ fn main() -> anyhow::Result<()> {
         .listen
         .or(cfg.listen)
         .unwrap_or_else(|| "0.0.0.0:7443".parse().expect("valid default"));
-    let data = cli
-        .data
-        .or(cfg.data.clone())
-        .context("--data DIR (or `data` in the config file) is required: where events are stored")?;
+    let data = cli.data.or(cfg.data.clone()).context(
+        "--data DIR (or `data` in the config file) is required: where events are stored",
+    )?;
     let insecure = cli.insecure || cfg.insecure;
     let security = if insecure {
         eprintln!(
@@ -69,7 +67,9 @@ fn main() -> anyhow::Result<()> {
     } else {
         let need = |flag: Option<PathBuf>, file: Option<PathBuf>, name: &str| {
             flag.or(file).with_context(|| {
-                format!("--{name} is required for mutual TLS (or pass --insecure for a local trial)")
+                format!(
+                    "--{name} is required for mutual TLS (or pass --insecure for a local trial)"
+                )
             })
         };
         Security::MutualTls {

@@ -56,7 +56,9 @@ fn decode_batch(events: Vec<pb::Event>) -> Result<Vec<Event>, Status> {
             }
         }
         if e.seq == 0 {
-            return Err(Status::invalid_argument("event seq 0: seq numbers start at 1"));
+            return Err(Status::invalid_argument(
+                "event seq 0: seq numbers start at 1",
+            ));
         }
         out.push(e);
     }
@@ -72,9 +74,11 @@ impl collector_server::Collector for CollectorService {
         &self,
         request: Request<Streaming<pb::PublishRequest>>,
     ) -> Result<Response<Self::PublishStream>, Status> {
-        let cert_identity = request
-            .peer_certs()
-            .and_then(|certs| certs.first().and_then(|c| crate::identity::from_certificate_der(c)));
+        let cert_identity = request.peer_certs().and_then(|certs| {
+            certs
+                .first()
+                .and_then(|c| crate::identity::from_certificate_der(c))
+        });
         if cert_identity.is_none() && !self.insecure {
             // Unreachable with client_ca set (the handshake requires a certificate), kept so a
             // misconfiguration can never let an anonymous agent in.
@@ -120,7 +124,13 @@ impl collector_server::Collector for CollectorService {
                 let result = tokio::task::spawn_blocking(move || s.append(&a, events)).await;
                 let ack = match result {
                     Ok(Ok(appended)) => {
-                        tracing::debug!(agent, acked_seq = appended.acked_seq, stored = appended.stored, duplicates = appended.duplicates, "batch stored");
+                        tracing::debug!(
+                            agent,
+                            acked_seq = appended.acked_seq,
+                            stored = appended.stored,
+                            duplicates = appended.duplicates,
+                            "batch stored"
+                        );
                         Ok(pb::PublishAck {
                             acked_seq: appended.acked_seq,
                             duplicates: appended.duplicates,
@@ -158,14 +168,15 @@ impl collector_server::Collector for CollectorService {
         tokio::spawn(async move {
             loop {
                 let s = store.clone();
-                let recs = match tokio::task::spawn_blocking(move || s.read_after(cursor, 512)).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => {
-                        let _ = tx.send(Err(store_error(e))).await;
-                        return;
-                    }
-                    Err(_) => return,
-                };
+                let recs =
+                    match tokio::task::spawn_blocking(move || s.read_after(cursor, 512)).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(store_error(e))).await;
+                            return;
+                        }
+                        Err(_) => return,
+                    };
                 if recs.is_empty() {
                     tokio::select! {
                         changed = last_id.changed() => if changed.is_err() { return },

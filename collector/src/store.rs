@@ -278,7 +278,12 @@ impl Store {
                 continue;
             }
             if last_seq != 0 && event.seq > last_seq + 1 {
-                tracing::warn!(agent, from = last_seq + 1, to = event.seq - 1, "gap in the agent's sequence: the agent dropped these events (spool full)");
+                tracing::warn!(
+                    agent,
+                    from = last_seq + 1,
+                    to = event.seq - 1,
+                    "gap in the agent's sequence: the agent dropped these events (spool full)"
+                );
             }
             last_seq = event.seq;
             let rec = Record {
@@ -507,7 +512,10 @@ mod tests {
         assert_eq!(store.last_id(), 2);
         store.append("a", vec![ev(3)]).unwrap();
         let recs = store.read_after(0, 100).unwrap();
-        assert_eq!(recs.iter().map(|r| r.event.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            recs.iter().map(|r| r.event.seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ async fn channel(addr: std::net::SocketAddr) -> Channel {
         .unwrap()
 }
 
-async fn publish_once(ch: Channel, events: Vec<pb::Event>) -> Result<pb::PublishAck, tonic::Status> {
+async fn publish_once(
+    ch: Channel,
+    events: Vec<pb::Event>,
+) -> Result<pb::PublishAck, tonic::Status> {
     let req = pb::PublishRequest {
         agent_id: "probe".into(),
         events,
@@ -40,7 +43,9 @@ async fn publish_once(ch: Channel, events: Vec<pb::Event>) -> Result<pb::Publish
         .publish(tokio_stream::iter(vec![req]))
         .await?
         .into_inner();
-    acks.message().await?.ok_or_else(|| tonic::Status::unknown("no ack"))
+    acks.message()
+        .await?
+        .ok_or_else(|| tonic::Status::unknown("no ack"))
 }
 
 /// Sends raw bytes and reads until the peer closes (or 5 s pass).
@@ -73,29 +78,45 @@ async fn garbage_oversized_and_invalid_messages_are_refused_and_the_collector_su
     h2.extend_from_slice(&[0xff; 64]);
     raw(addr, &h2).await;
     raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert!(insecure.is_running(), "garbage frames took the collector down");
+    assert!(
+        insecure.is_running(),
+        "garbage frames took the collector down"
+    );
 
     // An oversized batch (over the 4 MiB default) is refused with an error.
     let big = pb::Event {
         message: "x".repeat(5 << 20),
         ..pb::Event::from(&event(1, Severity::Low))
     };
-    let err = publish_once(channel(addr).await, vec![big]).await.unwrap_err();
+    let err = publish_once(channel(addr).await, vec![big])
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal),
+        matches!(
+            err.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted | tonic::Code::Internal
+        ),
         "oversized: {err:?}"
     );
-    assert!(err.message().contains("message length too large") || err.message().contains("too large"), "{err:?}");
+    assert!(
+        err.message().contains("message length too large") || err.message().contains("too large"),
+        "{err:?}"
+    );
 
     // An unknown enum value and out-of-order seqs are invalid arguments, nothing stored.
     let mut bad_kind = pb::Event::from(&event(1, Severity::Low));
     bad_kind.kind = 42;
-    let err = publish_once(channel(addr).await, vec![bad_kind]).await.unwrap_err();
+    let err = publish_once(channel(addr).await, vec![bad_kind])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("kind"), "{err:?}");
     let err = publish_once(
         channel(addr).await,
-        vec![pb::Event::from(&event(5, Severity::Low)), pb::Event::from(&event(3, Severity::Low))],
+        vec![
+            pb::Event::from(&event(5, Severity::Low)),
+            pb::Event::from(&event(3, Severity::Low)),
+        ],
     )
     .await
     .unwrap_err();
@@ -105,7 +126,10 @@ async fn garbage_oversized_and_invalid_messages_are_refused_and_the_collector_su
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(health.last_id, 0, "nothing from the invalid batches was stored");
+    assert_eq!(
+        health.last_id, 0,
+        "nothing from the invalid batches was stored"
+    );
 
     // Unknown fields (a newer agent) are ignored: the batch is stored and acknowledged.
     let mut grpc = tonic::client::Grpc::new(channel(addr).await);
@@ -144,14 +168,23 @@ async fn garbage_oversized_and_invalid_messages_are_refused_and_the_collector_su
     // Garbage to a mutual-TLS port: the handshake fails, the collector carries on.
     let pki = Pki::new(tmp.path(), "seawall");
     let server = pki.leaf("collector");
-    let mut mtls = CollectorProcess::start(&mtls_args(&pki, &server, "127.0.0.1:0", &tmp.path().join("data2")));
+    let mut mtls = CollectorProcess::start(&mtls_args(
+        &pki,
+        &server,
+        "127.0.0.1:0",
+        &tmp.path().join("data2"),
+    ));
     raw(mtls.addr, &[0x16, 3, 1, 0xff, 0xff, 1, 2, 3]).await;
     raw(mtls.addr, &[0u8; 10000]).await;
     assert!(mtls.is_running(), "garbage took the mTLS collector down");
 
     // A config file with an unknown key is refused at start, with the key named.
     let bad = tmp.path().join("bad.toml");
-    std::fs::write(&bad, "[[sink]]\nname = \"s\"\ntype = \"file\"\npaht = \"/tmp/x\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[[sink]]\nname = \"s\"\ntype = \"file\"\npaht = \"/tmp/x\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_seawall-collector"))
         .args(["--insecure", "--listen", "127.0.0.1:0", "--data"])
         .arg(tmp.path().join("data3"))

@@ -11,7 +11,10 @@ use seawall_proto::pb;
 use seawall_proto::pb::collector_client::CollectorClient;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
-async fn health(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<pb::HealthResponse, String> {
+async fn health(
+    addr: std::net::SocketAddr,
+    tls: ClientTlsConfig,
+) -> Result<pb::HealthResponse, String> {
     let ep = Endpoint::from_shared(format!("https://127.0.0.1:{}", addr.port()))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
@@ -88,11 +91,21 @@ async fn events_arrive_with_the_certificate_identity_and_strangers_are_refused()
         .into_inner()
         .events;
     assert_eq!(stored.len(), 20);
-    assert!(stored.iter().all(|s| s.agent == "agent-a"), "{:?}", stored[0].agent);
-    let seqs: Vec<u64> = stored.iter().map(|s| s.event.as_ref().unwrap().seq).collect();
+    assert!(
+        stored.iter().all(|s| s.agent == "agent-a"),
+        "{:?}",
+        stored[0].agent
+    );
+    let seqs: Vec<u64> = stored
+        .iter()
+        .map(|s| s.event.as_ref().unwrap().seq)
+        .collect();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 
-    wait_until(Duration::from_secs(20), "file sink", || sink_lines(&sink_file).len() == 20).await;
+    wait_until(Duration::from_secs(20), "file sink", || {
+        sink_lines(&sink_file).len() == 20
+    })
+    .await;
     assert_eq!(sink_lines(&sink_file)[0]["collector"]["agent"], "agent-a");
 
     // An agent restart resumes numbering from the spool.
@@ -104,22 +117,35 @@ async fn events_arrive_with_the_certificate_identity_and_strangers_are_refused()
     delivery.shutdown().await;
 
     // No certificate, a certificate from another CA, or plain text: refused.
-    assert!(health(collector.addr, tls(&pki, None)).await.is_err(), "no client certificate must be refused");
+    assert!(
+        health(collector.addr, tls(&pki, None)).await.is_err(),
+        "no client certificate must be refused"
+    );
     let other = Pki::new(&tmp.path().join("."), "rogue");
     let rogue = other.leaf("rogue-agent");
-    assert!(health(collector.addr, tls(&pki, Some(&rogue))).await.is_err(), "a certificate from another CA must be refused");
+    assert!(
+        health(collector.addr, tls(&pki, Some(&rogue)))
+            .await
+            .is_err(),
+        "a certificate from another CA must be refused"
+    );
     let plain = Endpoint::from_shared(format!("http://127.0.0.1:{}", collector.addr.port()))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(5));
     let refused = match plain.connect().await {
-        Ok(ch) => CollectorClient::new(ch).health(pb::HealthRequest {}).await.is_err(),
+        Ok(ch) => CollectorClient::new(ch)
+            .health(pb::HealthRequest {})
+            .await
+            .is_err(),
         Err(_) => true,
     };
     assert!(refused, "plain-text gRPC must be refused");
 
     // The collector survived all of it and still serves the legitimate agent.
     assert!(collector.is_running());
-    let h = health(collector.addr, tls(&pki, Some(&agent))).await.unwrap();
+    let h = health(collector.addr, tls(&pki, Some(&agent)))
+        .await
+        .unwrap();
     assert_eq!((h.status.as_str(), h.last_id, h.agents), ("serving", 20, 1));
 }

@@ -63,7 +63,10 @@ async fn a_collector_crash_loses_and_duplicates_nothing() {
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(deliveries.iter().all(|d| d.stats().acked_seq < 400), "nothing can be acknowledged during the outage");
+    assert!(
+        deliveries.iter().all(|d| d.stats().acked_seq < 400),
+        "nothing can be acknowledged during the outage"
+    );
     assert!(deliveries.iter().all(|d| d.stats().spool_depth_events > 0));
     // Phase 3: restart on the same address and data, keep producing.
     let _collector = CollectorProcess::start(&args(&listen));
@@ -85,17 +88,31 @@ async fn a_collector_crash_loses_and_duplicates_nothing() {
     // Give a wrongly re-sent batch the chance to show up before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let lines = all_sink_lines(&sink_file);
-    assert_eq!(lines.len() as u64, 2 * TOTAL, "every event exactly once at the sink");
+    assert_eq!(
+        lines.len() as u64,
+        2 * TOTAL,
+        "every event exactly once at the sink"
+    );
     for agent in ["agent-a", "agent-b"] {
         let seqs: Vec<u64> = lines
             .iter()
             .filter(|l| l["collector"]["agent"] == agent)
             .map(|l| l["seq"].as_u64().unwrap())
             .collect();
-        assert_eq!(seqs, (1..=TOTAL).collect::<Vec<_>>(), "{agent}: all seqs, once, in order");
+        assert_eq!(
+            seqs,
+            (1..=TOTAL).collect::<Vec<_>>(),
+            "{agent}: all seqs, once, in order"
+        );
     }
-    let ids: Vec<u64> = lines.iter().map(|l| l["collector"]["id"].as_u64().unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "store order preserved at the sink");
+    let ids: Vec<u64> = lines
+        .iter()
+        .map(|l| l["collector"]["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "store order preserved at the sink"
+    );
     for d in deliveries {
         d.shutdown().await;
     }

@@ -23,7 +23,9 @@ async fn http_receiver(want_auth: Option<&'static str>) -> (u16, Bodies) {
     let b = bodies.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let b = b.clone();
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream);
@@ -52,7 +54,9 @@ async fn http_receiver(want_auth: Option<&'static str>) -> (u16, Bodies) {
                     reader.read_exact(&mut body).await.unwrap();
                     let ok = want_auth.is_none_or(|w| w == auth);
                     if ok {
-                        b.lock().unwrap().push((auth, String::from_utf8(body).unwrap()));
+                        b.lock()
+                            .unwrap()
+                            .push((auth, String::from_utf8(body).unwrap()));
                     }
                     let resp = if ok {
                         "HTTP/1.1 200 OK\r\ncontent-length: 27\r\n\r\n{\"text\":\"Success\",\"code\":0}"
@@ -73,14 +77,23 @@ fn parse_5424(m: &str) -> (u16, String, String, String, String) {
     let (pri, rest) = rest.split_once(">1 ").expect("version 1");
     let mut parts = rest.splitn(6, ' ');
     let time = parts.next().unwrap();
-    assert!(time.starts_with("2026-05-01T10:00:00.123456Z"), "timestamp {time}");
+    assert!(
+        time.starts_with("2026-05-01T10:00:00.123456Z"),
+        "timestamp {time}"
+    );
     let host = parts.next().unwrap().to_string();
     assert_eq!(parts.next().unwrap(), "seawall", "APP-NAME");
     assert_eq!(parts.next().unwrap(), "-", "PROCID");
     let msgid = parts.next().unwrap().to_string();
     let rest = parts.next().unwrap();
     let end = rest.find("] ").expect("structured data");
-    (pri.parse().unwrap(), host, msgid, rest[..=end].to_string(), rest[end + 2..].to_string())
+    (
+        pri.parse().unwrap(),
+        host,
+        msgid,
+        rest[..=end].to_string(),
+        rest[end + 2..].to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,23 +175,37 @@ min_severity = "high"
     })
     .await
     .unwrap();
-    let sev = [Severity::Low, Severity::High, Severity::Critical, Severity::Info];
+    let sev = [
+        Severity::Low,
+        Severity::High,
+        Severity::Critical,
+        Severity::Info,
+    ];
     for seq in 1..=4 {
         d.publish(&event(seq, sev[seq as usize - 1])).unwrap();
     }
     wait_acked(&d, 4, Duration::from_secs(20)).await;
 
     // Syslog over TCP, octet-counting framing, JSON payload.
-    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(20), tcp.accept()).await.unwrap().unwrap();
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(20), tcp.accept())
+        .await
+        .unwrap()
+        .unwrap();
     let mut tcp_msgs = Vec::new();
     let mut buf = Vec::new();
     while tcp_msgs.len() < 4 {
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "syslog TCP stream closed early");
         buf.extend_from_slice(&chunk[..n]);
         while let Some(sp) = buf.iter().position(|b| *b == b' ') {
-            let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().expect("octet count");
+            let len: usize = std::str::from_utf8(&buf[..sp])
+                .unwrap()
+                .parse()
+                .expect("octet count");
             if buf.len() < sp + 1 + len {
                 break;
             }
@@ -191,7 +218,10 @@ min_severity = "high"
         let expect_sev = [5, 3, 2, 6][i];
         assert_eq!(pri, 13 * 8 + expect_sev, "{m}");
         assert_eq!((host.as_str(), msgid.as_str()), ("node-1", "exec"));
-        assert!(sd.contains(&format!("seq=\"{}\"", i + 1)) && sd.contains("agent=\"trial-agent\""), "{sd}");
+        assert!(
+            sd.contains(&format!("seq=\"{}\"", i + 1)) && sd.contains("agent=\"trial-agent\""),
+            "{sd}"
+        );
         let v: serde_json::Value = serde_json::from_str(&msg).unwrap();
         assert_eq!(v["seq"], i as u64 + 1);
         assert_eq!(v["container"]["image"], "nginx:1.27");
@@ -201,7 +231,10 @@ min_severity = "high"
     let mut udp_msgs = Vec::new();
     while udp_msgs.len() < 4 {
         let mut b = [0u8; 65536];
-        let n = tokio::time::timeout(Duration::from_secs(20), udp.recv(&mut b)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(20), udp.recv(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
         udp_msgs.push(String::from_utf8(b[..n].to_vec()).unwrap());
     }
     for (i, m) in udp_msgs.iter().enumerate() {
@@ -210,12 +243,20 @@ min_severity = "high"
         assert_eq!(&fields[..3], ["CEF:0", "Seawall", "seawall"], "{msg}");
         assert_eq!(fields[4], "exec:drift:blocked");
         assert_eq!(fields[6], ["3", "8", "10", "1"][i], "CEF severity of {msg}");
-        assert!(fields[7].contains(&format!("cn1={}", i + 1)) && fields[7].contains("cs4=nginx:1.27"), "{msg}");
+        assert!(
+            fields[7].contains(&format!("cn1={}", i + 1)) && fields[7].contains("cs4=nginx:1.27"),
+            "{msg}"
+        );
     }
 
     // Splunk HEC: right token, one JSON object per event.
     wait_until(Duration::from_secs(20), "HEC events", || {
-        hec.lock().unwrap().iter().map(|(_, b)| b.lines().count()).sum::<usize>() >= 4
+        hec.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.lines().count())
+            .sum::<usize>()
+            >= 4
     })
     .await;
     let hec_events: Vec<serde_json::Value> = hec
@@ -224,7 +265,9 @@ min_severity = "high"
         .iter()
         .flat_map(|(auth, body)| {
             assert_eq!(auth, "Splunk s3cret-token");
-            body.lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()
+            body.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
         })
         .collect();
     assert_eq!(hec_events.len(), 4);
@@ -235,7 +278,10 @@ min_severity = "high"
     assert_eq!(hec_events[3]["event"]["collector"]["agent"], "trial-agent");
 
     // Webhook: all events, with the configured Authorization header.
-    wait_until(Duration::from_secs(20), "webhook", || !hook.lock().unwrap().is_empty()).await;
+    wait_until(Duration::from_secs(20), "webhook", || {
+        !hook.lock().unwrap().is_empty()
+    })
+    .await;
     let hook_events: Vec<serde_json::Value> = hook
         .lock()
         .unwrap()
@@ -246,26 +292,47 @@ min_severity = "high"
             v["events"].as_array().unwrap().clone()
         })
         .collect();
-    assert_eq!(hook_events.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        hook_events
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
 
     // Slack: only high and critical.
-    wait_until(Duration::from_secs(20), "slack", || slack.lock().unwrap().len() >= 2).await;
+    wait_until(Duration::from_secs(20), "slack", || {
+        slack.lock().unwrap().len() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let texts: Vec<String> = slack
         .lock()
         .unwrap()
         .iter()
-        .map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|(_, b)| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(texts.len(), 2, "{texts:?}");
-    assert!(texts[0].contains("[high]") && texts[0].contains("blocked exec #2"), "{texts:?}");
+    assert!(
+        texts[0].contains("[high]") && texts[0].contains("blocked exec #2"),
+        "{texts:?}"
+    );
     assert!(texts[1].contains("[critical]"), "{texts:?}");
 
     // A receiver that refuses the token gets nothing accepted, and the collector keeps retrying
     // rather than moving its cursor.
     assert!(bad_hec.lock().unwrap().is_empty());
-    let cursor = std::fs::read_to_string(data.join("sinks/splunk-wrong-token.cursor")).unwrap_or_default();
-    assert!(cursor.trim().is_empty() || cursor.trim() == "0", "cursor moved: {cursor}");
+    let cursor =
+        std::fs::read_to_string(data.join("sinks/splunk-wrong-token.cursor")).unwrap_or_default();
+    assert!(
+        cursor.trim().is_empty() || cursor.trim() == "0",
+        "cursor moved: {cursor}"
+    );
     let good = std::fs::read_to_string(data.join("sinks/splunk.cursor")).unwrap();
     assert_eq!(good.trim(), "4");
     d.shutdown().await;

@@ -254,7 +254,10 @@ mod tests {
             })
         );
         wire.kind = 0;
-        assert!(DomainEvent::try_from(wire).is_err(), "unspecified kind is rejected");
+        assert!(
+            DomainEvent::try_from(wire).is_err(),
+            "unspecified kind is rejected"
+        );
         let mut wire = generated::Event::from(&sample());
         wire.network.as_mut().unwrap().port = 70000;
         assert_eq!(

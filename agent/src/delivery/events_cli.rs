@@ -142,7 +142,10 @@ fn fit(s: &str, w: usize) -> String {
 
 impl Printer {
     fn new(json: bool) -> Self {
-        Printer { json, header: false }
+        Printer {
+            json,
+            header: false,
+        }
     }
 
     fn print(&mut self, stored: pb::StoredEvent) -> anyhow::Result<()> {
@@ -173,11 +176,21 @@ pub fn table_row(e: &Event) -> String {
         .container
         .as_ref()
         .map(|c| {
-            let name = if c.name.is_empty() { c.id.chars().take(12).collect() } else { c.name.clone() };
+            let name = if c.name.is_empty() {
+                c.id.chars().take(12).collect()
+            } else {
+                c.name.clone()
+            };
             (name, c.image.clone())
         })
         .unwrap_or_else(|| ("-".into(), "-".into()));
-    let cells = [time, container, image, e.control.clone(), e.action.to_string()];
+    let cells = [
+        time,
+        container,
+        image,
+        e.control.clone(),
+        e.action.to_string(),
+    ];
     let mut line = String::new();
     for (cell, (_, w)) in cells.iter().zip(COLUMNS) {
         line.push_str(&fit(cell, w));

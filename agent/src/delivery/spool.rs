@@ -73,7 +73,12 @@ impl Spool {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let p = e.path();
-                let n = p.file_name()?.to_str()?.strip_suffix(".spool")?.parse().ok()?;
+                let n = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".spool")?
+                    .parse()
+                    .ok()?;
                 Some((n, p))
             })
             .collect();
@@ -118,7 +123,10 @@ impl Spool {
                 }
             }
             if i + 1 == count {
-                let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
                 f.set_len(seg.bytes).map_err(io(&path))?;
             }
             segments.push(seg);
@@ -287,7 +295,9 @@ impl Spool {
                         out.push(e);
                     }
                     Ok(_) => {}
-                    Err(_) => tracing::warn!(path = %seg.path.display(), "spool: skipping an unreadable record"),
+                    Err(_) => {
+                        tracing::warn!(path = %seg.path.display(), "spool: skipping an unreadable record")
+                    }
                 }
             }
         }
@@ -355,12 +365,20 @@ mod tests {
         assert!(dropped > 0);
         assert_eq!(s.dropped_total(), dropped);
         assert!(s.bytes() <= 32 << 10, "spool is {} bytes", s.bytes());
-        assert_eq!(s.depth() + dropped, 1000, "every event is either spooled or counted");
+        assert_eq!(
+            s.depth() + dropped,
+            1000,
+            "every event is either spooled or counted"
+        );
         let got = s
             .read_after(0, &mut ReadPos::default(), 10_000, 1 << 30)
             .unwrap();
         assert_eq!(got.last().unwrap().seq, 1000, "the newest are kept");
-        assert_eq!(got.first().unwrap().seq, dropped + 1, "the oldest were dropped");
+        assert_eq!(
+            got.first().unwrap().seq,
+            dropped + 1,
+            "the oldest were dropped"
+        );
     }
 
     #[test]
@@ -373,7 +391,13 @@ mod tests {
         let files = || {
             fs::read_dir(dir.path())
                 .unwrap()
-                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "spool"))
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "spool")
+                })
                 .count()
         };
         assert!(files() > 1);

@@ -119,11 +119,8 @@ fn last_id_in(path: &Path) -> Option<u64> {
     f.read_to_end(&mut buf).ok()?;
     // Only complete lines count: a line without its newline was torn by a crash.
     let end = buf.iter().rposition(|b| *b == b'\n')?;
-    buf[..end]
-        .split(|b| *b == b'\n')
-        .rev()
-        .find_map(|line| {
-            let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-            v.get("collector")?.get("id")?.as_u64()
-        })
+    buf[..end].split(|b| *b == b'\n').rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        v.get("collector")?.get("id")?.as_u64()
+    })
 }

@@ -50,7 +50,12 @@ fn syslog_time(t: &str) -> String {
         .map(|i| dot + 1 + i)
         .unwrap_or(t.len());
     let digits = &t[dot + 1..frac_end];
-    format!("{}.{}{}", &t[..dot], &digits[..digits.len().min(6)], &t[frac_end..])
+    format!(
+        "{}.{}{}",
+        &t[..dot],
+        &digits[..digits.len().min(6)],
+        &t[frac_end..]
+    )
 }
 
 /// A PRINTUSASCII token (HOSTNAME, APP-NAME…): no spaces, `-` when empty.
@@ -104,7 +109,9 @@ pub fn rfc5424(r: &Record, facility: u8, cef_payload: bool) -> String {
 }
 
 fn cef_header_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
 }
 
 fn cef_ext_escape(s: &str) -> String {
@@ -130,7 +137,9 @@ pub fn summary(e: &Event) -> String {
                 .map(|n| format!("{} {}:{}", n.op, n.address, n.port))
         })
         .unwrap_or_default();
-    format!("{} {} {}", e.control, e.action, what).trim().to_string()
+    format!("{} {} {}", e.control, e.action, what)
+        .trim()
+        .to_string()
 }
 
 /// ArcSight Common Event Format, version 0.
@@ -257,7 +266,8 @@ mod tests {
     fn cef_escapes_header_and_extension() {
         let c = cef(&rec());
         assert!(
-            c.starts_with("CEF:0|Seawall|seawall|") && c.contains("|exec:drift:blocked|blocked /tmp/x\\|y=z|8|"),
+            c.starts_with("CEF:0|Seawall|seawall|")
+                && c.contains("|exec:drift:blocked|blocked /tmp/x\\|y=z|8|"),
             "{c}"
         );
         assert!(c.contains("msg=blocked /tmp/x|y\\=z"), "{c}");

@@ -88,7 +88,13 @@ impl HttpSink {
         if status.is_success() {
             return Ok(());
         }
-        let body: String = resp.text().await.unwrap_or_default().chars().take(500).collect();
+        let body: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect();
         Err(SinkError::Status {
             status: status.as_u16(),
             body,
@@ -128,7 +134,10 @@ impl HttpSink {
             }
             Flavor::Webhook { authorization } => {
                 let events: Vec<_> = records.iter().map(format::export_json).collect();
-                let mut req = self.client.post(&self.url).json(&json!({ "events": events }));
+                let mut req = self
+                    .client
+                    .post(&self.url)
+                    .json(&json!({ "events": events }));
                 if let Some(a) = authorization {
                     req = req.header("Authorization", a);
                 }

@@ -166,7 +166,10 @@ async fn run(
                 tracing::warn!(sink = %name, from = cursor + 1, to = first.id - 1, "retention deleted events before this sink delivered them");
             }
         }
-        let wanted: Vec<Record> = recs.into_iter().filter(|r| r.event.severity >= min).collect();
+        let wanted: Vec<Record> = recs
+            .into_iter()
+            .filter(|r| r.event.severity >= min)
+            .collect();
         let mut backoff = Duration::from_millis(200);
         if !wanted.is_empty() {
             loop {

@@ -45,11 +45,15 @@ impl SyslogSink {
         match self.protocol {
             SyslogProtocol::Tcp => {
                 if self.tcp.is_none() {
-                    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
-                        .await
-                        .map_err(|_| {
-                            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                        })??;
+                    let s =
+                        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+                            .await
+                            .map_err(|_| {
+                                std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    "connect timed out",
+                                )
+                            })??;
                     self.tcp = Some(s);
                 }
                 let mut buf = Vec::new();

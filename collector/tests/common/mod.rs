@@ -29,7 +29,9 @@ impl Pki {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} CA"));
         let cert = params.self_signed(&key).unwrap();
         let ca = dir.join(format!("{name}-ca.pem"));
         std::fs::write(&ca, cert.pem()).unwrap();
@@ -44,8 +46,7 @@ impl Pki {
     pub fn leaf(&self, cn: &str) -> Pair {
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let pair = Pair {
@@ -165,13 +166,19 @@ pub fn event(seq: u64, severity: Severity) -> Event {
 pub async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 pub async fn wait_acked(d: &Delivery, seq: u64, limit: Duration) {
-    wait_until(limit, &format!("ack of seq {seq}"), || d.stats().acked_seq >= seq).await;
+    wait_until(limit, &format!("ack of seq {seq}"), || {
+        d.stats().acked_seq >= seq
+    })
+    .await;
 }
 
 /// Lines of the JSON lines sink file, parsed.
