@@ -75,6 +75,8 @@ pub const EVENT_EXIT: u32 = 3;
 pub const EVENT_NET: u32 = 4;
 /// `EventHeader::kind`: a cgroup was created under a container parent ([`CgroupEvent`]).
 pub const EVENT_CGROUP_MKDIR: u32 = 5;
+/// `EventHeader::kind`: a file open a file rule matched ([`FileEvent`], BPF LSM backend).
+pub const EVENT_FILE: u32 = 6;
 
 /// No control matched (plain visibility event).
 pub const CONTROL_NONE: u32 = 0;
@@ -180,6 +182,9 @@ pub struct ContainerPolicy {
     pub net_listen_count: u32,
     /// 1 when raw and packet sockets are refused.
     pub block_raw_sockets: u32,
+    /// File deny / read-only rules (`LIST_FILE_*`); enforced only by the BPF LSM backend
+    /// (`file_open`) in the kernel, by fanotify in userspace otherwise.
+    pub file_mode: u32,
 }
 
 /// [`ContainerPolicy::rules`]: an exec allow list exists (anything not on it is denied).
@@ -192,6 +197,10 @@ pub const RULES_DRIFT_ALLOW: u32 = 1 << 2;
 pub const RULES_NET_ALLOW: u32 = 1 << 3;
 /// [`ContainerPolicy::rules`]: a listen allow list exists (binding other ports is denied).
 pub const RULES_NET_LISTEN: u32 = 1 << 4;
+/// [`ContainerPolicy::rules`]: a file deny list ([`LIST_FILE_DENY`]) exists.
+pub const RULES_FILE_DENY: u32 = 1 << 5;
+/// [`ContainerPolicy::rules`]: a file read-only list ([`LIST_FILE_READ_ONLY`]) exists.
+pub const RULES_FILE_READ_ONLY: u32 = 1 << 6;
 
 /// [`PathRuleKey::list`]: exec allow list.
 pub const LIST_EXEC_ALLOW: u32 = 1;
@@ -199,6 +208,11 @@ pub const LIST_EXEC_ALLOW: u32 = 1;
 pub const LIST_EXEC_DENY: u32 = 2;
 /// [`PathRuleKey::list`]: paths drift prevention lets run.
 pub const LIST_DRIFT_ALLOW: u32 = 3;
+/// [`PathRuleKey::list`]: files no process of the container may open at all.
+pub const LIST_FILE_DENY: u32 = 4;
+/// [`PathRuleKey::list`]: files the container may open only for reading (an open with write
+/// access, `O_CREAT`, `O_TRUNC` or `O_APPEND` is denied).
+pub const LIST_FILE_READ_ONLY: u32 = 5;
 
 /// [`PathRuleKey::form`]: the whole path equals the rule.
 pub const FORM_EXACT: u32 = 1;
@@ -357,6 +371,20 @@ pub struct NetEvent {
     pub addr: [u8; 16],
 }
 
+/// A file open that matched a file rule (`file_open` BPF LSM hook).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileEvent {
+    /// Common head.
+    pub header: EventHeader,
+    /// `file.f_flags` of the open (`O_*`).
+    pub open_flags: u32,
+    /// Bytes of `path` in use (no NUL).
+    pub path_len: u32,
+    /// Path of the opened file as seen from the process's root.
+    pub path: [u8; PATH_BUF],
+}
+
 /// A cgroup was created whose parent is a container parent (a new container).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -438,6 +466,10 @@ pub struct KernelOffsets {
     pub kernfs_node_id: u32,
     /// `kernfs_node.parent` (`__parent` since 6.15).
     pub kernfs_node_parent: u32,
+    /// `file.f_flags` (open flags, `O_*`).
+    pub file_f_flags: u32,
+    /// `socket.type` (`SOCK_*`, a `short`).
+    pub socket_type: u32,
 }
 
 /// `OVERLAYFS_SUPER_MAGIC`.
@@ -469,12 +501,13 @@ const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 16 + PATH_BUF + 
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 16 + 16);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 8 + PATH_BUF);
 const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 64 + 16 + CGROUP_PATH_BUF);
-const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 40);
+const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 44);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 28 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 30 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -4,16 +4,15 @@
 //! user instruction (the signal is delivered on the return to user mode); the parent sees 137.
 
 use agent_common::{
-    fnv1a_step, ExecEvent, ACTION_ALLOWED, ACTION_BLOCKED, ARGS_BUF, CONTROL_CONTAINER_EXEC,
-    CONTROL_DRIFT, CONTROL_EXEC, COUNTER_KILLS, COUNTER_RINGBUF_DROPS, EVENT_EXEC,
-    EXEC_ARGS_TRUNCATED, EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_PATH_TRUNCATED,
-    EXEC_ROOT_NOT_OVERLAY, EXEC_UNLINKED, EXEC_UPPER_LAYER, FNV_OFFSET, FORM_DIR, FORM_EXACT,
-    FORM_TREE, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY, MAX_PATH_DEPTH, NAME_BUF,
-    ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, PATH_MAX_OFF, PathRuleKey,
-    RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW, RULES_EXEC_DENY,
+    ExecEvent, ACTION_ALLOWED, ACTION_BLOCKED, ARGS_BUF, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT,
+    CONTROL_EXEC, COUNTER_KILLS, COUNTER_RINGBUF_DROPS, EVENT_EXEC, EXEC_ARGS_TRUNCATED,
+    EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_PATH_TRUNCATED, EXEC_ROOT_NOT_OVERLAY,
+    EXEC_UNLINKED, EXEC_UPPER_LAYER, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY,
+    ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW,
+    RULES_EXEC_DENY,
 };
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
+    helpers::generated::{bpf_probe_read_user, bpf_send_signal},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -21,9 +20,7 @@ use aya_ebpf::{
 use crate::{
     container::{self, action_for},
     kernel::{fill_header, host_events, offsets, read, read_ptr},
-    maps::{
-        count, CONTAINER_INIT, EVENTS, PATH_RULES, SCRATCH_DENTRIES, SCRATCH_EXEC, TASK_ORIGIN,
-    },
+    maps::{count, CONTAINER_INIT, EVENTS, SCRATCH_EXEC, TASK_ORIGIN},
 };
 
 const SIGKILL: u32 = 9;
@@ -58,8 +55,38 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     ev.path_len = 0;
     ev.args_len = 0;
 
-    // The executed file and where it lives.
     let file = unsafe { read_ptr(bprm, o.bprm_file)? };
+    describe_file(ev, task, file)?;
+    read_args(ev, task)?;
+
+    if let Some(m) = member {
+        let origin = origin_of(ev.header.tgid, m.cgroup_id);
+        if origin == ORIGIN_EXEC_SESSION {
+            ev.flags |= EXEC_FROM_EXEC_SESSION;
+        }
+        if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
+            decide(ev, &m.policy);
+        }
+        if ev.header.action == ACTION_BLOCKED {
+            // SAFETY: plain helper call; signals the current task only, which the gate above
+            // proved is in a monitored container.
+            unsafe { bpf_send_signal(SIGKILL) };
+            count(COUNTER_KILLS);
+        }
+    }
+
+    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
+        count(COUNTER_RINGBUF_DROPS);
+    }
+    Ok(())
+}
+
+/// Sets the `EXEC_*` drift flags of `file` (about to run in `task`) and its path as seen from
+/// the task's root. Shared with the BPF LSM backend (`lsm.rs`) so both take the same decision.
+#[inline(always)]
+pub(crate) fn describe_file(ev: &mut ExecEvent, task: u64, file: u64) -> Result<(), i64> {
+    let o = offsets();
+    // The executed file and where it lives.
     let inode = unsafe { read_ptr(file, o.file_f_inode)? };
     let sb = unsafe { read_ptr(inode, o.inode_i_sb)? };
     let magic: u64 = unsafe { read(sb, o.sb_s_magic)? };
@@ -94,33 +121,12 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let mnt = unsafe { read_ptr(f_path, o.path_mnt)? };
     let dentry = unsafe { read_ptr(f_path, o.path_dentry)? };
     build_path(ev, mnt, dentry, root_mnt, root_dentry)?;
-    read_args(ev, task)?;
-
-    if let Some(m) = member {
-        let origin = origin_of(ev.header.tgid, m.cgroup_id);
-        if origin == ORIGIN_EXEC_SESSION {
-            ev.flags |= EXEC_FROM_EXEC_SESSION;
-        }
-        if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
-            decide(ev, &m.policy);
-        }
-        if ev.header.action == ACTION_BLOCKED {
-            // SAFETY: plain helper call; signals the current task only, which the gate above
-            // proved is in a monitored container.
-            unsafe { bpf_send_signal(SIGKILL) };
-            count(COUNTER_KILLS);
-        }
-    }
-
-    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
-    }
     Ok(())
 }
 
 /// Drift first (the strongest signal), then the exec lists, then `docker exec` sessions.
 #[inline(always)]
-fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
+pub(crate) fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
     let drift = ev.flags & (EXEC_UPPER_LAYER | EXEC_FOREIGN_FS | EXEC_UNLINKED) != 0;
     if p.drift_mode != 0
         && drift
@@ -131,10 +137,10 @@ fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
         return;
     }
     if p.exec_mode != 0 {
-        let denied = p.rules & RULES_EXEC_DENY != 0
-            && path_listed(ev, p.profile_id, LIST_EXEC_DENY);
-        let not_allowed = p.rules & RULES_EXEC_ALLOW != 0
-            && !path_listed(ev, p.profile_id, LIST_EXEC_ALLOW);
+        let denied =
+            p.rules & RULES_EXEC_DENY != 0 && path_listed(ev, p.profile_id, LIST_EXEC_DENY);
+        let not_allowed =
+            p.rules & RULES_EXEC_ALLOW != 0 && !path_listed(ev, p.profile_id, LIST_EXEC_ALLOW);
         if denied || not_allowed {
             ev.header.control = CONTROL_EXEC;
             ev.header.action = action_for(p.exec_mode);
@@ -152,13 +158,16 @@ fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
 /// How this process came into its container. A process the maps do not know yet entered it
 /// from outside: the first one is the container's init, every later one a `docker exec`.
 #[inline(always)]
-fn origin_of(tgid: u32, container: u64) -> u32 {
+pub(crate) fn origin_of(tgid: u32, container: u64) -> u32 {
     // SAFETY: the value is copied out at once.
     if let Some(o) = unsafe { TASK_ORIGIN.get(&tgid) } {
         return *o;
     }
     const BPF_NOEXIST: u64 = 1;
-    let origin = if CONTAINER_INIT.insert(&container, &tgid, BPF_NOEXIST).is_ok() {
+    let origin = if CONTAINER_INIT
+        .insert(&container, &tgid, BPF_NOEXIST)
+        .is_ok()
+    {
         ORIGIN_INIT
     } else {
         ORIGIN_EXEC_SESSION
@@ -167,133 +176,30 @@ fn origin_of(tgid: u32, container: u64) -> u32 {
     origin
 }
 
-/// Whether the path is on `list` of `profile`: exact, direct child of a `dir/*` rule, or below
-/// a `dir/**` rule. Hashes are FNV-1a of the path and of each prefix ending in `/`.
+/// Whether the event's path is on `list` of `profile` (see `walk::path_listed`).
 #[inline(always)]
-fn path_listed(ev: &ExecEvent, profile_id: u32, list: u32) -> bool {
-    let len = ev.path_len as usize;
-    let mut key = PathRuleKey {
-        profile_id,
-        list,
-        form: FORM_TREE,
-        _pad: 0,
-        hash: 0,
-    };
-    let mut h = FNV_OFFSET;
-    let mut last_dir = 0u64;
-    let mut i = 0usize;
-    while i < PATH_MAX_OFF {
-        if i >= len {
-            break;
-        }
-        let b = ev.path[i];
-        h = fnv1a_step(h, b);
-        if b == b'/' {
-            key.hash = h;
-            if PATH_RULES.get_ptr(&key).is_some() {
-                return true;
-            }
-            last_dir = h;
-        }
-        i += 1;
-    }
-    if len >= PATH_MAX_OFF {
-        // Longer than the kernel hashes: never matches a rule (the event says truncated).
-        return false;
-    }
-    key.form = FORM_EXACT;
-    key.hash = h;
-    if PATH_RULES.get_ptr(&key).is_some() {
-        return true;
-    }
-    key.form = FORM_DIR;
-    key.hash = last_dir;
-    PATH_RULES.get_ptr(&key).is_some()
+pub(crate) fn path_listed(ev: &ExecEvent, profile_id: u32, list: u32) -> bool {
+    crate::walk::path_listed(&ev.path, ev.path_len, profile_id, list)
 }
 
-/// Builds the path of (`mnt`, `dentry`) as seen from the process's root, crossing mounts, into
-/// `ev.path`. Components are collected leaf first, then written root first.
+/// Builds the path of (`mnt`, `dentry`) as seen from the process's root into `ev.path`.
 #[inline(always)]
-fn build_path(
+pub(crate) fn build_path(
     ev: &mut ExecEvent,
-    mut vfsmnt: u64,
-    mut dentry: u64,
+    vfsmnt: u64,
+    dentry: u64,
     root_mnt: u64,
     root_dentry: u64,
 ) -> Result<(), i64> {
-    let o = offsets();
-    let comps = SCRATCH_DENTRIES.get_ptr_mut(0).ok_or(-1i64)?;
-    // SAFETY: per-CPU scratch owned by this invocation.
-    let comps = unsafe { &mut *comps };
-    let mut n = 0usize;
-    let mut step = 0;
-    // Each step either adds a component or crosses one mount.
-    while step < MAX_PATH_DEPTH + 8 {
-        step += 1;
-        if dentry == root_dentry && vfsmnt == root_mnt {
-            break;
-        }
-        // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-        let mnt_root: u64 = unsafe { read(vfsmnt, o.vfsmount_mnt_root)? };
-        if dentry == mnt_root {
-            let mount = vfsmnt - o.mount_mnt as u64;
-            let parent: u64 = unsafe { read(mount, o.mount_mnt_parent)? };
-            if parent == mount || parent == 0 {
-                break;
-            }
-            dentry = unsafe { read(mount, o.mount_mnt_mountpoint)? };
-            vfsmnt = parent + o.mount_mnt as u64;
-            continue;
-        }
-        let up: u64 = unsafe { read(dentry, o.dentry_d_parent)? };
-        if up == dentry || up == 0 {
-            break;
-        }
-        if n >= MAX_PATH_DEPTH {
-            ev.flags |= EXEC_PATH_TRUNCATED;
-            break;
-        }
-        comps[n] = dentry;
-        n += 1;
-        dentry = up;
+    let (len, truncated) =
+        crate::walk::build_path(&mut ev.path, vfsmnt, dentry, root_mnt, root_dentry)?;
+    ev.path_len = len;
+    if truncated {
+        ev.flags |= EXEC_PATH_TRUNCATED;
     }
-
-    let mut off = 0usize;
-    let mut j = 0usize;
-    while j < MAX_PATH_DEPTH {
-        if j >= n {
-            break;
-        }
-        if off >= PATH_MAX_OFF {
-            ev.flags |= EXEC_PATH_TRUNCATED;
-            break;
-        }
-        let idx = n - 1 - j;
-        if idx >= MAX_PATH_DEPTH {
-            break;
-        }
-        let d = comps[idx];
-        ev.path[off & (PATH_MAX_OFF - 1)] = b'/';
-        off += 1;
-        let name: u64 = unsafe { read(d, o.dentry_d_name_name)? };
-        let dst = unsafe { ev.path.as_mut_ptr().add(off & (PATH_MAX_OFF - 1)) };
-        // SAFETY: dst has NAME_BUF bytes of room: path is PATH_MAX_OFF + NAME_BUF long or more.
-        let r = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_BUF as u32, name as *const _) };
-        if r <= 1 {
-            break;
-        }
-        off += (r - 1) as usize;
-        j += 1;
-    }
-    if off == 0 {
-        ev.path[0] = b'/';
-        off = 1;
-    }
-    ev.path_len = off as u32;
     Ok(())
 }
 
-/// argv from the new image's stack (`mm->arg_start..arg_end`), NUL-separated.
 #[inline(always)]
 fn read_args(ev: &mut ExecEvent, task: u64) -> Result<(), i64> {
     let o = offsets();

@@ -34,6 +34,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     cgroup_kn: 0,
     kernfs_node_id: 0,
     kernfs_node_parent: 0,
+    file_f_flags: 0,
+    socket_type: 0,
 };
 
 /// 1 when the agent wants events of host processes too.

@@ -10,9 +10,11 @@ mod cgroup;
 mod container;
 mod exec;
 mod kernel;
+mod lsm;
 mod maps;
 mod net;
 mod process;
+mod walk;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,10 +1,7 @@
 //! Every map the programs share with the agent. Names are the `MAP_*` constants of
 //! agent-common (the statics are named the same).
 
-use agent_common::{
-    ContainerPolicy, ExecEvent, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT,
-    MAX_PATH_DEPTH,
-};
+use agent_common::{ContainerPolicy, ExecEvent, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -40,11 +37,6 @@ pub static NET_RULES: HashMap<NetRuleKey, NetRule> = HashMap::with_max_entries(8
 /// Per-CPU scratch for building an exec event (too big for the 512-byte stack).
 #[map]
 pub static SCRATCH_EXEC: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per-CPU scratch for the dentries of a path being built, leaf first.
-#[map]
-pub static SCRATCH_DENTRIES: PerCpuArray<[u64; MAX_PATH_DEPTH]> =
-    PerCpuArray::with_max_entries(1, 0);
 
 /// Adds one to a `COUNTER_*`.
 #[inline(always)]

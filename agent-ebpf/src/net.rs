@@ -4,10 +4,10 @@
 
 use agent_common::{
     ContainerPolicy, NetEvent, NetRule, NetRuleKey, ACTION_ALLOWED, ACTION_BLOCKED,
-    CONTROL_NETWORK, COUNTER_DENIES, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET,
-    FAMILY_INET6, FAMILY_PACKET, MAX_NET_RULES, NET_LIST_ALLOW, NET_LIST_DENY, NET_LIST_LISTEN,
-    NET_OP_BIND, NET_OP_CONNECT, NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_ANY, PROTO_RAW,
-    PROTO_TCP, PROTO_UDP, RULES_NET_ALLOW, RULES_NET_LISTEN,
+    CONTROL_NETWORK, COUNTER_DENIES, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET, FAMILY_INET6,
+    FAMILY_PACKET, MAX_NET_RULES, NET_LIST_ALLOW, NET_LIST_DENY, NET_LIST_LISTEN, NET_OP_BIND,
+    NET_OP_CONNECT, NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_ANY, PROTO_RAW, PROTO_TCP, PROTO_UDP,
+    RULES_NET_ALLOW, RULES_NET_LISTEN,
 };
 use aya_ebpf::{
     macros::{cgroup_sock, cgroup_sock_addr},
@@ -68,7 +68,15 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         return ALLOW;
     }
     let action = action_for(m.policy.net_mode);
-    emit(m.cgroup_id, NET_OP_RAW_SOCKET, family, PROTO_RAW, 0, [0; 16], action);
+    emit(
+        m.cgroup_id,
+        NET_OP_RAW_SOCKET,
+        family,
+        PROTO_RAW,
+        0,
+        [0; 16],
+        action,
+    );
     verdict(action)
 }
 
@@ -84,7 +92,12 @@ fn on_addr(ctx: &SockAddrContext, op: u32, family: u32) -> i32 {
     if family == FAMILY_INET {
         addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
     } else {
-        let w = [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]];
+        let w = [
+            sa.user_ip6[0],
+            sa.user_ip6[1],
+            sa.user_ip6[2],
+            sa.user_ip6[3],
+        ];
         // An IPv4-mapped address (::ffff:a.b.c.d) on a dual-stack socket is IPv4 to the rules.
         if w[0] == 0 && w[1] == 0 && w[2].to_ne_bytes() == [0, 0, 0xff, 0xff] {
             addr[..4].copy_from_slice(&w[3].to_ne_bytes());
@@ -110,12 +123,28 @@ fn on_addr(ctx: &SockAddrContext, op: u32, family: u32) -> i32 {
                 // Port 0 asks the kernel for an ephemeral port: not a listen decision.
                 port != 0
                     && p.rules & RULES_NET_LISTEN != 0
-                    && !listed(p, NET_LIST_LISTEN, p.net_listen_count, fam, &addr, port, proto)
+                    && !listed(
+                        p,
+                        NET_LIST_LISTEN,
+                        p.net_listen_count,
+                        fam,
+                        &addr,
+                        port,
+                        proto,
+                    )
             }
             _ => {
                 listed(p, NET_LIST_DENY, p.net_deny_count, fam, &addr, port, proto)
                     || (p.rules & RULES_NET_ALLOW != 0
-                        && !listed(p, NET_LIST_ALLOW, p.net_allow_count, fam, &addr, port, proto))
+                        && !listed(
+                            p,
+                            NET_LIST_ALLOW,
+                            p.net_allow_count,
+                            fam,
+                            &addr,
+                            port,
+                            proto,
+                        ))
             }
         };
     let action = if violates {
@@ -141,7 +170,7 @@ fn verdict(action: u32) -> i32 {
 }
 
 #[inline(always)]
-fn listed(
+pub(crate) fn listed(
     p: &ContainerPolicy,
     list: u32,
     n: u32,
@@ -193,7 +222,11 @@ fn rule_matches(r: &NetRule, family: u32, addr: &[u8; 16], port: u16, proto: u32
         if bits == 0 {
             return true;
         }
-        let mask: u8 = if bits >= 8 { 0xff } else { 0xffu8 << (8 - bits) };
+        let mask: u8 = if bits >= 8 {
+            0xff
+        } else {
+            0xffu8 << (8 - bits)
+        };
         if (addr[i] & mask) != (r.addr[i] & mask) {
             return false;
         }
@@ -204,7 +237,15 @@ fn rule_matches(r: &NetRule, family: u32, addr: &[u8; 16], port: u16, proto: u32
 }
 
 #[inline(always)]
-fn emit(cgroup: u64, op: u32, family: u32, protocol: u32, port: u16, addr: [u8; 16], action: u32) {
+pub(crate) fn emit(
+    cgroup: u64,
+    op: u32,
+    family: u32,
+    protocol: u32,
+    port: u16,
+    addr: [u8; 16],
+    action: u32,
+) {
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
         count(COUNTER_RINGBUF_DROPS);
         return;

@@ -1,0 +1,778 @@
+//! `seawall agent`: wires the kernel programs, the container source, the profiles and the sinks
+//! together and runs the event pipeline until shutdown.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use agent_common::{ORIGIN_EXEC_SESSION, ORIGIN_INIT};
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use futures_util::StreamExt;
+use seawall_proto::event::{Action, Event, Kind, Severity};
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+
+use crate::{
+    cgroupfs,
+    config::AgentConfig,
+    containers::{ContainerInfo, ContainerTable},
+    decode::{self, KernelEvent},
+    docker::{DockerSource, Lifecycle},
+    enrich::Enricher,
+    kernel::{KernelHandle, KernelState},
+    loader::{self, Backends, LoadOptions},
+    metrics::Metrics,
+    output::Sinks,
+    policy::{self, CompiledSet},
+    proctable::{self, ProcessTable},
+    profile::ProfileSet,
+    status::{ContainerStatus, Status},
+};
+
+/// How long an unknown container cgroup is not looked up again.
+const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
+
+/// Loads profiles at start: a missing directory falls back to the built-in default (drift in
+/// audit), an invalid one is fatal (there is no previous policy to keep).
+fn initial_profiles(dir: &Path) -> anyhow::Result<ProfileSet> {
+    if !dir.exists() {
+        tracing::warn!(dir = %dir.display(), "profiles directory not found: using the built-in default profile (drift: audit)");
+        return Ok(ProfileSet::builtin_default());
+    }
+    ProfileSet::load_dir(dir)
+        .map_err(|report| anyhow::anyhow!("invalid profiles in {}:\n{report}", dir.display()))
+}
+
+/// Newest modification time in the profiles directory (reload trigger).
+fn profiles_stamp(dir: &Path) -> Option<SystemTime> {
+    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
+            newest = newest.max(t);
+        }
+    }
+    Some(newest)
+}
+
+struct Pipeline {
+    cfg: AgentConfig,
+    cgroup_root: PathBuf,
+    parents: Vec<(PathBuf, u64)>,
+    kernel: KernelHandle,
+    docker: Option<DockerSource>,
+    profiles: ProfileSet,
+    compiled: CompiledSet,
+    next_profile_id: u32,
+    containers: ContainerTable,
+    procs: ProcessTable,
+    enricher: Enricher,
+    sinks: Sinks,
+    unresolved: HashMap<u64, Instant>,
+    drops_seen: u64,
+    status: Arc<Mutex<Status>>,
+    files: Option<crate::fileguard::FileGuard>,
+}
+
+impl Pipeline {
+    fn emit(&mut self, ev: Event) {
+        self.sinks.emit(&ev);
+    }
+
+    fn agent_event(&mut self, action: Action, severity: Severity, message: String) {
+        let ev = self
+            .enricher
+            .event(Kind::Agent, action, "agent", severity, message);
+        self.emit(ev);
+    }
+
+    /// The container's cgroup directory from a cgroup path (`/docker/<id>/sub` → `<root>/docker/<id>`).
+    fn container_dir(&self, cgroup_path: &str) -> Option<PathBuf> {
+        let full = self.cgroup_root.join(cgroup_path.trim_start_matches('/'));
+        for (parent, _) in &self.parents {
+            if let Ok(rest) = full.strip_prefix(parent) {
+                let first = rest.components().next()?;
+                return Some(parent.join(first));
+            }
+        }
+        None
+    }
+
+    /// Applies the matching profile to a container and records it in the table.
+    async fn register(&mut self, cgroup_id: u64, dir: &Path, mut info: ContainerInfo) {
+        let digest = info
+            .image_digests
+            .iter()
+            .find_map(|d| d.split('@').nth(1))
+            .map(str::to_string);
+        let profile = self
+            .profiles
+            .for_image(
+                &info.image,
+                digest.as_deref().or(Some(info.image_id.as_str())),
+            )
+            .name
+            .clone();
+        let policy = self
+            .compiled
+            .by_name
+            .get(&profile)
+            .map(|c| c.policy)
+            .unwrap_or_else(|| self.compiled.default_policy());
+        info.profile = profile.clone();
+        if info.storage_driver != "overlay2" && !info.storage_driver.is_empty() {
+            tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
+        }
+        let _ = dir;
+        match self
+            .kernel
+            .call(move |k| k.set_container(cgroup_id, policy))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(container_id = %info.id, error = %e, "applying the container's policy failed");
+            }
+        }
+        if info.init_pid != 0 {
+            self.seed_processes(cgroup_id, &info).await;
+        }
+        if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
+            if let Err(e) = files.watch_container(
+                cgroup_id,
+                rootfs,
+                self.profiles.for_image(&info.image, None),
+            ) {
+                tracing::warn!(container_id = %info.id, error = %e, "file controls unavailable for this container");
+            }
+        }
+        tracing::info!(container_id = %info.id, name = %info.name, image = %info.image, cgroup_id, profile = %profile, "monitoring container");
+        let first_time = self.containers.get(cgroup_id).is_none();
+        if !self.containers.upsert(cgroup_id, info.clone()) {
+            tracing::error!(container_id = %info.id, "container table full: events of this container lack its metadata");
+        }
+        if first_time {
+            let mut ev = self.enricher.event(
+                Kind::Container,
+                Action::Allowed,
+                "lifecycle",
+                Severity::Info,
+                format!(
+                    "monitoring container {} ({}) with profile {profile}",
+                    info.name, info.image
+                ),
+            );
+            ev.container = Some(info.to_event());
+            self.emit(ev);
+        }
+        self.refresh_status();
+    }
+
+    /// Seeds the process table and the processes' origins of a container that was already
+    /// running: descendants of its init vs. anything else (`docker exec` sessions).
+    async fn seed_processes(&mut self, cgroup_id: u64, info: &ContainerInfo) {
+        let Some(cg_path) = cgroupfs::pid_cgroup(info.init_pid) else {
+            return;
+        };
+        let mut members = Vec::new();
+        for pid in list_pids() {
+            if cgroupfs::pid_cgroup(pid)
+                .is_some_and(|p| p == cg_path || p.starts_with(&format!("{cg_path}/")))
+            {
+                if let Some(p) = proctable::read_proc(pid) {
+                    members.push((pid, p));
+                }
+            }
+        }
+        let parent_of: HashMap<u32, u32> = members.iter().map(|(pid, p)| (*pid, p.ppid)).collect();
+        let origins: Vec<(u32, u32)> = members
+            .iter()
+            .map(|(pid, _)| {
+                let mut cur = *pid;
+                let mut hops = 0;
+                while cur != info.init_pid && hops < 64 {
+                    match parent_of.get(&cur) {
+                        Some(&pp) => cur = pp,
+                        None => break,
+                    }
+                    hops += 1;
+                }
+                (
+                    *pid,
+                    if cur == info.init_pid {
+                        ORIGIN_INIT
+                    } else {
+                        ORIGIN_EXEC_SESSION
+                    },
+                )
+            })
+            .collect();
+        for (pid, p) in members {
+            self.procs.insert(pid, p);
+        }
+        let init = info.init_pid;
+        let _ = self
+            .kernel
+            .call(move |k| k.seed_container(cgroup_id, init, &origins))
+            .await;
+    }
+
+    /// A container cgroup the table does not know: find its directory by inode and ask the engine.
+    async fn resolve(&mut self, cgroup_id: u64) {
+        if cgroup_id == 0 || self.containers.get(cgroup_id).is_some() {
+            return;
+        }
+        if let Some(t) = self.unresolved.get(&cgroup_id) {
+            if t.elapsed() < UNRESOLVED_RETRY {
+                return;
+            }
+        }
+        let found = self.parents.iter().find_map(|(parent, _)| {
+            std::fs::read_dir(parent).ok()?.flatten().find_map(|e| {
+                let m = e.metadata().ok()?;
+                (m.is_dir() && m.ino() == cgroup_id).then(|| e.path())
+            })
+        });
+        let Some(dir) = found else {
+            self.unresolved.insert(cgroup_id, Instant::now());
+            return;
+        };
+        self.add_by_dir(cgroup_id, &dir).await;
+    }
+
+    async fn add_by_dir(&mut self, cgroup_id: u64, dir: &Path) {
+        let id = dir
+            .file_name()
+            .and_then(|n| cgroupfs::container_id_from_path(&n.to_string_lossy()));
+        let info = match (&self.docker, id) {
+            (Some(d), Some(id)) => match d.inspect(&id).await {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::warn!(container_id = %id, error = %e, "inspecting a new container failed");
+                    ContainerInfo {
+                        id,
+                        ..Default::default()
+                    }
+                }
+            },
+            (_, id) => ContainerInfo {
+                id: id.unwrap_or_else(|| dir.display().to_string()),
+                ..Default::default()
+            },
+        };
+        self.unresolved.remove(&cgroup_id);
+        self.register(cgroup_id, dir, info).await;
+    }
+
+    async fn on_kernel(&mut self, ev: KernelEvent) {
+        match &ev {
+            KernelEvent::CgroupMkdir { id, path, .. } => {
+                // A new container: policy and network programs before its first exec.
+                if let Some(dir) = self.container_dir(path) {
+                    self.add_by_dir(*id, &dir).await;
+                }
+                return;
+            }
+            KernelEvent::Fork { header, child_pid } => {
+                self.procs.fork(header.pid, *child_pid);
+            }
+            KernelEvent::Exit { header, .. } => {
+                self.procs.exit(header.pid);
+            }
+            KernelEvent::Exec {
+                header, path, args, ..
+            } => {
+                let ppid = header.ppid;
+                self.procs.insert(
+                    header.pid,
+                    proctable::ProcessInfo {
+                        ppid,
+                        uid: header.uid,
+                        comm: header.comm.clone(),
+                        exe: path.clone(),
+                        args: args.clone(),
+                    },
+                );
+            }
+            KernelEvent::Net { .. } => {}
+        }
+        let cg = ev.header().container_cgroup_id;
+        if cg != 0 && self.containers.get(cg).is_none() {
+            self.resolve(cg).await;
+        }
+        if let Some(out) = self
+            .enricher
+            .kernel_event(&ev, &self.containers, &self.procs)
+        {
+            self.emit(out);
+        }
+    }
+
+    async fn on_lifecycle(&mut self, l: Lifecycle) {
+        match l.action.as_str() {
+            "start" => {
+                let Some(d) = self.docker.clone() else { return };
+                let info = match d.inspect(&l.container_id).await {
+                    Ok(i) => i,
+                    Err(e) => {
+                        tracing::warn!(container_id = %l.container_id, error = %e, "inspecting a started container failed");
+                        return;
+                    }
+                };
+                let Some(cg_path) = cgroupfs::pid_cgroup(info.init_pid) else {
+                    return;
+                };
+                let Some(dir) = self.container_dir(&cg_path) else {
+                    tracing::warn!(container_id = %info.id, cgroup = %cg_path, "container cgroup is not under a configured container parent: not monitored (add its parent to container_parents)");
+                    return;
+                };
+                let Ok(cg) = cgroupfs::cgroup_id(&dir) else {
+                    return;
+                };
+                self.register(cg, &dir, info).await;
+            }
+            "die" | "destroy" => {
+                if let Some((cg, info)) = self.containers.remove_container(&l.container_id) {
+                    let _ = self.kernel.call(move |k| k.remove_container(cg)).await;
+                    if let Some(files) = &mut self.files {
+                        files.unwatch_container(cg);
+                    }
+                    let mut ev = self.enricher.event(
+                        Kind::Container,
+                        Action::Allowed,
+                        "lifecycle",
+                        Severity::Info,
+                        format!("container {} ({}) stopped", info.name, info.image),
+                    );
+                    ev.container = Some(info.to_event());
+                    self.emit(ev);
+                    self.refresh_status();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn install(&mut self, set: ProfileSet) -> anyhow::Result<()> {
+        let compiled = policy::compile_set(&set, &mut self.next_profile_id)?;
+        let old_paths = self.compiled.all_path_rules();
+        let old_nets: Vec<_> = self
+            .compiled
+            .all_net_rules()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let new_paths = compiled.all_path_rules();
+        let new_nets = compiled.all_net_rules();
+        let default = compiled.default_policy();
+        self.kernel
+            .call(move |k| {
+                k.insert_rules(&new_paths, &new_nets)?;
+                k.set_default_policy(default)
+            })
+            .await??;
+        self.profiles = set;
+        self.compiled = compiled;
+        // Point each container at its new policy, then drop the old rules.
+        let rows: Vec<(u64, ContainerInfo)> = self
+            .containers
+            .iter()
+            .map(|(c, i)| (*c, i.clone()))
+            .collect();
+        for (cg, info) in rows {
+            if let Some(dir) = self.dir_of(cg) {
+                self.register(cg, &dir, info).await;
+            }
+        }
+        self.kernel
+            .call(move |k| k.remove_rules(&old_paths, &old_nets))
+            .await?;
+        Ok(())
+    }
+
+    fn dir_of(&self, cgroup_id: u64) -> Option<PathBuf> {
+        self.parents.iter().find_map(|(parent, _)| {
+            std::fs::read_dir(parent).ok()?.flatten().find_map(|e| {
+                let m = e.metadata().ok()?;
+                (m.is_dir() && m.ino() == cgroup_id).then(|| e.path())
+            })
+        })
+    }
+
+    async fn reload(&mut self) {
+        let dir = self.cfg.profiles.clone();
+        match ProfileSet::load_dir(&dir) {
+            Ok(set) => match self.install(set).await {
+                Ok(()) => {
+                    self.sinks.metrics.profile_reload(true);
+                    tracing::info!(dir = %dir.display(), "profiles reloaded");
+                    self.agent_event(
+                        Action::Allowed,
+                        Severity::Info,
+                        format!("profiles reloaded from {}", dir.display()),
+                    );
+                }
+                Err(e) => {
+                    self.sinks.metrics.profile_reload(false);
+                    tracing::error!(error = %e, "installing reloaded profiles failed; the previous policy stays");
+                    self.agent_event(
+                        Action::Allowed,
+                        Severity::High,
+                        format!("profile reload failed, previous policy stays: {e}"),
+                    );
+                }
+            },
+            Err(report) => {
+                self.sinks.metrics.profile_reload(false);
+                tracing::error!(dir = %dir.display(), "invalid profiles; the previous policy stays:\n{report}");
+                self.agent_event(
+                    Action::Allowed,
+                    Severity::High,
+                    format!(
+                        "profile reload rejected, previous policy stays: {}",
+                        report.to_string().trim()
+                    ),
+                );
+            }
+        }
+        self.refresh_status();
+    }
+
+    async fn poll_counters(&mut self) {
+        let Ok(Ok(c)) = self.kernel.call(|k| k.counters()).await else {
+            return;
+        };
+        let drops = c[agent_common::COUNTER_RINGBUF_DROPS as usize];
+        self.sinks.metrics.set_ringbuf_drops(drops);
+        if drops > self.drops_seen {
+            let new = drops - self.drops_seen;
+            self.drops_seen = drops;
+            tracing::warn!(
+                lost = new,
+                total = drops,
+                "kernel ring buffer was full: events lost"
+            );
+            self.agent_event(
+                Action::Allowed,
+                Severity::High,
+                format!("{new} kernel events lost because the ring buffer was full ({drops} in total); raise ringbuf_bytes"),
+            );
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.ringbuf_drops = drops;
+            s.kills = c[agent_common::COUNTER_KILLS as usize];
+            s.denies = c[agent_common::COUNTER_DENIES as usize];
+        }
+    }
+
+    fn refresh_status(&self) {
+        self.sinks
+            .metrics
+            .set_containers(self.containers.len() as u64);
+        if let Ok(mut s) = self.status.lock() {
+            s.containers = self
+                .containers
+                .iter()
+                .map(|(cg, c)| ContainerStatus {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    cgroup_id: *cg,
+                    profile: c.profile.clone(),
+                    modes: self
+                        .profiles
+                        .profiles()
+                        .find(|p| p.name == c.profile)
+                        .map(|p| {
+                            format!(
+                                "drift={} exec={} container_exec={} file={} network={}",
+                                p.drift.mode,
+                                p.exec.mode,
+                                p.exec.container_exec,
+                                p.files.mode,
+                                p.network.mode
+                            )
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect();
+            s.containers.sort_by(|a, b| a.name.cmp(&b.name));
+            s.profiles = self.profiles.profiles().map(|p| p.name.clone()).collect();
+        }
+    }
+}
+
+fn list_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reads the ring buffer as it becomes readable and forwards decoded events, in order.
+async fn read_ring(ring: RingBuf<MapData>, tx: mpsc::Sender<KernelEvent>) {
+    // SAFETY: the ring buffer owns its map fd and keeps it open for as long as it lives, which
+    // is as long as the AsyncFd that owns it.
+    let mut fd =
+        match unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(e) => {
+                let e = e.into_parts().1;
+                tracing::error!(error = %e, "cannot poll the kernel ring buffer");
+                return;
+            }
+        };
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "polling the kernel ring buffer failed");
+                return;
+            }
+        };
+        let ring = guard.get_inner_mut();
+        let mut batch = Vec::new();
+        while let Some(item) = ring.next() {
+            match decode::decode(&item) {
+                Ok(ev) => batch.push(ev),
+                Err(e) => tracing::error!(error = %e, "undecodable kernel record skipped"),
+            }
+        }
+        guard.clear_ready();
+        for ev in batch {
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` resolves. `ready` is called once programs are attached and
+/// the profiles loaded (systemd READY=1).
+pub async fn run(
+    cfg: AgentConfig,
+    metrics: Arc<Metrics>,
+    status: Arc<Mutex<Status>>,
+    shutdown: impl std::future::Future<Output = ()>,
+    ready: impl FnOnce(),
+    bus_out: tokio::sync::oneshot::Sender<tokio::sync::broadcast::Sender<std::sync::Arc<str>>>,
+) -> anyhow::Result<()> {
+    let profiles = initial_profiles(&cfg.profiles)?;
+    let cgroup_root = cgroupfs::cgroup2_root()?;
+    let mut parents = Vec::new();
+    for p in &cfg.container_parents {
+        let dir = cgroup_root.join(p.trim_start_matches('/'));
+        if dir == cgroup_root {
+            anyhow::bail!("container_parents entry {p:?} is the cgroup root: containers are its children, never the root itself");
+        }
+        if !dir.exists() {
+            // Created ahead of the engine so its id is known before the first container.
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating container parent cgroup {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), "created container parent cgroup");
+        }
+        let id = cgroupfs::cgroup_id(&dir)?;
+        parents.push((dir, id));
+    }
+
+    let mut ebpf = loader::load(&LoadOptions {
+        host_events: cfg.host_events,
+        ringbuf_bytes: cfg.ringbuf_bytes,
+    })?;
+    let ring = RingBuf::try_from(
+        ebpf.take_map(agent_common::MAP_EVENTS)
+            .context("ring buffer map missing from the object")?,
+    )?;
+    let kernel = KernelHandle::spawn(KernelState::new(ebpf, cgroup_root.clone())?);
+    let parent_list = parents.clone();
+    kernel
+        .call(move |k| {
+            parent_list
+                .iter()
+                .try_for_each(|(dir, id)| k.add_parent(*id, dir))
+        })
+        .await??;
+
+    let files = match crate::fileguard::FileGuard::start(cfg.audit_files) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(error = %e, "file controls unavailable");
+            None
+        }
+    };
+    let backends: Backends = loader::backends(match &files {
+        Some(_) => Ok(()),
+        None => Err("fanotify could not be initialised".into()),
+    });
+    for (control, backend) in [
+        ("exec", &backends.exec),
+        ("drift", &backends.drift),
+        ("container_exec", &backends.container_exec),
+        ("file", &backends.file),
+        ("network", &backends.network),
+    ] {
+        metrics.set_backend(control, backend);
+    }
+
+    let mut sinks = Sinks::open(&cfg.output, metrics.clone())?;
+    let _ = bus_out.send(sinks.bus.clone());
+    let first_seq = 1;
+    let node = cfg.node_name();
+    let docker = match DockerSource::connect(&cfg.docker_socket).await {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!(error = %e, "container engine unavailable: containers are monitored with the default profile and no metadata until it answers");
+            None
+        }
+    };
+    let (kernel_tx, mut kernel_rx) = mpsc::channel(65_536);
+    let reader = tokio::spawn(read_ring(ring, kernel_tx));
+    sinks.flush();
+
+    let mut p = Pipeline {
+        cgroup_root,
+        parents,
+        kernel,
+        docker: docker.clone(),
+        profiles: ProfileSet::builtin_default(),
+        compiled: CompiledSet::default(),
+        next_profile_id: 0,
+        containers: ContainerTable::default(),
+        procs: ProcessTable::new(65_536),
+        enricher: Enricher::new(node.clone(), first_seq),
+        sinks,
+        unresolved: HashMap::new(),
+        drops_seen: 0,
+        status: status.clone(),
+        files,
+        cfg: cfg.clone(),
+    };
+    p.install(profiles).await?;
+
+    // Containers already running.
+    let (life_tx, mut life_rx) = mpsc::channel::<Lifecycle>(1024);
+    if let Some(d) = &docker {
+        let mut stream = Box::pin(d.lifecycle());
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(l) => {
+                        if life_tx.send(l).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "Docker event stream failed");
+                        break;
+                    }
+                }
+            }
+        });
+        match d.running().await {
+            Ok(ids) => {
+                for id in ids {
+                    p.on_lifecycle(Lifecycle {
+                        container_id: id,
+                        action: "start".into(),
+                    })
+                    .await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing running containers failed"),
+        }
+    }
+
+    {
+        let mut s = status.lock().expect("status lock");
+        s.node = node;
+        s.kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .into();
+        s.backends = Some(backends.clone());
+        s.started = crate::enrich::Clock::now();
+        s.version = env!("CARGO_PKG_VERSION").into();
+    }
+    p.refresh_status();
+    print_summary(&backends, &p);
+    p.agent_event(
+        Action::Allowed,
+        Severity::Info,
+        format!(
+            "agent started: exec via {}, file via {}, network via {}",
+            backends.exec, backends.file, backends.network
+        ),
+    );
+    p.sinks.flush();
+    ready();
+
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stamp = profiles_stamp(&cfg.profiles);
+    let mut file_rx = p.files.as_mut().map(|f| f.events());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(ev) = kernel_rx.recv() => {
+                p.on_kernel(ev).await;
+                while let Ok(ev) = kernel_rx.try_recv() {
+                    p.on_kernel(ev).await;
+                }
+                p.sinks.flush();
+            }
+            Some(fev) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
+                let containers = &p.containers;
+                if let Some(ev) = crate::fileguard::to_event(&fev, &mut p.enricher, containers, &p.procs) {
+                    p.emit(ev);
+                }
+                p.sinks.flush();
+            }
+            Some(l) = life_rx.recv() => {
+                p.on_lifecycle(l).await;
+                p.sinks.flush();
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading profiles");
+                p.reload().await;
+                stamp = profiles_stamp(&cfg.profiles);
+                p.sinks.flush();
+            }
+            _ = tick.tick() => {
+                let now = profiles_stamp(&cfg.profiles);
+                if now != stamp {
+                    stamp = now;
+                    tracing::info!("profiles directory changed: reloading");
+                    p.reload().await;
+                }
+                p.poll_counters().await;
+                p.sinks.flush();
+            }
+        }
+    }
+    reader.abort();
+    p.agent_event(Action::Allowed, Severity::Info, "agent stopping".into());
+    p.sinks.flush();
+    Ok(())
+}
+
+fn print_summary(b: &Backends, p: &Pipeline) {
+    let lsm = b.lsm_unavailable.as_deref().unwrap_or("in use");
+    eprintln!(
+        "seawall agent ready\n  kernel programs: exec/fork/exit/cgroup_mkdir (tp_btf), network (cgroup sock_addr, per container)\n  exec, drift, container_exec: {}\n  file:    {}\n  network: {}\n  BPF LSM: {}\n  profiles: {} ({} loaded)\n  containers monitored: {}",
+        b.exec,
+        b.file,
+        b.network,
+        lsm,
+        p.cfg.profiles.display(),
+        p.profiles.profiles().count(),
+        p.containers.len()
+    );
+}

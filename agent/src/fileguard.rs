@@ -1,0 +1,490 @@
+//! File controls and file visibility through fanotify permission events on each container's own
+//! overlay superblock (`FAN_MARK_FILESYSTEM` on its merged directory). The process waits in
+//! `open(2)` until we answer; `FAN_DENY` gives it EPERM. Only the containers' superblocks are
+//! marked, so no host open ever waits on the agent.
+//!
+//! Fail-open, written down: when the agent cannot tell what an open is (procfs raced, a path
+//! it cannot read), it allows it and reports what it knew. When the agent dies, the kernel
+//! allows every pending open as the fanotify group closes.
+//!
+//! Not covered here: unlink, rename and truncate(2) of read-only paths (fanotify has no
+//! permission event for them; BPF LSM does), and files on other filesystems (volumes, and
+//! Docker's bind-mounted /etc/hosts, /etc/hostname, /etc/resolv.conf).
+
+use std::{
+    collections::HashMap,
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    sync::{Arc, Mutex},
+};
+
+use seawall_proto::event::{Action, Event, File, Kind, Process, Severity};
+use tokio::sync::mpsc;
+
+use crate::{
+    containers::ContainerTable,
+    enrich::{Clock, Enricher},
+    proctable::ProcessTable,
+    profile::{FilePolicy, Mode, Profile},
+};
+
+/// What one container's file policy needs at answer time.
+#[derive(Clone)]
+struct Watched {
+    cgroup_id: u64,
+    merged: String,
+    policy: FilePolicy,
+}
+
+/// One open the guard saw.
+#[derive(Debug, Clone)]
+pub struct FileEvent {
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub path: String,
+    /// open(2) flags, when the agent could read them.
+    pub flags: Option<i32>,
+    pub action: Action,
+    /// `deny`, `read_only`, `monitor` or empty for plain visibility.
+    pub rule: &'static str,
+}
+
+pub struct FileGuard {
+    fd: Arc<OwnedFd>,
+    audit_all: bool,
+    /// st_dev of each marked superblock → container.
+    by_dev: Arc<Mutex<HashMap<u64, Watched>>>,
+    marked: HashMap<u64, (u64, String)>,
+    rx: Option<mpsc::Receiver<FileEvent>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileGuardError {
+    #[error("fanotify_init: {0} (needs CAP_SYS_ADMIN and a kernel with CONFIG_FANOTIFY_ACCESS_PERMISSIONS)")]
+    Init(io::Error),
+    #[error("fanotify_mark on {path}: {source}")]
+    Mark { path: String, source: io::Error },
+}
+
+const FAN_MARK_FILESYSTEM: u32 = 0x0000_0100;
+
+impl FileGuard {
+    /// Starts the fanotify group and its reader thread. `audit_all` reports every open in
+    /// monitored containers (`--audit-files`).
+    pub fn start(audit_all: bool) -> Result<Self, FileGuardError> {
+        // SAFETY: plain syscall; the fd is owned below.
+        let raw = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC | libc::FAN_UNLIMITED_QUEUE,
+                (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
+            )
+        };
+        if raw < 0 {
+            return Err(FileGuardError::Init(io::Error::last_os_error()));
+        }
+        // SAFETY: fresh fd from the kernel.
+        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let by_dev: Arc<Mutex<HashMap<u64, Watched>>> = Arc::default();
+        let (tx, rx) = mpsc::channel(65_536);
+        let (fd2, map2) = (fd.clone(), by_dev.clone());
+        std::thread::Builder::new()
+            .name("seawall-fanotify".into())
+            .spawn(move || reader(fd2, map2, audit_all, tx))
+            .expect("spawn the fanotify thread");
+        Ok(Self {
+            fd,
+            audit_all,
+            by_dev,
+            marked: HashMap::new(),
+            rx: Some(rx),
+        })
+    }
+
+    /// The stream of file events (taken once).
+    pub fn events(&mut self) -> mpsc::Receiver<FileEvent> {
+        self.rx.take().unwrap_or_else(|| mpsc::channel(1).1)
+    }
+
+    /// Marks the container's root filesystem when its profile has file rules or all opens are
+    /// audited; otherwise nothing is marked and its opens cost nothing.
+    pub fn watch_container(
+        &mut self,
+        cgroup_id: u64,
+        merged: &str,
+        profile: &Profile,
+    ) -> Result<(), FileGuardError> {
+        let p = &profile.files;
+        let has_rules = p.mode != Mode::Off
+            && !(p.deny.is_empty() && p.read_only.is_empty() && p.monitor.is_empty());
+        if !has_rules && !self.audit_all {
+            self.unwatch_container(cgroup_id);
+            return Ok(());
+        }
+        let dev = std::fs::metadata(merged)
+            .map_err(|source| FileGuardError::Mark {
+                path: merged.into(),
+                source,
+            })?
+            .dev();
+        if !self.marked.contains_key(&cgroup_id) {
+            let c = CString::new(merged).map_err(|_| FileGuardError::Mark {
+                path: merged.into(),
+                source: io::Error::from(io::ErrorKind::InvalidInput),
+            })?;
+            // SAFETY: valid fd and NUL-terminated path.
+            let r = unsafe {
+                libc::fanotify_mark(
+                    self.fd.as_raw_fd(),
+                    libc::FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+                    libc::FAN_OPEN_PERM,
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                )
+            };
+            if r < 0 {
+                return Err(FileGuardError::Mark {
+                    path: merged.into(),
+                    source: io::Error::last_os_error(),
+                });
+            }
+            self.marked.insert(cgroup_id, (dev, merged.to_string()));
+        }
+        self.by_dev.lock().expect("fileguard lock").insert(
+            dev,
+            Watched {
+                cgroup_id,
+                merged: merged.to_string(),
+                policy: profile.files.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn unwatch_container(&mut self, cgroup_id: u64) {
+        if let Some((dev, merged)) = self.marked.remove(&cgroup_id) {
+            self.by_dev.lock().expect("fileguard lock").remove(&dev);
+            if let Ok(c) = CString::new(merged) {
+                // SAFETY: valid fd and path; failure (already unmounted) is fine.
+                unsafe {
+                    libc::fanotify_mark(
+                        self.fd.as_raw_fd(),
+                        libc::FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM,
+                        libc::FAN_OPEN_PERM,
+                        libc::AT_FDCWD,
+                        c.as_ptr(),
+                    )
+                };
+            }
+        }
+    }
+}
+
+/// open(2) flags of the syscall a task is blocked in, from `/proc/<pid>/syscall`.
+pub fn pending_open_flags(pid: u32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    parse_syscall_flags(&text)
+}
+
+fn parse_syscall_flags(text: &str) -> Option<i32> {
+    let mut it = text.split_whitespace();
+    let nr: i64 = it.next()?.parse().ok()?;
+    let args: Vec<u64> = it
+        .take(6)
+        .filter_map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        .collect();
+    let flags = match nr {
+        2 => *args.get(1)?,   // open(path, flags, mode)
+        257 => *args.get(2)?, // openat(dirfd, path, flags, mode)
+        85 => (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64, // creat
+        _ => return None,
+    };
+    Some(flags as i32)
+}
+
+/// Whether the flags ask to change the file.
+pub fn writes(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0
+}
+
+/// `O_WRONLY|O_CREAT|O_TRUNC` style text.
+pub fn flags_text(flags: i32) -> String {
+    let mut parts = vec![match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => "O_WRONLY",
+        libc::O_RDWR => "O_RDWR",
+        _ => "O_RDONLY",
+    }];
+    for (bit, name) in [
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_DIRECTORY, "O_DIRECTORY"),
+        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
+    ] {
+        if flags & bit != 0 {
+            parts.push(name);
+        }
+    }
+    parts.join("|")
+}
+
+/// The decision for one open under a container's file policy.
+pub fn decide(policy: &FilePolicy, path: &str, flags: Option<i32>) -> (Action, &'static str) {
+    if policy.mode == Mode::Off {
+        return (Action::Allowed, "");
+    }
+    let hit = |a: Action| match (a, policy.mode) {
+        (_, Mode::Enforce) => Action::Blocked,
+        _ => Action::Audited,
+    };
+    if policy.deny.matches(path) {
+        return (hit(Action::Blocked), "deny");
+    }
+    let w = flags.map(writes).unwrap_or(false);
+    if w && policy.read_only.matches(path) {
+        return (hit(Action::Blocked), "read_only");
+    }
+    if w && policy.monitor.matches(path) {
+        return (Action::Audited, "monitor");
+    }
+    (Action::Allowed, "")
+}
+
+fn reader(
+    fd: Arc<OwnedFd>,
+    by_dev: Arc<Mutex<HashMap<u64, Watched>>>,
+    audit_all: bool,
+    tx: mpsc::Sender<FileEvent>,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        // SAFETY: valid fd and buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            tracing::error!(error = %e, "reading fanotify events failed: file controls stopped");
+            return;
+        }
+        let mut off = 0usize;
+        let n = n as usize;
+        let hdr = std::mem::size_of::<libc::fanotify_event_metadata>();
+        while off + hdr <= n {
+            // SAFETY: bounds checked; unaligned read of a plain struct.
+            let m: libc::fanotify_event_metadata =
+                unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
+            if m.event_len < hdr as u32 {
+                break;
+            }
+            off += m.event_len as usize;
+            if m.fd < 0 {
+                continue;
+            }
+            // SAFETY: the kernel gave us this fd; it is closed when `file` drops.
+            let file = unsafe { OwnedFd::from_raw_fd(m.fd) };
+            let ev = handle(&file, m.pid as u32, &by_dev, audit_all);
+            if m.mask & libc::FAN_OPEN_PERM != 0 {
+                let response = libc::fanotify_response {
+                    fd: m.fd,
+                    response: if ev.as_ref().is_some_and(|e| e.action == Action::Blocked) {
+                        libc::FAN_DENY
+                    } else {
+                        libc::FAN_ALLOW
+                    },
+                };
+                // SAFETY: valid fd and struct; a failed answer leaves the kernel to allow it
+                // when the group closes.
+                unsafe {
+                    libc::write(
+                        fd.as_raw_fd(),
+                        (&response as *const libc::fanotify_response).cast(),
+                        std::mem::size_of::<libc::fanotify_response>(),
+                    )
+                };
+            }
+            drop(file);
+            if let Some(ev) = ev {
+                if tx.blocking_send(ev).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn handle(
+    file: &OwnedFd,
+    pid: u32,
+    by_dev: &Mutex<HashMap<u64, Watched>>,
+    audit_all: bool,
+) -> Option<FileEvent> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    let w = by_dev.lock().ok()?.get(&st.st_dev).cloned()?;
+    // Scope: only processes inside this container are ever denied (the engine itself, or
+    // `docker cp`, also open these files).
+    let in_container = crate::cgroupfs::pid_cgroup(pid)
+        .and_then(|p| {
+            crate::cgroupfs::cgroup2_root()
+                .ok()
+                .map(|r| r.join(p.trim_start_matches('/')))
+        })
+        .and_then(|dir| {
+            let mut d = dir.as_path();
+            loop {
+                if std::fs::metadata(d).ok()?.ino() == w.cgroup_id {
+                    return Some(true);
+                }
+                d = d.parent()?;
+            }
+        })
+        .unwrap_or(false);
+    if !in_container {
+        return None;
+    }
+    let host_path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let host_path = host_path.to_string_lossy();
+    let path = host_path
+        .strip_prefix(w.merged.as_str())
+        .map(|p| {
+            if p.is_empty() {
+                "/".to_string()
+            } else {
+                p.to_string()
+            }
+        })
+        .unwrap_or_else(|| host_path.to_string());
+    let flags = pending_open_flags(pid);
+    let (action, rule) = decide(&w.policy, &path, flags);
+    if action == Action::Allowed && !audit_all {
+        return None;
+    }
+    Some(FileEvent {
+        cgroup_id: w.cgroup_id,
+        pid,
+        path,
+        flags,
+        action,
+        rule,
+    })
+}
+
+/// The JSON event for a file event.
+pub fn to_event(
+    f: &FileEvent,
+    e: &mut Enricher,
+    containers: &ContainerTable,
+    procs: &ProcessTable,
+) -> Option<Event> {
+    let known = procs.get(f.pid);
+    let flags = f.flags.map(flags_text).unwrap_or_else(|| "unknown".into());
+    let control = if f.rule.is_empty() {
+        "visibility"
+    } else {
+        "file"
+    };
+    let severity = match f.action {
+        Action::Blocked => Severity::High,
+        Action::Audited => Severity::Medium,
+        Action::Allowed => Severity::Info,
+    };
+    let message = if f.rule.is_empty() {
+        format!("open {} {flags}", f.path)
+    } else {
+        format!("file {}: open {} {flags} {}", f.rule, f.path, f.action)
+    };
+    Some(Event {
+        seq: e.next_seq(),
+        time: Clock::now(),
+        node: e.node.clone(),
+        kind: Kind::File,
+        action: f.action,
+        control: control.into(),
+        severity,
+        message,
+        process: Some(Process {
+            pid: f.pid,
+            ppid: known.map(|p| p.ppid).unwrap_or(0),
+            uid: known.map(|p| p.uid).unwrap_or(0),
+            comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
+            exe: known.map(|p| p.exe.clone()).unwrap_or_default(),
+            args: known.map(|p| p.args.clone()).unwrap_or_default(),
+            args_truncated: false,
+        }),
+        container: containers.get(f.cgroup_id).map(|c| c.to_event()),
+        file: Some(File {
+            path: f.path.clone(),
+            flags,
+        }),
+        network: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::PathGlobs;
+
+    #[test]
+    fn reads_open_flags_from_proc_syscall_lines() {
+        // openat(AT_FDCWD, p, O_WRONLY|O_CREAT|O_TRUNC, 0666)
+        let line = "257 0xffffffffffffff9c 0x7ffd1234 0x241 0x1b6 0x0 0x0 0x7ffd0000 0x7f000000\n";
+        assert_eq!(parse_syscall_flags(line), Some(0x241));
+        assert_eq!(parse_syscall_flags("2 0x7ffd 0x0 0x0 0 0 0 0 0"), Some(0));
+        assert_eq!(parse_syscall_flags("running\n"), None);
+        assert_eq!(
+            parse_syscall_flags("0 0x3 0x7ffd 0x10 0 0 0 0 0"),
+            None,
+            "read(2) is not an open"
+        );
+        assert!(writes(0x241));
+        assert!(!writes(libc::O_RDONLY | libc::O_CLOEXEC));
+        assert_eq!(flags_text(0x241), "O_WRONLY|O_CREAT|O_TRUNC");
+    }
+
+    fn policy(mode: Mode) -> FilePolicy {
+        FilePolicy {
+            mode,
+            deny: PathGlobs::new(vec!["/etc/shadow".into()]).unwrap(),
+            read_only: PathGlobs::new(vec!["/etc/**".into()]).unwrap(),
+            monitor: PathGlobs::new(vec!["/var/log/**".into()]).unwrap(),
+        }
+    }
+
+    #[test]
+    fn deny_read_only_and_monitor_decide_by_path_and_intent() {
+        let p = policy(Mode::Enforce);
+        assert_eq!(
+            decide(&p, "/etc/shadow", Some(0)),
+            (Action::Blocked, "deny")
+        );
+        assert_eq!(decide(&p, "/etc/passwd", Some(0)), (Action::Allowed, ""));
+        assert_eq!(
+            decide(&p, "/etc/passwd", Some(0x241)),
+            (Action::Blocked, "read_only")
+        );
+        assert_eq!(
+            decide(&p, "/var/log/app.log", Some(libc::O_WRONLY)),
+            (Action::Audited, "monitor")
+        );
+        assert_eq!(decide(&p, "/tmp/x", Some(0x241)), (Action::Allowed, ""));
+        let a = policy(Mode::Audit);
+        assert_eq!(
+            decide(&a, "/etc/shadow", Some(0)),
+            (Action::Audited, "deny")
+        );
+        assert_eq!(
+            decide(&policy(Mode::Off), "/etc/shadow", Some(0)),
+            (Action::Allowed, "")
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! The kernel task: the one task that owns the loaded programs and every map write. Other tasks
+//! send it closures over a channel and await the reply (the lockc pattern), so map updates never
+//! race each other and a policy swap is ordered.
+
+use std::{
+    collections::HashMap as StdHashMap,
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use agent_common::{
+    ContainerPolicy, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT, MAP_CONTAINERS,
+    MAP_CONTAINER_INIT, MAP_CONTAINER_PARENTS, MAP_COUNTERS, MAP_NET_RULES, MAP_PATH_RULES,
+    MAP_TASK_ORIGIN,
+};
+use aya::{
+    maps::{HashMap, MapData, MapError, PerCpuArray},
+    programs::{
+        cgroup_sock::CgroupSockLinkId, cgroup_sock_addr::CgroupSockAddrLinkId, CgroupAttachMode,
+        CgroupSock, CgroupSockAddr, ProgramError,
+    },
+    Ebpf,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::loader::{safe_attach_point, SOCK_ADDR_PROGRAMS, SOCK_CREATE_PROGRAM};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {0} missing from the object")]
+    MissingMap(&'static str),
+    #[error("attaching network programs to {path}: {source:?}")]
+    Attach {
+        path: PathBuf,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("refusing to attach to {0}: not a container cgroup below the cgroup v2 root")]
+    UnsafeAttachPoint(PathBuf),
+    #[error("opening cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the kernel task has stopped")]
+    Gone,
+}
+
+fn map_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
+    move |source| KernelError::Map { name, source }
+}
+
+/// Everything the kernel task owns.
+pub struct KernelState {
+    ebpf: Ebpf,
+    cgroup_root: PathBuf,
+    parents: HashMap<MapData, u64, u32>,
+    containers: HashMap<MapData, u64, ContainerPolicy>,
+    init: HashMap<MapData, u64, u32>,
+    origin: HashMap<MapData, u32, u32>,
+    path_rules: HashMap<MapData, PathRuleKey, u32>,
+    net_rules: HashMap<MapData, NetRuleKey, NetRule>,
+    counters: PerCpuArray<MapData, u64>,
+    links: StdHashMap<u64, NetLinks>,
+}
+
+#[derive(Default)]
+struct NetLinks {
+    addr: Vec<(&'static str, CgroupSockAddrLinkId)>,
+    sock: Option<CgroupSockLinkId>,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, KernelError> {
+    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+impl KernelState {
+    pub fn new(mut ebpf: Ebpf, cgroup_root: PathBuf) -> Result<Self, KernelError> {
+        Ok(Self {
+            parents: take(&mut ebpf, MAP_CONTAINER_PARENTS)?,
+            containers: take(&mut ebpf, MAP_CONTAINERS)?,
+            init: take(&mut ebpf, MAP_CONTAINER_INIT)?,
+            origin: take(&mut ebpf, MAP_TASK_ORIGIN)?,
+            path_rules: take(&mut ebpf, MAP_PATH_RULES)?,
+            net_rules: take(&mut ebpf, MAP_NET_RULES)?,
+            counters: take(&mut ebpf, MAP_COUNTERS)?,
+            links: StdHashMap::new(),
+            cgroup_root,
+            ebpf,
+        })
+    }
+
+    /// Children of this cgroup are containers. The network programs are attached here, once:
+    /// a container parent (e.g. `/docker`) holds only containers, the programs' membership gate
+    /// lets everything else through at once, and attaching above the containers puts network
+    /// policy in force before a new container's first `connect`, which a per-container attach
+    /// made after the cgroup appears cannot promise. Never the hierarchy root.
+    pub fn add_parent(&mut self, cgroup_id: u64, dir: &Path) -> Result<(), KernelError> {
+        self.parents
+            .insert(cgroup_id, 1, 0)
+            .map_err(map_err(MAP_CONTAINER_PARENTS))?;
+        if !self.links.contains_key(&cgroup_id) {
+            let links = self.attach_net(dir)?;
+            self.links.insert(cgroup_id, links);
+        }
+        Ok(())
+    }
+
+    /// The policy of containers the agent has not configured yet (key 0).
+    pub fn set_default_policy(&mut self, policy: ContainerPolicy) -> Result<(), KernelError> {
+        self.containers
+            .insert(0, policy, 0)
+            .map_err(map_err(MAP_CONTAINERS))
+    }
+
+    /// Writes a container's policy.
+    pub fn set_container(
+        &mut self,
+        cgroup_id: u64,
+        policy: ContainerPolicy,
+    ) -> Result<(), KernelError> {
+        self.containers
+            .insert(cgroup_id, policy, 0)
+            .map_err(map_err(MAP_CONTAINERS))
+    }
+
+    fn attach_net(&mut self, dir: &Path) -> Result<NetLinks, KernelError> {
+        if !safe_attach_point(&self.cgroup_root, dir) {
+            return Err(KernelError::UnsafeAttachPoint(dir.to_owned()));
+        }
+        let attach_err = |source| KernelError::Attach {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut links = NetLinks::default();
+        for &name in SOCK_ADDR_PROGRAMS {
+            let cg = File::open(dir).map_err(|source| KernelError::Cgroup {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let prog: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .expect("loaded at start")
+                .try_into()
+                .expect("type checked at load");
+            links
+                .addr
+                .push((name, prog.attach(cg, LINK_MODE).map_err(attach_err)?));
+        }
+        let cg = File::open(dir).map_err(|source| KernelError::Cgroup {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let prog: &mut CgroupSock = self
+            .ebpf
+            .program_mut(SOCK_CREATE_PROGRAM)
+            .expect("loaded at start")
+            .try_into()
+            .expect("type checked at load");
+        links.sock = Some(prog.attach(cg, LINK_MODE).map_err(attach_err)?);
+        Ok(links)
+    }
+
+    /// Forgets a container: its policy and init.
+    pub fn remove_container(&mut self, cgroup_id: u64) {
+        let _ = self.containers.remove(&cgroup_id);
+        let _ = self.init.remove(&cgroup_id);
+    }
+
+    /// Detaches the network programs from a container parent.
+    pub fn remove_parent(&mut self, cgroup_id: u64) {
+        let _ = self.parents.remove(&cgroup_id);
+        if let Some(links) = self.links.remove(&cgroup_id) {
+            for (name, id) in links.addr {
+                if let Some(Ok(p)) = self
+                    .ebpf
+                    .program_mut(name)
+                    .map(<&mut CgroupSockAddr>::try_from)
+                {
+                    let _ = p.detach(id);
+                }
+            }
+            if let Some(id) = links.sock {
+                if let Some(Ok(p)) = self
+                    .ebpf
+                    .program_mut(SOCK_CREATE_PROGRAM)
+                    .map(<&mut CgroupSock>::try_from)
+                {
+                    let _ = p.detach(id);
+                }
+            }
+        }
+    }
+
+    /// Records the init of a container that was running before the agent, and the origin of
+    /// its processes, so `docker exec` sessions are told apart from the init's descendants.
+    pub fn seed_container(
+        &mut self,
+        cgroup_id: u64,
+        init_pid: u32,
+        origins: &[(u32, u32)],
+    ) -> Result<(), KernelError> {
+        if init_pid != 0 {
+            self.init
+                .insert(cgroup_id, init_pid, 0)
+                .map_err(map_err(MAP_CONTAINER_INIT))?;
+        }
+        for &(pid, origin) in origins {
+            self.origin
+                .insert(pid, origin, 0)
+                .map_err(map_err(MAP_TASK_ORIGIN))?;
+        }
+        Ok(())
+    }
+
+    pub fn insert_rules(
+        &mut self,
+        paths: &[PathRuleKey],
+        nets: &[(NetRuleKey, NetRule)],
+    ) -> Result<(), KernelError> {
+        for k in paths {
+            self.path_rules
+                .insert(*k, 1, 0)
+                .map_err(map_err(MAP_PATH_RULES))?;
+        }
+        for (k, v) in nets {
+            self.net_rules
+                .insert(*k, *v, 0)
+                .map_err(map_err(MAP_NET_RULES))?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_rules(&mut self, paths: &[PathRuleKey], nets: &[NetRuleKey]) {
+        for k in paths {
+            let _ = self.path_rules.remove(k);
+        }
+        for k in nets {
+            let _ = self.net_rules.remove(k);
+        }
+    }
+
+    /// Sums of the per-CPU counters (`COUNTER_*`).
+    pub fn counters(&self) -> Result<[u64; COUNTER_COUNT as usize], KernelError> {
+        let mut out = [0u64; COUNTER_COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let values = self
+                .counters
+                .get(&(i as u32), 0)
+                .map_err(map_err(MAP_COUNTERS))?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+/// Attached as bpf_links (kernel ≥ 5.7), which always coexist with other programs on the
+/// cgroup; link creation rejects the legacy BPF_F_ALLOW_MULTI flag, so the mode is the default.
+const LINK_MODE: CgroupAttachMode = CgroupAttachMode::Single;
+
+type Job = Box<dyn FnOnce(&mut KernelState) + Send>;
+
+/// A cheap, cloneable handle to the kernel task.
+#[derive(Clone)]
+pub struct KernelHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl KernelHandle {
+    /// Starts the task that owns `state`; it ends when every handle is dropped.
+    pub fn spawn(state: KernelState) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(256);
+        // A dedicated thread: map syscalls block, and they must not stall the runtime.
+        std::thread::Builder::new()
+            .name("seawall-kernel".into())
+            .spawn(move || {
+                let mut state = state;
+                while let Some(job) = rx.blocking_recv() {
+                    job(&mut state);
+                }
+            })
+            .expect("spawn the kernel thread");
+        Self { tx }
+    }
+
+    /// Runs `f` on the kernel task and returns its result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut KernelState) -> R + Send + 'static,
+    ) -> Result<R, KernelError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Box::new(move |s| {
+                let _ = reply.send(f(s));
+            }))
+            .await
+            .map_err(|_| KernelError::Gone)?;
+        rx.await.map_err(|_| KernelError::Gone)
+    }
+}

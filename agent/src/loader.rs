@@ -1,0 +1,234 @@
+//! Loading the kernel programs: offsets from the running kernel's BTF, globals, attach, and the
+//! capability probe that decides (and reports) which backend each control runs on.
+
+use std::path::Path;
+
+use agent_common::KernelOffsets;
+use aya::{
+    programs::{BtfTracePoint, CgroupSock, CgroupSockAddr},
+    Ebpf, EbpfLoader,
+};
+
+use crate::btf::{Btf, BtfError};
+
+/// The compiled kernel programs, embedded at build time by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/seawall"));
+
+/// Names of the tp_btf programs and the tracepoints they attach to.
+pub const TRACEPOINTS: &[(&str, &str)] = &[
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exit", "sched_process_exit"),
+    ("cgroup_mkdir", "cgroup_mkdir"),
+];
+
+/// cgroup sock_addr programs, attached to each container's cgroup.
+pub const SOCK_ADDR_PROGRAMS: &[&str] = &[
+    "connect4", "connect6", "sendmsg4", "sendmsg6", "bind4", "bind6",
+];
+
+/// cgroup sock program refusing raw/packet sockets.
+pub const SOCK_CREATE_PROGRAM: &str = "sock_create";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("this seawall binary was built without its kernel programs (AYA_BUILD_SKIP was set): rebuild with `cargo xtask run` or `cargo build` with bpf-linker installed")]
+    NoObject,
+    #[error("reading kernel BTF: {0}")]
+    Btf(#[from] BtfError),
+    #[error("loading the kernel programs: {0} (are you root, with CAP_BPF and CAP_PERFMON?)")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("program {0} is missing from the object: agent and kernel programs are from different builds")]
+    Missing(&'static str),
+}
+
+/// Resolves every kernel struct offset the programs read. A missing field is an error that
+/// names it, never a silent zero.
+pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
+    let f = |s: &str, p: &str| btf.field_offset(s, p);
+    let upper = f("ovl_inode", "__upperdentry")?;
+    let vfs_inode = f("ovl_inode", "vfs_inode")?;
+    Ok(KernelOffsets {
+        task_pid: f("task_struct", "pid")?,
+        task_tgid: f("task_struct", "tgid")?,
+        task_real_parent: f("task_struct", "real_parent")?,
+        task_fs: f("task_struct", "fs")?,
+        task_mm: f("task_struct", "mm")?,
+        task_exit_code: f("task_struct", "exit_code")?,
+        mm_arg_start: f("mm_struct", "arg_start")?,
+        mm_arg_end: f("mm_struct", "arg_end")?,
+        fs_root: f("fs_struct", "root")?,
+        path_mnt: f("path", "mnt")?,
+        path_dentry: f("path", "dentry")?,
+        bprm_file: f("linux_binprm", "file")?,
+        file_f_path: f("file", "f_path")?,
+        file_f_inode: f("file", "f_inode")?,
+        inode_i_sb: f("inode", "i_sb")?,
+        inode_i_nlink: btf.field_offset_any("inode", &["i_nlink", "__i_nlink"])?,
+        sb_s_magic: f("super_block", "s_magic")?,
+        dentry_d_parent: f("dentry", "d_parent")?,
+        dentry_d_name_name: f("dentry", "d_name")? + f("qstr", "name")?,
+        dentry_d_sb: f("dentry", "d_sb")?,
+        vfsmount_mnt_root: f("vfsmount", "mnt_root")?,
+        mount_mnt: f("mount", "mnt")?,
+        mount_mnt_parent: f("mount", "mnt_parent")?,
+        mount_mnt_mountpoint: f("mount", "mnt_mountpoint")?,
+        ovl_upperdentry_from_inode: upper
+            .checked_sub(vfs_inode)
+            .ok_or_else(|| BtfError::Format("ovl_inode.__upperdentry precedes vfs_inode".into()))?,
+        cgroup_kn: f("cgroup", "kn")?,
+        kernfs_node_id: f("kernfs_node", "id")?,
+        kernfs_node_parent: btf.field_offset_any("kernfs_node", &["parent", "__parent"])?,
+        file_f_flags: f("file", "f_flags")?,
+        socket_type: f("socket", "type")?,
+    })
+}
+
+/// Options that shape the load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub host_events: bool,
+    pub ringbuf_bytes: u32,
+}
+
+/// Loads and attaches the always-on programs (exec/fork/exit/cgroup_mkdir); the network
+/// programs are loaded here but attached per container by the kernel task.
+pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
+    if OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    let btf = Btf::from_sys()?;
+    let offsets = resolve_offsets(&btf)?;
+    let host: u32 = opts.host_events.into();
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("HOST_EVENTS", &host, true)
+        .map_max_entries(agent_common::MAP_EVENTS, opts.ringbuf_bytes)
+        .load(OBJECT)?;
+    let kbtf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Load(e.into()))?;
+    for &(name, tp) in TRACEPOINTS {
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::Missing(name))?
+            .try_into()
+            .map_err(|source| LoadError::Program { name, source })?;
+        prog.load(tp, &kbtf)
+            .map_err(|source| LoadError::Program { name, source })?;
+        prog.attach()
+            .map_err(|source| LoadError::Program { name, source })?;
+    }
+    for &name in SOCK_ADDR_PROGRAMS {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::Missing(name))?
+            .try_into()
+            .map_err(|source| LoadError::Program { name, source })?;
+        prog.load()
+            .map_err(|source| LoadError::Program { name, source })?;
+    }
+    let prog: &mut CgroupSock = ebpf
+        .program_mut(SOCK_CREATE_PROGRAM)
+        .ok_or(LoadError::Missing(SOCK_CREATE_PROGRAM))?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            name: SOCK_CREATE_PROGRAM,
+            source,
+        })?;
+    prog.load().map_err(|source| LoadError::Program {
+        name: SOCK_CREATE_PROGRAM,
+        source,
+    })?;
+    Ok(ebpf)
+}
+
+/// Which backend each control runs on, decided by probing and never pretended.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Backends {
+    pub exec: String,
+    pub drift: String,
+    pub container_exec: String,
+    pub file: String,
+    pub network: String,
+    /// Why the preferred backend (BPF LSM) is not used, when it is not.
+    pub lsm_unavailable: Option<String>,
+}
+
+/// Whether BPF LSM is active on this kernel (`bpf` in the LSM list).
+pub fn probe_bpf_lsm() -> Result<(), String> {
+    let list = std::fs::read_to_string("/sys/kernel/security/lsm")
+        .map_err(|e| format!("cannot read /sys/kernel/security/lsm: {e}"))?;
+    if !list.split(',').any(|l| l.trim() == "bpf") {
+        return Err(format!(
+            "BPF LSM is not enabled (active LSMs: {}); boot with lsm=...,bpf",
+            list.trim()
+        ));
+    }
+    // The list can name bpf while loading still fails (e.g. ftrace closed): the LSM backend is
+    // only claimed once its programs load, which this build does not ship yet.
+    Err("BPF LSM is enabled, but this build enforces through the fallbacks".into())
+}
+
+/// The backends this build runs here.
+pub fn backends(fanotify_ok: Result<(), String>) -> Backends {
+    let lsm = probe_bpf_lsm().err();
+    Backends {
+        exec: "tp_btf sched_process_exec + bpf_send_signal(SIGKILL)".into(),
+        drift: "tp_btf sched_process_exec + bpf_send_signal(SIGKILL)".into(),
+        container_exec: "tp_btf sched_process_exec + bpf_send_signal(SIGKILL)".into(),
+        file: match fanotify_ok {
+            Ok(()) => "fanotify permission events on the container's overlay (EPERM); unlink/rename not covered".into(),
+            Err(e) => format!("unavailable: {e}"),
+        },
+        network: "cgroup sock_addr connect/sendmsg/bind + sock_create on the container's cgroup (EPERM)".into(),
+        lsm_unavailable: lsm,
+    }
+}
+
+/// Whether the embedded object has programs (false in `AYA_BUILD_SKIP` builds).
+pub fn has_object() -> bool {
+    !OBJECT.is_empty()
+}
+
+/// A cgroup directory is safe to attach to: below the hierarchy root, never the root itself.
+pub fn safe_attach_point(root: &Path, cgroup_dir: &Path) -> bool {
+    cgroup_dir != root
+        && cgroup_dir.starts_with(root)
+        && cgroup_dir.components().count() > root.components().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_attaches_at_the_hierarchy_root() {
+        let root = Path::new("/sys/fs/cgroup/unified");
+        assert!(!safe_attach_point(root, root));
+        assert!(!safe_attach_point(root, Path::new("/sys/fs/cgroup")));
+        assert!(!safe_attach_point(root, Path::new("/tmp/x")));
+        assert!(safe_attach_point(
+            root,
+            Path::new("/sys/fs/cgroup/unified/docker/abc")
+        ));
+    }
+
+    #[test]
+    fn every_offset_resolves_from_this_kernels_btf() {
+        let btf = match Btf::from_sys() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("SKIP: no kernel BTF here: {e}");
+                return;
+            }
+        };
+        let o = resolve_offsets(&btf).expect("all offsets");
+        assert!(o.task_tgid > 0 && o.task_real_parent > 0);
+        assert!(o.ovl_upperdentry_from_inode >= btf.struct_size("inode").unwrap());
+    }
+}
