@@ -29,6 +29,7 @@ const EXPECTED: &[&str] = &[
     "lsm_programs_attached",
     "exec_image_binary_allowed",
     "exec_drift_upper_layer_eperm",
+    "exec_drift_script_eperm",
     "exec_deny_list_eperm",
     "file_deny_read_eperm",
     "file_deny_truncate_eperm",
@@ -37,6 +38,7 @@ const EXPECTED: &[&str] = &[
     "net_connect_denied_eperm",
     "net_connect_allowed",
     "scope_exec_drift_outside_allowed",
+    "scope_exec_drift_script_outside_allowed",
     "scope_exec_deny_list_outside_allowed",
     "scope_file_outside_allowed",
     "scope_net_outside_allowed",
@@ -514,5 +516,57 @@ fn judge(console: &[String]) -> Result<()> {
             fails,
             missing
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn passes_only_with_every_check_and_zero_failed() {
+        let mut ok: Vec<String> = EXPECTED.iter().map(|n| format!("PASS {n}")).collect();
+        ok.push(format!("{} passed, 0 failed", EXPECTED.len()));
+        assert!(judge(&ok).is_ok());
+
+        let mut missing = ok.clone();
+        missing.remove(1);
+        assert!(
+            judge(&missing).is_err(),
+            "a check that never ran must fail the test"
+        );
+
+        let mut failed = ok.clone();
+        failed.insert(
+            0,
+            "FAIL exec_drift_upper_layer_eperm: killed by signal 9".into(),
+        );
+        assert!(judge(&failed).is_err());
+
+        assert!(
+            judge(&console(&["PASS lsm_programs_attached"])).is_err(),
+            "no summary line"
+        );
+    }
+
+    #[test]
+    fn reads_module_dependencies_from_modinfo() {
+        let ko = b"\x7fELF....license=GPL\0depends=libcrc32c,crc32c_generic\0vermagic=6.1\0";
+        assert_eq!(modinfo_depends(ko), vec!["libcrc32c", "crc32c_generic"]);
+        assert!(modinfo_depends(b"\x7fELF depends=\0").is_empty());
+    }
+
+    #[test]
+    fn cpio_entries_are_newc_and_aligned() {
+        let mut c = Cpio::default();
+        c.file("init", 0o755, b"#!/bin/sh\n");
+        let out = c.finish();
+        assert!(out.starts_with(b"070701"));
+        assert_eq!(out.len() % 4, 0);
+        assert!(out.windows(10).any(|w| w == b"TRAILER!!!"));
     }
 }

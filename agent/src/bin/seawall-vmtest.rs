@@ -211,6 +211,7 @@ fn build_image() -> Result<(), String> {
         )
         .map_err(|err| e(f, err))?;
     }
+    std::os::unix::fs::symlink("busybox", format!("{LOWER}/bin/sh")).map_err(|err| e("sh", err))?;
     fs::write(format!("{LOWER}/etc/secret"), b"secret\n").map_err(|err| e("secret", err))?;
     fs::write(format!("{LOWER}/etc/readonly"), b"readonly\n").map_err(|err| e("readonly", err))?;
     fs::write(format!("{LOWER}/etc/plain"), b"plain\n").map_err(|err| e("plain", err))?;
@@ -466,6 +467,15 @@ fn container_checks(denied_port: u16, allowed_port: u16) -> Vec<String> {
         "exec_drift_upper_layer_eperm",
         copied.and_then(|_| expect_eperm(exec("/bin/drifted"))),
     ));
+    // A script written in the container runs an image interpreter: the LSM hook sees the script
+    // itself (bprm_check_security runs once per binfmt stage), sched_process_exec only sees /bin/sh.
+    let script = fs::write("/bin/drift.sh", b"#!/bin/sh\nexit 0\n")
+        .and_then(|()| fs::set_permissions("/bin/drift.sh", fs::Permissions::from_mode(0o755)))
+        .map_err(|e| format!("writing a script into the upper layer: {e}"));
+    out.push(line(
+        "exec_drift_script_eperm",
+        script.and_then(|()| expect_eperm(exec("/bin/drift.sh"))),
+    ));
     out.push(line(
         "exec_deny_list_eperm",
         expect_eperm(exec("/bin/denied")),
@@ -509,6 +519,10 @@ fn scope_checks(denied_port: u16) -> Vec<String> {
         line(
             "scope_exec_drift_outside_allowed",
             expect_ran(exec("/bin/drifted")),
+        ),
+        line(
+            "scope_exec_drift_script_outside_allowed",
+            expect_ran(exec("/bin/drift.sh")),
         ),
         line(
             "scope_exec_deny_list_outside_allowed",
