@@ -246,7 +246,12 @@ fn try_socket_connect(ctx: &LsmContext) -> Result<i32, i64> {
     } else {
         ACTION_ALLOWED
     };
-    net::emit(m.cgroup_id, NET_OP_CONNECT, fam, proto, port, addr, action);
+    // Only a blocked connect is reported here: the LSM hook runs before the cgroup connect
+    // programs, which never see it. Allowed and audited connects go on and the cgroup programs
+    // (attached on every host) report them once.
+    if action == ACTION_BLOCKED {
+        net::emit(m.cgroup_id, NET_OP_CONNECT, fam, proto, port, addr, action);
+    }
     Ok(verdict(action))
 }
 
