@@ -9,6 +9,12 @@
 // Map names, used by both sides.
 // ---------------------------------------------------------------------------------------------
 
+/// Array of one u64: `bpf_ktime_get_boot_ns()` of the agent's last heartbeat. The kernel holds
+/// a new container's execs for the agent only while the agent is alive.
+pub const MAP_AGENT_HEARTBEAT: &str = "AGENT_HEARTBEAT";
+/// A heartbeat older than this (ns) means no agent is there to release held processes.
+pub const HEARTBEAT_FRESH_NS: u64 = 2_000_000_000;
+
 /// Ring buffer every event goes through.
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters (`COUNTER_*` indexes), e.g. failed ring-buffer reservations.
@@ -146,6 +152,9 @@ pub const EXEC_UNLINKED: u32 = 1 << 4;
 pub const EXEC_FROM_EXEC_SESSION: u32 = 1 << 5;
 /// The process's root is not an overlay filesystem: drift and exec rules were not evaluated.
 pub const EXEC_ROOT_NOT_OVERLAY: u32 = 1 << 6;
+/// The container's own policy was not written yet: the process was stopped (SIGSTOP) before
+/// its first instruction, and the agent decides (SIGKILL or SIGCONT) once the policy is known.
+pub const EXEC_HELD: u32 = 1 << 7;
 
 // ---------------------------------------------------------------------------------------------
 // Policy.

@@ -15,6 +15,9 @@ pub struct Membership {
     /// The container's cgroup id (key of its state in the maps).
     pub cgroup_id: u64,
     pub policy: ContainerPolicy,
+    /// False while the agent has not written this container's own policy yet (the default,
+    /// key 0, is in force).
+    pub configured: bool,
 }
 
 #[inline(always)]
@@ -32,6 +35,7 @@ pub fn current() -> Option<Membership> {
             return Some(Membership {
                 cgroup_id: id,
                 policy: *policy,
+                configured: true,
             });
         }
         // SAFETY: as above.
@@ -43,13 +47,15 @@ pub fn current() -> Option<Membership> {
                 return None;
             }
             // SAFETY: as above.
-            let policy = unsafe { CONTAINERS.get(&child) }
-                .or_else(|| unsafe { CONTAINERS.get(&0u64) })
-                .copied()
+            let own = unsafe { CONTAINERS.get(&child) }.copied();
+            let configured = own.is_some();
+            let policy = own
+                .or_else(|| unsafe { CONTAINERS.get(&0u64) }.copied())
                 .unwrap_or_default();
             return Some(Membership {
                 cgroup_id: child,
                 policy,
+                configured,
             });
         }
         level += 1;

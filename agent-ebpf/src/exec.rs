@@ -6,10 +6,10 @@
 use agent_common::{
     ExecEvent, ACTION_ALLOWED, ACTION_BLOCKED, ARGS_BUF, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT,
     CONTROL_EXEC, COUNTER_KILLS, COUNTER_RINGBUF_DROPS, EVENT_EXEC, EXEC_ARGS_TRUNCATED,
-    EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_PATH_TRUNCATED, EXEC_ROOT_NOT_OVERLAY,
-    EXEC_UNLINKED, EXEC_UPPER_LAYER, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY,
-    ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW,
-    RULES_EXEC_DENY,
+    EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_HELD, EXEC_PATH_TRUNCATED, EXEC_ROOT_NOT_OVERLAY,
+    EXEC_UNLINKED, EXEC_UPPER_LAYER, HEARTBEAT_FRESH_NS, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW,
+    LIST_EXEC_DENY, ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW,
+    RULES_EXEC_ALLOW, RULES_EXEC_DENY,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_user, bpf_send_signal},
@@ -20,10 +20,22 @@ use aya_ebpf::{
 use crate::{
     container::{self, action_for},
     kernel::{fill_header, host_events, offsets, read, read_ptr},
-    maps::{count, CONTAINER_INIT, EVENTS, SCRATCH_EXEC, TASK_ORIGIN},
+    maps::{count, AGENT_HEARTBEAT, CONTAINER_INIT, EVENTS, SCRATCH_EXEC, TASK_ORIGIN},
 };
 
 const SIGKILL: u32 = 9;
+const SIGSTOP: u32 = 19;
+
+/// Whether the agent's heartbeat is fresh.
+#[inline(always)]
+fn agent_alive() -> bool {
+    // SAFETY: plain helper call.
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() };
+    match AGENT_HEARTBEAT.get(0) {
+        Some(&t) => t != 0 && now.saturating_sub(t) < HEARTBEAT_FRESH_NS,
+        None => false,
+    }
+}
 
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
@@ -72,6 +84,13 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
             // proved is in a monitored container.
             unsafe { bpf_send_signal(SIGKILL) };
             count(COUNTER_KILLS);
+        } else if !m.configured && agent_alive() {
+            // A container younger than its own policy: stop the new image before its first
+            // instruction and let the agent decide under the container's real profile. Only
+            // while the agent is alive (fresh heartbeat), so no process waits for nobody.
+            ev.flags |= EXEC_HELD;
+            // SAFETY: as above, the current task of a monitored container.
+            unsafe { bpf_send_signal(SIGSTOP) };
         }
     }
 

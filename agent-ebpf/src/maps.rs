@@ -4,7 +4,7 @@
 use agent_common::{ContainerPolicy, ExecEvent, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT};
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 
 /// Default ring buffer size; the agent may resize it before load (`ringbuf_bytes`).
@@ -12,6 +12,9 @@ const RINGBUF_BYTES: u32 = 8 << 20;
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+
+#[map]
+pub static AGENT_HEARTBEAT: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

@@ -34,6 +34,8 @@ pub struct AgentConfig {
     pub collector_ca: Option<PathBuf>,
     pub collector_cert: Option<PathBuf>,
     pub collector_key: Option<PathBuf>,
+    /// Plain-text connection to the collector (local trials only).
+    pub collector_insecure: bool,
     /// Spool directory for collector delivery.
     pub spool_dir: PathBuf,
     /// Spool size limit in bytes.
@@ -57,6 +59,7 @@ impl Default for AgentConfig {
             collector_ca: None,
             collector_cert: None,
             collector_key: None,
+            collector_insecure: false,
             spool_dir: PathBuf::from("/var/lib/seawall/spool"),
             spool_max_bytes: 256 << 20,
         }

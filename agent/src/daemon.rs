@@ -72,9 +72,13 @@ struct Pipeline {
     enricher: Enricher,
     sinks: Sinks,
     unresolved: HashMap<u64, Instant>,
+    /// Containers the engine reported created but whose cgroup does not exist yet: inspected
+    /// ahead, so the policy is written the moment the cgroup appears.
+    created: HashMap<String, ContainerInfo>,
     drops_seen: u64,
     status: Arc<Mutex<Status>>,
     files: Option<crate::fileguard::FileGuard>,
+    delivery: Option<crate::delivery::Delivery>,
 }
 
 impl Pipeline {
@@ -247,6 +251,11 @@ impl Pipeline {
         let id = dir
             .file_name()
             .and_then(|n| cgroupfs::container_id_from_path(&n.to_string_lossy()));
+        if let Some(info) = id.as_ref().and_then(|id| self.created.remove(id)) {
+            self.unresolved.remove(&cgroup_id);
+            self.register(cgroup_id, dir, info).await;
+            return;
+        }
         let info = match (&self.docker, id) {
             (Some(d), Some(id)) => match d.inspect(&id).await {
                 Ok(info) => info,
@@ -297,11 +306,23 @@ impl Pipeline {
                     },
                 );
             }
-            KernelEvent::Net { .. } => {}
+            KernelEvent::Net { .. } | KernelEvent::File { .. } => {}
         }
         let cg = ev.header().container_cgroup_id;
         if cg != 0 && self.containers.get(cg).is_none() {
             self.resolve(cg).await;
+        }
+        let mut ev = ev;
+        if let KernelEvent::Exec {
+            header,
+            flags,
+            path,
+            ..
+        } = &mut ev
+        {
+            if *flags & agent_common::EXEC_HELD != 0 {
+                self.release_held(header, *flags, path);
+            }
         }
         if let Some(out) = self
             .enricher
@@ -311,8 +332,56 @@ impl Pipeline {
         }
     }
 
+    /// A process the kernel stopped at its first instruction because its container's own
+    /// policy was not written yet: decide under the container's profile, then kill or resume.
+    fn release_held(&mut self, header: &mut decode::Header, flags: u32, path: &str) {
+        let cg = header.container_cgroup_id;
+        let profile = match self.containers.get(cg) {
+            Some(c) => self
+                .profiles
+                .profiles()
+                .find(|p| p.name == c.profile)
+                .unwrap_or_else(|| self.profiles.default_profile()),
+            None => self.profiles.default_profile(),
+        };
+        let (control, action) = policy::exec_verdict(profile, flags, path);
+        header.control = control;
+        header.action = action;
+        // Signal only the process the kernel held, and only while it is still in that
+        // container's cgroup (it cannot have been replaced while stopped, but check anyway).
+        let still_there = cgroupfs::pid_cgroup(header.pid)
+            .and_then(|p| self.container_dir(&p))
+            .and_then(|d| cgroupfs::cgroup_id(&d).ok())
+            == Some(cg);
+        if !still_there {
+            return;
+        }
+        let sig = if action == agent_common::ACTION_BLOCKED {
+            libc::SIGKILL
+        } else {
+            libc::SIGCONT
+        };
+        // SAFETY: plain syscall on a pid the kernel reported as held in a monitored container.
+        unsafe { libc::kill(header.pid as i32, sig) };
+        tracing::debug!(
+            pid = header.pid,
+            container_cgroup_id = cg,
+            signal = sig,
+            "released held process"
+        );
+    }
+
     async fn on_lifecycle(&mut self, l: Lifecycle) {
         match l.action.as_str() {
+            "create" => {
+                let Some(d) = self.docker.clone() else { return };
+                if let Ok(info) = d.inspect(&l.container_id).await {
+                    if self.created.len() > 1024 {
+                        self.created.clear();
+                    }
+                    self.created.insert(l.container_id, info);
+                }
+            }
             "start" => {
                 let Some(d) = self.docker.clone() else { return };
                 let info = match d.inspect(&l.container_id).await {
@@ -335,6 +404,7 @@ impl Pipeline {
                 self.register(cg, &dir, info).await;
             }
             "die" | "destroy" => {
+                self.created.remove(&l.container_id);
                 if let Some((cg, info)) = self.containers.remove_container(&l.container_id) {
                     let _ = self.kernel.call(move |k| k.remove_container(cg)).await;
                     if let Some(files) = &mut self.files {
@@ -461,6 +531,25 @@ impl Pipeline {
                 format!("{new} kernel events lost because the ring buffer was full ({drops} in total); raise ringbuf_bytes"),
             );
         }
+        if let Some(d) = &self.delivery {
+            let st = d.stats();
+            self.sinks.metrics.set_spool(
+                st.spool_depth_events,
+                st.dropped_total,
+                st.lag_seconds as f64,
+            );
+            let dropped = d.take_dropped();
+            if dropped > 0 {
+                let seq = self.enricher.next_seq();
+                let ev = crate::delivery::dropped_event(
+                    seq,
+                    crate::enrich::Clock::now(),
+                    self.enricher.node.clone(),
+                    dropped,
+                );
+                self.emit(ev);
+            }
+        }
         if let Ok(mut s) = self.status.lock() {
             s.ringbuf_drops = drops;
             s.kills = c[agent_common::COUNTER_KILLS as usize];
@@ -585,6 +674,11 @@ pub async fn run(
         host_events: cfg.host_events,
         ringbuf_bytes: cfg.ringbuf_bytes,
     })?;
+    let lsm = crate::lsm::load_lsm(&mut ebpf);
+    if let Err(e) = &lsm {
+        crate::lsm::unload_lsm(&mut ebpf);
+        tracing::info!(reason = %e, "BPF LSM backend unavailable: using the fallbacks");
+    }
     let ring = RingBuf::try_from(
         ebpf.take_map(agent_common::MAP_EVENTS)
             .context("ring buffer map missing from the object")?,
@@ -606,10 +700,13 @@ pub async fn run(
             None
         }
     };
-    let backends: Backends = loader::backends(match &files {
-        Some(_) => Ok(()),
-        None => Err("fanotify could not be initialised".into()),
-    });
+    let backends: Backends = loader::backends(
+        match &files {
+            Some(_) => Ok(()),
+            None => Err("fanotify could not be initialised".into()),
+        },
+        lsm,
+    );
     for (control, backend) in [
         ("exec", &backends.exec),
         ("drift", &backends.drift),
@@ -622,7 +719,35 @@ pub async fn run(
 
     let mut sinks = Sinks::open(&cfg.output, metrics.clone())?;
     let _ = bus_out.send(sinks.bus.clone());
-    let first_seq = 1;
+    let mut first_seq = 1;
+    let delivery = match &cfg.collector {
+        None => None,
+        Some(url) => {
+            let (d, last_seq) =
+                crate::delivery::Delivery::start(crate::delivery::CollectorConfig {
+                    url: url.clone(),
+                    ca: cfg.collector_ca.clone(),
+                    cert: cfg.collector_cert.clone(),
+                    key: cfg.collector_key.clone(),
+                    insecure: cfg.collector_insecure,
+                    spool_dir: cfg.spool_dir.clone(),
+                    spool_max_bytes: cfg.spool_max_bytes,
+                    agent_id: cfg.node.clone(),
+                })
+                .await
+                .with_context(|| format!("starting delivery to the collector {url}"))?;
+            // Numbering continues after everything this agent ever spooled.
+            first_seq = last_seq + 1;
+            let fwd = d.clone();
+            sinks.forward.push(Box::new(move |ev| {
+                if let Err(e) = fwd.publish(ev) {
+                    tracing::error!(error = %e, seq = ev.seq, "spooling an event for the collector failed");
+                }
+            }));
+            status.lock().expect("status lock").collector = Some(url.clone());
+            Some(d)
+        }
+    };
     let node = cfg.node_name();
     let docker = match DockerSource::connect(&cfg.docker_socket).await {
         Ok(d) => Some(d),
@@ -648,12 +773,15 @@ pub async fn run(
         enricher: Enricher::new(node.clone(), first_seq),
         sinks,
         unresolved: HashMap::new(),
+        created: HashMap::new(),
         drops_seen: 0,
         status: status.clone(),
         files,
+        delivery,
         cfg: cfg.clone(),
     };
     p.install(profiles).await?;
+    p.kernel.call(|k| k.heartbeat()).await??;
 
     // Containers already running.
     let (life_tx, mut life_rx) = mpsc::channel::<Lifecycle>(1024);
@@ -713,7 +841,7 @@ pub async fn run(
     ready();
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut stamp = profiles_stamp(&cfg.profiles);
     let mut file_rx = p.files.as_mut().map(|f| f.events());
     tokio::pin!(shutdown);
@@ -753,6 +881,7 @@ pub async fn run(
                     p.reload().await;
                 }
                 p.poll_counters().await;
+                let _ = p.kernel.call(|k| k.heartbeat()).await;
                 p.sinks.flush();
             }
         }
@@ -760,6 +889,9 @@ pub async fn run(
     reader.abort();
     p.agent_event(Action::Allowed, Severity::Info, "agent stopping".into());
     p.sinks.flush();
+    if let Some(d) = p.delivery.take() {
+        d.shutdown().await;
+    }
     Ok(())
 }
 

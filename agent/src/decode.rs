@@ -4,8 +4,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_common::{
-    CgroupEvent, EventHeader, ExecEvent, ExitEvent, ForkEvent, NetEvent, EVENT_CGROUP_MKDIR,
-    EVENT_EXEC, EVENT_EXIT, EVENT_FORK, EVENT_NET, FAMILY_INET, FAMILY_INET6,
+    CgroupEvent, EventHeader, ExecEvent, ExitEvent, FileEvent, ForkEvent, NetEvent,
+    EVENT_CGROUP_MKDIR, EVENT_EXEC, EVENT_EXIT, EVENT_FILE, EVENT_FORK, EVENT_NET, FAMILY_INET,
+    FAMILY_INET6,
 };
 
 /// The fields every kernel event carries.
@@ -51,6 +52,12 @@ pub enum KernelEvent {
         id: u64,
         path: String,
     },
+    /// An open a file rule matched (BPF LSM backend).
+    File {
+        header: Header,
+        open_flags: u32,
+        path: String,
+    },
 }
 
 impl KernelEvent {
@@ -60,7 +67,8 @@ impl KernelEvent {
             | KernelEvent::Fork { header, .. }
             | KernelEvent::Exit { header, .. }
             | KernelEvent::Net { header, .. }
-            | KernelEvent::CgroupMkdir { header, .. } => header,
+            | KernelEvent::CgroupMkdir { header, .. }
+            | KernelEvent::File { header, .. } => header,
         }
     }
 }
@@ -180,6 +188,15 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             KernelEvent::CgroupMkdir {
                 header: header(&e.header),
                 id: e.id,
+                path: String::from_utf8_lossy(&e.path[..len]).into_owned(),
+            }
+        }
+        EVENT_FILE => {
+            let e: FileEvent = read(bytes, "file event")?;
+            let len = (e.path_len as usize).min(e.path.len());
+            KernelEvent::File {
+                header: header(&e.header),
+                open_flags: e.open_flags,
                 path: String::from_utf8_lossy(&e.path[..len]).into_owned(),
             }
         }

@@ -233,6 +233,29 @@ impl Enricher {
                     message,
                 )
             }
+            KernelEvent::File {
+                open_flags, path, ..
+            } => {
+                let flags = crate::fileguard::flags_text(*open_flags as i32);
+                let message = format!("file: open {path} {flags} {action}");
+                return Some(Event {
+                    seq: self.next_seq(),
+                    time: self.clock.from_boot_ns(h.ktime_ns),
+                    node: self.node.clone(),
+                    kind: Kind::File,
+                    action,
+                    control: "file".into(),
+                    severity: severity(CONTROL_FILE, action),
+                    message,
+                    process: Some(Self::process(h, procs.get(h.pid))),
+                    container,
+                    file: Some(seawall_proto::event::File {
+                        path: path.clone(),
+                        flags,
+                    }),
+                    network: None,
+                });
+            }
             KernelEvent::Fork { .. }
             | KernelEvent::Exit { .. }
             | KernelEvent::CgroupMkdir { .. } => return None,

@@ -68,6 +68,7 @@ pub struct KernelState {
     path_rules: HashMap<MapData, PathRuleKey, u32>,
     net_rules: HashMap<MapData, NetRuleKey, NetRule>,
     counters: PerCpuArray<MapData, u64>,
+    heartbeat: aya::maps::Array<MapData, u64>,
     links: StdHashMap<u64, NetLinks>,
 }
 
@@ -95,6 +96,7 @@ impl KernelState {
             path_rules: take(&mut ebpf, MAP_PATH_RULES)?,
             net_rules: take(&mut ebpf, MAP_NET_RULES)?,
             counters: take(&mut ebpf, MAP_COUNTERS)?,
+            heartbeat: take(&mut ebpf, agent_common::MAP_AGENT_HEARTBEAT)?,
             links: StdHashMap::new(),
             cgroup_root,
             ebpf,
@@ -250,6 +252,21 @@ impl KernelState {
         for k in nets {
             let _ = self.net_rules.remove(k);
         }
+    }
+
+    /// Tells the kernel the agent is alive (`bpf_ktime_get_boot_ns` clock), so it may hold a new
+    /// container's execs until the container's own policy is written.
+    pub fn heartbeat(&mut self) -> Result<(), KernelError> {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        self.heartbeat
+            .set(0, now, 0)
+            .map_err(map_err(agent_common::MAP_AGENT_HEARTBEAT))
     }
 
     /// Sums of the per-CPU counters (`COUNTER_*`).

@@ -90,6 +90,22 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     })
 }
 
+/// The running kernel's BTF, with overlayfs's split BTF layered on when overlayfs is a module
+/// (Debian's kernels): `ovl_inode` then lives in `/sys/kernel/btf/overlay`, not in vmlinux.
+pub fn kernel_btf() -> Result<Btf, BtfError> {
+    let base = Btf::from_sys()?;
+    if base.has_type("ovl_inode") {
+        return Ok(base);
+    }
+    let overlay = Path::new("/sys/kernel/btf/overlay");
+    if !overlay.exists() {
+        return Err(BtfError::NoType(
+            "ovl_inode (overlayfs is a module that is not loaded: run `modprobe overlay`, or start the container engine first)".into(),
+        ));
+    }
+    Btf::from_file_with_base(overlay, &base)
+}
+
 /// Options that shape the load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -103,7 +119,7 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
-    let btf = Btf::from_sys()?;
+    let btf = kernel_btf()?;
     let offsets = resolve_offsets(&btf)?;
     let host: u32 = opts.host_events.into();
     let mut ebpf = EbpfLoader::new()
@@ -159,34 +175,30 @@ pub struct Backends {
     pub lsm_unavailable: Option<String>,
 }
 
-/// Whether BPF LSM is active on this kernel (`bpf` in the LSM list).
-pub fn probe_bpf_lsm() -> Result<(), String> {
-    let list = std::fs::read_to_string("/sys/kernel/security/lsm")
-        .map_err(|e| format!("cannot read /sys/kernel/security/lsm: {e}"))?;
-    if !list.split(',').any(|l| l.trim() == "bpf") {
-        return Err(format!(
-            "BPF LSM is not enabled (active LSMs: {}); boot with lsm=...,bpf",
-            list.trim()
-        ));
-    }
-    // The list can name bpf while loading still fails (e.g. ftrace closed): the LSM backend is
-    // only claimed once its programs load, which this build does not ship yet.
-    Err("BPF LSM is enabled, but this build enforces through the fallbacks".into())
-}
-
-/// The backends this build runs here.
-pub fn backends(fanotify_ok: Result<(), String>) -> Backends {
-    let lsm = probe_bpf_lsm().err();
-    Backends {
-        exec: "tp_btf sched_process_exec + bpf_send_signal(SIGKILL)".into(),
-        drift: "tp_btf sched_process_exec + bpf_send_signal(SIGKILL)".into(),
-        container_exec: "tp_btf sched_process_exec + bpf_send_signal(SIGKILL)".into(),
-        file: match fanotify_ok {
-            Ok(()) => "fanotify permission events on the container's overlay (EPERM); unlink/rename not covered".into(),
-            Err(e) => format!("unavailable: {e}"),
+/// The backends this build runs here: BPF LSM where its programs loaded (`lsm`), the fallbacks
+/// otherwise, with the reason.
+pub fn backends(fanotify_ok: Result<(), String>, lsm: Result<(), String>) -> Backends {
+    let fallback_exec = "tp_btf sched_process_exec + bpf_send_signal(SIGKILL)";
+    match lsm {
+        Ok(()) => Backends {
+            exec: "BPF LSM bprm_check_security (EPERM)".into(),
+            drift: "BPF LSM bprm_check_security (EPERM)".into(),
+            container_exec: "BPF LSM bprm_check_security (EPERM)".into(),
+            file: "BPF LSM file_open (EPERM; opens only, unlink/rename not covered); fanotify for globs the kernel cannot match".into(),
+            network: "cgroup sock_addr connect/sendmsg/bind + sock_create at the container parent cgroup, and BPF LSM socket_connect (EPERM)".into(),
+            lsm_unavailable: None,
         },
-        network: "cgroup sock_addr connect/sendmsg/bind + sock_create on the container's cgroup (EPERM)".into(),
-        lsm_unavailable: lsm,
+        Err(why) => Backends {
+            exec: fallback_exec.into(),
+            drift: fallback_exec.into(),
+            container_exec: fallback_exec.into(),
+            file: match fanotify_ok {
+                Ok(()) => "fanotify permission events on the container's overlay (EPERM); unlink/rename/truncate(2) not covered".into(),
+                Err(e) => format!("unavailable: {e}"),
+            },
+            network: "cgroup sock_addr connect/sendmsg/bind + sock_create at the container parent cgroup (EPERM)".into(),
+            lsm_unavailable: Some(why),
+        },
     }
 }
 

@@ -43,6 +43,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show events: from the collector (--collector), or live from the local agent.
+    Events {
+        #[command(flatten)]
+        args: seawall::delivery::events_cli::EventsArgs,
+        /// Local API socket of the agent (used when no --collector is given).
+        #[arg(long, default_value = "/run/seawall/agent.sock")]
+        api_socket: PathBuf,
+    },
     /// Work with profiles.
     Profile {
         #[command(subcommand)]
@@ -86,6 +94,27 @@ struct AgentArgs {
     /// Local API socket [default: /run/seawall/agent.sock].
     #[arg(long, value_name = "PATH")]
     api_socket: Option<PathBuf>,
+    /// Stream events to this collector (https://HOST:PORT); they are spooled on disk first.
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// CA certificate that signed the collector's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    collector_ca: Option<PathBuf>,
+    /// This agent's client certificate (PEM); its subject is the agent's identity.
+    #[arg(long, value_name = "FILE")]
+    collector_cert: Option<PathBuf>,
+    /// This agent's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    collector_key: Option<PathBuf>,
+    /// Talk to the collector without TLS (local trials only).
+    #[arg(long)]
+    collector_insecure: bool,
+    /// Spool directory for collector delivery [default: /var/lib/seawall/spool].
+    #[arg(long, value_name = "DIR")]
+    spool_dir: Option<PathBuf>,
+    /// Spool size limit in bytes; the oldest events are dropped (and reported) beyond it.
+    #[arg(long, value_name = "BYTES")]
+    spool_max_bytes: Option<u64>,
 }
 
 impl AgentArgs {
@@ -109,6 +138,25 @@ impl AgentArgs {
         if let Some(v) = self.api_socket {
             c.api_socket = v;
         }
+        if let Some(v) = self.collector {
+            c.collector = Some(v);
+        }
+        if let Some(v) = self.collector_ca {
+            c.collector_ca = Some(v);
+        }
+        if let Some(v) = self.collector_cert {
+            c.collector_cert = Some(v);
+        }
+        if let Some(v) = self.collector_key {
+            c.collector_key = Some(v);
+        }
+        if let Some(v) = self.spool_dir {
+            c.spool_dir = v;
+        }
+        if let Some(v) = self.spool_max_bytes {
+            c.spool_max_bytes = v;
+        }
+        c.collector_insecure |= self.collector_insecure;
         c.audit_files |= self.audit_files;
         c.host_events |= self.host_events;
         c.validate()?;
@@ -219,6 +267,55 @@ async fn run_status(api_socket: PathBuf, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Events live from the local agent (they stream as they happen, so this always follows).
+async fn run_local_events(
+    args: seawall::delivery::events_cli::EventsArgs,
+    api_socket: PathBuf,
+) -> anyhow::Result<()> {
+    let mut r = api::request(&api_socket, "events").await?;
+    let mut header = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let Ok(ev) = serde_json::from_str::<seawall_proto::event::Event>(&line) else {
+            continue;
+        };
+        if let Some(want) = &args.container {
+            let hit = ev
+                .container
+                .as_ref()
+                .is_some_and(|c| c.id.starts_with(want.as_str()) || &c.name == want);
+            if !hit {
+                continue;
+            }
+        }
+        if let Some(want) = &args.image {
+            if !ev
+                .container
+                .as_ref()
+                .is_some_and(|c| c.image.contains(want.as_str()))
+            {
+                continue;
+            }
+        }
+        if args.severity.is_some_and(|s| ev.severity < s) {
+            continue;
+        }
+        if args.json {
+            print!("{line}");
+        } else {
+            if !header {
+                println!("{}", seawall::delivery::events_cli::table_header());
+                header = true;
+            }
+            println!("{}", seawall::delivery::events_cli::table_row(&ev));
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -244,6 +341,13 @@ fn main() -> std::process::ExitCode {
                 match command {
                     Command::Agent(args) => run_agent(args).await,
                     Command::Status { api_socket, json } => run_status(api_socket, json).await,
+                    Command::Events { args, api_socket } => {
+                        if args.collector.is_some() {
+                            seawall::delivery::events_cli::run(args).await
+                        } else {
+                            run_local_events(args, api_socket).await
+                        }
+                    }
                     Command::Profile { .. } => unreachable!(),
                 }
             });

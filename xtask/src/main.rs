@@ -1,1 +1,113 @@
-fn main(){}
+//! `cargo xtask setup | run | test | vm-test | bench`: everything a newcomer or CI runs.
+
+mod bench;
+mod setup;
+mod vm;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  setup      install what is missing (root, Debian/Ubuntu): nightly rust-src, LLVM 22 and
+             bpf-linker 0.13, docker.io, busybox-static, qemu; start dockerd when none answers;
+             build the test image seawall-test/busybox:latest. Safe to run every time.
+  run [ARGS] build, then run `seawall agent` as root with the repo's profiles/ (ARGS are passed on)
+  test       every test: unit tests, collector tests, privileged integration tests against real
+             containers, and the BPF LSM tests in a qemu VM (vm-test)
+  vm-test    only the BPF LSM tests, in a qemu VM with Debian's kernel
+";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing with its name when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+/// The environment every build needs: bpf-linker must find LLVM 22.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let path = std::env::var("PATH").unwrap_or_default();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    c.env(
+        "PATH",
+        format!("/usr/lib/llvm-22/bin:{home}/.cargo/bin:{path}"),
+    );
+    c.env("LLVM_PREFIX", "/usr/lib/llvm-22");
+    c
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    match cmd.as_str() {
+        "setup" => setup::setup(),
+        "run" => {
+            setup::setup()?;
+            run(cargo().args(["build", "-p", "seawall", "--bin", "seawall"]))?;
+            let bin = root().join("target/debug/seawall");
+            let mut c = Command::new(bin);
+            c.arg("agent")
+                .arg("--profiles")
+                .arg(root().join("profiles"));
+            c.args(&args[1..]);
+            run(&mut c)
+        }
+        "test" => test(),
+        "bench" => bench::bench(&args[1..]),
+        "vm-test" => {
+            setup::setup()?;
+            vm::vm_test()
+        }
+        "-h" | "--help" | "help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?}\n\n{HELP}"),
+    }
+}
+
+fn test() -> Result<()> {
+    setup::setup()?;
+    // Unit and collector tests, and the binary the integration tests drive.
+    run(cargo().args(["build", "-p", "seawall", "--bin", "seawall"]))?;
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "seawall-integration",
+        "--exclude",
+        "agent-ebpf",
+    ]))?;
+    // Privileged tests against real containers: one agent at a time.
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "seawall-integration",
+            "--",
+            "--test-threads=1",
+        ])
+        .env("SEAWALL_BIN", root().join("target/debug/seawall")))?;
+    vm::vm_test()
+}

@@ -158,14 +158,19 @@ impl Printer {
             return Ok(());
         }
         if !self.header {
-            let mut line: String = COLUMNS.iter().map(|(h, w)| fit(h, *w) + "  ").collect();
-            line.push_str("SUMMARY");
-            println!("{line}");
+            println!("{}", table_header());
             self.header = true;
         }
         println!("{}", table_row(&event));
         Ok(())
     }
+}
+
+/// The table's header line.
+pub fn table_header() -> String {
+    let mut line: String = COLUMNS.iter().map(|(h, w)| fit(h, *w) + "  ").collect();
+    line.push_str("SUMMARY");
+    line
 }
 
 /// One table line: time, container, image, control, action, summary.
