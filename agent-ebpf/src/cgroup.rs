@@ -28,7 +28,7 @@ fn try_mkdir(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let parent = unsafe { read_ptr(kn, o.kernfs_node_parent)? };
     let parent_id: u64 = unsafe { read(parent, o.kernfs_node_id)? };
     // SAFETY: presence check only.
-    if unsafe { CONTAINER_PARENTS.get(&parent_id) }.is_none() {
+    if unsafe { CONTAINER_PARENTS.get(parent_id) }.is_none() {
         return Ok(());
     }
     let Some(mut entry) = EVENTS.reserve::<CgroupEvent>(0) else {

@@ -31,7 +31,7 @@ pub fn current() -> Option<Membership> {
             return None;
         }
         // SAFETY: the value is copied out at once.
-        if let Some(policy) = unsafe { CONTAINERS.get(&id) } {
+        if let Some(policy) = unsafe { CONTAINERS.get(id) } {
             return Some(Membership {
                 cgroup_id: id,
                 policy: *policy,
@@ -39,7 +39,7 @@ pub fn current() -> Option<Membership> {
             });
         }
         // SAFETY: as above.
-        if unsafe { CONTAINER_PARENTS.get(&id) }.is_some() {
+        if unsafe { CONTAINER_PARENTS.get(id) }.is_some() {
             // SAFETY: plain helper call.
             let child = unsafe { bpf_get_current_ancestor_cgroup_id(level + 1) };
             if child == 0 {
@@ -47,10 +47,10 @@ pub fn current() -> Option<Membership> {
                 return None;
             }
             // SAFETY: as above.
-            let own = unsafe { CONTAINERS.get(&child) }.copied();
+            let own = unsafe { CONTAINERS.get(child) }.copied();
             let configured = own.is_some();
             let policy = own
-                .or_else(|| unsafe { CONTAINERS.get(&0u64) }.copied())
+                .or_else(|| unsafe { CONTAINERS.get(0u64) }.copied())
                 .unwrap_or_default();
             return Some(Membership {
                 cgroup_id: child,

@@ -179,19 +179,16 @@ pub(crate) fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
 #[inline(always)]
 pub(crate) fn origin_of(tgid: u32, container: u64) -> u32 {
     // SAFETY: the value is copied out at once.
-    if let Some(o) = unsafe { TASK_ORIGIN.get(&tgid) } {
+    if let Some(o) = unsafe { TASK_ORIGIN.get(tgid) } {
         return *o;
     }
     const BPF_NOEXIST: u64 = 1;
-    let origin = if CONTAINER_INIT
-        .insert(&container, &tgid, BPF_NOEXIST)
-        .is_ok()
-    {
+    let origin = if CONTAINER_INIT.insert(container, tgid, BPF_NOEXIST).is_ok() {
         ORIGIN_INIT
     } else {
         ORIGIN_EXEC_SESSION
     };
-    let _ = TASK_ORIGIN.insert(&tgid, &origin, 0);
+    let _ = TASK_ORIGIN.insert(tgid, origin, 0);
     origin
 }
 

@@ -46,7 +46,7 @@ static HOST_EVENTS: u32 = 0;
 #[inline(always)]
 pub fn offsets() -> &'static KernelOffsets {
     // SAFETY: a read-only global; the volatile read defeats constant folding.
-    unsafe { &*core::ptr::read_volatile(&&OFFSETS) }
+    unsafe { core::ptr::read_volatile(&&OFFSETS) }
 }
 
 #[inline(always)]

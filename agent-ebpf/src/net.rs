@@ -192,7 +192,7 @@ pub(crate) fn listed(
         }
         key.index = i;
         // SAFETY: copied fields only.
-        if let Some(r) = unsafe { NET_RULES.get(&key) } {
+        if let Some(r) = unsafe { NET_RULES.get(key) } {
             if rule_matches(r, family, addr, port, proto) {
                 return true;
             }

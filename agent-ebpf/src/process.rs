@@ -28,8 +28,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let parent_tgid: u32 = unsafe { read(parent, o.task_tgid)? };
     // SAFETY: copied out at once.
-    if let Some(origin) = unsafe { TASK_ORIGIN.get(&parent_tgid) }.copied() {
-        let _ = TASK_ORIGIN.insert(&child_tgid, &origin, 0);
+    if let Some(origin) = unsafe { TASK_ORIGIN.get(parent_tgid) }.copied() {
+        let _ = TASK_ORIGIN.insert(child_tgid, origin, 0);
     }
     let member = container::current();
     if member.is_none() && !host_events() {
@@ -69,7 +69,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if pid != tgid {
         return Ok(());
     }
-    let _ = TASK_ORIGIN.remove(&tgid);
+    let _ = TASK_ORIGIN.remove(tgid);
     let member = container::current();
     if member.is_none() && !host_events() {
         return Ok(());

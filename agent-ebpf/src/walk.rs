@@ -211,7 +211,7 @@ extern "C" fn hash_step(i: u64, ctx: *mut c_void) -> i64 {
     c.h = fnv1a_step(c.h, b);
     if b == b'/' {
         c.key.hash = c.h;
-        if PATH_RULES.get_ptr(&c.key).is_some() {
+        if PATH_RULES.get_ptr(c.key).is_some() {
             c.found = 1;
             return 1;
         }
@@ -256,10 +256,10 @@ pub fn path_listed(path: &[u8; PATH_BUF], len: u32, profile_id: u32, list: u32) 
     }
     c.key.form = FORM_EXACT;
     c.key.hash = c.h;
-    if PATH_RULES.get_ptr(&c.key).is_some() {
+    if PATH_RULES.get_ptr(c.key).is_some() {
         return true;
     }
     c.key.form = FORM_DIR;
     c.key.hash = c.last_dir;
-    PATH_RULES.get_ptr(&c.key).is_some()
+    PATH_RULES.get_ptr(c.key).is_some()
 }

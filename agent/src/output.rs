@@ -11,13 +11,16 @@ use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
 
+/// A consumer of every event, in order (e.g. the collector spool).
+pub type Forward = Box<dyn FnMut(&Event) + Send>;
+
 pub struct Sinks {
     writer: BufWriter<Box<dyn Write + Send>>,
     /// Local API subscribers (`seawall events`).
     pub bus: broadcast::Sender<Arc<str>>,
     pub metrics: Arc<Metrics>,
     /// Further consumers (the collector spool): each gets every event, in order.
-    pub forward: Vec<Box<dyn FnMut(&Event) + Send>>,
+    pub forward: Vec<Forward>,
 }
 
 #[derive(Debug, thiserror::Error)]
