@@ -1,0 +1,347 @@
+//! The markdown report: machine, command, ratio tables, agent numbers, and where we stand
+//! against each target.
+
+use std::{fmt::Write as _, process::Command};
+
+use anyhow::Result;
+
+use super::{agent_stats::CPU_RATE, configs::Config, Plan, Results, Side, Workload};
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn today() -> String {
+    sh("date", &["+%F"])
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Per-round ratios of configuration `ci` against no agent (same round, same side).
+fn ratios(r: &Results, ci: usize, side: Side, w: Workload) -> Vec<f64> {
+    let (Some(base), Some(t)) = (r.times.get(&(0, side, w)), r.times.get(&(ci, side, w))) else {
+        return Vec::new();
+    };
+    base.iter()
+        .zip(t)
+        .map(|(b, t)| *t as f64 / *b as f64)
+        .collect()
+}
+
+fn median_ratio(r: &Results, ci: usize, side: Side, w: Workload) -> Option<f64> {
+    let mut v = ratios(r, ci, side, w);
+    (!v.is_empty()).then(|| median(&mut v))
+}
+
+fn ci_of(c: Config) -> usize {
+    Config::ALL.iter().position(|&x| x == c).expect("listed")
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn table(out: &mut String, plan: &Plan, r: &Results, side: Side) {
+    let _ = write!(out, "| workload | no agent (median time) |");
+    for c in &Config::ALL[1..] {
+        let _ = write!(out, " {} |", c.label());
+    }
+    let _ = writeln!(out, "\n|---|---:|{}", "---:|".repeat(Config::ALL.len() - 1));
+    for w in Workload::ALL {
+        let base = r.times.get(&(0, side, w)).map(|v| {
+            let mut s: Vec<f64> = v.iter().map(|&n| n as f64 / 1e9).collect();
+            median(&mut s)
+        });
+        let _ = write!(
+            out,
+            "| {} | {} |",
+            w.label(plan),
+            base.map(|b| format!("{b:.3} s"))
+                .unwrap_or_else(|| "–".into())
+        );
+        for ci in 1..Config::ALL.len() {
+            if let Some(why) = r.unavailable.get(&ci) {
+                let _ = write!(out, " n/a: {} |", why.replace('|', "/").replace('\n', " "));
+                continue;
+            }
+            let mut v = ratios(r, ci, side, w);
+            if v.is_empty() {
+                let _ = write!(out, " – |");
+                continue;
+            }
+            let m = median(&mut v);
+            let _ = write!(out, " {m:.3}× [{:.3}–{:.3}] |", v[0], v[v.len() - 1]);
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "**met**"
+    } else {
+        "**not met**"
+    }
+}
+
+pub fn markdown(plan: &Plan, r: &Results, args: &[String]) -> Result<String> {
+    let mut o = String::new();
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")?
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let command = format!(
+        "cargo xtask bench{}",
+        args.iter().map(|a| format!(" {a}")).collect::<String>()
+    );
+    let _ = writeln!(o, "# Seawall benchmark, {}\n", today());
+    let _ = writeln!(
+        o,
+        "- Command: `{command}` (as root, after `cargo xtask setup`)"
+    );
+    let _ = writeln!(
+        o,
+        "- Machine: {} CPUs ({cpu}), {:.1} GiB memory, kernel {}",
+        sh("nproc", &[]),
+        mem_kib as f64 / 1024.0 / 1024.0,
+        sh("uname", &["-r"])
+    );
+    let _ = writeln!(
+        o,
+        "- {} rounds; in each round every configuration runs once, in the same order (A B C … A B C …), \
+         and each ratio is against the no-agent run of the same round. Shown: median ratio [min–max].{}",
+        plan.rounds,
+        if plan.quick { " **Quick run: short workloads and few rounds; noisy, for development only.**" } else { "" }
+    );
+    let _ = writeln!(
+        o,
+        "- Configurations: *seawall audit* and *seawall enforce* run one profile with every control on \
+         (drift, exec allow/deny, container exec, file deny/read-only/monitor, network egress/listen, raw \
+         sockets) in audit or enforce mode, with rules the workloads never break. *auditd*: \
+         `auditctl -a always,exit -F arch=b64 -S execve -S openat -S connect -S accept -S accept4`. \
+         *bpftrace*: empty programs on `sched:sched_process_exec`, `syscalls:sys_enter_openat`, \
+         `sys_enter_connect`, `sys_enter_accept`, `sys_enter_accept4` (the floor any tracepoint-based tool pays).\n"
+    );
+    let _ = writeln!(
+        o,
+        "## Workloads in a container (seawall-test/bench, `--network host`)\n"
+    );
+    table(&mut o, plan, r, Side::Container);
+    let _ = writeln!(
+        o,
+        "\n## The same workloads as host processes (not monitored by the agent)\n"
+    );
+    table(&mut o, plan, r, Side::Host);
+
+    let _ = writeln!(o, "\n## Agent\n");
+    let _ = writeln!(o, "| measure | result |\n|---|---|");
+    match &r.throughput {
+        Ok(t) => {
+            let best = t
+                .steps
+                .iter()
+                .filter(|s| s.drops == 0)
+                .map(|s| s.achieved)
+                .fold(0.0, f64::max);
+            let _ = writeln!(
+                o,
+                "| highest event rate sustained {} s with zero ring-buffer drops | {:.0} events/s |",
+                t.secs, best
+            );
+            for s in &t.steps {
+                let _ = writeln!(
+                    o,
+                    "| step: {} events/s asked | {:.0}/s generated, {} drops |",
+                    s.target, s.achieved, s.drops
+                );
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(o, "| event throughput | n/a: {e} |");
+        }
+    }
+    match &r.cpu {
+        Ok(c) => {
+            let _ = writeln!(
+                o,
+                "| agent CPU at {CPU_RATE} events/s ({:.0} generated) | {:.1}% of one core |",
+                c.rate, c.percent
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(o, "| agent CPU | n/a: {e} |");
+        }
+    }
+    match &r.rss {
+        Ok(v) => {
+            for (n, kib) in v {
+                let _ = writeln!(
+                    o,
+                    "| agent RSS with {n} containers | {:.1} MiB |",
+                    mib(*kib)
+                );
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(o, "| agent RSS | n/a: {e} |");
+        }
+    }
+    match &r.criterion {
+        Ok(v) if !v.is_empty() => {
+            for (name, eps) in v {
+                let _ = writeln!(o, "| userspace decode → enrich → serialize, `{name}` (criterion, one core) | {eps:.0} events/s |");
+            }
+        }
+        Ok(_) => {
+            let _ = writeln!(
+                o,
+                "| userspace path (criterion) | n/a: no throughput in criterion's output |"
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(o, "| userspace path (criterion) | n/a: {e} |");
+        }
+    }
+
+    let _ = writeln!(o, "\n## Against the targets\n");
+    let enf = ci_of(Config::SeawallEnforce);
+    let aud = ci_of(Config::Auditd);
+    let _ = writeln!(o, "| target | where we stand | |\n|---|---|---|");
+    for (side, limit, what) in [
+        (
+            Side::Container,
+            1.05,
+            "container workloads, enforcing: within 5% of no agent",
+        ),
+        (Side::Host, 1.01, "host processes: within 1% of no agent"),
+    ] {
+        let ms: Vec<(Workload, f64)> = Workload::ALL
+            .iter()
+            .filter_map(|&w| median_ratio(r, enf, side, w).map(|m| (w, m)))
+            .collect();
+        let worst = ms.iter().map(|x| x.1).fold(0.0, f64::max);
+        let detail = ms
+            .iter()
+            .map(|(w, m)| format!("{:?} {m:.3}×", w))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            o,
+            "| {what} | {detail} | {} |",
+            verdict(!ms.is_empty() && worst <= limit)
+        );
+    }
+    if let Some(why) = r.unavailable.get(&aud) {
+        let _ = writeln!(
+            o,
+            "| overhead a fifth of auditd's or less | n/a: auditd could not run: {why} | – |"
+        );
+    } else {
+        let mut parts = Vec::new();
+        let mut all = true;
+        for side in [Side::Container, Side::Host] {
+            for w in Workload::ALL {
+                if let (Some(s), Some(a)) =
+                    (median_ratio(r, enf, side, w), median_ratio(r, aud, side, w))
+                {
+                    let (so, ao) = (s - 1.0, a - 1.0);
+                    // Below measurement noise (or faster) counts as within any fraction.
+                    let ok = so <= 0.0 || so <= ao / 5.0;
+                    all &= ok;
+                    parts.push(format!(
+                        "{side:?} {w:?}: {:+.1}% vs {:+.1}%",
+                        so * 100.0,
+                        ao * 100.0
+                    ));
+                }
+            }
+        }
+        let _ = writeln!(
+            o,
+            "| overhead (enforce) a fifth of auditd's or less | {} | {} |",
+            parts.join("; "),
+            verdict(all && !parts.is_empty())
+        );
+    }
+    let crit = r
+        .criterion
+        .as_ref()
+        .ok()
+        .and_then(|v| v.iter().map(|x| x.1).reduce(f64::min));
+    let _ = writeln!(
+        o,
+        "| userspace path above 1,000,000 events/s on one core | {} | {} |",
+        crit.map(|c| format!("{c:.0} events/s (slowest benchmark)"))
+            .unwrap_or_else(|| "n/a".into()),
+        crit.map(|c| verdict(c > 1e6)).unwrap_or("–")
+    );
+    match &r.throughput {
+        Ok(t) => {
+            let at = t.steps.iter().find(|s| s.target == 200_000);
+            let text = match at {
+                Some(s) if s.achieved < 0.9 * 200_000.0 => format!(
+                    "not measurable here: the generator reached {:.0} events/s ({} drops)",
+                    s.achieved, s.drops
+                ),
+                Some(s) => format!("{} drops at {:.0} events/s", s.drops, s.achieved),
+                None => "not reached: a lower step already dropped events".into(),
+            };
+            let ok = at.is_some_and(|s| s.drops == 0 && s.achieved >= 0.9 * 200_000.0);
+            let _ = writeln!(
+                o,
+                "| zero drops at 200,000 events/s for {} s | {text} | {} |",
+                t.secs,
+                verdict(ok)
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(o, "| zero drops at 200,000 events/s | n/a: {e} | – |");
+        }
+    }
+    let rss100 = r
+        .rss
+        .as_ref()
+        .ok()
+        .and_then(|v| v.iter().find(|x| x.0 == 100).map(|x| x.1));
+    let _ = writeln!(
+        o,
+        "| RSS under 40 MiB at 100 containers | {} | {} |",
+        rss100
+            .map(|k| format!("{:.1} MiB", mib(k)))
+            .unwrap_or_else(|| "n/a".into()),
+        rss100.map(|k| verdict(mib(k) < 40.0)).unwrap_or("–")
+    );
+
+    if !r.violations.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Events the workloads should not have caused ({}; the profile needs fixing)\n",
+            r.violations.len()
+        );
+        for v in r.violations.iter().take(10) {
+            let _ = writeln!(o, "- `{}`", v.chars().take(400).collect::<String>());
+        }
+    }
+    Ok(o)
+}
