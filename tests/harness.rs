@@ -65,6 +65,10 @@ pub struct Agent {
     pub events: PathBuf,
     pub profiles: PathBuf,
     pub api: PathBuf,
+    /// This test's own bpffs directory (removed with `seawall uninstall` on drop).
+    pub bpffs: PathBuf,
+    extra: Vec<String>,
+    stopped: bool,
 }
 
 /// A profile matching the test image, with `body` after its `[profile]` table.
@@ -86,8 +90,36 @@ impl Agent {
             std::fs::write(pdir.join(name), text).unwrap();
         }
         let events = dir.path().join("events.jsonl");
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/seawall-test-{}", unique_name("bpf")));
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(dir, pdir, events, bpffs, extra)
+    }
+
+    /// A new agent on the same profiles, output file and bpffs directory as `old` (which must
+    /// have been stopped or killed), e.g. to test a restart.
+    pub fn restart_after(old: &Agent) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(
+            dir,
+            old.profiles.clone(),
+            old.events.clone(),
+            old.bpffs.clone(),
+            old.extra.clone(),
+        )
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        pdir: PathBuf,
+        events: PathBuf,
+        bpffs: PathBuf,
+        extra: Vec<String>,
+    ) -> Agent {
         let api = dir.path().join("agent.sock");
         let stderr = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+        let already = std::fs::read_to_string(&events)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         let child = Command::new(agent_bin())
             .arg("agent")
             .arg("--profiles")
@@ -96,7 +128,9 @@ impl Agent {
             .arg(&events)
             .arg("--api-socket")
             .arg(&api)
-            .args(extra)
+            .arg("--bpffs")
+            .arg(&bpffs)
+            .args(&extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -109,17 +143,35 @@ impl Agent {
             events,
             profiles: pdir,
             api,
+            bpffs,
+            extra,
+            stopped: false,
         };
+        let started = |e: &Value| {
+            e["kind"] == "agent"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("agent started")
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if agent.events().iter().skip(already).any(started) {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!("the agent did not start; its log:\n{}", agent.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         agent
-            .wait_for(Duration::from_secs(60), |e| {
-                e["kind"] == "agent"
-                    && e["message"]
-                        .as_str()
-                        .unwrap_or("")
-                        .starts_with("agent started")
-            })
-            .unwrap_or_else(|| panic!("the agent did not start; its log:\n{}", agent.log()));
-        agent
+    }
+
+    /// SIGKILL, as a crash would: nothing is cleaned up by the agent itself.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stopped = true;
     }
 
     pub fn log(&self) -> String {
@@ -177,17 +229,30 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        if !self.stopped {
+            let pid = self.child.id() as i32;
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let start = Instant::now();
+            loop {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Whatever this test pinned goes with it.
+        let _ = Command::new(agent_bin())
+            .arg("uninstall")
+            .arg("--bpffs")
+            .arg(&self.bpffs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

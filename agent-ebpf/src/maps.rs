@@ -1,5 +1,7 @@
 //! Every map the programs share with the agent. Names are the `MAP_*` constants of
-//! agent-common (the statics are named the same).
+//! agent-common (the statics are named the same). The shared maps are pinned by name in the
+//! agent's bpffs directory, so a restarted agent adopts them (policy, process origins, and the
+//! events written while it was away) instead of starting from nothing.
 
 use agent_common::{ContainerPolicy, ExecEvent, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT};
 use aya_ebpf::{
@@ -11,31 +13,31 @@ use aya_ebpf::{
 const RINGBUF_BYTES: u32 = 8 << 20;
 
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+pub static EVENTS: RingBuf = RingBuf::pinned(RINGBUF_BYTES, 0);
 
 #[map]
-pub static AGENT_HEARTBEAT: Array<u64> = Array::with_max_entries(1, 0);
+pub static AGENT_HEARTBEAT: Array<u64> = Array::pinned(1, 0);
 
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_COUNT, 0);
 
 #[map]
-pub static CONTAINER_PARENTS: HashMap<u64, u32> = HashMap::with_max_entries(64, 0);
+pub static CONTAINER_PARENTS: HashMap<u64, u32> = HashMap::pinned(64, 0);
 
 #[map]
-pub static CONTAINERS: HashMap<u64, ContainerPolicy> = HashMap::with_max_entries(8192, 0);
+pub static CONTAINERS: HashMap<u64, ContainerPolicy> = HashMap::pinned(8192, 0);
 
 #[map]
-pub static CONTAINER_INIT: HashMap<u64, u32> = HashMap::with_max_entries(8192, 0);
+pub static CONTAINER_INIT: HashMap<u64, u32> = HashMap::pinned(8192, 0);
 
 #[map]
-pub static TASK_ORIGIN: HashMap<u32, u32> = HashMap::with_max_entries(131_072, 0);
+pub static TASK_ORIGIN: HashMap<u32, u32> = HashMap::pinned(131_072, 0);
 
 #[map]
-pub static PATH_RULES: HashMap<PathRuleKey, u32> = HashMap::with_max_entries(16_384, 0);
+pub static PATH_RULES: HashMap<PathRuleKey, u32> = HashMap::pinned(16_384, 0);
 
 #[map]
-pub static NET_RULES: HashMap<NetRuleKey, NetRule> = HashMap::with_max_entries(8192, 0);
+pub static NET_RULES: HashMap<NetRuleKey, NetRule> = HashMap::pinned(8192, 0);
 
 /// Per-CPU scratch for building an exec event (too big for the 512-byte stack).
 #[map]

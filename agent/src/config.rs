@@ -40,6 +40,11 @@ pub struct AgentConfig {
     pub spool_dir: PathBuf,
     /// Spool size limit in bytes.
     pub spool_max_bytes: u64,
+    /// bpffs directory for the shared maps and, with `pin`, the program links.
+    pub bpffs: PathBuf,
+    /// Keep the programs attached and enforcing when the agent exits (restart and upgrade
+    /// without a window); `seawall uninstall` removes them.
+    pub pin: bool,
 }
 
 impl Default for AgentConfig {
@@ -62,6 +67,8 @@ impl Default for AgentConfig {
             collector_insecure: false,
             spool_dir: PathBuf::from("/var/lib/seawall/spool"),
             spool_max_bytes: 256 << 20,
+            bpffs: PathBuf::from("/sys/fs/bpf/seawall"),
+            pin: false,
         }
     }
 }

@@ -670,10 +670,18 @@ pub async fn run(
         parents.push((dir, id));
     }
 
-    let mut ebpf = loader::load(&LoadOptions {
-        host_events: cfg.host_events,
-        ringbuf_bytes: cfg.ringbuf_bytes,
-    })?;
+    let mut link_pins = crate::pins::LinkPins::new(&cfg.bpffs);
+    if link_pins.adopting() {
+        tracing::info!(dir = %cfg.bpffs.display(), "an earlier agent's programs are still enforcing: adopting its maps, then taking over");
+    }
+    let mut ebpf = loader::load(
+        &LoadOptions {
+            host_events: cfg.host_events,
+            ringbuf_bytes: cfg.ringbuf_bytes,
+            bpffs: cfg.bpffs.clone(),
+        },
+        cfg.pin.then_some(&mut link_pins),
+    )?;
     let lsm = crate::lsm::load_lsm(&mut ebpf);
     if let Err(e) = &lsm {
         crate::lsm::unload_lsm(&mut ebpf);
@@ -683,7 +691,12 @@ pub async fn run(
         ebpf.take_map(agent_common::MAP_EVENTS)
             .context("ring buffer map missing from the object")?,
     )?;
-    let kernel = KernelHandle::spawn(KernelState::new(ebpf, cgroup_root.clone())?);
+    let pin = cfg.pin;
+    let kernel = KernelHandle::spawn(KernelState::new(
+        ebpf,
+        cgroup_root.clone(),
+        if pin { Some(link_pins) } else { None },
+    )?);
     let parent_list = parents.clone();
     kernel
         .call(move |k| {
@@ -780,7 +793,15 @@ pub async fn run(
         delivery,
         cfg: cfg.clone(),
     };
+    // Maps adopted from an earlier agent keep its rules: number on above them, and remove them
+    // once the new rules are in and every container points at them.
+    let (max_id, stale_paths, stale_nets) = p.kernel.call(|k| k.adopted_rules()).await?;
+    p.next_profile_id = max_id;
     p.install(profiles).await?;
+    let stale_nets: Vec<_> = stale_nets;
+    p.kernel
+        .call(move |k| k.remove_rules(&stale_paths, &stale_nets))
+        .await?;
     p.kernel.call(|k| k.heartbeat()).await??;
 
     // Containers already running.
@@ -837,6 +858,18 @@ pub async fn run(
             backends.exec, backends.file, backends.network
         ),
     );
+    let released = p.kernel.call(|k| k.release_previous()).await?;
+    if released > 0 {
+        tracing::info!(
+            links = released,
+            "took over from the earlier agent's programs"
+        );
+    }
+    if !pin {
+        // Links an earlier pinned agent left, when this one does not pin its own.
+        let mut old = crate::pins::LinkPins::new(&cfg.bpffs);
+        old.release_previous();
+    }
     p.sinks.flush();
     ready();
 
@@ -891,6 +924,14 @@ pub async fn run(
     p.sinks.flush();
     if let Some(d) = p.delivery.take() {
         d.shutdown().await;
+    }
+    if !cfg.pin {
+        // Not asked to outlive us: leave nothing behind in bpffs.
+        if let Err(e) = crate::pins::remove_all(&cfg.bpffs) {
+            tracing::warn!(dir = %cfg.bpffs.display(), error = %e, "removing bpffs pins failed");
+        }
+    } else {
+        tracing::info!(dir = %cfg.bpffs.display(), "programs stay pinned and enforcing; `seawall uninstall` removes them");
     }
     Ok(())
 }

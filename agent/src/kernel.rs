@@ -51,6 +51,8 @@ pub enum KernelError {
     },
     #[error("the kernel task has stopped")]
     Gone,
+    #[error(transparent)]
+    Pin(#[from] crate::pins::PinError),
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
@@ -70,6 +72,8 @@ pub struct KernelState {
     counters: PerCpuArray<MapData, u64>,
     heartbeat: aya::maps::Array<MapData, u64>,
     links: StdHashMap<u64, NetLinks>,
+    /// Where links are pinned, when enforcement must outlive the agent.
+    pins: Option<crate::pins::LinkPins>,
 }
 
 #[derive(Default)]
@@ -87,7 +91,11 @@ fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
 }
 
 impl KernelState {
-    pub fn new(mut ebpf: Ebpf, cgroup_root: PathBuf) -> Result<Self, KernelError> {
+    pub fn new(
+        mut ebpf: Ebpf,
+        cgroup_root: PathBuf,
+        pins: Option<crate::pins::LinkPins>,
+    ) -> Result<Self, KernelError> {
         Ok(Self {
             parents: take(&mut ebpf, MAP_CONTAINER_PARENTS)?,
             containers: take(&mut ebpf, MAP_CONTAINERS)?,
@@ -98,6 +106,7 @@ impl KernelState {
             counters: take(&mut ebpf, MAP_COUNTERS)?,
             heartbeat: take(&mut ebpf, agent_common::MAP_AGENT_HEARTBEAT)?,
             links: StdHashMap::new(),
+            pins,
             cgroup_root,
             ebpf,
         })
@@ -157,9 +166,20 @@ impl KernelState {
                 .expect("loaded at start")
                 .try_into()
                 .expect("type checked at load");
-            links
-                .addr
-                .push((name, prog.attach(cg, LINK_MODE).map_err(attach_err)?));
+            let id = prog.attach(cg, LINK_MODE).map_err(attach_err)?;
+            match self.pins.as_mut() {
+                Some(pins) => {
+                    let link = prog.take_link(id).map_err(attach_err)?;
+                    let fd = aya::programs::links::FdLink::try_from(link).map_err(|e| {
+                        KernelError::Attach {
+                            path: dir.to_owned(),
+                            source: ProgramError::IOError(std::io::Error::other(e.to_string())),
+                        }
+                    })?;
+                    pins.pin(&format!("{name}-{}", cgroup_tag(dir)), fd)?;
+                }
+                None => links.addr.push((name, id)),
+            }
         }
         let cg = File::open(dir).map_err(|source| KernelError::Cgroup {
             path: dir.to_owned(),
@@ -171,7 +191,20 @@ impl KernelState {
             .expect("loaded at start")
             .try_into()
             .expect("type checked at load");
-        links.sock = Some(prog.attach(cg, LINK_MODE).map_err(attach_err)?);
+        let id = prog.attach(cg, LINK_MODE).map_err(attach_err)?;
+        match self.pins.as_mut() {
+            Some(pins) => {
+                let link = prog.take_link(id).map_err(attach_err)?;
+                let fd = aya::programs::links::FdLink::try_from(link).map_err(|e| {
+                    KernelError::Attach {
+                        path: dir.to_owned(),
+                        source: ProgramError::IOError(std::io::Error::other(e.to_string())),
+                    }
+                })?;
+                pins.pin(&format!("{SOCK_CREATE_PROGRAM}-{}", cgroup_tag(dir)), fd)?;
+            }
+            None => links.sock = Some(id),
+        }
         Ok(links)
     }
 
@@ -254,6 +287,34 @@ impl KernelState {
         }
     }
 
+    /// Detaches the links an earlier agent pinned, once ours are all attached.
+    pub fn release_previous(&mut self) -> usize {
+        self.pins
+            .as_mut()
+            .map(|p| p.release_previous())
+            .unwrap_or(0)
+    }
+
+    /// The highest profile id in the adopted maps, so a new compile never reuses one, and the
+    /// rule keys they hold (removed once the new rules are in).
+    pub fn adopted_rules(&self) -> (u32, Vec<PathRuleKey>, Vec<NetRuleKey>) {
+        let paths: Vec<PathRuleKey> = self.path_rules.keys().filter_map(Result::ok).collect();
+        let nets: Vec<NetRuleKey> = self.net_rules.keys().filter_map(Result::ok).collect();
+        let max = paths
+            .iter()
+            .map(|k| k.profile_id)
+            .chain(nets.iter().map(|k| k.profile_id))
+            .chain(
+                self.containers
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|(_, p)| p.profile_id),
+            )
+            .max()
+            .unwrap_or(0);
+        (max, paths, nets)
+    }
+
     /// Tells the kernel the agent is alive (`bpf_ktime_get_boot_ns` clock), so it may hold a new
     /// container's execs until the container's own policy is written.
     pub fn heartbeat(&mut self) -> Result<(), KernelError> {
@@ -281,6 +342,14 @@ impl KernelState {
         }
         Ok(out)
     }
+}
+
+/// A file-name-safe tag for a cgroup directory (its inode number).
+fn cgroup_tag(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir)
+        .map(|m| m.ino().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Attached as bpf_links (kernel ≥ 5.7), which always coexist with other programs on the

@@ -19,6 +19,7 @@ pub mod lsm;
 pub mod metrics;
 pub mod notify;
 pub mod output;
+pub mod pins;
 pub mod policy;
 pub mod proctable;
 pub mod profile;

@@ -46,6 +46,8 @@ pub enum LoadError {
     },
     #[error("program {0} is missing from the object: agent and kernel programs are from different builds")]
     Missing(&'static str),
+    #[error(transparent)]
+    Pin(#[from] crate::pins::PinError),
 }
 
 /// Resolves every kernel struct offset the programs read. A missing field is an error that
@@ -111,18 +113,26 @@ pub fn kernel_btf() -> Result<Btf, BtfError> {
 pub struct LoadOptions {
     pub host_events: bool,
     pub ringbuf_bytes: u32,
+    /// bpffs directory of the shared maps (adopted when an earlier agent pinned them).
+    pub bpffs: std::path::PathBuf,
 }
 
 /// Loads and attaches the always-on programs (exec/fork/exit/cgroup_mkdir); the network
 /// programs are loaded here but attached per container by the kernel task.
-pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
+/// With `pins`, the tracepoint links are pinned there (they outlive the agent).
+pub fn load(
+    opts: &LoadOptions,
+    mut pins: Option<&mut crate::pins::LinkPins>,
+) -> Result<Ebpf, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     let btf = kernel_btf()?;
     let offsets = resolve_offsets(&btf)?;
     let host: u32 = opts.host_events.into();
+    crate::pins::ensure_dir(&opts.bpffs)?;
     let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&opts.bpffs)
         .override_global("OFFSETS", &offsets, true)
         .override_global("HOST_EVENTS", &host, true)
         .map_max_entries(agent_common::MAP_EVENTS, opts.ringbuf_bytes)
@@ -136,8 +146,15 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf, LoadError> {
             .map_err(|source| LoadError::Program { name, source })?;
         prog.load(tp, &kbtf)
             .map_err(|source| LoadError::Program { name, source })?;
-        prog.attach()
+        let id = prog
+            .attach()
             .map_err(|source| LoadError::Program { name, source })?;
+        if let Some(pins) = pins.as_deref_mut() {
+            let link = prog
+                .take_link(id)
+                .map_err(|source| LoadError::Program { name, source })?;
+            pins.pin(name, link.into())?;
+        }
     }
     for &name in SOCK_ADDR_PROGRAMS {
         let prog: &mut CgroupSockAddr = ebpf

@@ -51,6 +51,12 @@ enum Command {
         #[arg(long, default_value = "/run/seawall/agent.sock")]
         api_socket: PathBuf,
     },
+    /// Remove everything the agent pinned in bpffs: its programs stop enforcing.
+    Uninstall {
+        /// bpffs directory of the agent.
+        #[arg(long, default_value = "/sys/fs/bpf/seawall")]
+        bpffs: PathBuf,
+    },
     /// Work with profiles.
     Profile {
         #[command(subcommand)]
@@ -115,6 +121,13 @@ struct AgentArgs {
     /// Spool size limit in bytes; the oldest events are dropped (and reported) beyond it.
     #[arg(long, value_name = "BYTES")]
     spool_max_bytes: Option<u64>,
+    /// Keep programs attached and enforcing after the agent exits (restarts and upgrades leave
+    /// no window); a restarted agent adopts them. `seawall uninstall` removes them.
+    #[arg(long)]
+    pin: bool,
+    /// bpffs directory for pinned maps and programs [default: /sys/fs/bpf/seawall].
+    #[arg(long, value_name = "DIR")]
+    bpffs: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -157,6 +170,10 @@ impl AgentArgs {
             c.spool_max_bytes = v;
         }
         c.collector_insecure |= self.collector_insecure;
+        if let Some(v) = self.bpffs {
+            c.bpffs = v;
+        }
+        c.pin |= self.pin;
         c.audit_files |= self.audit_files;
         c.host_events |= self.host_events;
         c.validate()?;
@@ -319,6 +336,16 @@ async fn run_local_events(
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Uninstall { bpffs } => match seawall::pins::remove_all(&bpffs) {
+            Ok(n) => {
+                println!("removed {} ({n} program links detached)", bpffs.display());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("seawall: removing {}: {e}", bpffs.display());
+                std::process::ExitCode::FAILURE
+            }
+        },
         Command::Profile {
             command: ProfileCommand::Check { path },
         } => {
@@ -348,7 +375,7 @@ fn main() -> std::process::ExitCode {
                             run_local_events(args, api_socket).await
                         }
                     }
-                    Command::Profile { .. } => unreachable!(),
+                    Command::Profile { .. } | Command::Uninstall { .. } => unreachable!(),
                 }
             });
             match result {
