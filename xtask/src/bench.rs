@@ -377,11 +377,20 @@ fn measure(env: &Env) -> Result<Results> {
         }
     }
     eprintln!("xtask bench: event throughput, agent CPU and RSS");
-    let throughput = agent_stats::throughput(env).map_err(|e| format!("{e:#}"));
-    let cpu = agent_stats::cpu(env).map_err(|e| format!("{e:#}"));
-    let rss = agent_stats::rss(env).map_err(|e| format!("{e:#}"));
+    // A table cell holds the first line of an error; the whole error goes to stderr.
+    let brief = |what: &str, e: anyhow::Error| {
+        eprintln!("xtask bench: {what} failed: {e:#}");
+        format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let throughput = agent_stats::throughput(env).map_err(|e| brief("throughput", e));
+    let cpu = agent_stats::cpu(env).map_err(|e| brief("agent CPU", e));
+    let rss = agent_stats::rss(env).map_err(|e| brief("agent RSS", e));
     eprintln!("xtask bench: criterion micro-benchmarks (decode → enrich → serialize)");
-    let criterion = agent_stats::criterion(plan.quick).map_err(|e| format!("{e:#}"));
+    let criterion = agent_stats::criterion(plan.quick).map_err(|e| brief("criterion", e));
     Ok(Results {
         times,
         unavailable,
