@@ -154,56 +154,41 @@ impl KernelState {
             path: dir.to_owned(),
             source,
         };
-        let mut links = NetLinks::default();
-        for &name in SOCK_ADDR_PROGRAMS {
-            let cg = File::open(dir).map_err(|source| KernelError::Cgroup {
+        let open = || {
+            File::open(dir).map_err(|source| KernelError::Cgroup {
                 path: dir.to_owned(),
                 source,
-            })?;
+            })
+        };
+        let tag = cgroup_tag(dir);
+        let mut links = NetLinks::default();
+        for &name in SOCK_ADDR_PROGRAMS {
             let prog: &mut CgroupSockAddr = self
                 .ebpf
                 .program_mut(name)
                 .expect("loaded at start")
                 .try_into()
                 .expect("type checked at load");
-            let id = prog.attach(cg, LINK_MODE).map_err(attach_err)?;
-            match self.pins.as_mut() {
-                Some(pins) => {
-                    let link = prog.take_link(id).map_err(attach_err)?;
-                    let fd = aya::programs::links::FdLink::try_from(link).map_err(|e| {
-                        KernelError::Attach {
-                            path: dir.to_owned(),
-                            source: ProgramError::IOError(std::io::Error::other(e.to_string())),
-                        }
-                    })?;
-                    pins.pin(&format!("{name}-{}", cgroup_tag(dir)), fd)?;
-                }
-                None => links.addr.push((name, id)),
+            let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
+            if let Some(pins) = self.pins.as_mut() {
+                let link = prog.take_link(id).map_err(attach_err)?;
+                pin_link(pins, &format!("{name}-{tag}"), link, dir)?;
+            } else {
+                links.addr.push((name, id));
             }
         }
-        let cg = File::open(dir).map_err(|source| KernelError::Cgroup {
-            path: dir.to_owned(),
-            source,
-        })?;
         let prog: &mut CgroupSock = self
             .ebpf
             .program_mut(SOCK_CREATE_PROGRAM)
             .expect("loaded at start")
             .try_into()
             .expect("type checked at load");
-        let id = prog.attach(cg, LINK_MODE).map_err(attach_err)?;
-        match self.pins.as_mut() {
-            Some(pins) => {
-                let link = prog.take_link(id).map_err(attach_err)?;
-                let fd = aya::programs::links::FdLink::try_from(link).map_err(|e| {
-                    KernelError::Attach {
-                        path: dir.to_owned(),
-                        source: ProgramError::IOError(std::io::Error::other(e.to_string())),
-                    }
-                })?;
-                pins.pin(&format!("{SOCK_CREATE_PROGRAM}-{}", cgroup_tag(dir)), fd)?;
-            }
-            None => links.sock = Some(id),
+        let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
+        if let Some(pins) = self.pins.as_mut() {
+            let link = prog.take_link(id).map_err(attach_err)?;
+            pin_link(pins, &format!("{SOCK_CREATE_PROGRAM}-{tag}"), link, dir)?;
+        } else {
+            links.sock = Some(id);
         }
         Ok(links)
     }
@@ -342,6 +327,24 @@ impl KernelState {
         }
         Ok(out)
     }
+}
+
+/// Pins a cgroup link (always an fd link on the kernels we attach with bpf_link).
+fn pin_link<L>(
+    pins: &mut crate::pins::LinkPins,
+    name: &str,
+    link: L,
+    dir: &Path,
+) -> Result<(), KernelError>
+where
+    aya::programs::links::FdLink: TryFrom<L>,
+    <aya::programs::links::FdLink as TryFrom<L>>::Error: std::fmt::Display,
+{
+    let fd = aya::programs::links::FdLink::try_from(link).map_err(|e| KernelError::Attach {
+        path: dir.to_owned(),
+        source: ProgramError::IOError(std::io::Error::other(e.to_string())),
+    })?;
+    Ok(pins.pin(name, fd)?)
 }
 
 /// A file-name-safe tag for a cgroup directory (its inode number).
