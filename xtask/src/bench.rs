@@ -366,6 +366,11 @@ fn measure(env: &Env) -> Result<Results> {
             drop(host);
             if let Running::Agent(a) = &running {
                 for line in a.events().lines() {
+                    // Only our container: the agent sees every container on the host, and other
+                    // people's containers get the default (audit) profile.
+                    if !line.contains(&format!("\"name\":\"{name}\"")) {
+                        continue;
+                    }
                     if line.contains("\"action\":\"blocked\"")
                         || line.contains("\"action\":\"audited\"")
                     {
