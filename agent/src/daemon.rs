@@ -79,6 +79,8 @@ struct Pipeline {
     status: Arc<Mutex<Status>>,
     files: Option<crate::fileguard::FileGuard>,
     delivery: Option<crate::delivery::Delivery>,
+    /// The agent's own container cgroup when it runs as a container: never policed.
+    own_cgroup: Option<u64>,
 }
 
 impl Pipeline {
@@ -107,6 +109,10 @@ impl Pipeline {
 
     /// Applies the matching profile to a container and records it in the table.
     async fn register(&mut self, cgroup_id: u64, dir: &Path, mut info: ContainerInfo) {
+        if Some(cgroup_id) == self.own_cgroup {
+            tracing::info!(container_id = %info.id, "the agent's own container is exempt from policy");
+            return;
+        }
         let digest = info
             .image_digests
             .iter()
@@ -248,6 +254,9 @@ impl Pipeline {
     }
 
     async fn add_by_dir(&mut self, cgroup_id: u64, dir: &Path) {
+        if Some(cgroup_id) == self.own_cgroup {
+            return;
+        }
         let id = dir
             .file_name()
             .and_then(|n| cgroupfs::container_id_from_path(&n.to_string_lossy()));
@@ -697,6 +706,25 @@ pub async fn run(
         cgroup_root.clone(),
         if pin { Some(link_pins) } else { None },
     )?);
+    // Running as a container under a container parent: exempt our own cgroup (an explicit,
+    // all-off policy) before the parents make the default apply to it.
+    let own_cgroup = cgroupfs::pid_cgroup(std::process::id()).and_then(|p| {
+        let full = cgroup_root.join(p.trim_start_matches('/'));
+        parents.iter().find_map(|(parent, _)| {
+            let rest = full.strip_prefix(parent).ok()?;
+            let first = rest.components().next()?;
+            cgroupfs::cgroup_id(&parent.join(first)).ok()
+        })
+    });
+    if let Some(own) = own_cgroup {
+        tracing::info!(
+            cgroup_id = own,
+            "running inside a container: its cgroup is exempt from policy"
+        );
+        kernel
+            .call(move |k| k.set_container(own, agent_common::ContainerPolicy::default()))
+            .await??;
+    }
     let parent_list = parents.clone();
     kernel
         .call(move |k| {
@@ -791,6 +819,7 @@ pub async fn run(
         status: status.clone(),
         files,
         delivery,
+        own_cgroup,
         cfg: cfg.clone(),
     };
     // Maps adopted from an earlier agent keep its rules: number on above them, and remove them

@@ -87,6 +87,17 @@ fn main() -> Result<()> {
     }
 }
 
+/// A C compiler for musl (`ring`, in the TLS stack, builds C): musl-gcc when installed,
+/// else the host gcc, which works for ring's freestanding code.
+fn musl_cc() -> &'static str {
+    for cc in ["x86_64-linux-musl-gcc", "musl-gcc"] {
+        if Command::new(cc).arg("--version").output().is_ok() {
+            return cc;
+        }
+    }
+    "gcc"
+}
+
 fn test() -> Result<()> {
     setup::setup()?;
     // Unit and collector tests, and the binary the integration tests drive.
@@ -99,6 +110,19 @@ fn test() -> Result<()> {
         "--exclude",
         "agent-ebpf",
     ]))?;
+    // The static binary the deploy test puts in the FROM-scratch agent image.
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-p",
+            "seawall",
+            "--bin",
+            "seawall",
+        ])
+        .env("CC_x86_64_unknown_linux_musl", musl_cc()))?;
     // Privileged tests against real containers: one agent at a time.
     run(cargo()
         .args([
