@@ -7,6 +7,10 @@
 //! it cannot read), it allows it and reports what it knew. When the agent dies, the kernel
 //! allows every pending open as the fanotify group closes.
 //!
+//! Allowed answers for inodes no rule can match (by path, whatever the flags) are cached as
+//! fanotify ignore marks, so a hot file costs one round trip, not one per open; the cache is
+//! flushed whenever a policy is applied. Only single-link inodes are cached.
+//!
 //! Not covered here: unlink, rename and truncate(2) of read-only paths (fanotify has no
 //! permission event for them; BPF LSM does), and files on other filesystems (volumes, and
 //! Docker's bind-mounted /etc/hosts, /etc/hostname, /etc/resolv.conf).
@@ -91,9 +95,10 @@ impl FileGuard {
         let by_dev: Arc<Mutex<HashMap<u64, Watched>>> = Arc::default();
         let (tx, rx) = mpsc::channel(65_536);
         let (fd2, map2) = (fd.clone(), by_dev.clone());
+        let root = crate::cgroupfs::cgroup2_root().ok();
         std::thread::Builder::new()
             .name("seawall-fanotify".into())
-            .spawn(move || reader(fd2, map2, audit_all, tx))
+            .spawn(move || reader(fd2, map2, audit_all, root, tx))
             .expect("spawn the fanotify thread");
         Ok(Self {
             fd,
@@ -153,6 +158,17 @@ impl FileGuard {
             }
             self.marked.insert(cgroup_id, (dev, merged.to_string()));
         }
+        // Cached "never matches" answers were for the previous rules.
+        // SAFETY: valid fd; FAN_MARK_FLUSH without a type flushes the inode marks only.
+        unsafe {
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                libc::FAN_MARK_FLUSH,
+                0,
+                libc::AT_FDCWD,
+                std::ptr::null(),
+            )
+        };
         self.by_dev.lock().expect("fileguard lock").insert(
             dev,
             Watched {
@@ -258,6 +274,7 @@ fn reader(
     fd: Arc<OwnedFd>,
     by_dev: Arc<Mutex<HashMap<u64, Watched>>>,
     audit_all: bool,
+    cgroup_root: Option<std::path::PathBuf>,
     tx: mpsc::Sender<FileEvent>,
 ) {
     let mut buf = vec![0u8; 64 << 10];
@@ -288,7 +305,28 @@ fn reader(
             }
             // SAFETY: the kernel gave us this fd; it is closed when `file` drops.
             let file = unsafe { OwnedFd::from_raw_fd(m.fd) };
-            let ev = handle(&file, m.pid as u32, &by_dev, audit_all);
+            let (ev, cacheable) = handle(
+                &file,
+                m.pid as u32,
+                &by_dev,
+                audit_all,
+                cgroup_root.as_deref(),
+            );
+            if cacheable {
+                // No rule can ever match this inode's path: later opens skip the round trip.
+                // SAFETY: valid fds; a NULL path marks the inode the event fd refers to.
+                unsafe {
+                    libc::fanotify_mark(
+                        fd.as_raw_fd(),
+                        libc::FAN_MARK_ADD
+                            | libc::FAN_MARK_IGNORED_MASK
+                            | libc::FAN_MARK_IGNORED_SURV_MODIFY,
+                        libc::FAN_OPEN_PERM,
+                        m.fd,
+                        std::ptr::null(),
+                    )
+                };
+            }
             if m.mask & libc::FAN_OPEN_PERM != 0 {
                 let response = libc::fanotify_response {
                     fd: m.fd,
@@ -323,21 +361,20 @@ fn handle(
     pid: u32,
     by_dev: &Mutex<HashMap<u64, Watched>>,
     audit_all: bool,
-) -> Option<FileEvent> {
+    cgroup_root: Option<&std::path::Path>,
+) -> (Option<FileEvent>, bool) {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid fd and out-pointer.
     if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
-        return None;
+        return (None, false);
     }
-    let w = by_dev.lock().ok()?.get(&st.st_dev).cloned()?;
+    let Some(w) = by_dev.lock().ok().and_then(|m| m.get(&st.st_dev).cloned()) else {
+        return (None, false);
+    };
     // Scope: only processes inside this container are ever denied (the engine itself, or
     // `docker cp`, also open these files).
     let in_container = crate::cgroupfs::pid_cgroup(pid)
-        .and_then(|p| {
-            crate::cgroupfs::cgroup2_root()
-                .ok()
-                .map(|r| r.join(p.trim_start_matches('/')))
-        })
+        .and_then(|p| cgroup_root.map(|r| r.join(p.trim_start_matches('/'))))
         .and_then(|dir| {
             let mut d = dir.as_path();
             loop {
@@ -349,9 +386,11 @@ fn handle(
         })
         .unwrap_or(false);
     if !in_container {
-        return None;
+        return (None, false);
     }
-    let host_path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let Ok(host_path) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+        return (None, false);
+    };
     let host_path = host_path.to_string_lossy();
     let path = host_path
         .strip_prefix(w.merged.as_str())
@@ -366,16 +405,31 @@ fn handle(
     let flags = pending_open_flags(pid);
     let (action, rule) = decide(&w.policy, &path, flags);
     if action == Action::Allowed && !audit_all {
-        return None;
+        // Cacheable as "never matches": opened from inside the container, allowed, no rule can
+        // match the path whatever the flags, and a single link (a hard link elsewhere could
+        // carry a ruled path).
+        let cacheable = st.st_nlink == 1 && !could_match(&w.policy, &path);
+        return (None, cacheable);
     }
-    Some(FileEvent {
-        cgroup_id: w.cgroup_id,
-        pid,
-        path,
-        flags,
-        action,
-        rule,
-    })
+    (
+        Some(FileEvent {
+            cgroup_id: w.cgroup_id,
+            pid,
+            path,
+            flags,
+            action,
+            rule,
+        }),
+        false,
+    )
+}
+
+/// Whether any rule could apply to this path under some open flags.
+fn could_match(policy: &FilePolicy, path: &str) -> bool {
+    policy.mode != Mode::Off
+        && (policy.deny.matches(path)
+            || policy.read_only.matches(path)
+            || policy.monitor.matches(path))
 }
 
 /// The JSON event for a file event.
@@ -458,6 +512,18 @@ mod tests {
             read_only: PathGlobs::new(vec!["/etc/**".into()]).unwrap(),
             monitor: PathGlobs::new(vec!["/var/log/**".into()]).unwrap(),
         }
+    }
+
+    #[test]
+    fn only_paths_no_rule_can_match_are_cacheable() {
+        let p = policy(Mode::Enforce);
+        assert!(
+            could_match(&p, "/etc/passwd"),
+            "read_only /etc/** covers it"
+        );
+        assert!(could_match(&p, "/var/log/x"));
+        assert!(!could_match(&p, "/tmp/x"));
+        assert!(!could_match(&policy(Mode::Off), "/etc/shadow"));
     }
 
     #[test]
