@@ -1124,17 +1124,11 @@ mod tests {
     }
 
     #[test]
-    fn btf_sys_vmlinux_loads_fast() {
-        let start = std::time::Instant::now();
+    fn btf_sys_vmlinux_loads_and_indexes() {
+        // Timing belongs to `cargo xtask bench`, not to a test: only that it loads and indexes.
         let Some(btf) = sys_btf() else { return };
-        // Include the first name lookup, which builds the index.
         assert!(btf.has_type("task_struct"));
-        let elapsed = start.elapsed();
-        println!("vmlinux BTF load + index: {elapsed:?}");
-        assert!(
-            elapsed < std::time::Duration::from_millis(200),
-            "{elapsed:?}"
-        );
+        assert!(!btf.has_type("no_such_type_in_any_kernel"));
     }
 
     #[test]
