@@ -700,6 +700,13 @@ pub async fn run(
         ebpf.take_map(agent_common::MAP_EVENTS)
             .context("ring buffer map missing from the object")?,
     )?;
+    // Loading parsed the kernel's BTF twice (~5 MiB each) and freed it: give those pages back
+    // instead of carrying them as resident memory for the agent's lifetime.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: plain libc call.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let pin = cfg.pin;
     let kernel = KernelHandle::spawn(KernelState::new(
         ebpf,

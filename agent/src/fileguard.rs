@@ -371,6 +371,25 @@ fn handle(
     let Some(w) = by_dev.lock().ok().and_then(|m| m.get(&st.st_dev).cloned()) else {
         return (None, false);
     };
+    let Ok(host_path) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+        return (None, false);
+    };
+    let host_path = host_path.to_string_lossy();
+    let path = host_path
+        .strip_prefix(w.merged.as_str())
+        .map(|p| {
+            if p.is_empty() {
+                "/".to_string()
+            } else {
+                p.to_string()
+            }
+        })
+        .unwrap_or_else(|| host_path.to_string());
+    if !audit_all && !could_match(&w.policy, &path) {
+        // No rule can match this inode's path, whoever opens it: allow, and cache the answer
+        // when the inode has a single link (a hard link elsewhere could carry a ruled path).
+        return (None, st.st_nlink == 1);
+    }
     // Scope: only processes inside this container are ever denied (the engine itself, or
     // `docker cp`, also open these files).
     let in_container = crate::cgroupfs::pid_cgroup(pid)
@@ -388,28 +407,10 @@ fn handle(
     if !in_container {
         return (None, false);
     }
-    let Ok(host_path) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
-        return (None, false);
-    };
-    let host_path = host_path.to_string_lossy();
-    let path = host_path
-        .strip_prefix(w.merged.as_str())
-        .map(|p| {
-            if p.is_empty() {
-                "/".to_string()
-            } else {
-                p.to_string()
-            }
-        })
-        .unwrap_or_else(|| host_path.to_string());
     let flags = pending_open_flags(pid);
     let (action, rule) = decide(&w.policy, &path, flags);
     if action == Action::Allowed && !audit_all {
-        // Cacheable as "never matches": opened from inside the container, allowed, no rule can
-        // match the path whatever the flags, and a single link (a hard link elsewhere could
-        // carry a ruled path).
-        let cacheable = st.st_nlink == 1 && !could_match(&w.policy, &path);
-        return (None, cacheable);
+        return (None, false);
     }
     (
         Some(FileEvent {
