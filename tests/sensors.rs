@@ -155,3 +155,44 @@ fn host_processes_produce_no_events_by_default() {
         "every exec event belongs to a container"
     );
 }
+
+#[test]
+fn an_accepted_connection_on_a_container_listener_is_reported() {
+    if !privileged() {
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let agent = Agent::start(&[("default.toml", DEFAULT_PROFILE)], &[]);
+    let c = start_sh("accept", "host", &format!("nc -l -p {port} > /dev/null"));
+    let id = c.id();
+    // Connect from the host once the container listens.
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            client = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let client = client.expect("the container's listener never came up");
+    let peer_port = client.local_addr().unwrap().port();
+    let e = agent.expect("accept event", |e| {
+        e["kind"] == "network"
+            && e["network"]["op"] == "accept"
+            && e["container"]["id"] == id.as_str()
+    });
+    assert_eq!(e["network"]["address"], "127.0.0.1");
+    assert_eq!(e["network"]["port"], peer_port, "the peer's port");
+    assert_eq!(e["network"]["protocol"], "tcp");
+    agent.expect("bind event of the listener", |e| {
+        e["kind"] == "network"
+            && e["network"]["op"] == "bind"
+            && e["network"]["port"] == port
+            && e["container"]["id"] == id.as_str()
+    });
+    drop(client);
+}

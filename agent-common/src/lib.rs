@@ -112,6 +112,9 @@ pub const NET_OP_BIND: u32 = 2;
 pub const NET_OP_SENDMSG: u32 = 3;
 /// [`NetEvent::op`]: `socket(2)` of a raw or packet socket.
 pub const NET_OP_RAW_SOCKET: u32 = 4;
+/// [`NetEvent::op`]: an inbound TCP connection was established on a container's listener
+/// (the peer's address and port; the accepting process is not known yet).
+pub const NET_OP_ACCEPT: u32 = 5;
 
 /// `AF_INET`.
 pub const FAMILY_INET: u32 = 2;
@@ -477,6 +480,18 @@ pub struct KernelOffsets {
     pub kernfs_node_parent: u32,
     /// `file.f_flags` (open flags, `O_*`).
     pub file_f_flags: u32,
+    /// `sock.sk_cgrp_data.cgroup` (the cgroup of the socket's creator).
+    pub sock_cgroup: u32,
+    /// `sock.__sk_common.skc_family`.
+    pub sock_family: u32,
+    /// `sock.__sk_common.skc_daddr` (IPv4 peer).
+    pub sock_daddr: u32,
+    /// `sock.__sk_common.skc_v6_daddr` (IPv6 peer).
+    pub sock_v6_daddr: u32,
+    /// `sock.__sk_common.skc_dport` (peer port, network order).
+    pub sock_dport: u32,
+    /// Explicit padding to keep the struct a multiple of 8 bytes.
+    pub _pad_offsets: u32,
     /// `socket.type` (`SOCK_*`, a `short`).
     pub socket_type: u32,
 }
@@ -516,7 +531,7 @@ const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 44);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 30 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 36 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -35,6 +35,12 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     kernfs_node_id: 0,
     kernfs_node_parent: 0,
     file_f_flags: 0,
+    sock_cgroup: 0,
+    sock_family: 0,
+    sock_daddr: 0,
+    sock_v6_daddr: 0,
+    sock_dport: 0,
+    _pad_offsets: 0,
     socket_type: 0,
 };
 

@@ -6,6 +6,7 @@
 // through `bpf_probe_read_kernel`, which the verifier accepts for any address.
 #![allow(clippy::missing_safety_doc)]
 
+mod accept;
 mod cgroup;
 mod container;
 mod exec;

@@ -133,7 +133,11 @@ pub fn split_args(bytes: &[u8]) -> Vec<String> {
 
 fn ip(family: u32, addr: &[u8; 16]) -> IpAddr {
     if family == FAMILY_INET6 {
-        IpAddr::V6(Ipv6Addr::from(*addr))
+        // A dual-stack socket's IPv4 peer (::ffff:a.b.c.d) is an IPv4 address to a reader.
+        let v6 = Ipv6Addr::from(*addr);
+        v6.to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6))
     } else {
         IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
     }
@@ -302,6 +306,17 @@ pub(crate) mod tests {
             panic!()
         };
         assert_eq!(addr.to_string(), "::1");
+        e.addr = std::net::Ipv4Addr::new(127, 0, 0, 1)
+            .to_ipv6_mapped()
+            .octets();
+        let KernelEvent::Net { addr, .. } = decode(&bytes_of(&e)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            addr.to_string(),
+            "127.0.0.1",
+            "IPv4-mapped peers read as IPv4"
+        );
     }
 
     #[test]

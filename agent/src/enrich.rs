@@ -209,6 +209,7 @@ impl Enricher {
                     NET_OP_BIND => "bind",
                     NET_OP_SENDMSG => "sendmsg",
                     NET_OP_RAW_SOCKET => "raw_socket",
+                    agent_common::NET_OP_ACCEPT => "accept",
                     _ => "unknown",
                 };
                 let protocol = match *protocol {

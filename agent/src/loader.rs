@@ -20,6 +20,7 @@ pub const TRACEPOINTS: &[(&str, &str)] = &[
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exit", "sched_process_exit"),
     ("cgroup_mkdir", "cgroup_mkdir"),
+    ("inet_sock_set_state", "inet_sock_set_state"),
 ];
 
 /// cgroup sock_addr programs, attached to each container's cgroup.
@@ -87,6 +88,12 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         cgroup_kn: f("cgroup", "kn")?,
         kernfs_node_id: f("kernfs_node", "id")?,
         kernfs_node_parent: btf.field_offset_any("kernfs_node", &["parent", "__parent"])?,
+        sock_cgroup: f("sock", "sk_cgrp_data.cgroup")?,
+        sock_family: f("sock", "__sk_common.skc_family")?,
+        sock_daddr: f("sock", "__sk_common.skc_daddr")?,
+        sock_v6_daddr: f("sock", "__sk_common.skc_v6_daddr")?,
+        sock_dport: f("sock", "__sk_common.skc_dport")?,
+        _pad_offsets: 0,
         file_f_flags: f("file", "f_flags")?,
         socket_type: f("socket", "type")?,
     })
