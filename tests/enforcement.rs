@@ -441,3 +441,39 @@ fn profile_check_reports_file_line_col_and_fails() {
         text(&good.stdout)
     );
 }
+
+#[test]
+fn a_script_written_in_the_container_is_refused_as_drift() {
+    if !privileged() {
+        return;
+    }
+    let p = test_profile("busybox", "enforce", "[drift]\nprevent = true\n");
+    let agent = Agent::start(
+        &[("default.toml", DEFAULT_PROFILE), ("busybox.toml", &p)],
+        &[],
+    );
+    let (c, out) = run_sh(
+        "script",
+        "none",
+        "printf '#!/bin/sh\\necho SCRIPT-RAN\\n' > /tmp/s.sh; chmod +x /tmp/s.sh; /tmp/s.sh; echo rc=$?; sh /tmp/s.sh >/dev/null; echo sh=$?",
+    );
+    let s = text(&out.stdout);
+    assert!(!s.contains("SCRIPT-RAN"), "the dropped script ran: {s}");
+    assert!(
+        s.contains("rc=126"),
+        "exec of the script must fail with EPERM (126): {s} {}",
+        text(&out.stderr)
+    );
+    assert!(
+        s.contains("sh=0"),
+        "feeding a file to an image interpreter is not an exec of it: {s}"
+    );
+    let id = c.id();
+    let e = agent.expect("blocked script drift", |e| {
+        e["control"] == "drift"
+            && e["process"]["exe"] == "/tmp/s.sh"
+            && e["container"]["id"] == id.as_str()
+    });
+    assert_eq!(e["action"], "blocked");
+    assert_eq!(e["kind"], "exec");
+}

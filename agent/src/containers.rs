@@ -22,6 +22,8 @@ pub struct ContainerInfo {
     pub init_pid: u32,
     /// Overlay merged directory (the container's root filesystem as the host sees it).
     pub rootfs: Option<String>,
+    /// Overlay upper directory (what the container wrote).
+    pub upperdir: Option<String>,
     /// Storage driver name (`overlay2` …).
     pub storage_driver: String,
     /// Name of the profile applied.

@@ -151,11 +151,14 @@ impl Pipeline {
             self.seed_processes(cgroup_id, &info).await;
         }
         if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
-            if let Err(e) = files.watch_container(
-                cgroup_id,
-                rootfs,
-                self.profiles.for_image(&info.image, None),
-            ) {
+            let profile = self
+                .profiles
+                .profiles()
+                .find(|p| p.name == info.profile)
+                .unwrap_or_else(|| self.profiles.default_profile());
+            if let Err(e) =
+                files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile)
+            {
                 tracing::warn!(container_id = %info.id, error = %e, "file controls unavailable for this container");
             }
         }

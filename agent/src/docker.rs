@@ -125,6 +125,7 @@ fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
             .map(|p| p as u32)
             .unwrap_or(0),
         rootfs: graph.data.get("MergedDir").cloned(),
+        upperdir: graph.data.get("UpperDir").cloned(),
         storage_driver: graph.name,
         profile: String::new(),
     }

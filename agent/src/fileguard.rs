@@ -33,7 +33,7 @@ use crate::{
     containers::ContainerTable,
     enrich::{Clock, Enricher},
     proctable::ProcessTable,
-    profile::{FilePolicy, Mode, Profile},
+    profile::{DriftPolicy, FilePolicy, Mode, Profile},
 };
 
 /// What one container's file policy needs at answer time.
@@ -42,6 +42,9 @@ struct Watched {
     cgroup_id: u64,
     merged: String,
     policy: FilePolicy,
+    /// The container's overlay upper directory, when script drift is checked.
+    upper: Option<String>,
+    drift: DriftPolicy,
 }
 
 /// One open the guard saw.
@@ -55,6 +58,8 @@ pub struct FileEvent {
     pub action: Action,
     /// `deny`, `read_only`, `monitor` or empty for plain visibility.
     pub rule: &'static str,
+    /// An exec of a script written in the container (control `drift`), not an open.
+    pub exec: bool,
 }
 
 pub struct FileGuard {
@@ -120,12 +125,23 @@ impl FileGuard {
         &mut self,
         cgroup_id: u64,
         merged: &str,
+        upper: Option<&str>,
         profile: &Profile,
     ) -> Result<(), FileGuardError> {
         let p = &profile.files;
         let has_rules = p.mode != Mode::Off
             && !(p.deny.is_empty() && p.read_only.is_empty() && p.monitor.is_empty());
-        if !has_rules && !self.audit_all {
+        // Scripts written in the container: the exec tracepoint only sees their (image)
+        // interpreter, so their drift is checked here, at the permission to exec the script.
+        let scripts = profile.drift.mode != Mode::Off && upper.is_some();
+        let mut mask = 0;
+        if has_rules || self.audit_all {
+            mask |= libc::FAN_OPEN_PERM;
+        }
+        if scripts {
+            mask |= libc::FAN_OPEN_EXEC_PERM;
+        }
+        if mask == 0 {
             self.unwatch_container(cgroup_id);
             return Ok(());
         }
@@ -135,7 +151,7 @@ impl FileGuard {
                 source,
             })?
             .dev();
-        if !self.marked.contains_key(&cgroup_id) {
+        {
             let c = CString::new(merged).map_err(|_| FileGuardError::Mark {
                 path: merged.into(),
                 source: io::Error::from(io::ErrorKind::InvalidInput),
@@ -145,7 +161,7 @@ impl FileGuard {
                 libc::fanotify_mark(
                     self.fd.as_raw_fd(),
                     libc::FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
-                    libc::FAN_OPEN_PERM,
+                    mask,
                     libc::AT_FDCWD,
                     c.as_ptr(),
                 )
@@ -175,6 +191,8 @@ impl FileGuard {
                 cgroup_id,
                 merged: merged.to_string(),
                 policy: profile.files.clone(),
+                upper: upper.filter(|_| scripts).map(str::to_string),
+                drift: profile.drift.clone(),
             },
         );
         Ok(())
@@ -189,7 +207,7 @@ impl FileGuard {
                     libc::fanotify_mark(
                         self.fd.as_raw_fd(),
                         libc::FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM,
-                        libc::FAN_OPEN_PERM,
+                        libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM,
                         libc::AT_FDCWD,
                         c.as_ptr(),
                     )
@@ -305,29 +323,39 @@ fn reader(
             }
             // SAFETY: the kernel gave us this fd; it is closed when `file` drops.
             let file = unsafe { OwnedFd::from_raw_fd(m.fd) };
-            let (ev, cacheable) = handle(
-                &file,
-                m.pid as u32,
-                &by_dev,
-                audit_all,
-                cgroup_root.as_deref(),
-            );
+            let exec = m.mask & libc::FAN_OPEN_EXEC_PERM != 0;
+            let (ev, cacheable) = if exec {
+                handle_exec(&file, m.pid as u32, &by_dev, cgroup_root.as_deref())
+            } else {
+                handle(
+                    &file,
+                    m.pid as u32,
+                    &by_dev,
+                    audit_all,
+                    cgroup_root.as_deref(),
+                )
+            };
+            let cache_bit = if exec {
+                libc::FAN_OPEN_EXEC_PERM
+            } else {
+                libc::FAN_OPEN_PERM
+            };
             if cacheable {
                 // No rule can ever match this inode's path: later opens skip the round trip.
                 // SAFETY: valid fds; a NULL path marks the inode the event fd refers to.
                 unsafe {
                     libc::fanotify_mark(
                         fd.as_raw_fd(),
-                        libc::FAN_MARK_ADD
-                            | libc::FAN_MARK_IGNORED_MASK
-                            | libc::FAN_MARK_IGNORED_SURV_MODIFY,
-                        libc::FAN_OPEN_PERM,
+                        // Not surviving modification: a cached answer about a file is dropped
+                        // as soon as the file changes (a modified image script is upper).
+                        libc::FAN_MARK_ADD | libc::FAN_MARK_IGNORED_MASK,
+                        cache_bit,
                         m.fd,
                         std::ptr::null(),
                     )
                 };
             }
-            if m.mask & libc::FAN_OPEN_PERM != 0 {
+            if m.mask & (libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM) != 0 {
                 let response = libc::fanotify_response {
                     fd: m.fd,
                     response: if ev.as_ref().is_some_and(|e| e.action == Action::Blocked) {
@@ -392,19 +420,7 @@ fn handle(
     }
     // Scope: only processes inside this container are ever denied (the engine itself, or
     // `docker cp`, also open these files).
-    let in_container = crate::cgroupfs::pid_cgroup(pid)
-        .and_then(|p| cgroup_root.map(|r| r.join(p.trim_start_matches('/'))))
-        .and_then(|dir| {
-            let mut d = dir.as_path();
-            loop {
-                if std::fs::metadata(d).ok()?.ino() == w.cgroup_id {
-                    return Some(true);
-                }
-                d = d.parent()?;
-            }
-        })
-        .unwrap_or(false);
-    if !in_container {
+    if !opener_in(pid, w.cgroup_id, cgroup_root) {
         return (None, false);
     }
     let flags = pending_open_flags(pid);
@@ -420,9 +436,91 @@ fn handle(
             flags,
             action,
             rule,
+            exec: false,
         }),
         false,
     )
+}
+
+/// Permission to execute a file of the container. Files not in the overlay upper layer are
+/// image files: allowed and cached. Upper-layer ELF binaries are left to the kernel's exec
+/// hook (which kills them before their first instruction); upper-layer scripts (`#!`) are drift
+/// here, decided under the container's drift policy, for processes inside the container only.
+fn handle_exec(
+    file: &OwnedFd,
+    pid: u32,
+    by_dev: &Mutex<HashMap<u64, Watched>>,
+    cgroup_root: Option<&std::path::Path>,
+) -> (Option<FileEvent>, bool) {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        return (None, false);
+    }
+    let Some(w) = by_dev.lock().ok().and_then(|m| m.get(&st.st_dev).cloned()) else {
+        return (None, false);
+    };
+    let Some(upper) = &w.upper else {
+        return (None, false);
+    };
+    let Ok(host_path) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
+        return (None, false);
+    };
+    let host_path = host_path.to_string_lossy();
+    // Opened through the container's own root mount, the path reads as seen inside the
+    // container; opened through the host's view of the merged directory, it carries its prefix.
+    let path = host_path
+        .strip_prefix(w.merged.as_str())
+        .unwrap_or(&host_path)
+        .to_string();
+    let in_upper = std::fs::symlink_metadata(format!("{upper}{path}"))
+        .map(|m| m.file_type().is_file())
+        .unwrap_or(false);
+    if !in_upper {
+        return (None, true);
+    }
+    let mut magic = [0u8; 2];
+    // SAFETY: valid fd and buffer.
+    let n = unsafe { libc::pread(file.as_raw_fd(), magic.as_mut_ptr().cast(), 2, 0) };
+    if n != 2 || magic != *b"#!" {
+        return (None, false);
+    }
+    if w.drift.allow.iter().any(|r| r.matches(&path)) || !opener_in(pid, w.cgroup_id, cgroup_root) {
+        return (None, false);
+    }
+    let action = match w.drift.mode {
+        Mode::Enforce => Action::Blocked,
+        Mode::Audit => Action::Audited,
+        Mode::Off => return (None, false),
+    };
+    (
+        Some(FileEvent {
+            cgroup_id: w.cgroup_id,
+            pid,
+            path,
+            flags: None,
+            action,
+            rule: "drift",
+            exec: true,
+        }),
+        false,
+    )
+}
+
+/// Whether `pid` is in the container cgroup `cgroup_id` (or below it).
+fn opener_in(pid: u32, cgroup_id: u64, cgroup_root: Option<&std::path::Path>) -> bool {
+    crate::cgroupfs::pid_cgroup(pid)
+        .and_then(|p| cgroup_root.map(|r| r.join(p.trim_start_matches('/'))))
+        .and_then(|dir| {
+            let mut d = dir.as_path();
+            loop {
+                if std::fs::metadata(d).ok()?.ino() == cgroup_id {
+                    return Some(true);
+                }
+                d = d.parent()?;
+            }
+        })
+        .unwrap_or(false)
 }
 
 /// Whether any rule could apply to this path under some open flags.
@@ -442,6 +540,9 @@ pub fn to_event(
 ) -> Option<Event> {
     let known = procs.get(f.pid);
     let flags = f.flags.map(flags_text).unwrap_or_else(|| "unknown".into());
+    if f.exec {
+        return Some(script_drift_event(f, e, containers, procs));
+    }
     let control = if f.rule.is_empty() {
         "visibility"
     } else {
@@ -482,6 +583,44 @@ pub fn to_event(
         }),
         network: None,
     })
+}
+
+fn script_drift_event(
+    f: &FileEvent,
+    e: &mut Enricher,
+    containers: &ContainerTable,
+    procs: &ProcessTable,
+) -> Event {
+    let known = procs.get(f.pid);
+    Event {
+        seq: e.next_seq(),
+        time: Clock::now(),
+        node: e.node.clone(),
+        kind: Kind::Exec,
+        action: f.action,
+        control: "drift".into(),
+        severity: if f.action == Action::Blocked {
+            Severity::Critical
+        } else {
+            Severity::High
+        },
+        message: format!(
+            "drift: exec of script {} (written inside the container) {}",
+            f.path, f.action
+        ),
+        process: Some(Process {
+            pid: f.pid,
+            ppid: known.map(|p| p.ppid).unwrap_or(0),
+            uid: known.map(|p| p.uid).unwrap_or(0),
+            comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
+            exe: f.path.clone(),
+            args: Vec::new(),
+            args_truncated: false,
+        }),
+        container: containers.get(f.cgroup_id).map(|c| c.to_event()),
+        file: None,
+        network: None,
+    }
 }
 
 #[cfg(test)]

@@ -214,7 +214,10 @@ pub fn backends(fanotify_ok: Result<(), String>, lsm: Result<(), String>) -> Bac
         },
         Err(why) => Backends {
             exec: fallback_exec.into(),
-            drift: fallback_exec.into(),
+            drift: match &fanotify_ok {
+                Ok(()) => format!("{fallback_exec}; scripts written in the container: fanotify exec permission on its overlay (EPERM)"),
+                Err(_) => format!("{fallback_exec}; scripts written in the container not covered (no fanotify)"),
+            },
             container_exec: fallback_exec.into(),
             file: match fanotify_ok {
                 Ok(()) => "fanotify permission events on the container's overlay (EPERM); unlink/rename/truncate(2) not covered".into(),
