@@ -119,3 +119,51 @@ fn status_events_and_metrics_describe_what_the_agent_does() {
         .expect("seawall_containers_monitored");
     assert!(containers >= 1.0);
 }
+
+#[test]
+fn the_agent_tells_systemd_it_is_ready_only_once_it_enforces_and_feeds_the_watchdog() {
+    if !privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    std::env::set_var("NOTIFY_SOCKET", &sock_path);
+    std::env::set_var("WATCHDOG_USEC", "2000000");
+    let agent = Agent::start(&[("default.toml", DEFAULT_PROFILE)], &[]);
+    std::env::remove_var("NOTIFY_SOCKET");
+    std::env::remove_var("WATCHDOG_USEC");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10)
+        && got
+            .iter()
+            .filter(|m: &&String| m.contains("WATCHDOG=1"))
+            .count()
+            < 2
+    {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let ready = got
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .expect("READY=1 was sent");
+    assert!(
+        got.iter()
+            .skip(ready)
+            .filter(|m| m.contains("WATCHDOG=1"))
+            .count()
+            >= 2,
+        "watchdog pings after READY: {got:?}"
+    );
+    // READY came after the agent reported itself started (programs attached, profiles loaded).
+    assert!(agent.events().iter().any(|e| e["message"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("agent started")));
+}

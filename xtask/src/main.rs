@@ -100,8 +100,16 @@ fn musl_cc() -> &'static str {
 
 fn test() -> Result<()> {
     setup::setup()?;
-    // Unit and collector tests, and the binary the integration tests drive.
-    run(cargo().args(["build", "-p", "seawall", "--bin", "seawall"]))?;
+    // Unit and collector tests, and the binaries the integration tests drive.
+    run(cargo().args([
+        "build",
+        "-p",
+        "seawall",
+        "--bin",
+        "seawall",
+        "-p",
+        "seawall-collector",
+    ]))?;
     run(cargo().args([
         "test",
         "--workspace",

@@ -1,0 +1,105 @@
+//! Issue 4 end to end: the running agent streams its events to a real `seawall-collector`,
+//! which writes them to its file sink.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use seawall_integration::*;
+
+struct Collector(Child);
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_agent_delivers_container_events_to_the_collector_and_its_sink() {
+    if !privileged() {
+        return;
+    }
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/seawall-collector");
+    if !bin.exists() {
+        panic!(
+            "{} not built (cargo xtask test builds the workspace)",
+            bin.display()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("sink.jsonl");
+    let cfg = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}\"\n",
+            sink.display()
+        ),
+    )
+    .unwrap();
+    // A local trial: plain text on loopback (the mTLS path is covered by collector/tests).
+    let mut child = Command::new(&bin)
+        .args(["--listen", "127.0.0.1:0", "--insecure", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _collector = Collector(child);
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .to_string();
+
+    let spool = dir.path().join("spool");
+    let agent = Agent::start(
+        &[("default.toml", DEFAULT_PROFILE)],
+        &[
+            "--collector",
+            &format!("http://{addr}"),
+            "--collector-insecure",
+            "--spool-dir",
+            spool.to_str().unwrap(),
+        ],
+    );
+    let (c, _) = run_sh("deliver", "none", "cat /etc/hostname");
+    let id = c.id();
+    let local = agent.expect("the exec, locally", |e| {
+        e["kind"] == "exec"
+            && e["container"]["id"] == id.as_str()
+            && e["process"]["args"][0] == "cat"
+    });
+    let seq = local["seq"].as_u64().unwrap();
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&sink).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e.to_string().contains(&id) && e.to_string().contains("\"cat\""));
+        if let Some(e) = found {
+            assert!(
+                e.to_string().contains(&format!("\"seq\":{seq}")),
+                "same seq at the sink: {e}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the event never reached the collector's sink: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
