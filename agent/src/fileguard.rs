@@ -384,6 +384,30 @@ fn reader(
     }
 }
 
+/// The watched container an event's file belongs to (by superblock device), the file's stat,
+/// and its path as seen inside the container: opened through the container's own root mount the
+/// fd's path already reads that way; through the host's view of the merged directory it carries
+/// that prefix, which is stripped.
+fn locate(
+    file: &OwnedFd,
+    by_dev: &Mutex<HashMap<u64, Watched>>,
+) -> Option<(Watched, libc::stat, String)> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    let w = by_dev.lock().ok()?.get(&st.st_dev).cloned()?;
+    let host_path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let host_path = host_path.to_string_lossy();
+    let path = match host_path.strip_prefix(w.merged.as_str()) {
+        Some("") => "/".to_string(),
+        Some(p) => p.to_string(),
+        None => host_path.into_owned(),
+    };
+    Some((w, st, path))
+}
+
 fn handle(
     file: &OwnedFd,
     pid: u32,
@@ -391,28 +415,9 @@ fn handle(
     audit_all: bool,
     cgroup_root: Option<&std::path::Path>,
 ) -> (Option<FileEvent>, bool) {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and out-pointer.
-    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
-        return (None, false);
-    }
-    let Some(w) = by_dev.lock().ok().and_then(|m| m.get(&st.st_dev).cloned()) else {
+    let Some((w, st, path)) = locate(file, by_dev) else {
         return (None, false);
     };
-    let Ok(host_path) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
-        return (None, false);
-    };
-    let host_path = host_path.to_string_lossy();
-    let path = host_path
-        .strip_prefix(w.merged.as_str())
-        .map(|p| {
-            if p.is_empty() {
-                "/".to_string()
-            } else {
-                p.to_string()
-            }
-        })
-        .unwrap_or_else(|| host_path.to_string());
     if !audit_all && !could_match(&w.policy, &path) {
         // No rule can match this inode's path, whoever opens it: allow, and cache the answer
         // when the inode has a single link (a hard link elsewhere could carry a ruled path).
@@ -452,27 +457,12 @@ fn handle_exec(
     by_dev: &Mutex<HashMap<u64, Watched>>,
     cgroup_root: Option<&std::path::Path>,
 ) -> (Option<FileEvent>, bool) {
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and out-pointer.
-    if unsafe { libc::fstat(file.as_raw_fd(), &mut st) } != 0 {
-        return (None, false);
-    }
-    let Some(w) = by_dev.lock().ok().and_then(|m| m.get(&st.st_dev).cloned()) else {
+    let Some((w, _, path)) = locate(file, by_dev) else {
         return (None, false);
     };
     let Some(upper) = &w.upper else {
         return (None, false);
     };
-    let Ok(host_path) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) else {
-        return (None, false);
-    };
-    let host_path = host_path.to_string_lossy();
-    // Opened through the container's own root mount, the path reads as seen inside the
-    // container; opened through the host's view of the merged directory, it carries its prefix.
-    let path = host_path
-        .strip_prefix(w.merged.as_str())
-        .unwrap_or(&host_path)
-        .to_string();
     let in_upper = std::fs::symlink_metadata(format!("{upper}{path}"))
         .map(|m| m.file_type().is_file())
         .unwrap_or(false);
