@@ -292,13 +292,16 @@ impl Drop for Container {
     }
 }
 
-/// `docker run` (foreground, not removed so its id stays inspectable) of `sh -c script`.
-pub fn run_sh(tag: &str, network: &str, script: &str) -> (Container, Output) {
+/// `docker run [-d]` of `sh -c script` in a uniquely named container (removed on drop).
+fn docker_run_sh(tag: &str, network: &str, script: &str, detach: bool) -> (Container, Output) {
     let name = unique_name(tag);
-    let c = Container { name: name.clone() };
-    let out = Command::new("docker")
+    let mut cmd = Command::new("docker");
+    cmd.arg("run");
+    if detach {
+        cmd.arg("-d");
+    }
+    let out = cmd
         .args([
-            "run",
             "--name",
             &name,
             "--network",
@@ -310,33 +313,23 @@ pub fn run_sh(tag: &str, network: &str, script: &str) -> (Container, Output) {
         ])
         .output()
         .expect("docker run");
-    (c, out)
+    (Container { name }, out)
+}
+
+/// `docker run` (foreground, not removed so its id stays inspectable) of `sh -c script`.
+pub fn run_sh(tag: &str, network: &str, script: &str) -> (Container, Output) {
+    docker_run_sh(tag, network, script, false)
 }
 
 /// `docker run -d` of `sh -c script`.
 pub fn start_sh(tag: &str, network: &str, script: &str) -> Container {
-    let name = unique_name(tag);
-    let out = Command::new("docker")
-        .args([
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            network,
-            IMAGE,
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("docker run -d");
+    let (c, out) = docker_run_sh(tag, network, script, true);
     assert!(
         out.status.success(),
         "docker run -d failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Container { name }
+    c
 }
 
 pub fn text(b: &[u8]) -> String {
