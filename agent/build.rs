@@ -27,12 +27,28 @@ fn main() -> anyhow::Result<()> {
     {
         std::fs::write(&object, [])?;
     }
+    let toolchain_file = std::path::Path::new(&root_dir).join("rust-toolchain.toml");
+    println!("cargo:rerun-if-changed={}", toolchain_file.display());
+    let channel = pinned_channel(&toolchain_file)?;
     aya_build::build_ebpf(
         [Package {
             name: "agent-ebpf",
             root_dir: &root_dir,
             ..Default::default()
         }],
-        Toolchain::Nightly,
+        Toolchain::Custom(&channel),
     )
+}
+
+/// The dated nightly pinned in `agent-ebpf/rust-toolchain.toml` (`channel = "nightly-…"`): the
+/// undated nightly moves to LLVM majors that bpf-linker cannot read.
+fn pinned_channel(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the kernel programs' toolchain pin {}", file.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("channel"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .find(|v| !v.is_empty())
+        .ok_or_else(|| anyhow!("{} has no `channel = \"nightly-YYYY-MM-DD\"` line", file.display()))
 }

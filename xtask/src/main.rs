@@ -11,9 +11,11 @@ use anyhow::{bail, Context as _, Result};
 const HELP: &str = "\
 cargo xtask <command>
 
-  setup      install what is missing (root, Debian/Ubuntu): nightly rust-src, LLVM 22 and
-             bpf-linker 0.13, docker.io, busybox-static, qemu; start dockerd when none answers;
-             build the test image seawall-test/busybox:latest. Safe to run every time.
+  setup      install what is missing (root, Debian/Ubuntu): the kernel programs' nightly pinned in
+             agent-ebpf/rust-toolchain.toml (with rust-src), LLVM 22 and bpf-linker 0.13 (checks
+             that their LLVM majors match), docker.io, containerd, busybox-static, qemu; start
+             dockerd when none answers; build the test image seawall-test/busybox:latest.
+             Safe to run every time.
   run [ARGS] build, then run `seawall agent` as root with the repo's profiles/ (ARGS are passed on)
   test       every test: unit tests, collector tests, privileged integration tests against real
              containers, and the BPF LSM tests in a qemu VM (vm-test)
