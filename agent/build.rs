@@ -43,12 +43,21 @@ fn main() -> anyhow::Result<()> {
 /// The dated nightly pinned in `agent-ebpf/rust-toolchain.toml` (`channel = "nightly-…"`): the
 /// undated nightly moves to LLVM majors that bpf-linker cannot read.
 fn pinned_channel(file: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading the kernel programs' toolchain pin {}", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "reading the kernel programs' toolchain pin {}",
+            file.display()
+        )
+    })?;
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("channel"))
         .filter_map(|rest| rest.trim_start().strip_prefix('='))
         .map(|v| v.trim().trim_matches('"').to_string())
         .find(|v| !v.is_empty())
-        .ok_or_else(|| anyhow!("{} has no `channel = \"nightly-YYYY-MM-DD\"` line", file.display()))
+        .ok_or_else(|| {
+            anyhow!(
+                "{} has no `channel = \"nightly-YYYY-MM-DD\"` line",
+                file.display()
+            )
+        })
 }

@@ -3,13 +3,11 @@
 //! The binary (`main.rs`) is a thin CLI over these modules.
 
 pub mod api;
-pub mod btf;
 pub mod cgroupfs;
 pub mod config;
 pub mod containers;
 pub mod daemon;
 pub mod decode;
-pub mod delivery;
 pub mod docker;
 pub mod enrich;
 pub mod fileguard;
@@ -22,5 +20,10 @@ pub mod output;
 pub mod pins;
 pub mod policy;
 pub mod proctable;
-pub mod profile;
 pub mod status;
+
+// The profile language, the BTF reader and the collector client are crates of their own (shared
+// with the collector's tests and seawall-micro); re-exported under their old paths.
+pub use seawall_btf as btf;
+pub use seawall_delivery as delivery;
+pub use seawall_profile as profile;

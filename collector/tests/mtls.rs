@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use seawall::delivery::Delivery;
+use seawall_delivery::Delivery;
 use seawall_proto::event::Severity;
 use seawall_proto::pb;
 use seawall_proto::pb::collector_client::CollectorClient;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use seawall::delivery::Delivery;
+use seawall_delivery::Delivery;
 use seawall_proto::event::Severity;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

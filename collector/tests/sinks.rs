@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use seawall::delivery::{CollectorConfig, Delivery};
+use seawall_delivery::{CollectorConfig, Delivery};
 use seawall_proto::event::Severity;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UdpSocket};

@@ -98,8 +98,8 @@ pub fn ensure_packages(packages: &[&'static str]) -> Result<()> {
 /// (the one place it is pinned; `agent/build.rs` reads the same file).
 pub fn ebpf_toolchain() -> Result<String> {
     let file = crate::root().join("agent-ebpf/rust-toolchain.toml");
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("channel"))
         .filter_map(|rest| rest.trim_start().strip_prefix('='))
@@ -121,7 +121,10 @@ fn llvm_major_of_bpf_linker() -> Option<u32> {
     let path = output(Command::new("sh").args(["-c", "command -v bpf-linker"]));
     let libs = output(Command::new("ldd").arg(path.trim()));
     libs.split_whitespace()
-        .find_map(|w| w.strip_prefix("libLLVM.so.").or_else(|| w.strip_prefix("libLLVM-")))
+        .find_map(|w| {
+            w.strip_prefix("libLLVM.so.")
+                .or_else(|| w.strip_prefix("libLLVM-"))
+        })
         .and_then(|v| v.split(['.', '-']).next()?.parse().ok())
 }
 
@@ -157,7 +160,9 @@ pub fn setup() -> Result<()> {
         run(Command::new("rustup").args(["target", "add", "x86_64-unknown-linux-musl"]))?;
     }
     if !output(Command::new("bpf-linker").arg("--version")).contains("0.13") {
-        eprintln!("xtask setup: building bpf-linker 0.13 against LLVM {LLVM_MAJOR} (a few minutes)");
+        eprintln!(
+            "xtask setup: building bpf-linker 0.13 against LLVM {LLVM_MAJOR} (a few minutes)"
+        );
         run(crate::cargo().args([
             "install",
             "bpf-linker",

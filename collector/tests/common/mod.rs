@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use seawall::delivery::{CollectorConfig, Delivery};
+use seawall_delivery::{CollectorConfig, Delivery};
 use seawall_proto::event::{Action, Container, Event, Kind, Severity};
 
 /// A CA and the paths of the PEM files it signed.
