@@ -39,6 +39,8 @@ impl ContainerInfo {
             image: self.image.clone(),
             image_id: self.image_id.clone(),
             labels: self.labels.clone(),
+            kubernetes: None,
+            runtime: String::new(),
         }
     }
 }

@@ -143,6 +143,7 @@ impl Enricher {
             container: None,
             file: None,
             network: None,
+            intel: None,
         }
     }
 
@@ -255,6 +256,7 @@ impl Enricher {
                         flags,
                     }),
                     network: None,
+                    intel: None,
                 });
             }
             KernelEvent::Fork { .. }
@@ -274,6 +276,7 @@ impl Enricher {
             container,
             file: None,
             network,
+            intel: None,
         })
     }
 }

@@ -572,6 +572,7 @@ pub fn to_event(
             flags,
         }),
         network: None,
+        intel: None,
     })
 }
 
@@ -610,6 +611,7 @@ fn script_drift_event(
         container: containers.get(f.cgroup_id).map(|c| c.to_event()),
         file: None,
         network: None,
+        intel: None,
     }
 }
 

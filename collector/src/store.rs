@@ -476,6 +476,7 @@ mod tests {
             container: None,
             file: None,
             network: None,
+            intel: None,
         }
     }
 

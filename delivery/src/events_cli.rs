@@ -246,6 +246,7 @@ mod tests {
             }),
             file: None,
             network: None,
+            intel: None,
         };
         let row = table_row(&e);
         assert!(row.starts_with("2026-05-01 10:00:00.123  web "), "{row}");

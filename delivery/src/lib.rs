@@ -223,5 +223,6 @@ pub fn dropped_event(seq: u64, time: String, node: String, dropped: u64) -> Even
         container: None,
         file: None,
         network: None,
+        intel: None,
     }
 }

@@ -324,6 +324,7 @@ mod tests {
             container: None,
             file: None,
             network: None,
+            intel: None,
         }
     }
 

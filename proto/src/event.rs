@@ -64,6 +64,39 @@ pub struct Container {
     pub image_id: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The engine that runs it: `docker`, `containerd`, `cri-o`, `podman`, or `micro` for a
+    /// process tree under `seawall-micro`. Empty when not known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub runtime: String,
+    /// The pod the container belongs to, from the runtime's `io.kubernetes.*` labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<Kubernetes>,
+}
+
+/// Kubernetes identity of a pod's container (`io.kubernetes.pod.namespace`,
+/// `io.kubernetes.pod.name`, `io.kubernetes.pod.uid`, `io.kubernetes.container.name`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kubernetes {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    /// The container's name in the pod spec.
+    pub container: String,
+}
+
+/// The threat-intelligence indicator an event matched (`control: "intel"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intel {
+    /// The hash or address that matched, as the feed gave it.
+    pub indicator: String,
+    /// `sha256`, `ip` or `cidr`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The feed file the indicator came from.
+    pub source: String,
+    /// The feed's name for it (malware family, campaign), when the feed gives one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
 /// A file operation (`kind: "file"`).
@@ -112,9 +145,40 @@ pub struct Event {
     pub file: Option<File>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel: Option<Intel>,
 }
 
 impl Event {
+    /// An event with only its required fields; the optional objects are set by the caller.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        seq: u64,
+        time: String,
+        node: String,
+        kind: Kind,
+        action: Action,
+        control: impl Into<String>,
+        severity: Severity,
+        message: String,
+    ) -> Event {
+        Event {
+            seq,
+            time,
+            node,
+            kind,
+            action,
+            control: control.into(),
+            severity,
+            message,
+            process: None,
+            container: None,
+            file: None,
+            network: None,
+            intel: None,
+        }
+    }
+
     /// One JSON line (no trailing newline).
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("an Event always serializes")

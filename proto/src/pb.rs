@@ -123,6 +123,13 @@ impl From<&DomainEvent> for generated::Event {
                 image: c.image.clone(),
                 image_id: c.image_id.clone(),
                 labels: c.labels.clone().into_iter().collect(),
+                runtime: c.runtime.clone(),
+                kubernetes: c.kubernetes.as_ref().map(|k| generated::Kubernetes {
+                    namespace: k.namespace.clone(),
+                    pod: k.pod.clone(),
+                    pod_uid: k.pod_uid.clone(),
+                    container: k.container.clone(),
+                }),
             }),
             file: e.file.as_ref().map(|f| generated::File {
                 path: f.path.clone(),
@@ -133,6 +140,12 @@ impl From<&DomainEvent> for generated::Event {
                 protocol: n.protocol.clone(),
                 address: n.address.clone(),
                 port: u32::from(n.port),
+            }),
+            intel: e.intel.as_ref().map(|i| generated::Intel {
+                indicator: i.indicator.clone(),
+                r#type: i.kind.clone(),
+                source: i.source.clone(),
+                name: i.name.clone(),
             }),
         }
     }
@@ -185,12 +198,25 @@ impl TryFrom<generated::Event> for DomainEvent {
                 image: c.image,
                 image_id: c.image_id,
                 labels: c.labels.into_iter().collect(),
+                runtime: c.runtime,
+                kubernetes: c.kubernetes.map(|k| event::Kubernetes {
+                    namespace: k.namespace,
+                    pod: k.pod,
+                    pod_uid: k.pod_uid,
+                    container: k.container,
+                }),
             }),
             file: e.file.map(|f| event::File {
                 path: f.path,
                 flags: f.flags,
             }),
             network,
+            intel: e.intel.map(|i| event::Intel {
+                indicator: i.indicator,
+                kind: i.r#type,
+                source: i.source,
+                name: i.name,
+            }),
         })
     }
 }
@@ -224,6 +250,13 @@ mod tests {
                 image: "nginx:1".into(),
                 image_id: "sha256:1".into(),
                 labels: [("a".to_string(), "b".to_string())].into(),
+                runtime: "containerd".into(),
+                kubernetes: Some(event::Kubernetes {
+                    namespace: "shop".into(),
+                    pod: "web-0".into(),
+                    pod_uid: "0b1c".into(),
+                    container: "web".into(),
+                }),
             }),
             file: None,
             network: Some(event::Network {
@@ -231,6 +264,12 @@ mod tests {
                 protocol: "tcp".into(),
                 address: "10.0.0.1".into(),
                 port: 443,
+            }),
+            intel: Some(event::Intel {
+                indicator: "10.0.0.0/8".into(),
+                kind: "cidr".into(),
+                source: "feeds/bad.txt".into(),
+                name: String::new(),
             }),
         }
     }

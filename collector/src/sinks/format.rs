@@ -245,6 +245,7 @@ mod tests {
                 }),
                 file: None,
                 network: None,
+                intel: None,
             },
         }
     }

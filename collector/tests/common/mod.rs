@@ -156,9 +156,12 @@ pub fn event(seq: u64, severity: Severity) -> Event {
             image: "nginx:1.27".into(),
             image_id: "sha256:abc".into(),
             labels: Default::default(),
+            kubernetes: None,
+            runtime: String::new(),
         }),
         file: None,
         network: None,
+        intel: None,
     }
 }
 
