@@ -369,3 +369,6 @@ pub fn got_connection(listener: &std::net::TcpListener, wait: Duration) -> bool 
     }
     false
 }
+
+#[path = "harness_containerd.rs"]
+pub mod containerd;

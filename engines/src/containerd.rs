@@ -16,7 +16,7 @@ use crate::{
     error::EngineError,
     grpc::{
         containerd::{containers, events, images, namespaces, tasks},
-        unix_channel,
+        unix_channel, AbortOnDrop, CALL_TIMEOUT,
     },
     host::complete,
     record::{ContainerRecord, Runtime, LABEL_CONTAINER_NAME},
@@ -55,19 +55,27 @@ fn in_namespace<T>(namespace: &str, msg: T) -> Request<T> {
 pub struct ContainerdClient {
     socket: PathBuf,
     channel: Channel,
+    /// For the event stream: no call timeout.
+    events: Channel,
 }
 
 impl ContainerdClient {
     pub async fn connect(socket: impl Into<PathBuf>) -> Result<Self, EngineError> {
         let socket = socket.into();
-        let channel = unix_channel(&socket)
+        let err = |source| EngineError::Connect {
+            runtime: RUNTIME,
+            socket: socket.clone(),
+            source,
+        };
+        let channel = unix_channel(&socket, Some(CALL_TIMEOUT))
             .await
-            .map_err(|source| EngineError::Connect {
-                runtime: RUNTIME,
-                socket: socket.clone(),
-                source,
-            })?;
-        Ok(ContainerdClient { socket, channel })
+            .map_err(err)?;
+        let events = unix_channel(&socket, None).await.map_err(err)?;
+        Ok(ContainerdClient {
+            socket,
+            channel,
+            events,
+        })
     }
 
     pub fn socket(&self) -> &std::path::Path {
@@ -150,7 +158,16 @@ impl ContainerdClient {
         Ok(list
             .into_iter()
             .filter(|t| t.pid > 0 && t.status() != tasks::Status::Stopped)
-            .map(|t| (t.container_id, t.pid))
+            // containerd 1.6 leaves `container_id` empty in listings: the init process's
+            // `id` is the container's.
+            .map(|t| {
+                let id = if t.container_id.is_empty() {
+                    t.id
+                } else {
+                    t.container_id
+                };
+                (id, t.pid)
+            })
             .collect())
     }
 
@@ -184,14 +201,22 @@ impl ContainerdClient {
         }
     }
 
-    async fn subscribe(&self) -> Result<tonic::Streaming<events::Envelope>, EngineError> {
-        let mut ec = events::events_client::EventsClient::new(self.channel.clone());
+    /// Starts subscribing to the lifecycle topics. containerd sends the stream's head only
+    /// with the first event, so the call runs in a task of its own: the request is on its way
+    /// (and the subscription made, one round trip before any listing the caller does next
+    /// returns) while the caller lists; the stream is awaited afterwards.
+    pub(crate) fn subscribe(
+        &self,
+    ) -> AbortOnDrop<Result<tonic::Streaming<events::Envelope>, EngineError>> {
+        let mut ec = events::events_client::EventsClient::new(self.events.clone());
         let filters = TOPICS.iter().map(|t| format!("topic==\"{t}\"")).collect();
-        Ok(ec
-            .subscribe(events::SubscribeRequest { filters })
-            .await
-            .map_err(rpc("Events.Subscribe"))?
-            .into_inner())
+        AbortOnDrop(tokio::spawn(async move {
+            Ok(ec
+                .subscribe(events::SubscribeRequest { filters })
+                .await
+                .map_err(rpc("Events.Subscribe"))?
+                .into_inner())
+        }))
     }
 }
 
@@ -274,7 +299,7 @@ impl Session for ContainerdSource {
         let client = ContainerdClient::connect(&self.socket).await?;
         let source = self.id();
         // Subscribe first: what happens while we list is queued in the stream.
-        let mut stream = client.subscribe().await?;
+        let mut pending = client.subscribe();
         let containers = client.list().await?;
         let event = SourceEvent::Listed {
             source: source.clone(),
@@ -284,6 +309,7 @@ impl Session for ContainerdSource {
             return Ok(());
         }
         *listed = true;
+        let mut stream = pending.join(RUNTIME).await??;
         while let Some(envelope) = stream.next().await {
             let envelope = envelope.map_err(rpc("Events.Subscribe"))?;
             let Some(event) = lifecycle(&client, &source, envelope).await? else {

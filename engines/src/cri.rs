@@ -11,13 +11,13 @@ use std::{
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tonic::{transport::Channel, Code};
+use tonic::{transport::Channel, Code, Streaming};
 use tracing::{info, warn};
 
 use crate::{
     cgroup_path,
     error::EngineError,
-    grpc::{cri, unix_channel},
+    grpc::{cri, unix_channel, AbortOnDrop, CALL_TIMEOUT},
     host::complete,
     record::{ContainerRecord, Runtime, LABEL_CONTAINER_NAME},
     source::{run_reconnecting, ContainerKey, Session, SourceEvent, SourceId},
@@ -31,6 +31,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct CriClient {
     socket: PathBuf,
     channel: Channel,
+    /// For the event stream: no call timeout.
+    events: Channel,
     runtime: Runtime,
     version: String,
 }
@@ -56,14 +58,16 @@ pub fn runtime_named(name: &str) -> Option<Runtime> {
 impl CriClient {
     pub async fn connect(socket: impl Into<PathBuf>) -> Result<Self, EngineError> {
         let socket = socket.into();
-        let channel = unix_channel(&socket)
+        let err = |source| EngineError::Connect {
+            // Unknown until it answers; CRI-O is what a CRI socket usually is.
+            runtime: Runtime::CriO,
+            socket: socket.clone(),
+            source,
+        };
+        let channel = unix_channel(&socket, Some(CALL_TIMEOUT))
             .await
-            .map_err(|source| EngineError::Connect {
-                // Unknown until it answers; CRI-O is what a CRI socket usually is.
-                runtime: Runtime::CriO,
-                socket: socket.clone(),
-                source,
-            })?;
+            .map_err(err)?;
+        let events = unix_channel(&socket, None).await.map_err(err)?;
         let v = cri::runtime_service_client::RuntimeServiceClient::new(channel.clone())
             .version(cri::VersionRequest {
                 version: "v1".into(),
@@ -79,6 +83,7 @@ impl CriClient {
         Ok(CriClient {
             socket,
             channel,
+            events,
             runtime,
             version: v.runtime_version,
         })
@@ -147,19 +152,21 @@ impl CriClient {
         }
     }
 
-    /// The event stream, or `None` when the runtime does not have one.
-    async fn events(
+    /// Starts the event stream (`None` once awaited when the runtime has none). In a task of
+    /// its own, as for containerd: a stream's head may come only with its first event.
+    fn events(
         &self,
-    ) -> Result<Option<tonic::Streaming<cri::ContainerEventResponse>>, EngineError> {
-        match self
-            .client()
-            .get_container_events(cri::GetEventsRequest {})
-            .await
-        {
-            Ok(s) => Ok(Some(s.into_inner())),
-            Err(s) if s.code() == Code::Unimplemented => Ok(None),
-            Err(s) => Err(rpc(self.runtime, "RuntimeService.GetContainerEvents")(s)),
-        }
+    ) -> AbortOnDrop<Result<Option<Streaming<cri::ContainerEventResponse>>, EngineError>> {
+        let mut client =
+            cri::runtime_service_client::RuntimeServiceClient::new(self.events.clone());
+        let runtime = self.runtime;
+        AbortOnDrop(tokio::spawn(async move {
+            match client.get_container_events(cri::GetEventsRequest {}).await {
+                Ok(s) => Ok(Some(s.into_inner())),
+                Err(s) if s.code() == Code::Unimplemented => Ok(None),
+                Err(s) => Err(rpc(runtime, "RuntimeService.GetContainerEvents")(s)),
+            }
+        }))
     }
 }
 
@@ -286,7 +293,7 @@ impl Session for CriSource {
         let client = CriClient::connect(&self.socket).await?;
         self.runtime = client.runtime();
         let source = self.id();
-        let stream = client.events().await?;
+        let mut pending = client.events();
         let mut states: HashMap<String, cri::ContainerState> =
             client.states().await?.into_iter().collect();
         let containers = client.list().await?;
@@ -301,6 +308,7 @@ impl Session for CriSource {
             return Ok(());
         }
         *listed = true;
+        let stream = pending.join(client.runtime()).await??;
         let send = |change: Change, id: String| {
             let client = client.clone();
             let source = source.clone();

@@ -150,8 +150,15 @@ impl Session for DockerApiSource {
         let source = self.id();
         let mut filters = HashMap::new();
         filters.insert("type".to_string(), vec!["container".to_string()]);
-        // Subscribe first, then list (see `SourceEvent::Listed`).
+        // Events from one second before the listing on (the engine replays them; bollard
+        // sends the request only once the stream is polled, after the listing), so nothing
+        // falls between listing and events (see `SourceEvent::Listed`).
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs().saturating_sub(1).to_string())
+            .unwrap_or_default();
         let mut stream = Box::pin(client.docker.events(Some(EventsOptions::<String> {
+            since: Some(since),
             filters,
             ..Default::default()
         })));

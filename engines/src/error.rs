@@ -34,6 +34,12 @@ pub enum EngineError {
         #[source]
         source: prost::DecodeError,
     },
+    #[error("{runtime} event subscription did not complete")]
+    Subscription {
+        runtime: Runtime,
+        #[source]
+        source: tokio::task::JoinError,
+    },
     #[error("{runtime} closed its event stream")]
     StreamEnded { runtime: Runtime },
     #[error("the CRI runtime at {} calls itself `{name}`, which Seawall does not know (known: containerd, cri-o, docker)", socket.display())]

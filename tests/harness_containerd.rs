@@ -1,0 +1,550 @@
+//! The test's own containerd: its own `--config`, root, state directory and socket under a
+//! temporary directory, so Docker's containerd (and any node containerd) is never touched. The
+//! test image is imported into namespace `k8s.io`, and containers are run with `ctr` the way
+//! the kubelet's CRI plugin lays them out: `io.kubernetes.*` labels, and a cgroup per container
+//! under its pod in either cgroup layout:
+//! - cgroupfs driver: `/kubepods/burstable/pod<uid>/<id>`;
+//! - systemd driver: `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/
+//!   cri-containerd-<id>.scope`. There is no systemd here (`ctr run --cgroup slice:prefix:name`
+//!   needs systemd over D-Bus to create the scope), so the harness gives runc the systemd
+//!   layout's *path* with the cgroupfs driver: the directories, names and depth are exactly the
+//!   systemd driver's; only who creates them differs, which the kernel and the agent cannot see.
+//!
+//! Everything is removed on drop: tasks and containers (in every namespace), the cgroup
+//! directories the containers' pods needed (in every hierarchy, deepest first, only if empty),
+//! the containerd process (by pid) and its directories.
+
+use std::{
+    collections::hash_map::RandomState,
+    hash::{BuildHasher, Hasher},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The name `ctr images import` gives the test image saved from Docker.
+pub const CTR_IMAGE: &str = "docker.io/seawall-test/busybox:latest";
+/// The namespace the kubelet's CRI plugin uses.
+pub const K8S_NAMESPACE: &str = "k8s.io";
+
+/// Whether this host can run a containerd of the test's own: root, `containerd` and `ctr`
+/// installed, and the test image in Docker to import. Says `SKIP: <why>` otherwise (a failure
+/// on CI).
+pub fn containerd_available() -> bool {
+    let missing = |bin: &str| {
+        !Command::new(bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let why = if unsafe { libc::geteuid() } != 0 {
+        Some("not root".to_string())
+    } else if missing("containerd") || missing("ctr") {
+        Some("containerd/ctr not installed (cargo xtask setup installs Debian's containerd)".into())
+    } else if !Command::new("docker")
+        .args(["image", "inspect", crate::IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        Some(format!(
+            "no {} in Docker to import (run cargo xtask setup)",
+            crate::IMAGE
+        ))
+    } else if !unified_root().join("cgroup.procs").exists() {
+        Some("no cgroup v2 (unified) hierarchy".to_string())
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("containerd test cannot run on CI: {why}");
+            }
+            eprintln!("SKIP: {why}");
+            false
+        }
+    }
+}
+
+/// The unified hierarchy's mount point on this host (pure v2 or hybrid).
+pub fn unified_root() -> PathBuf {
+    let hybrid = Path::new("/sys/fs/cgroup/unified");
+    if hybrid.join("cgroup.procs").exists() {
+        hybrid.to_path_buf()
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+    }
+}
+
+/// A random lowercase hex string of `n` digits.
+fn hex(n: usize) -> String {
+    let mut s = String::new();
+    while s.len() < n {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        h.write_u32(std::process::id());
+        s.push_str(&format!("{:016x}", h.finish()));
+    }
+    s.truncate(n);
+    s
+}
+
+/// A container id as containerd's CRI plugin makes them: 64 hex digits.
+pub fn container_id() -> String {
+    hex(64)
+}
+
+/// A pod uid in the kubelet's form (a UUID).
+pub fn pod_uid() -> String {
+    let h = hex(32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The two cgroup drivers' layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupLayout {
+    Cgroupfs,
+    Systemd,
+}
+
+/// A pod, as far as the runtime sees one: labels and a cgroup parent.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub layout: CgroupLayout,
+}
+
+impl Pod {
+    pub fn new(namespace: &str, name: &str, layout: CgroupLayout) -> Pod {
+        Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: pod_uid(),
+            layout,
+        }
+    }
+
+    /// The cgroup directories from the top-level parent down to the pod (burstable QoS).
+    pub fn cgroup_dirs(&self) -> Vec<String> {
+        match self.layout {
+            CgroupLayout::Cgroupfs => vec![
+                "/kubepods".into(),
+                "/kubepods/burstable".into(),
+                format!("/kubepods/burstable/pod{}", self.uid),
+            ],
+            CgroupLayout::Systemd => {
+                let uid_ = self.uid.replace('-', "_");
+                vec![
+                    "/kubepods.slice".into(),
+                    "/kubepods.slice/kubepods-burstable.slice".into(),
+                    format!(
+                        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice"
+                    ),
+                ]
+            }
+        }
+    }
+
+    /// The cgroup path of container `id` in this pod.
+    pub fn container_cgroup(&self, id: &str) -> String {
+        let pod = self.cgroup_dirs().pop().expect("pod dir");
+        match self.layout {
+            CgroupLayout::Cgroupfs => format!("{pod}/{id}"),
+            CgroupLayout::Systemd => format!("{pod}/cri-containerd-{id}.scope"),
+        }
+    }
+
+    /// The labels the kubelet's CRI plugin puts on the pod's container `container`.
+    pub fn labels(&self, container: &str) -> Vec<(String, String)> {
+        vec![
+            ("io.kubernetes.pod.namespace".into(), self.namespace.clone()),
+            ("io.kubernetes.pod.name".into(), self.name.clone()),
+            ("io.kubernetes.pod.uid".into(), self.uid.clone()),
+            ("io.kubernetes.container.name".into(), container.into()),
+            ("io.cri-containerd.kind".into(), "container".into()),
+        ]
+    }
+}
+
+/// A containerd instance of the test's own.
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+    /// Every pod cgroup directory a container of this instance may have created.
+    cgroup_dirs: Vec<String>,
+}
+
+impl Containerd {
+    /// Starts containerd on its own directories and waits until it answers.
+    pub fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("sw-containerd-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let socket = d.join("containerd.sock");
+        let config = d.join("config.toml");
+        // Docker's own containerd disables the CRI plugin too: without CNI it has nothing
+        // to do here, and it would listen on a streaming port.
+        let text = format!(
+            "version = 2\n\
+             root = \"{root}\"\n\
+             state = \"{state}\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{sock}\"\n\
+             [ttrpc]\n  address = \"{sock}.ttrpc\"\n\
+             [debug]\n  address = \"{debug}\"\n",
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = socket.display(),
+            debug = d.join("debug.sock").display(),
+        );
+        std::fs::write(&config, text).expect("write containerd config");
+        let mut c = Containerd {
+            dir,
+            socket,
+            config,
+            child: None,
+            cgroup_dirs: Vec::new(),
+        };
+        c.spawn();
+        c
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("containerd.log"))
+            .expect("containerd log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.ctr_ok(&["version"]) {
+            if Instant::now() > deadline {
+                panic!(
+                    "containerd did not answer on {}:\n{}",
+                    self.socket.display(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops containerd (SIGTERM, by pid). Running containers keep running (their shims
+    /// outlive containerd), as on a node whose containerd restarts.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Starts it again on the same directories and socket.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// `ctr` on this instance's socket, in namespace `k8s.io`.
+    pub fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("-a").arg(&self.socket).args(["-n", K8S_NAMESPACE]);
+        c
+    }
+
+    fn ctr_ok(&self, args: &[&str]) -> bool {
+        self.ctr()
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Imports the test image (saved from Docker) into `k8s.io`.
+    pub fn import_test_image(&self) {
+        let tar = self.dir.path().join("image.tar");
+        let out = Command::new("docker")
+            .args(["save", "-o"])
+            .arg(&tar)
+            .arg(crate::IMAGE)
+            .output()
+            .expect("docker save");
+        assert!(
+            out.status.success(),
+            "docker save: {}",
+            crate::text(&out.stderr)
+        );
+        let out = self
+            .ctr()
+            .args(["images", "import"])
+            .arg(&tar)
+            .output()
+            .expect("ctr images import");
+        assert!(
+            out.status.success(),
+            "ctr images import: {}",
+            crate::text(&out.stderr)
+        );
+        let _ = std::fs::remove_file(tar);
+    }
+
+    /// The digest `k8s.io`'s image `name` points at.
+    pub fn image_digest(&self, name: &str) -> String {
+        let out = self
+            .ctr()
+            .args(["images", "ls"])
+            .output()
+            .expect("ctr images ls");
+        crate::text(&out.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().find(|w| w.starts_with("sha256:")))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn run_args(&mut self, pod: &Pod, name: &str, id: &str, network: &str) -> Command {
+        for d in pod.cgroup_dirs() {
+            if !self.cgroup_dirs.contains(&d) {
+                self.cgroup_dirs.push(d);
+            }
+        }
+        let mut c = self.ctr();
+        c.arg("run");
+        if network == "host" {
+            c.arg("--net-host");
+        }
+        c.arg("--cgroup").arg(pod.container_cgroup(id));
+        for (k, v) in pod.labels(name) {
+            c.arg("--label").arg(format!("{k}={v}"));
+        }
+        c
+    }
+
+    /// Starts the pod's container `name` running `sh -c script` in the background (`network`
+    /// is `host` or `none`); removed when the returned handle drops.
+    pub fn start_sh(&mut self, pod: &Pod, name: &str, network: &str, script: &str) -> PodContainer {
+        let id = container_id();
+        let out = self
+            .run_args(pod, name, &id, network)
+            .arg("-d")
+            .args([CTR_IMAGE, &id, "sh", "-c", script])
+            .output()
+            .expect("ctr run -d");
+        // Built before the assert so that a half-made container is removed too.
+        let c = PodContainer {
+            cgroup: pod.container_cgroup(&id),
+            id,
+            socket: self.socket.clone(),
+        };
+        assert!(
+            out.status.success(),
+            "ctr run -d: {}",
+            crate::text(&out.stderr)
+        );
+        c
+    }
+
+    /// Runs the pod's container `name` with `sh -c script` in the foreground and returns its
+    /// output (exit status included). The container stays (removed on drop) so its record can
+    /// be looked at.
+    pub fn run_sh(
+        &mut self,
+        pod: &Pod,
+        name: &str,
+        network: &str,
+        script: &str,
+    ) -> (PodContainer, Output) {
+        let id = container_id();
+        let out = self
+            .run_args(pod, name, &id, network)
+            .args([CTR_IMAGE, &id, "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ctr run");
+        let cgroup = pod.container_cgroup(&id);
+        (
+            PodContainer {
+                id,
+                cgroup,
+                socket: self.socket.clone(),
+            },
+            out,
+        )
+    }
+
+    /// Every container of every namespace, removed with its task.
+    fn remove_all_containers(&self) {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["namespaces", "ls", "-q"])
+            .output();
+        let Ok(out) = out else { return };
+        for ns in crate::text(&out.stdout).lines() {
+            let ctr = |args: &[&str]| {
+                Command::new("ctr")
+                    .arg("-a")
+                    .arg(&self.socket)
+                    .args(["-n", ns])
+                    .args(args)
+                    .output()
+            };
+            let Ok(list) = ctr(&["containers", "ls", "-q"]) else {
+                continue;
+            };
+            for id in crate::text(&list.stdout).lines() {
+                remove_container(&self.socket, ns, id);
+            }
+        }
+    }
+}
+
+/// Kills and deletes a container's task, then the container.
+fn remove_container(socket: &Path, namespace: &str, id: &str) {
+    let ctr = |args: &[&str]| {
+        let _ = Command::new("ctr")
+            .arg("-a")
+            .arg(socket)
+            .args(["-n", namespace])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+    // The kill is asynchronous; `delete -f` waits for the task to be gone.
+    ctr(&["tasks", "delete", "-f", id]);
+    ctr(&["containers", "delete", id]);
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            // Stopped by the test: start it again to remove what it still runs.
+            self.spawn();
+        }
+        self.remove_all_containers();
+        self.stop();
+        remove_cgroup_dirs(&self.cgroup_dirs);
+        // Anything still mounted under the instance's directories (an interrupted task's
+        // rootfs) must go before the directories can.
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let base = self.dir.path().to_string_lossy().into_owned();
+            let mut points: Vec<&str> = mounts
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| p.starts_with(&base))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = Command::new("umount").arg(p).status();
+            }
+        }
+    }
+}
+
+/// Removes each directory (deepest first) from every cgroup hierarchy where it is empty.
+pub fn remove_cgroup_dirs(dirs: &[String]) {
+    let mut dirs = dirs.to_vec();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    let hierarchies: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for d in &dirs {
+        let rel = d.trim_start_matches('/');
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+        for h in &hierarchies {
+            let _ = std::fs::remove_dir(h.join(rel));
+        }
+    }
+}
+
+/// A container the test started; removed (task and container) on drop.
+pub struct PodContainer {
+    pub id: String,
+    /// Its cgroup path from the root of the unified hierarchy.
+    pub cgroup: String,
+    socket: PathBuf,
+}
+
+impl PodContainer {
+    /// The host pid of its init process, as containerd reports it.
+    pub fn pid(&self) -> Option<u32> {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["-n", K8S_NAMESPACE, "tasks", "ls"])
+            .output()
+            .ok()?;
+        crate::text(&out.stdout).lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(self.id.as_str()))
+                .then(|| w.next()?.parse().ok())
+                .flatten()
+                .filter(|&p: &u32| p > 0)
+        })
+    }
+
+    /// Its cgroup directory on this host.
+    pub fn cgroup_dir(&self) -> PathBuf {
+        unified_root().join(self.cgroup.trim_start_matches('/'))
+    }
+
+    /// Removes it now (task and container).
+    pub fn remove(&self) {
+        remove_container(&self.socket, K8S_NAMESPACE, &self.id);
+    }
+}
+
+impl Drop for PodContainer {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
