@@ -372,3 +372,6 @@ pub fn got_connection(listener: &std::net::TcpListener, wait: Duration) -> bool 
 
 #[path = "harness_containerd.rs"]
 pub mod containerd;
+
+#[path = "harness_podman.rs"]
+pub mod podman;
