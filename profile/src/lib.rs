@@ -10,17 +10,24 @@
 //! - [`ProfileSet::load_dir`] is all-or-nothing: a reload with any error leaves the caller holding
 //!   its previous set.
 
+mod behaviour;
 mod diag;
 mod duration;
 mod image;
+mod learn;
 mod net;
 mod parse;
 mod path_rule;
 mod set;
 
+pub use behaviour::{
+    is_protectable, BehaviourLimits, Destination, ImageBehaviour, ListenPort, Observed, Seen,
+    Transport, UnixSeconds, MAX_KEY_BYTES, PROTECTABLE_READS,
+};
 pub use diag::{CheckReport, Diagnostic, Position, Severity};
 pub use duration::{parse_duration, DurationError, HumanDuration};
 pub use image::ImagePattern;
+pub use learn::{derive_name, learn_profile, LearnError, LearnRequest, LearnedProfile};
 pub use net::{NetRule, PortRange, Protocol};
 pub use path_rule::{PathGlobs, PathRule};
 pub use set::{check_path, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
