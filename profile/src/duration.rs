@@ -101,8 +101,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_secs(total))
 }
 
-/// A duration in the form [`parse_duration`] reads, largest units first (`1d12h`); sub-second
-/// parts are dropped.
+/// A duration in the form [`parse_duration`] reads, largest units first (`1d12h`), in days at
+/// most (`7d` stays `7d`, not `1w`); sub-second parts are dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -112,7 +112,7 @@ impl fmt::Display for HumanDuration {
         if rest == 0 {
             return f.write_str("0s");
         }
-        for (unit, secs) in UNITS {
+        for (unit, secs) in UNITS.into_iter().filter(|(u, _)| *u != 'w') {
             if rest >= secs {
                 write!(f, "{}{unit}", rest / secs)?;
                 rest %= secs;
@@ -179,5 +179,9 @@ mod tests {
             "1m30s"
         );
         assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+        assert_eq!(
+            HumanDuration(parse_duration("1w").unwrap()).to_string(),
+            "7d"
+        );
     }
 }

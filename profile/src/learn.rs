@@ -10,7 +10,7 @@
 
 mod generalise;
 mod sections;
-mod text;
+pub(crate) mod text;
 
 use self::sections::{
     write_drift, write_exec, write_files, write_header, write_network, write_profile_table,

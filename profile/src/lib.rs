@@ -12,6 +12,7 @@
 
 mod behaviour;
 mod diag;
+mod diff;
 mod duration;
 mod image;
 mod learn;
@@ -25,12 +26,13 @@ pub use behaviour::{
     Transport, UnixSeconds, MAX_KEY_BYTES, PROTECTABLE_READS,
 };
 pub use diag::{CheckReport, Diagnostic, Position, Severity};
+pub use diff::{diff_profiles, Change, ProfileDiff};
 pub use duration::{parse_duration, DurationError, HumanDuration};
 pub use image::ImagePattern;
 pub use learn::{derive_name, learn_profile, LearnError, LearnRequest, LearnedProfile};
 pub use net::{NetRule, PortRange, Protocol};
 pub use path_rule::{PathGlobs, PathRule};
-pub use set::{check_path, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
+pub use set::{check_path, load_file, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
 
 use std::fmt;
 use std::path::PathBuf;

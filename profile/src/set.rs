@@ -161,6 +161,26 @@ pub fn check_path(path: &Path) -> CheckReport {
     analyze(path).1
 }
 
+/// Loads one profile file on its own (`seawall profile diff`): the profile, or every problem
+/// with it, as `seawall profile check` would print them.
+pub fn load_file(path: &Path) -> Result<Profile, CheckReport> {
+    if !path.is_file() {
+        let mut report = CheckReport::default();
+        report.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            position: None,
+            message: "not a file; pass one profile file (`*.toml`)".into(),
+        });
+        return Err(report);
+    }
+    let (mut loaded, report) = analyze(path);
+    match loaded.pop() {
+        Some(l) if report.is_ok() => Ok(l.profile),
+        _ => Err(report),
+    }
+}
+
 fn analyze(path: &Path) -> (Vec<Loaded>, CheckReport) {
     let mut report = CheckReport::default();
     let files = match profile_files(path) {

@@ -484,3 +484,21 @@ fn derived_names() {
     assert_eq!(derive_name("*"), "learned");
     assert_eq!(derive_name("default"), "learned");
 }
+
+#[test]
+fn a_second_learn_run_diffs_as_what_the_workload_started_doing() {
+    let r = req("seawall-test/busybox*");
+    let first = checked(&learn_profile(&[busybox_workload()], &r).unwrap());
+    let mut more = busybox_workload();
+    more.record_exec("/bin/wget", T0 + 600, &L);
+    more.record_egress(tcp("127.0.0.1", 9443), T0 + 600, &L);
+    more.record_container_exec(T0 + 700);
+    let second = checked(&learn_profile(&[more], &r).unwrap());
+    assert_eq!(
+        crate::diff_profiles(&first, &second).to_string(),
+        "[exec] allow:\n  + \"/bin/wget\"\n\
+         [exec] container_exec: audit -> off\n\
+         [network] egress_allow:\n  + \"127.0.0.1/32:9443/tcp\"\n\
+         2 entries added, 0 removed, 1 value changed"
+    );
+}

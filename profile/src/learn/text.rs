@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::{Seen, UnixSeconds};
 
 /// A TOML basic string.
-pub(super) fn toml_str(s: &str) -> String {
+pub(crate) fn toml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
