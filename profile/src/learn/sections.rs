@@ -339,43 +339,68 @@ fn write_over_limit<T>(out: &mut String, list: &str, dropped: &[T], line: impl F
     }
 }
 
-pub(super) fn write_network(out: &mut String, all: &ImageBehaviour) {
-    out.push_str("[network]\n");
-    let groups = generalise::destinations(all.egress.iter());
-    let (kept, dropped) = generalise::most_seen(groups, MAX_NET_RULES as usize, |g| g.seen.count);
+/// One network list, capped at the kernel's rules per list, with what was left out.
+struct NetList<'a, T> {
+    key: &'static str,
+    items: Vec<T>,
+    value: fn(&T) -> String,
+    comment: fn(&T) -> String,
+    none_seen: &'static str,
+    cut_what: &'static str,
+    cut: Option<&'a Seen>,
+}
+
+fn write_net_list<T>(out: &mut String, list: NetList<'_, T>, seen: impl Fn(&T) -> u64) {
+    let (kept, dropped) = generalise::most_seen(list.items, MAX_NET_RULES as usize, seen);
     if kept.is_empty() {
-        out.push_str("egress_allow = []  # no outbound connection was seen\n");
+        let _ = writeln!(out, "{} = []  # {}", list.key, list.none_seen);
     } else {
-        out.push_str("egress_allow = [\n");
+        let _ = writeln!(out, "{} = [", list.key);
         for g in &kept {
-            element(out, &net_value(g), &net_comment(g));
+            element(out, &(list.value)(g), &(list.comment)(g));
         }
         out.push_str("]\n");
     }
-    write_over_limit(out, "egress_allow", &dropped, |g| {
-        format!("{}: {}", net_value(g), net_comment(g))
+    write_over_limit(out, list.key, &dropped, |g| {
+        format!("{}: {}", (list.value)(g), (list.comment)(g))
     });
-    cut_note(out, "outbound connections", false, all.egress.cut());
+    cut_note(out, list.cut_what, false, list.cut);
+}
+
+pub(super) fn write_network(out: &mut String, all: &ImageBehaviour) {
+    out.push_str("[network]\n");
+    write_net_list(
+        out,
+        NetList {
+            key: "egress_allow",
+            items: generalise::destinations(all.egress.iter()),
+            value: net_value,
+            comment: net_comment,
+            none_seen: "no outbound connection was seen",
+            cut_what: "outbound connections",
+            cut: all.egress.cut(),
+        },
+        |g| g.seen.count,
+    );
     out.push_str(
         "# UDP sent without `connect` (plain sendto) is reported only when a rule matches, so learning\n\
          # does not see it: add such destinations (a resolver that does not connect) by hand.\n",
     );
-
-    let ports = generalise::listen_ports(all.listens.iter().map(|(l, s)| (l.port, l.protocol, *s)));
-    let (kept, dropped) = generalise::most_seen(ports, MAX_NET_RULES as usize, |g| g.seen.count);
-    if kept.is_empty() {
-        out.push_str("listen_allow = []  # no port was bound\n");
-    } else {
-        out.push_str("listen_allow = [\n");
-        for g in &kept {
-            element(out, &port_value(g), &port_comment(g));
-        }
-        out.push_str("]\n");
-    }
-    write_over_limit(out, "listen_allow", &dropped, |g| {
-        format!("{}: {}", port_value(g), port_comment(g))
-    });
-    cut_note(out, "binds", false, all.listens.cut());
+    write_net_list(
+        out,
+        NetList {
+            key: "listen_allow",
+            items: generalise::listen_ports(
+                all.listens.iter().map(|(l, s)| (l.port, l.protocol, *s)),
+            ),
+            value: port_value,
+            comment: port_comment,
+            none_seen: "no port was bound",
+            cut_what: "binds",
+            cut: all.listens.cut(),
+        },
+        |g| g.seen.count,
+    );
     match &all.raw_sockets {
         None => out.push_str("block_raw_sockets = true  # no raw or packet socket was seen\n"),
         Some(s) => {
