@@ -296,3 +296,121 @@ async fn a_containerd_restart_is_survived_and_the_gap_is_relisted() {
     assert_pod_record(&new_record, &new, &during, "nginx");
     assert!(Path::new(&format!("/proc/{old_pid}")).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_made_through_the_cri_is_read_through_the_cri() {
+    use seawall_engines::{
+        cri_pods::{CriPods, PodSpec},
+        CriSource,
+    };
+    if !containerd_available() {
+        return;
+    }
+    let pause = tokio::task::block_in_place(PauseImage::build);
+    let mut ctrd = Containerd::start_with_cri(&pause.ctr_name());
+    tokio::task::block_in_place(|| {
+        ctrd.import_test_image();
+        ctrd.import_from_docker(&pause.name);
+    });
+    let uid = pod_uid();
+    let spec = PodSpec {
+        namespace: "shop".into(),
+        name: "cri-web-0".into(),
+        uid: uid.clone(),
+        cgroup_parent: format!("/kubepods/burstable/pod{uid}"),
+    };
+    ctrd.owns_cgroup_dirs(&[
+        "/kubepods".into(),
+        "/kubepods/burstable".into(),
+        spec.cgroup_parent.clone(),
+    ]);
+    let mut pods = CriPods::connect(&ctrd.socket).await.expect("CRI connect");
+    // The CRI plugin picks imported images up from containerd's events: retry briefly.
+    let mut sandbox = None;
+    for _ in 0..50 {
+        match pods.run_pod(&spec).await {
+            Ok(id) => {
+                sandbox = Some(id);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    let sandbox = sandbox.unwrap_or_else(|| panic!("RunPodSandbox never worked:\n{}", ctrd.log()));
+
+    let (tx, mut rx) = mpsc::channel(64);
+    let _source = tokio::spawn(CriSource::new(&ctrd.socket).run(tx));
+    let listed = expect_event(&mut rx, "initial listing", |e| {
+        matches!(e, SourceEvent::Listed { .. })
+    })
+    .await;
+    let SourceEvent::Listed { source, containers } = &listed else {
+        unreachable!()
+    };
+    // The CRI says which runtime answers; a pod's sandbox is not one of its containers.
+    assert_eq!(source.runtime, Runtime::Containerd);
+    assert!(containers.is_empty(), "{containers:?}");
+
+    let script = "echo drift > /written-here; exec sleep 300";
+    let id = pods
+        .start_container(&sandbox, &spec, "nginx", CTR_IMAGE, &["sh", "-c", script])
+        .await
+        .expect("CreateContainer + StartContainer");
+    // containerd 1.6 has no GetContainerEvents: the source polls, so this takes up to the
+    // poll interval.
+    let started = expect_event(
+        &mut rx,
+        "Started of the CRI container",
+        |e| matches!(e, SourceEvent::Started { container, .. } if container.id == id),
+    )
+    .await;
+    let SourceEvent::Started { container: r, .. } = started else {
+        unreachable!()
+    };
+    assert_eq!(r.runtime, Runtime::Containerd);
+    assert_eq!(r.name, "nginx");
+    let k = r.kubernetes.as_ref().expect("pod identity");
+    assert_eq!(
+        (
+            k.namespace.as_str(),
+            k.pod.as_str(),
+            k.pod_uid.as_str(),
+            k.container.as_str()
+        ),
+        ("shop", "cri-web-0", uid.as_str(), "nginx")
+    );
+    let pid = r.init_pid.expect("pid from the verbose status");
+    assert_eq!(Some(pid), task_pid(&ctrd.socket, &id));
+    let expected = format!("/kubepods/burstable/pod{uid}/{id}");
+    let kernel = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    assert_eq!(cgroup_path::unified_path(&kernel), Some(expected.as_str()));
+    assert_eq!(r.cgroup_path.as_deref(), Some(expected.as_str()));
+    assert!(r.image.contains("seawall-test/busybox"), "{}", r.image);
+    assert!(!r.image_id.is_empty());
+    let mut written = None;
+    for _ in 0..50 {
+        written = r
+            .upper_dir
+            .as_ref()
+            .and_then(|u| std::fs::read_to_string(u.join("written-here")).ok());
+        if written.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        written.as_deref(),
+        Some("drift\n"),
+        "upper dir {:?}",
+        r.upper_dir
+    );
+
+    pods.remove_container(&id).await.expect("stop and remove");
+    expect_event(
+        &mut rx,
+        "Deleted",
+        |e| matches!(e, SourceEvent::Deleted { key, .. } if key.id == id),
+    )
+    .await;
+    pods.remove_pod(&sandbox).await.expect("remove pod");
+}

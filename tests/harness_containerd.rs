@@ -117,6 +117,53 @@ pub fn pod_uid() -> String {
     )
 }
 
+/// A sandbox ("pause") image for CRI pods, built from the test image: a pod's sandbox runs its
+/// image's command, and the test image has none. Removed from Docker on drop.
+pub struct PauseImage {
+    pub name: String,
+}
+
+impl PauseImage {
+    pub fn build() -> PauseImage {
+        let name = format!("seawall-test/pause:{}", crate::unique_name("pause"));
+        let mut child = Command::new("docker")
+            .args(["build", "-q", "-t", &name, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker build");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            write!(stdin, "FROM {}\nCMD [\"sleep\", \"86400\"]\n", crate::IMAGE).unwrap();
+        }
+        let out = child.wait_with_output().expect("docker build");
+        let image = PauseImage { name };
+        assert!(
+            out.status.success(),
+            "docker build: {}",
+            crate::text(&out.stderr)
+        );
+        image
+    }
+
+    /// Its name once imported into containerd.
+    pub fn ctr_name(&self) -> String {
+        format!("docker.io/{}", self.name)
+    }
+}
+
+impl Drop for PauseImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// The two cgroup drivers' layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CgroupLayout {
@@ -196,8 +243,21 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Starts containerd on its own directories and waits until it answers.
+    /// Starts containerd on its own directories, without its CRI plugin (as Docker's own
+    /// containerd runs), and waits until it answers.
     pub fn start() -> Containerd {
+        Self::start_with(None)
+    }
+
+    /// Starts containerd with its CRI plugin serving `runtime.v1.RuntimeService` on the same
+    /// socket, as on a Kubernetes node, with `sandbox_image` as the pods' sandbox ("pause")
+    /// image. Pods must use the node's network: there is no CNI configuration (the plugin says
+    /// so in its log and carries on).
+    pub fn start_with_cri(sandbox_image: &str) -> Containerd {
+        Self::start_with(Some(sandbox_image))
+    }
+
+    fn start_with(cri_sandbox_image: Option<&str>) -> Containerd {
         let dir = tempfile::Builder::new()
             .prefix("sw-containerd-")
             .tempdir()
@@ -205,13 +265,10 @@ impl Containerd {
         let d = dir.path();
         let socket = d.join("containerd.sock");
         let config = d.join("config.toml");
-        // Docker's own containerd disables the CRI plugin too: without CNI it has nothing
-        // to do here, and it would listen on a streaming port.
-        let text = format!(
+        let mut text = format!(
             "version = 2\n\
              root = \"{root}\"\n\
              state = \"{state}\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
              [grpc]\n  address = \"{sock}\"\n\
              [ttrpc]\n  address = \"{sock}.ttrpc\"\n\
              [debug]\n  address = \"{debug}\"\n",
@@ -220,6 +277,35 @@ impl Containerd {
             sock = socket.display(),
             debug = d.join("debug.sock").display(),
         );
+        match cri_sandbox_image {
+            // Docker's own containerd disables the CRI plugin too.
+            None => text.insert_str(0, "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"),
+            Some(image) => {
+                for sub in ["cni-bin", "cni-conf"] {
+                    std::fs::create_dir(d.join(sub)).expect("cni dir");
+                }
+                // The streaming server (exec/attach) listens on loopback, on a free port. The
+                // kubelet's sandboxes ask for oom_score_adj -998, which needs CAP_SYS_RESOURCE
+                // (not in this host's bounding set): keep scores at or above containerd's.
+                text.push_str(&format!(
+                    "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+                     \x20 sandbox_image = \"{image}\"\n\
+                     \x20 stream_server_address = \"127.0.0.1\"\n\
+                     \x20 stream_server_port = \"0\"\n\
+                     \x20 disable_apparmor = true\n\
+                     \x20 restrict_oom_score_adj = true\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".cni]\n\
+                     \x20 bin_dir = \"{bin}\"\n\
+                     \x20 conf_dir = \"{conf}\"\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n\
+                     \x20 default_runtime_name = \"runc\"\n\
+                     [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n\
+                     \x20 runtime_type = \"io.containerd.runc.v2\"\n",
+                    bin = d.join("cni-bin").display(),
+                    conf = d.join("cni-conf").display(),
+                ));
+            }
+        }
         std::fs::write(&config, text).expect("write containerd config");
         let mut c = Containerd {
             dir,
@@ -230,6 +316,15 @@ impl Containerd {
         };
         c.spawn();
         c
+    }
+
+    /// Records cgroup directories a pod of this instance creates, for removal on drop.
+    pub fn owns_cgroup_dirs(&mut self, dirs: &[String]) {
+        for d in dirs {
+            if !self.cgroup_dirs.contains(d) {
+                self.cgroup_dirs.push(d.clone());
+            }
+        }
     }
 
     fn spawn(&mut self) {
@@ -308,11 +403,16 @@ impl Containerd {
 
     /// Imports the test image (saved from Docker) into `k8s.io`.
     pub fn import_test_image(&self) {
+        self.import_from_docker(crate::IMAGE);
+    }
+
+    /// Imports a Docker image into `k8s.io` (as `docker.io/<name>`).
+    pub fn import_from_docker(&self, image: &str) {
         let tar = self.dir.path().join("image.tar");
         let out = Command::new("docker")
             .args(["save", "-o"])
             .arg(&tar)
-            .arg(crate::IMAGE)
+            .arg(image)
             .output()
             .expect("docker save");
         assert!(
@@ -506,6 +606,23 @@ pub fn remove_cgroup_dirs(dirs: &[String]) {
     }
 }
 
+/// The host pid of container `id`'s init process in `k8s.io`, as `ctr tasks ls` reports it.
+pub fn task_pid(socket: &Path, id: &str) -> Option<u32> {
+    let out = Command::new("ctr")
+        .arg("-a")
+        .arg(socket)
+        .args(["-n", K8S_NAMESPACE, "tasks", "ls"])
+        .output()
+        .ok()?;
+    crate::text(&out.stdout).lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next() == Some(id))
+            .then(|| w.next()?.parse().ok())
+            .flatten()
+            .filter(|&p: &u32| p > 0)
+    })
+}
+
 /// A container the test started; removed (task and container) on drop.
 pub struct PodContainer {
     pub id: String,
@@ -517,19 +634,7 @@ pub struct PodContainer {
 impl PodContainer {
     /// The host pid of its init process, as containerd reports it.
     pub fn pid(&self) -> Option<u32> {
-        let out = Command::new("ctr")
-            .arg("-a")
-            .arg(&self.socket)
-            .args(["-n", K8S_NAMESPACE, "tasks", "ls"])
-            .output()
-            .ok()?;
-        crate::text(&out.stdout).lines().find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some(self.id.as_str()))
-                .then(|| w.next()?.parse().ok())
-                .flatten()
-                .filter(|&p: &u32| p > 0)
-        })
+        task_pid(&self.socket, &self.id)
     }
 
     /// Its cgroup directory on this host.

@@ -11,6 +11,8 @@ pub mod backoff;
 pub mod cgroup_path;
 pub mod containerd;
 pub mod cri;
+#[cfg(feature = "test-client")]
+pub mod cri_pods;
 pub mod detect;
 pub mod docker_api;
 pub mod error;
