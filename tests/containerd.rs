@@ -318,6 +318,11 @@ async fn a_pod_made_through_the_cri_is_read_through_the_cri() {
         name: "cri-web-0".into(),
         uid: uid.clone(),
         cgroup_parent: format!("/kubepods/burstable/pod{uid}"),
+        labels: [
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "front".to_string()),
+        ]
+        .into(),
     };
     ctrd.owns_cgroup_dirs(&[
         "/kubepods".into(),
@@ -379,8 +384,30 @@ async fn a_pod_made_through_the_cri_is_read_through_the_cri() {
         ),
         ("shop", "cri-web-0", uid.as_str(), "nginx")
     );
+    // The pod's own labels come from its sandbox (the kubelet gives them to no container).
+    assert_eq!(
+        k.labels,
+        [
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "front".to_string())
+        ]
+        .into()
+    );
     let pid = r.init_pid.expect("pid from the verbose status");
     assert_eq!(Some(pid), task_pid(&ctrd.socket, &id));
+    // containerd's own API gives the same pod labels for the same container.
+    let native = ContainerdClient::connect(&ctrd.socket)
+        .await
+        .expect("connect")
+        .container(K8S_NAMESPACE, &id, Some(pid))
+        .await
+        .expect("get")
+        .expect("the CRI container is a containerd container in k8s.io");
+    assert_eq!(
+        native.kubernetes.as_ref().map(|k| &k.labels),
+        Some(&k.labels)
+    );
+    assert_eq!(native.cgroup_path, r.cgroup_path);
     let expected = format!("/kubepods/burstable/pod{uid}/{id}");
     let kernel = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
     assert_eq!(cgroup_path::unified_path(&kernel), Some(expected.as_str()));

@@ -111,10 +111,22 @@ impl ContainerdClient {
                 .into_inner()
                 .containers;
             let pids = self.task_pids(&ns).await?;
+            let labels_of: HashMap<String, BTreeMap<String, String>> = list
+                .iter()
+                .map(|c| (c.id.clone(), c.labels.clone().into_iter().collect()))
+                .collect();
             for c in list {
                 let pid = pids.get(&c.id).copied();
                 let digest = self.image_digest(&ns, &c.image).await?;
-                out.push(complete(record_from(&ns, c, pid, digest)));
+                let sandbox = sandbox_of(&c);
+                let mut r = record_from(&ns, c, pid, digest);
+                if let (Some(k), Some(labels)) = (
+                    r.kubernetes.as_mut(),
+                    sandbox.and_then(|s| labels_of.get(&s)),
+                ) {
+                    k.set_pod_labels(labels);
+                }
+                out.push(complete(r));
             }
         }
         Ok(out)
@@ -143,7 +155,44 @@ impl ContainerdClient {
             Err(s) => return Err(rpc("Containers.Get")(s)),
         };
         let digest = self.image_digest(namespace, &c.image).await?;
-        Ok(Some(complete(record_from(namespace, c, pid, digest))))
+        let sandbox = sandbox_of(&c);
+        let own_labels: BTreeMap<String, String> = c.labels.clone().into_iter().collect();
+        let mut r = record_from(namespace, c, pid, digest);
+        if let Some(k) = r.kubernetes.as_mut() {
+            match sandbox {
+                Some(s) if s == r.id => k.set_pod_labels(&own_labels),
+                Some(s) => {
+                    if let Some(labels) = self.labels_of(namespace, &s).await? {
+                        k.set_pod_labels(&labels);
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(Some(complete(r)))
+    }
+
+    /// The labels of container `id`, or `None` if it is gone.
+    async fn labels_of(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, EngineError> {
+        let mut cc = containers::containers_client::ContainersClient::new(self.channel.clone());
+        match cc
+            .get(in_namespace(
+                namespace,
+                containers::GetContainerRequest { id: id.to_string() },
+            ))
+            .await
+        {
+            Ok(r) => Ok(r
+                .into_inner()
+                .container
+                .map(|c| c.labels.into_iter().collect())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(rpc("Containers.Get")(s)),
+        }
     }
 
     /// Pids of the tasks in `namespace` that have a live init process.
@@ -253,6 +302,24 @@ fn record_from(
         .and_then(|s| cgroup_path::spec_cgroups_path(&s.value))
         .and_then(|p| cgroup_path::from_oci_cgroups_path(&p));
     r
+}
+
+/// The id of the pod sandbox a CRI-made container belongs to (the sandbox's own id for the
+/// sandbox itself): containerd 2's `sandbox` field, else the CRI plugin's spec annotation.
+fn sandbox_of(c: &containers::Container) -> Option<String> {
+    if !c.sandbox.is_empty() {
+        return Some(c.sandbox.clone());
+    }
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(default)]
+        annotations: HashMap<String, String>,
+    }
+    let spec: Spec = serde_json::from_slice(&c.spec.as_ref()?.value).ok()?;
+    spec.annotations
+        .get("io.kubernetes.cri.sandbox-id")
+        .filter(|s| !s.is_empty())
+        .cloned()
 }
 
 /// The image reference without its tag or digest.
@@ -452,9 +519,25 @@ mod tests {
                 namespace: "shop".into(),
                 pod: "web-0".into(),
                 pod_uid: "u-1".into(),
-                container: "nginx".into()
+                container: "nginx".into(),
+                labels: BTreeMap::new(),
             })
         );
+    }
+
+    #[test]
+    fn the_sandbox_comes_from_the_cri_annotation_or_the_sandbox_field() {
+        let c = container(
+            "c1",
+            "img",
+            &[],
+            r#"{"annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.sandbox-id":"s1"}}"#,
+        );
+        assert_eq!(sandbox_of(&c).as_deref(), Some("s1"));
+        let mut c = container("c2", "img", &[], "{}");
+        assert_eq!(sandbox_of(&c), None);
+        c.sandbox = "s2".into();
+        assert_eq!(sandbox_of(&c).as_deref(), Some("s2"));
     }
 
     #[test]

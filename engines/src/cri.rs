@@ -106,26 +106,40 @@ impl CriClient {
         cri::runtime_service_client::RuntimeServiceClient::new(self.channel.clone())
     }
 
-    /// Ids and states of every container.
-    async fn states(&self) -> Result<Vec<(String, cri::ContainerState)>, EngineError> {
-        let list = self
+    /// Every container (or the one with `id`), as `ListContainers` gives it.
+    async fn listing(&self, id: Option<&str>) -> Result<Vec<cri::Container>, EngineError> {
+        Ok(self
             .client()
-            .list_containers(cri::ListContainersRequest::default())
+            .list_containers(cri::ListContainersRequest {
+                filter: id.map(|id| cri::ContainerFilter { id: id.to_string() }),
+            })
             .await
             .map_err(rpc(self.runtime, "RuntimeService.ListContainers"))?
             .into_inner()
-            .containers;
-        Ok(list
+            .containers)
+    }
+
+    /// Ids and states of every container.
+    async fn states(&self) -> Result<Vec<(String, cri::ContainerState)>, EngineError> {
+        Ok(self
+            .listing(None)
+            .await?
             .into_iter()
             .map(|c| (c.id.clone(), c.state()))
             .collect())
     }
 
-    /// Every container, each with its verbose status.
+    /// Every container, each with its verbose status and its pod's labels.
     pub async fn list(&self) -> Result<Vec<ContainerRecord>, EngineError> {
+        let mut pods: HashMap<String, Option<BTreeMap<String, String>>> = HashMap::new();
         let mut out = Vec::new();
-        for (id, _) in self.states().await? {
-            if let Some(r) = self.container(&id).await? {
+        for c in self.listing(None).await? {
+            if !pods.contains_key(&c.pod_sandbox_id) {
+                let labels = self.sandbox_labels(&c.pod_sandbox_id).await?;
+                pods.insert(c.pod_sandbox_id.clone(), labels);
+            }
+            let labels = pods.get(&c.pod_sandbox_id).cloned().flatten();
+            if let Some(r) = self.status(&c.id, labels).await? {
                 out.push(r);
             }
         }
@@ -134,6 +148,49 @@ impl CriClient {
 
     /// One container, or `None` if it is gone already.
     pub async fn container(&self, id: &str) -> Result<Option<ContainerRecord>, EngineError> {
+        let Some(c) = self
+            .listing(Some(id))
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+        else {
+            return Ok(None);
+        };
+        let labels = self.sandbox_labels(&c.pod_sandbox_id).await?;
+        self.status(id, labels).await
+    }
+
+    /// The labels of pod sandbox `id`, or `None` if there is none.
+    async fn sandbox_labels(
+        &self,
+        id: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, EngineError> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        match self
+            .client()
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.to_string(),
+                verbose: false,
+            })
+            .await
+        {
+            Ok(r) => Ok(r
+                .into_inner()
+                .status
+                .map(|s| s.labels.into_iter().collect())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(rpc(self.runtime, "RuntimeService.PodSandboxStatus")(s)),
+        }
+    }
+
+    /// The verbose status of container `id`, with its pod's labels.
+    async fn status(
+        &self,
+        id: &str,
+        pod_labels: Option<BTreeMap<String, String>>,
+    ) -> Result<Option<ContainerRecord>, EngineError> {
         let got = self
             .client()
             .container_status(cri::ContainerStatusRequest {
@@ -144,8 +201,13 @@ impl CriClient {
         match got {
             Ok(r) => {
                 let r = r.into_inner();
-                Ok(r.status
-                    .map(|s| complete(record_from_status(self.runtime, s, &r.info))))
+                Ok(r.status.map(|s| {
+                    let mut rec = record_from_status(self.runtime, s, &r.info);
+                    if let (Some(k), Some(labels)) = (rec.kubernetes.as_mut(), &pod_labels) {
+                        k.set_pod_labels(labels);
+                    }
+                    complete(rec)
+                }))
             }
             Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(rpc(self.runtime, "RuntimeService.ContainerStatus")(s)),

@@ -20,6 +20,8 @@ pub struct PodSpec {
     pub uid: String,
     /// The pod's cgroup, cgroupfs syntax (`/kubepods/burstable/pod<uid>`).
     pub cgroup_parent: String,
+    /// The pod's own labels (`app = web`); the kubelet gives them to the sandbox only.
+    pub labels: HashMap<String, String>,
 }
 
 impl PodSpec {
@@ -37,7 +39,11 @@ impl PodSpec {
                 namespace: self.namespace.clone(),
                 attempt: 0,
             }),
-            labels: self.kubelet_labels(None),
+            labels: {
+                let mut l = self.labels.clone();
+                l.extend(self.kubelet_labels(None));
+                l
+            },
             linux: Some(cri::LinuxPodSandboxConfig {
                 cgroup_parent: self.cgroup_parent.clone(),
                 security_context: Some(cri::LinuxSandboxSecurityContext {

@@ -38,6 +38,10 @@ pub struct PodIdentity {
     pub pod_uid: String,
     /// The container's name in the pod spec; empty for the pod's sandbox ("pause") container.
     pub container: String,
+    /// The pod's own labels (`app`, `tier`, ...), for selecting profiles. The kubelet gives
+    /// them to the pod's sandbox only, so sources read them from there; runtime bookkeeping
+    /// (`io.kubernetes.*`, `io.cri-containerd.*`) is left out.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The labels the kubelet puts on every container it asks a CRI runtime for.
@@ -63,8 +67,23 @@ impl PodIdentity {
             pod: pod.to_string(),
             pod_uid: get(LABEL_POD_UID).to_string(),
             container: get(LABEL_CONTAINER_NAME).to_string(),
+            labels: BTreeMap::new(),
         })
     }
+
+    /// Sets the pod's labels from its sandbox's labels.
+    pub fn set_pod_labels(&mut self, sandbox_labels: &BTreeMap<String, String>) {
+        self.labels = pod_labels(sandbox_labels);
+    }
+}
+
+/// The pod's own labels among a sandbox's labels.
+pub fn pod_labels(sandbox_labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    sandbox_labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with("io.kubernetes.") && !k.starts_with("io.cri-containerd."))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// One container as a runtime reports it. Every field a runtime cannot tell is empty or `None`;
@@ -155,7 +174,23 @@ mod tests {
                 pod: "web-0".into(),
                 pod_uid: "0f6c4a4e-1b2c-4d5e-8f90-123456789abc".into(),
                 container: "nginx".into(),
+                labels: BTreeMap::new(),
             })
+        );
+    }
+
+    #[test]
+    fn pod_labels_leave_runtime_bookkeeping_out() {
+        let sandbox = labels(&[
+            ("app", "web"),
+            ("tier", "front"),
+            ("io.cri-containerd.kind", "sandbox"),
+            (LABEL_POD_NAME, "web-0"),
+            (LABEL_POD_NAMESPACE, "shop"),
+        ]);
+        assert_eq!(
+            pod_labels(&sandbox),
+            labels(&[("app", "web"), ("tier", "front")])
         );
     }
 
