@@ -12,24 +12,6 @@ use seawall_engines::{
 use seawall_integration::{containerd::*, text};
 use tokio::sync::mpsc;
 
-/// The next event matching `pred` within `wait`; panics with what arrived instead.
-async fn expect_event(
-    rx: &mut mpsc::Receiver<SourceEvent>,
-    what: &str,
-    pred: impl Fn(&SourceEvent) -> bool,
-) -> SourceEvent {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(e)) if pred(&e) => return e,
-            Ok(Some(e)) => seen.push(format!("{e:?}")),
-            Ok(None) => panic!("source ended before: {what}\nseen:\n{}", seen.join("\n")),
-            Err(_) => panic!("no event: {what}\nseen:\n{}", seen.join("\n")),
-        }
-    }
-}
-
 fn listed_ids(e: &SourceEvent) -> Vec<String> {
     match e {
         SourceEvent::Listed { containers, .. } => containers.iter().map(|c| c.id.clone()).collect(),

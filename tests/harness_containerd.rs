@@ -59,14 +59,70 @@ pub fn containerd_available() -> bool {
     } else {
         None
     };
+    skip_unless("containerd", why)
+}
+
+/// True when `why` is `None`; otherwise says `SKIP: <why>` loudly, and on CI (`CI=true`)
+/// fails instead: a missing capability is never a silent pass.
+pub fn skip_unless(what: &str, why: Option<String>) -> bool {
     match why {
         None => true,
         Some(why) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("containerd test cannot run on CI: {why}");
+                panic!("{what} test cannot run on CI: {why}");
             }
             eprintln!("SKIP: {why}");
             false
+        }
+    }
+}
+
+/// `docker save` of `image` into `tar` (to import it into another engine).
+pub fn docker_save(image: &str, tar: &Path) {
+    let out = Command::new("docker")
+        .args(["save", "-o"])
+        .arg(tar)
+        .arg(image)
+        .output()
+        .expect("docker save");
+    assert!(
+        out.status.success(),
+        "docker save: {}",
+        crate::text(&out.stderr)
+    );
+}
+
+/// Unmounts whatever is still mounted under `dir` (deepest first), so it can be removed.
+pub fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let base = dir.to_string_lossy().into_owned();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&base))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").arg(p).status();
+    }
+}
+
+/// The next source event matching `pred` within 30 s; panics with what arrived instead.
+pub async fn expect_event(
+    rx: &mut tokio::sync::mpsc::Receiver<seawall_engines::SourceEvent>,
+    what: &str,
+    pred: impl Fn(&seawall_engines::SourceEvent) -> bool,
+) -> seawall_engines::SourceEvent {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(e)) if pred(&e) => return e,
+            Ok(Some(e)) => seen.push(format!("{e:?}")),
+            Ok(None) => panic!("source ended before: {what}\nseen:\n{}", seen.join("\n")),
+            Err(_) => panic!("no event: {what}\nseen:\n{}", seen.join("\n")),
         }
     }
 }
@@ -409,17 +465,7 @@ impl Containerd {
     /// Imports a Docker image into `k8s.io` (as `docker.io/<name>`).
     pub fn import_from_docker(&self, image: &str) {
         let tar = self.dir.path().join("image.tar");
-        let out = Command::new("docker")
-            .args(["save", "-o"])
-            .arg(&tar)
-            .arg(image)
-            .output()
-            .expect("docker save");
-        assert!(
-            out.status.success(),
-            "docker save: {}",
-            crate::text(&out.stderr)
-        );
+        docker_save(image, &tar);
         let out = self
             .ctr()
             .args(["images", "import"])
@@ -575,18 +621,7 @@ impl Drop for Containerd {
         remove_cgroup_dirs(&self.cgroup_dirs);
         // Anything still mounted under the instance's directories (an interrupted task's
         // rootfs) must go before the directories can.
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let base = self.dir.path().to_string_lossy().into_owned();
-            let mut points: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&base))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = Command::new("umount").arg(p).status();
-            }
-        }
+        unmount_under(self.dir.path());
     }
 }
 

@@ -48,16 +48,7 @@ pub fn podman_available() -> bool {
     } else {
         None
     };
-    match why {
-        None => true,
-        Some(why) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("podman test cannot run on CI: {why}");
-            }
-            eprintln!("SKIP: {why}");
-            false
-        }
-    }
+    crate::containerd::skip_unless("podman", why)
 }
 
 /// A podman of the test's own, with its API service running.
@@ -124,17 +115,7 @@ impl Podman {
     /// Loads the test image (saved from Docker).
     pub fn load_test_image(&self) {
         let tar = self.dir.path().join("image.tar");
-        let out = Command::new("docker")
-            .args(["save", "-o"])
-            .arg(&tar)
-            .arg(crate::IMAGE)
-            .output()
-            .expect("docker save");
-        assert!(
-            out.status.success(),
-            "docker save: {}",
-            crate::text(&out.stderr)
-        );
+        crate::containerd::docker_save(crate::IMAGE, &tar);
         let out = self
             .podman()
             .args(["load", "-i"])
@@ -226,18 +207,7 @@ impl Drop for Podman {
             "/libpod_parent".to_string(),
             "/libpod_parent/conmon".to_string(),
         ]);
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let base = self.dir.path().to_string_lossy().into_owned();
-            let mut points: Vec<&str> = mounts
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&base))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = Command::new("umount").arg(p).status();
-            }
-        }
+        crate::containerd::unmount_under(self.dir.path());
     }
 }
 

@@ -2,28 +2,9 @@
 //! of the container table, against the test's own podman (see harness_podman.rs for what this
 //! host needs podman to be told before it can run a container at all).
 
-use std::time::Duration;
-
 use seawall_engines::{cgroup_path, DockerApiSource, Runtime, SourceEvent};
-use seawall_integration::podman::*;
+use seawall_integration::{containerd::expect_event, podman::*};
 use tokio::sync::mpsc;
-
-async fn expect_event(
-    rx: &mut mpsc::Receiver<SourceEvent>,
-    what: &str,
-    pred: impl Fn(&SourceEvent) -> bool,
-) -> SourceEvent {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(e)) if pred(&e) => return e,
-            Ok(Some(e)) => seen.push(format!("{e:?}")),
-            Ok(None) => panic!("source ended before: {what}\nseen:\n{}", seen.join("\n")),
-            Err(_) => panic!("no event: {what}\nseen:\n{}", seen.join("\n")),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_containers_are_listed_and_followed_with_pid_cgroup_and_pod() {
