@@ -77,11 +77,13 @@ pub fn skip_unless(what: &str, why: Option<String>) -> bool {
     }
 }
 
-/// `docker save` of `image` into `tar` (to import it into another engine).
-pub fn docker_save(image: &str, tar: &Path) {
+/// Copies a Docker image into another engine: `docker save` into a tar under `dir`, then
+/// `load` with the tar's path as its last argument (`ctr images import`, `podman load -i`).
+pub fn copy_from_docker(image: &str, dir: &Path, mut load: Command) {
+    let tar = dir.join("image.tar");
     let out = Command::new("docker")
         .args(["save", "-o"])
-        .arg(tar)
+        .arg(&tar)
         .arg(image)
         .output()
         .expect("docker save");
@@ -90,6 +92,13 @@ pub fn docker_save(image: &str, tar: &Path) {
         "docker save: {}",
         crate::text(&out.stderr)
     );
+    let out = load.arg(&tar).output().expect("image load");
+    assert!(
+        out.status.success(),
+        "{load:?}: {}",
+        crate::text(&out.stderr)
+    );
+    let _ = std::fs::remove_file(tar);
 }
 
 /// Unmounts whatever is still mounted under `dir` (deepest first), so it can be removed.
@@ -464,20 +473,9 @@ impl Containerd {
 
     /// Imports a Docker image into `k8s.io` (as `docker.io/<name>`).
     pub fn import_from_docker(&self, image: &str) {
-        let tar = self.dir.path().join("image.tar");
-        docker_save(image, &tar);
-        let out = self
-            .ctr()
-            .args(["images", "import"])
-            .arg(&tar)
-            .output()
-            .expect("ctr images import");
-        assert!(
-            out.status.success(),
-            "ctr images import: {}",
-            crate::text(&out.stderr)
-        );
-        let _ = std::fs::remove_file(tar);
+        let mut load = self.ctr();
+        load.args(["images", "import"]);
+        copy_from_docker(image, self.dir.path(), load);
     }
 
     /// The digest `k8s.io`'s image `name` points at.

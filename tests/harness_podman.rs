@@ -114,20 +114,9 @@ impl Podman {
 
     /// Loads the test image (saved from Docker).
     pub fn load_test_image(&self) {
-        let tar = self.dir.path().join("image.tar");
-        crate::containerd::docker_save(crate::IMAGE, &tar);
-        let out = self
-            .podman()
-            .args(["load", "-i"])
-            .arg(&tar)
-            .output()
-            .expect("podman load");
-        assert!(
-            out.status.success(),
-            "podman load: {}",
-            crate::text(&out.stderr)
-        );
-        let _ = std::fs::remove_file(tar);
+        let mut load = self.podman();
+        load.args(["load", "-i"]);
+        crate::containerd::copy_from_docker(crate::IMAGE, self.dir.path(), load);
     }
 
     fn run(&self, name: &str, labels: &[(&str, &str)], detach: bool, script: &str) -> Output {
