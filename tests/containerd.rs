@@ -74,6 +74,24 @@ async fn pod_containers_in_both_cgroup_layouts_are_listed_with_their_pod() {
     let script = "echo drift > /written-here; exec sleep 300";
     let c1 = ctrd.start_sh(&web, "nginx", "none", script);
     let c2 = ctrd.start_sh(&api, "api", "none", script);
+    // One in Docker's namespace too (in ctr's default cgroup, /moby/<id>): Docker's own source
+    // reports those, this one must not.
+    ctrd.owns_cgroup_dirs(&["/moby".to_string()]);
+    let moby = tokio::task::block_in_place(|| {
+        ctrd.import_into("moby", seawall_integration::IMAGE);
+        let id = container_id();
+        let out = ctrd
+            .ctr_in("moby")
+            .args(["run", "-d", CTR_IMAGE, &id, "sleep", "300"])
+            .output()
+            .expect("ctr run in moby");
+        assert!(
+            out.status.success(),
+            "ctr run in moby: {}",
+            text(&out.stderr)
+        );
+        id
+    });
 
     let client = ContainerdClient::connect(&ctrd.socket)
         .await
@@ -117,6 +135,10 @@ async fn pod_containers_in_both_cgroup_layouts_are_listed_with_their_pod() {
             upper.display()
         );
     }
+    assert!(
+        list.iter().all(|r| r.id != moby && r.namespace != "moby"),
+        "Docker's namespace is left to Docker's source: {list:?}"
+    );
     // The systemd layout really is the systemd driver's path.
     assert!(c2
         .cgroup

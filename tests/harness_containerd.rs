@@ -452,8 +452,13 @@ impl Containerd {
 
     /// `ctr` on this instance's socket, in namespace `k8s.io`.
     pub fn ctr(&self) -> Command {
+        self.ctr_in(K8S_NAMESPACE)
+    }
+
+    /// `ctr` on this instance's socket, in `namespace`.
+    pub fn ctr_in(&self, namespace: &str) -> Command {
         let mut c = Command::new("ctr");
-        c.arg("-a").arg(&self.socket).args(["-n", K8S_NAMESPACE]);
+        c.arg("-a").arg(&self.socket).args(["-n", namespace]);
         c
     }
 
@@ -473,7 +478,12 @@ impl Containerd {
 
     /// Imports a Docker image into `k8s.io` (as `docker.io/<name>`).
     pub fn import_from_docker(&self, image: &str) {
-        let mut load = self.ctr();
+        self.import_into(K8S_NAMESPACE, image);
+    }
+
+    /// Imports a Docker image into `namespace`.
+    pub fn import_into(&self, namespace: &str, image: &str) {
+        let mut load = self.ctr_in(namespace);
         load.args(["images", "import"]);
         copy_from_docker(image, self.dir.path(), load);
     }

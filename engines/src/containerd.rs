@@ -25,6 +25,11 @@ use crate::{
 
 const RUNTIME: Runtime = Runtime::Containerd;
 
+/// Docker 23+ keeps its containers in the system containerd's `moby` namespace. Docker's own
+/// API describes them better (names, image references), and reading them here as well would
+/// put every Docker container in the table twice, so the containerd source leaves them out.
+pub const DOCKER_NAMESPACE: &str = "moby";
+
 /// The topics a source needs, as containerd's event filters (ORed).
 const TOPICS: &[&str] = &[
     "/containers/create",
@@ -96,10 +101,14 @@ impl ContainerdClient {
             .collect())
     }
 
-    /// Every container in every namespace, with the pid of its task where one runs.
+    /// Every container in every namespace but Docker's ([`DOCKER_NAMESPACE`]), with the pid of
+    /// its task where one runs.
     pub async fn list(&self) -> Result<Vec<ContainerRecord>, EngineError> {
         let mut out = Vec::new();
         for ns in self.namespaces().await? {
+            if ns == DOCKER_NAMESPACE {
+                continue;
+            }
             let mut cc = containers::containers_client::ContainersClient::new(self.channel.clone());
             let list = cc
                 .list(in_namespace(
@@ -413,6 +422,9 @@ async fn lifecycle(
     envelope: events::Envelope,
 ) -> Result<Option<SourceEvent>, EngineError> {
     let ns = envelope.namespace.clone();
+    if ns == DOCKER_NAMESPACE {
+        return Ok(None);
+    }
     let key = |id: String| ContainerKey {
         namespace: ns.clone(),
         id,
