@@ -101,6 +101,43 @@ pub fn copy_from_docker(image: &str, dir: &Path, mut load: Command) {
     let _ = std::fs::remove_file(tar);
 }
 
+/// Host paths an engine creates whatever its own root and state directories (containerd's
+/// shims keep runc state in `/run/containerd/runc/<namespace>` and sockets in
+/// `/run/containerd/s`; podman its blob-info cache in `/var/lib/containers/cache`). The ones
+/// that did not exist when the test's engine started are removed when it stops; directories
+/// only when empty, so a node's own engine state is never touched.
+pub struct HostLeftovers(Vec<PathBuf>);
+
+impl HostLeftovers {
+    /// `paths` deepest first.
+    pub fn note(paths: &[&str]) -> HostLeftovers {
+        HostLeftovers(
+            paths
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| !p.exists())
+                .collect(),
+        )
+    }
+
+    pub fn remove(&self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir(p));
+        }
+    }
+}
+
+/// What containerd's shims and `ctr` leave under `/run/containerd`, deepest first.
+const CONTAINERD_LEFTOVERS: &[&str] = &[
+    "/run/containerd/runc/k8s.io",
+    "/run/containerd/runc/moby",
+    "/run/containerd/runc/default",
+    "/run/containerd/runc",
+    "/run/containerd/fifo",
+    "/run/containerd/s",
+    "/run/containerd",
+];
+
 /// Unmounts whatever is still mounted under `dir` (deepest first), so it can be removed.
 pub fn unmount_under(dir: &Path) {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -305,6 +342,7 @@ pub struct Containerd {
     child: Option<Child>,
     /// Every pod cgroup directory a container of this instance may have created.
     cgroup_dirs: Vec<String>,
+    leftovers: HostLeftovers,
 }
 
 impl Containerd {
@@ -378,6 +416,7 @@ impl Containerd {
             config,
             child: None,
             cgroup_dirs: Vec::new(),
+            leftovers: HostLeftovers::note(CONTAINERD_LEFTOVERS),
         };
         c.spawn();
         c
@@ -627,6 +666,7 @@ impl Drop for Containerd {
         self.remove_all_containers();
         self.stop();
         remove_cgroup_dirs(&self.cgroup_dirs);
+        self.leftovers.remove();
         // Anything still mounted under the instance's directories (an interrupted task's
         // rootfs) must go before the directories can.
         unmount_under(self.dir.path());

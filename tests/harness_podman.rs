@@ -56,7 +56,17 @@ pub struct Podman {
     dir: tempfile::TempDir,
     pub socket: PathBuf,
     service: Option<Child>,
+    /// Host paths podman writes whatever its `--root`.
+    leftovers: crate::containerd::HostLeftovers,
 }
+
+/// Host paths podman creates as root regardless of `--root` (its blob-info cache), deepest
+/// first.
+const HOST_LEFTOVERS: &[&str] = &[
+    "/var/lib/containers/cache/blob-info-cache-v1.boltdb",
+    "/var/lib/containers/cache",
+    "/var/lib/containers",
+];
 
 impl Podman {
     pub fn start() -> Podman {
@@ -72,8 +82,11 @@ impl Podman {
              [engine]\n\
              cgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\n\
-             events_logfile_path = \"{events}\"\n",
+             events_logfile_path = \"{events}\"\n\
+             [network]\n\
+             network_config_dir = \"{net}\"\n",
             events = dir.path().join("events.log").display(),
+            net = dir.path().join("networks").display(),
         );
         std::fs::write(dir.path().join("containers.conf"), conf).expect("containers.conf");
         let socket = dir.path().join("podman.sock");
@@ -81,6 +94,7 @@ impl Podman {
             dir,
             socket,
             service: None,
+            leftovers: crate::containerd::HostLeftovers::note(HOST_LEFTOVERS),
         };
         let log = std::fs::File::create(p.dir.path().join("service.log")).expect("log");
         let service = p
@@ -197,6 +211,7 @@ impl Drop for Podman {
             "/libpod_parent/conmon".to_string(),
         ]);
         crate::containerd::unmount_under(self.dir.path());
+        self.leftovers.remove();
     }
 }
 
