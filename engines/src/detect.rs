@@ -65,6 +65,20 @@ pub const HOST_DIRS: &[&str] = &[
     "/run/containers",
 ];
 
+impl Endpoint {
+    /// Runs this endpoint's source, sending to `tx` until the receiver is dropped.
+    pub async fn run(self, tx: tokio::sync::mpsc::Sender<crate::SourceEvent>) {
+        match (self.protocol, self.runtime) {
+            (Protocol::Containerd, _) => crate::ContainerdSource::new(self.socket).run(tx).await,
+            (Protocol::Cri, _) => crate::CriSource::new(self.socket).run(tx).await,
+            (Protocol::DockerApi, Runtime::Podman) => {
+                crate::DockerApiSource::podman(self.socket).run(tx).await
+            }
+            (Protocol::DockerApi, _) => crate::DockerApiSource::docker(self.socket).run(tx).await,
+        }
+    }
+}
+
 fn is_socket(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket())
 }
@@ -164,6 +178,35 @@ mod tests {
                 Protocol::DockerApi
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_runtime_is_reported_once_and_retried_until_the_consumer_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        for protocol in [Protocol::Containerd, Protocol::Cri, Protocol::DockerApi] {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+            let endpoint = Endpoint {
+                protocol,
+                runtime: Runtime::Podman,
+                socket: dir.path().join("absent.sock"),
+            };
+            let task = tokio::spawn(endpoint.run(tx));
+            match rx.recv().await {
+                Some(crate::SourceEvent::Disconnected { source, .. }) => {
+                    assert_eq!(source.socket, dir.path().join("absent.sock"))
+                }
+                other => panic!("{protocol:?}: {other:?}"),
+            }
+            // Many failed attempts later (the clock is paused and auto-advances), nothing more:
+            // the consumer heard once that the runtime is down.
+            let more = tokio::time::timeout(std::time::Duration::from_secs(60), rx.recv()).await;
+            assert!(more.is_err(), "{protocol:?}: {more:?}");
+            drop(rx);
+            tokio::time::timeout(std::time::Duration::from_secs(30), task)
+                .await
+                .expect("the source ends once its consumer is gone")
+                .unwrap();
+        }
     }
 
     #[test]

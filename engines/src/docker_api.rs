@@ -128,6 +128,14 @@ impl DockerApiSource {
         }
     }
 
+    /// Docker itself, through the same API (the agent's own Docker source may move here).
+    pub fn docker(socket: impl Into<PathBuf>) -> Self {
+        DockerApiSource {
+            runtime: Runtime::Docker,
+            socket: socket.into(),
+        }
+    }
+
     pub async fn run(self, tx: mpsc::Sender<SourceEvent>) {
         run_reconnecting(self, tx).await
     }
