@@ -270,7 +270,7 @@ async fn a_containerd_restart_is_survived_and_the_gap_is_relisted() {
         matches!(e, SourceEvent::Listed { .. })
     })
     .await;
-    let SourceEvent::Listed { containers, .. } = &relisted else {
+    let SourceEvent::Listed { containers, .. } = relisted.clone() else {
         unreachable!()
     };
     // The container from before the restart kept running through it (its shim outlives
@@ -279,8 +279,9 @@ async fn a_containerd_restart_is_survived_and_the_gap_is_relisted() {
         .iter()
         .find(|r| r.id == old.id)
         .unwrap_or_else(|| panic!("old container re-listed: {containers:?}"));
+    let kept = kept.clone();
     assert_eq!(kept.init_pid, Some(old_pid));
-    assert_pod_record(kept, &old, &before, "nginx");
+    assert_pod_record(&kept, &old, &before, "nginx");
     let new_record = match containers
         .iter()
         .find(|r| r.id == new.id && r.init_pid.is_some())
@@ -299,6 +300,44 @@ async fn a_containerd_restart_is_survived_and_the_gap_is_relisted() {
     };
     assert_pod_record(&new_record, &new, &during, "nginx");
     assert!(Path::new(&format!("/proc/{old_pid}")).exists());
+
+    // What the agent's table makes of it: a row per live container, keyed by the cgroup's id
+    // (the inode of its directory, what the kernel's bpf_get_current_cgroup_id returns).
+    let resolve = |path: &str| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(unified_root().join(path.trim_start_matches('/')))
+            .ok()
+            .map(|m| m.ino())
+    };
+    let mut table = seawall_engines::Reconciler::new();
+    let mut rows = std::collections::HashMap::new();
+    for event in [first, relisted] {
+        for change in table.apply(event, resolve) {
+            match change {
+                seawall_engines::TableChange::Upsert {
+                    cgroup_id,
+                    container,
+                } => {
+                    rows.insert(cgroup_id, container.id);
+                }
+                seawall_engines::TableChange::Remove { cgroup_id } => {
+                    rows.remove(&cgroup_id);
+                }
+                _ => {}
+            }
+        }
+    }
+    let ino = |c: &PodContainer| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(c.cgroup_dir()).expect("cgroup dir").ino()
+    };
+    assert_eq!(rows.get(&ino(&old)), Some(&old.id), "{rows:?}");
+    if containers
+        .iter()
+        .any(|r| r.id == new.id && r.init_pid.is_some())
+    {
+        assert_eq!(rows.get(&ino(&new)), Some(&new.id), "{rows:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
