@@ -31,35 +31,44 @@ pub const K8S_NAMESPACE: &str = "k8s.io";
 /// installed, and the test image in Docker to import. Says `SKIP: <why>` otherwise (a failure
 /// on CI).
 pub fn containerd_available() -> bool {
-    let missing = |bin: &str| {
-        !Command::new(bin)
-            .arg("--version")
-            .stdout(Stdio::null())
+    skip_unless(
+        "containerd",
+        engine_missing(
+            &["containerd", "ctr"],
+            "cargo xtask setup installs Debian's containerd",
+        )
+        .or_else(|| {
+            (!unified_root().join("cgroup.procs").exists())
+                .then(|| "no cgroup v2 (unified) hierarchy".to_string())
+        }),
+    )
+}
+
+/// Why an engine cannot be tested here, if it cannot: not root, one of `commands` missing
+/// (`install` says how to get them), or no test image in Docker to copy into it.
+pub fn engine_missing(commands: &[&str], install: &str) -> Option<String> {
+    let ok = |c: &mut Command| {
+        c.stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    let why = if unsafe { libc::geteuid() } != 0 {
-        Some("not root".to_string())
-    } else if missing("containerd") || missing("ctr") {
-        Some("containerd/ctr not installed (cargo xtask setup installs Debian's containerd)".into())
-    } else if !Command::new("docker")
-        .args(["image", "inspect", crate::IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".to_string());
+    }
+    if let Some(c) = commands
+        .iter()
+        .find(|c| !ok(Command::new(c).arg("--version")))
     {
-        Some(format!(
-            "no {} in Docker to import (run cargo xtask setup)",
+        return Some(format!("{c} not installed ({install})"));
+    }
+    if !ok(Command::new("docker").args(["image", "inspect", crate::IMAGE])) {
+        return Some(format!(
+            "no {} in Docker to copy from (run cargo xtask setup)",
             crate::IMAGE
-        ))
-    } else if !unified_root().join("cgroup.procs").exists() {
-        Some("no cgroup v2 (unified) hierarchy".to_string())
-    } else {
-        None
-    };
-    skip_unless("containerd", why)
+        ));
+    }
+    None
 }
 
 /// True when `why` is `None`; otherwise says `SKIP: <why>` loudly, and on CI (`CI=true`)
@@ -102,8 +111,8 @@ pub fn copy_from_docker(image: &str, dir: &Path, mut load: Command) {
 }
 
 /// Host paths an engine creates whatever its own root and state directories (containerd's
-/// shims keep runc state in `/run/containerd/runc/<namespace>` and sockets in
-/// `/run/containerd/s`; podman its blob-info cache in `/var/lib/containers/cache`). The ones
+/// shims keep runc state in `/run/containerd/runc/<namespace>`, `ctr` its fifos in
+/// `/run/containerd/fifo`; podman its blob-info cache in `/var/lib/containers/cache`). The ones
 /// that did not exist when the test's engine started are removed when it stops; directories
 /// only when empty, so a node's own engine state is never touched.
 pub struct HostLeftovers(Vec<PathBuf>);
@@ -127,14 +136,15 @@ impl HostLeftovers {
     }
 }
 
-/// What containerd's shims and `ctr` leave under `/run/containerd`, deepest first.
+/// What the test's shims and `ctr` leave under `/run/containerd`, deepest first. Not
+/// `/run/containerd/s`: every containerd 1.6 on the host (Docker's too) puts its shims' sockets
+/// there, whatever its state directory, so it is not the test's to remove.
 const CONTAINERD_LEFTOVERS: &[&str] = &[
     "/run/containerd/runc/k8s.io",
     "/run/containerd/runc/moby",
     "/run/containerd/runc/default",
     "/run/containerd/runc",
     "/run/containerd/fifo",
-    "/run/containerd/s",
     "/run/containerd",
 ];
 

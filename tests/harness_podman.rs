@@ -24,31 +24,10 @@ pub const PODMAN_IMAGE: &str = "localhost/seawall-test/busybox:latest";
 
 /// Whether podman can be tested here (root, podman installed, the test image in Docker).
 pub fn podman_available() -> bool {
-    let why = if unsafe { libc::geteuid() } != 0 {
-        Some("not root".to_string())
-    } else if !Command::new("podman")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        Some("podman not installed (cargo xtask setup installs it)".to_string())
-    } else if !Command::new("docker")
-        .args(["image", "inspect", crate::IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        Some(format!(
-            "no {} in Docker to load (run cargo xtask setup)",
-            crate::IMAGE
-        ))
-    } else {
-        None
-    };
-    crate::containerd::skip_unless("podman", why)
+    crate::containerd::skip_unless(
+        "podman",
+        crate::containerd::engine_missing(&["podman"], "cargo xtask setup installs it"),
+    )
 }
 
 /// A podman of the test's own, with its API service running.

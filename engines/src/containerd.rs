@@ -360,11 +360,8 @@ impl ContainerdSource {
 }
 
 impl Session for ContainerdSource {
-    fn id(&self) -> SourceId {
-        SourceId {
-            runtime: RUNTIME,
-            socket: self.socket.clone(),
-        }
+    fn endpoint(&self) -> (Runtime, &std::path::Path) {
+        (RUNTIME, &self.socket)
     }
 
     async fn session(

@@ -340,11 +340,8 @@ impl CriSource {
 }
 
 impl Session for CriSource {
-    fn id(&self) -> SourceId {
-        SourceId {
-            runtime: self.runtime,
-            socket: self.socket.clone(),
-        }
+    fn endpoint(&self) -> (Runtime, &std::path::Path) {
+        (self.runtime, &self.socket)
     }
 
     async fn session(

@@ -14,7 +14,7 @@ use crate::{
     error::EngineError,
     host::complete,
     record::{ContainerRecord, Runtime},
-    source::{run_reconnecting, ContainerKey, Session, SourceEvent, SourceId},
+    source::{run_reconnecting, ContainerKey, Session, SourceEvent},
 };
 
 /// A connected Docker-API client.
@@ -142,11 +142,8 @@ impl DockerApiSource {
 }
 
 impl Session for DockerApiSource {
-    fn id(&self) -> SourceId {
-        SourceId {
-            runtime: self.runtime,
-            socket: self.socket.clone(),
-        }
+    fn endpoint(&self) -> (Runtime, &std::path::Path) {
+        (self.runtime, &self.socket)
     }
 
     async fn session(

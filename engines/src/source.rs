@@ -82,7 +82,16 @@ impl SourceEvent {
 /// One connection's worth of work: connect, subscribe, list, forward events until the runtime
 /// goes away (`Err`) or the consumer does (`Ok`).
 pub(crate) trait Session: Send {
-    fn id(&self) -> SourceId;
+    /// The runtime it is (as known so far) and the socket it reads.
+    fn endpoint(&self) -> (crate::record::Runtime, &std::path::Path);
+
+    fn id(&self) -> SourceId {
+        let (runtime, socket) = self.endpoint();
+        SourceId {
+            runtime,
+            socket: socket.to_path_buf(),
+        }
+    }
 
     /// Sets `*listed` once the listing has been sent: the connection worked.
     fn session<'a>(
