@@ -9,7 +9,7 @@ use std::{path::Path, time::Duration};
 use seawall_engines::{
     cgroup_path, ContainerRecord, ContainerdClient, ContainerdSource, Runtime, SourceEvent,
 };
-use seawall_integration::{containerd::*, text};
+use seawall_integration::{containerd::*, engine::*, text};
 use tokio::sync::mpsc;
 
 fn listed_ids(e: &SourceEvent) -> Vec<String> {

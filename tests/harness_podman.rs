@@ -24,9 +24,9 @@ pub const PODMAN_IMAGE: &str = "localhost/seawall-test/busybox:latest";
 
 /// Whether podman can be tested here (root, podman installed, the test image in Docker).
 pub fn podman_available() -> bool {
-    crate::containerd::skip_unless(
+    crate::engine::skip_unless(
         "podman",
-        crate::containerd::engine_missing(&["podman"], "cargo xtask setup installs it"),
+        crate::engine::engine_missing(&["podman"], "cargo xtask setup installs it"),
     )
 }
 
@@ -36,7 +36,7 @@ pub struct Podman {
     pub socket: PathBuf,
     service: Option<Child>,
     /// Host paths podman writes whatever its `--root`.
-    leftovers: crate::containerd::HostLeftovers,
+    leftovers: crate::engine::HostLeftovers,
 }
 
 /// Host paths podman creates as root regardless of `--root` (its blob-info cache), deepest
@@ -73,7 +73,7 @@ impl Podman {
             dir,
             socket,
             service: None,
-            leftovers: crate::containerd::HostLeftovers::note(HOST_LEFTOVERS),
+            leftovers: crate::engine::HostLeftovers::note(HOST_LEFTOVERS),
         };
         let log = std::fs::File::create(p.dir.path().join("service.log")).expect("log");
         let service = p
@@ -109,7 +109,7 @@ impl Podman {
     pub fn load_test_image(&self) {
         let mut load = self.podman();
         load.args(["load", "-i"]);
-        crate::containerd::copy_from_docker(crate::IMAGE, self.dir.path(), load);
+        crate::engine::copy_from_docker(crate::IMAGE, self.dir.path(), load);
     }
 
     fn run(&self, name: &str, labels: &[(&str, &str)], detach: bool, script: &str) -> Output {
@@ -185,11 +185,11 @@ impl Drop for Podman {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        crate::containerd::remove_cgroup_dirs(&[
+        crate::engine::remove_cgroup_dirs(&[
             "/libpod_parent".to_string(),
             "/libpod_parent/conmon".to_string(),
         ]);
-        crate::containerd::unmount_under(self.dir.path());
+        crate::engine::unmount_under(self.dir.path());
         self.leftovers.remove();
     }
 }

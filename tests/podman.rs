@@ -3,7 +3,7 @@
 //! host needs podman to be told before it can run a container at all).
 
 use seawall_engines::{cgroup_path, DockerApiSource, Runtime, SourceEvent};
-use seawall_integration::{containerd::expect_event, podman::*};
+use seawall_integration::{engine::expect_event, podman::*};
 use tokio::sync::mpsc;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
