@@ -9,7 +9,7 @@ use std::{
 use seawall_proto::event::Event;
 use tokio::sync::broadcast;
 
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// A consumer of every event, in order (e.g. the collector spool).
 pub type Forward = Box<dyn FnMut(&Event) + Send>;

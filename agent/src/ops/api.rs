@@ -13,7 +13,7 @@ use tokio::{
     sync::broadcast,
 };
 
-use crate::status::Status;
+use super::status::Status;
 
 /// Binds the socket (replacing a stale one) with mode 0600 in a 0700 directory.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {

@@ -11,27 +11,40 @@ use std::{
 
 use agent_common::{ORIGIN_EXEC_SESSION, ORIGIN_INIT};
 use anyhow::Context as _;
-use aya::maps::{MapData, RingBuf};
+use aya::maps::RingBuf;
 use futures_util::StreamExt;
 use seawall_proto::event::{Action, Event, Kind, Severity};
-use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tokio::sync::mpsc;
+
+use seawall_profile::ProfileSet;
 
 use crate::{
-    cgroupfs,
-    config::AgentConfig,
-    containers::{ContainerInfo, ContainerTable},
-    decode::{self, KernelEvent},
-    docker::{DockerSource, Lifecycle},
-    enrich::Enricher,
-    kernel::{KernelHandle, KernelState},
-    loader::{self, Backends, LoadOptions},
-    metrics::Metrics,
-    output::Sinks,
-    policy::{self, CompiledSet},
-    proctable::{self, ProcessTable},
-    profile::ProfileSet,
-    status::{ContainerStatus, Status},
+    kernel::{
+        decode::{self, KernelEvent},
+        loader::{self, Backends, LoadOptions},
+        owner::{KernelHandle, KernelState},
+        ring::read_ring,
+    },
+    ops::{
+        metrics::Metrics,
+        status::{ContainerStatus, Status},
+    },
+    output::{event::Enricher, sinks::Sinks},
+    policy::{
+        compile::{self as policy, CompiledSet},
+        verdict,
+    },
+    runtime::{
+        cgroup as cgroupfs,
+        docker::{DockerSource, Lifecycle},
+        procs::{self as proctable, ProcessTable},
+        table::{ContainerInfo, ContainerTable},
+    },
 };
+
+pub mod config;
+
+use config::AgentConfig;
 
 /// How long an unknown container cgroup is not looked up again.
 const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
@@ -77,8 +90,8 @@ struct Pipeline {
     created: HashMap<String, ContainerInfo>,
     drops_seen: u64,
     status: Arc<Mutex<Status>>,
-    files: Option<crate::fileguard::FileGuard>,
-    delivery: Option<crate::delivery::Delivery>,
+    files: Option<crate::fanotify::FileGuard>,
+    delivery: Option<seawall_delivery::Delivery>,
     /// The agent's own container cgroup when it runs as a container: never policed.
     own_cgroup: Option<u64>,
 }
@@ -356,7 +369,7 @@ impl Pipeline {
                 .unwrap_or_else(|| self.profiles.default_profile()),
             None => self.profiles.default_profile(),
         };
-        let (control, action) = policy::exec_verdict(profile, flags, path);
+        let (control, action) = verdict::exec_verdict(profile, flags, path);
         header.control = control;
         header.action = action;
         // Signal only the process the kernel held, and only while it is still in that
@@ -553,9 +566,9 @@ impl Pipeline {
             let dropped = d.take_dropped();
             if dropped > 0 {
                 let seq = self.enricher.next_seq();
-                let ev = crate::delivery::dropped_event(
+                let ev = seawall_delivery::dropped_event(
                     seq,
-                    crate::enrich::Clock::now(),
+                    crate::output::clock::Clock::now(),
                     self.enricher.node.clone(),
                     dropped,
                 );
@@ -616,44 +629,6 @@ fn list_pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Reads the ring buffer as it becomes readable and forwards decoded events, in order.
-async fn read_ring(ring: RingBuf<MapData>, tx: mpsc::Sender<KernelEvent>) {
-    // SAFETY: the ring buffer owns its map fd and keeps it open for as long as it lives, which
-    // is as long as the AsyncFd that owns it.
-    let mut fd =
-        match unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) } {
-            Ok(fd) => fd,
-            Err(e) => {
-                let e = e.into_parts().1;
-                tracing::error!(error = %e, "cannot poll the kernel ring buffer");
-                return;
-            }
-        };
-    loop {
-        let mut guard = match fd.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::error!(error = %e, "polling the kernel ring buffer failed");
-                return;
-            }
-        };
-        let ring = guard.get_inner_mut();
-        let mut batch = Vec::new();
-        while let Some(item) = ring.next() {
-            match decode::decode(&item) {
-                Ok(ev) => batch.push(ev),
-                Err(e) => tracing::error!(error = %e, "undecodable kernel record skipped"),
-            }
-        }
-        guard.clear_ready();
-        for ev in batch {
-            if tx.send(ev).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
 /// Runs the agent until `shutdown` resolves. `ready` is called once programs are attached and
 /// the profiles loaded (systemd READY=1).
 pub async fn run(
@@ -682,7 +657,7 @@ pub async fn run(
         parents.push((dir, id));
     }
 
-    let mut link_pins = crate::pins::LinkPins::new(&cfg.bpffs);
+    let mut link_pins = crate::kernel::pins::LinkPins::new(&cfg.bpffs);
     if link_pins.adopting() {
         tracing::info!(dir = %cfg.bpffs.display(), "an earlier agent's programs are still enforcing: adopting its maps, then taking over");
     }
@@ -694,9 +669,9 @@ pub async fn run(
         },
         cfg.pin.then_some(&mut link_pins),
     )?;
-    let lsm = crate::lsm::load_lsm(&mut ebpf);
+    let lsm = crate::kernel::lsm::load_lsm(&mut ebpf);
     if let Err(e) = &lsm {
-        crate::lsm::unload_lsm(&mut ebpf);
+        crate::kernel::lsm::unload_lsm(&mut ebpf);
         tracing::info!(reason = %e, "BPF LSM backend unavailable: using the fallbacks");
     }
     let ring = RingBuf::try_from(
@@ -744,7 +719,7 @@ pub async fn run(
         })
         .await??;
 
-    let files = match crate::fileguard::FileGuard::start(cfg.audit_files) {
+    let files = match crate::fanotify::FileGuard::start(cfg.audit_files) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::warn!(error = %e, "file controls unavailable");
@@ -775,7 +750,7 @@ pub async fn run(
         None => None,
         Some(url) => {
             let (d, last_seq) =
-                crate::delivery::Delivery::start(crate::delivery::CollectorConfig {
+                seawall_delivery::Delivery::start(seawall_delivery::CollectorConfig {
                     url: url.clone(),
                     ca: cfg.collector_ca.clone(),
                     cert: cfg.collector_cert.clone(),
@@ -884,7 +859,7 @@ pub async fn run(
             .trim()
             .into();
         s.backends = Some(backends.clone());
-        s.started = crate::enrich::Clock::now();
+        s.started = crate::output::clock::Clock::now();
         s.version = env!("CARGO_PKG_VERSION").into();
     }
     p.refresh_status();
@@ -906,7 +881,7 @@ pub async fn run(
     }
     if !pin {
         // Links an earlier pinned agent left, when this one does not pin its own.
-        let mut old = crate::pins::LinkPins::new(&cfg.bpffs);
+        let mut old = crate::kernel::pins::LinkPins::new(&cfg.bpffs);
         old.release_previous();
     }
     p.sinks.flush();
@@ -930,7 +905,7 @@ pub async fn run(
             }
             Some(fev) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
                 let containers = &p.containers;
-                if let Some(ev) = crate::fileguard::to_event(&fev, &mut p.enricher, containers, &p.procs) {
+                if let Some(ev) = crate::output::file_event::to_event(&fev, &mut p.enricher, containers, &p.procs) {
                     p.emit(ev);
                 }
                 p.sinks.flush();
@@ -966,7 +941,7 @@ pub async fn run(
     }
     if !cfg.pin {
         // Not asked to outlive us: leave nothing behind in bpffs.
-        if let Err(e) = crate::pins::remove_all(&cfg.bpffs) {
+        if let Err(e) = crate::kernel::pins::remove_all(&cfg.bpffs) {
             tracing::warn!(dir = %cfg.bpffs.display(), error = %e, "removing bpffs pins failed");
         }
     } else {

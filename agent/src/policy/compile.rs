@@ -15,7 +15,7 @@ use agent_common::{
     RULES_NET_ALLOW, RULES_NET_LISTEN,
 };
 
-use crate::profile::{Mode, NetRule, PathRule, Profile, ProfileSet, Protocol};
+use seawall_profile::{Mode, NetRule, PathRule, Profile, ProfileSet, Protocol};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CompileError {
@@ -236,44 +236,6 @@ pub fn compile_profile(p: &Profile, profile_id: u32) -> Result<CompiledProfile, 
     })
 }
 
-/// The exec decision the kernel takes (`agent-ebpf/src/exec.rs::decide`), taken in userspace
-/// for a process the kernel held because its container's own policy was not written yet.
-/// Returns (`CONTROL_*`, `ACTION_*`).
-pub fn exec_verdict(p: &Profile, flags: u32, path: &str) -> (u32, u32) {
-    use agent_common::{
-        ACTION_ALLOWED, ACTION_AUDITED, ACTION_BLOCKED, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT,
-        CONTROL_EXEC, CONTROL_NONE, EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_ROOT_NOT_OVERLAY,
-        EXEC_UNLINKED, EXEC_UPPER_LAYER,
-    };
-    let action = |m: Mode| match m {
-        Mode::Enforce => ACTION_BLOCKED,
-        Mode::Audit => ACTION_AUDITED,
-        Mode::Off => ACTION_ALLOWED,
-    };
-    if flags & EXEC_ROOT_NOT_OVERLAY != 0 {
-        return (CONTROL_NONE, ACTION_ALLOWED);
-    }
-    let drift = flags & (EXEC_UPPER_LAYER | EXEC_FOREIGN_FS | EXEC_UNLINKED) != 0;
-    if p.drift.mode != Mode::Off && drift && !p.drift.allow.iter().any(|r| r.matches(path)) {
-        return (CONTROL_DRIFT, action(p.drift.mode));
-    }
-    if p.exec.mode != Mode::Off {
-        let denied = p.exec.deny.iter().any(|r| r.matches(path));
-        let not_allowed = p
-            .exec
-            .allow
-            .as_ref()
-            .is_some_and(|a| !a.iter().any(|r| r.matches(path)));
-        if denied || not_allowed {
-            return (CONTROL_EXEC, action(p.exec.mode));
-        }
-    }
-    if p.exec.container_exec != Mode::Off && flags & EXEC_FROM_EXEC_SESSION != 0 {
-        return (CONTROL_CONTAINER_EXEC, action(p.exec.container_exec));
-    }
-    (CONTROL_NONE, ACTION_ALLOWED)
-}
-
 /// Compiles a set; ids are taken from `next_id` onwards (and it is advanced).
 pub fn compile_set(set: &ProfileSet, next_id: &mut u32) -> Result<CompiledSet, CompileError> {
     let mut out = CompiledSet {
@@ -301,43 +263,6 @@ mod tests {
 
     fn set_from(dir: &std::path::Path) -> ProfileSet {
         ProfileSet::load_dir(dir).unwrap_or_else(|r| panic!("{r}"))
-    }
-
-    #[test]
-    fn the_userspace_exec_verdict_follows_the_kernel_order() {
-        use agent_common::*;
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(
-            d.path().join("p.toml"),
-            "[profile]\nname = \"p\"\nimages = [\"x\"]\nmode = \"enforce\"\n[drift]\nprevent = true\nallow = [\"/tmp/jit/**\"]\n[exec]\nmode = \"audit\"\ndeny = [\"/bin/nc\"]\nblock_container_exec = true\n",
-        )
-        .unwrap();
-        let set = set_from(d.path());
-        let p = set.for_image("x", None);
-        assert_eq!(
-            exec_verdict(p, EXEC_UPPER_LAYER, "/tmp/x"),
-            (CONTROL_DRIFT, ACTION_BLOCKED)
-        );
-        assert_eq!(
-            exec_verdict(p, EXEC_UPPER_LAYER, "/tmp/jit/a"),
-            (CONTROL_NONE, ACTION_ALLOWED)
-        );
-        assert_eq!(
-            exec_verdict(p, 0, "/bin/nc"),
-            (CONTROL_EXEC, ACTION_AUDITED)
-        );
-        assert_eq!(
-            exec_verdict(p, EXEC_FROM_EXEC_SESSION, "/bin/sh"),
-            (CONTROL_CONTAINER_EXEC, ACTION_AUDITED)
-        );
-        assert_eq!(
-            exec_verdict(p, EXEC_UPPER_LAYER | EXEC_ROOT_NOT_OVERLAY, "/tmp/x"),
-            (CONTROL_NONE, ACTION_ALLOWED)
-        );
-        assert_eq!(
-            exec_verdict(p, 0, "/bin/sh"),
-            (CONTROL_NONE, ACTION_ALLOWED)
-        );
     }
 
     #[test]

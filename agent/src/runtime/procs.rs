@@ -102,7 +102,7 @@ pub fn read_proc(pid: u32) -> Option<ProcessInfo> {
         exe: std::fs::read_link(format!("/proc/{pid}/exe"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        args: crate::decode::split_args(&cmdline),
+        args: crate::kernel::decode::split_args(&cmdline),
     })
 }
 

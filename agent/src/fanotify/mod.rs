@@ -26,15 +26,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use seawall_proto::event::{Action, Event, File, Kind, Process, Severity};
+use seawall_profile::{DriftPolicy, FilePolicy, Mode, Profile};
+use seawall_proto::event::Action;
 use tokio::sync::mpsc;
 
-use crate::{
-    containers::ContainerTable,
-    enrich::{Clock, Enricher},
-    proctable::ProcessTable,
-    profile::{DriftPolicy, FilePolicy, Mode, Profile},
-};
+use crate::policy::verdict::{could_match, decide};
 
 /// What one container's file policy needs at answer time.
 #[derive(Clone)]
@@ -100,7 +96,7 @@ impl FileGuard {
         let by_dev: Arc<Mutex<HashMap<u64, Watched>>> = Arc::default();
         let (tx, rx) = mpsc::channel(65_536);
         let (fd2, map2) = (fd.clone(), by_dev.clone());
-        let root = crate::cgroupfs::cgroup2_root().ok();
+        let root = crate::runtime::cgroup::cgroup2_root().ok();
         std::thread::Builder::new()
             .name("seawall-fanotify".into())
             .spawn(move || reader(fd2, map2, audit_all, root, tx))
@@ -237,55 +233,6 @@ fn parse_syscall_flags(text: &str) -> Option<i32> {
         _ => return None,
     };
     Some(flags as i32)
-}
-
-/// Whether the flags ask to change the file.
-pub fn writes(flags: i32) -> bool {
-    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0
-}
-
-/// `O_WRONLY|O_CREAT|O_TRUNC` style text.
-pub fn flags_text(flags: i32) -> String {
-    let mut parts = vec![match flags & libc::O_ACCMODE {
-        libc::O_WRONLY => "O_WRONLY",
-        libc::O_RDWR => "O_RDWR",
-        _ => "O_RDONLY",
-    }];
-    for (bit, name) in [
-        (libc::O_CREAT, "O_CREAT"),
-        (libc::O_EXCL, "O_EXCL"),
-        (libc::O_TRUNC, "O_TRUNC"),
-        (libc::O_APPEND, "O_APPEND"),
-        (libc::O_DIRECTORY, "O_DIRECTORY"),
-        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
-    ] {
-        if flags & bit != 0 {
-            parts.push(name);
-        }
-    }
-    parts.join("|")
-}
-
-/// The decision for one open under a container's file policy.
-pub fn decide(policy: &FilePolicy, path: &str, flags: Option<i32>) -> (Action, &'static str) {
-    if policy.mode == Mode::Off {
-        return (Action::Allowed, "");
-    }
-    let hit = |a: Action| match (a, policy.mode) {
-        (_, Mode::Enforce) => Action::Blocked,
-        _ => Action::Audited,
-    };
-    if policy.deny.matches(path) {
-        return (hit(Action::Blocked), "deny");
-    }
-    let w = flags.map(writes).unwrap_or(false);
-    if w && policy.read_only.matches(path) {
-        return (hit(Action::Blocked), "read_only");
-    }
-    if w && policy.monitor.matches(path) {
-        return (Action::Audited, "monitor");
-    }
-    (Action::Allowed, "")
 }
 
 fn reader(
@@ -499,7 +446,7 @@ fn handle_exec(
 
 /// Whether `pid` is in the container cgroup `cgroup_id` (or below it).
 fn opener_in(pid: u32, cgroup_id: u64, cgroup_root: Option<&std::path::Path>) -> bool {
-    crate::cgroupfs::pid_cgroup(pid)
+    crate::runtime::cgroup::pid_cgroup(pid)
         .and_then(|p| cgroup_root.map(|r| r.join(p.trim_start_matches('/'))))
         .and_then(|dir| {
             let mut d = dir.as_path();
@@ -513,112 +460,9 @@ fn opener_in(pid: u32, cgroup_id: u64, cgroup_root: Option<&std::path::Path>) ->
         .unwrap_or(false)
 }
 
-/// Whether any rule could apply to this path under some open flags.
-fn could_match(policy: &FilePolicy, path: &str) -> bool {
-    policy.mode != Mode::Off
-        && (policy.deny.matches(path)
-            || policy.read_only.matches(path)
-            || policy.monitor.matches(path))
-}
-
-/// The JSON event for a file event.
-pub fn to_event(
-    f: &FileEvent,
-    e: &mut Enricher,
-    containers: &ContainerTable,
-    procs: &ProcessTable,
-) -> Option<Event> {
-    let known = procs.get(f.pid);
-    let flags = f.flags.map(flags_text).unwrap_or_else(|| "unknown".into());
-    if f.exec {
-        return Some(script_drift_event(f, e, containers, procs));
-    }
-    let control = if f.rule.is_empty() {
-        "visibility"
-    } else {
-        "file"
-    };
-    let severity = match f.action {
-        Action::Blocked => Severity::High,
-        Action::Audited => Severity::Medium,
-        Action::Allowed => Severity::Info,
-    };
-    let message = if f.rule.is_empty() {
-        format!("open {} {flags}", f.path)
-    } else {
-        format!("file {}: open {} {flags} {}", f.rule, f.path, f.action)
-    };
-    Some(Event {
-        seq: e.next_seq(),
-        time: Clock::now(),
-        node: e.node.clone(),
-        kind: Kind::File,
-        action: f.action,
-        control: control.into(),
-        severity,
-        message,
-        process: Some(Process {
-            pid: f.pid,
-            ppid: known.map(|p| p.ppid).unwrap_or(0),
-            uid: known.map(|p| p.uid).unwrap_or(0),
-            comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
-            exe: known.map(|p| p.exe.clone()).unwrap_or_default(),
-            args: known.map(|p| p.args.clone()).unwrap_or_default(),
-            args_truncated: false,
-        }),
-        container: containers.get(f.cgroup_id).map(|c| c.to_event()),
-        file: Some(File {
-            path: f.path.clone(),
-            flags,
-        }),
-        network: None,
-        intel: None,
-    })
-}
-
-fn script_drift_event(
-    f: &FileEvent,
-    e: &mut Enricher,
-    containers: &ContainerTable,
-    procs: &ProcessTable,
-) -> Event {
-    let known = procs.get(f.pid);
-    Event {
-        seq: e.next_seq(),
-        time: Clock::now(),
-        node: e.node.clone(),
-        kind: Kind::Exec,
-        action: f.action,
-        control: "drift".into(),
-        severity: if f.action == Action::Blocked {
-            Severity::Critical
-        } else {
-            Severity::High
-        },
-        message: format!(
-            "drift: exec of script {} (written inside the container) {}",
-            f.path, f.action
-        ),
-        process: Some(Process {
-            pid: f.pid,
-            ppid: known.map(|p| p.ppid).unwrap_or(0),
-            uid: known.map(|p| p.uid).unwrap_or(0),
-            comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
-            exe: f.path.clone(),
-            args: Vec::new(),
-            args_truncated: false,
-        }),
-        container: containers.get(f.cgroup_id).map(|c| c.to_event()),
-        file: None,
-        network: None,
-        intel: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::PathGlobs;
 
     #[test]
     fn reads_open_flags_from_proc_syscall_lines() {
@@ -631,58 +475,6 @@ mod tests {
             parse_syscall_flags("0 0x3 0x7ffd 0x10 0 0 0 0 0"),
             None,
             "read(2) is not an open"
-        );
-        assert!(writes(0x241));
-        assert!(!writes(libc::O_RDONLY | libc::O_CLOEXEC));
-        assert_eq!(flags_text(0x241), "O_WRONLY|O_CREAT|O_TRUNC");
-    }
-
-    fn policy(mode: Mode) -> FilePolicy {
-        FilePolicy {
-            mode,
-            deny: PathGlobs::new(vec!["/etc/shadow".into()]).unwrap(),
-            read_only: PathGlobs::new(vec!["/etc/**".into()]).unwrap(),
-            monitor: PathGlobs::new(vec!["/var/log/**".into()]).unwrap(),
-        }
-    }
-
-    #[test]
-    fn only_paths_no_rule_can_match_are_cacheable() {
-        let p = policy(Mode::Enforce);
-        assert!(
-            could_match(&p, "/etc/passwd"),
-            "read_only /etc/** covers it"
-        );
-        assert!(could_match(&p, "/var/log/x"));
-        assert!(!could_match(&p, "/tmp/x"));
-        assert!(!could_match(&policy(Mode::Off), "/etc/shadow"));
-    }
-
-    #[test]
-    fn deny_read_only_and_monitor_decide_by_path_and_intent() {
-        let p = policy(Mode::Enforce);
-        assert_eq!(
-            decide(&p, "/etc/shadow", Some(0)),
-            (Action::Blocked, "deny")
-        );
-        assert_eq!(decide(&p, "/etc/passwd", Some(0)), (Action::Allowed, ""));
-        assert_eq!(
-            decide(&p, "/etc/passwd", Some(0x241)),
-            (Action::Blocked, "read_only")
-        );
-        assert_eq!(
-            decide(&p, "/var/log/app.log", Some(libc::O_WRONLY)),
-            (Action::Audited, "monitor")
-        );
-        assert_eq!(decide(&p, "/tmp/x", Some(0x241)), (Action::Allowed, ""));
-        let a = policy(Mode::Audit);
-        assert_eq!(
-            decide(&a, "/etc/shadow", Some(0)),
-            (Action::Audited, "deny")
-        );
-        assert_eq!(
-            decide(&policy(Mode::Off), "/etc/shadow", Some(0)),
-            (Action::Allowed, "")
         );
     }
 }

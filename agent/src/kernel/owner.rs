@@ -23,7 +23,7 @@ use aya::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::loader::{safe_attach_point, SOCK_ADDR_PROGRAMS, SOCK_CREATE_PROGRAM};
+use super::loader::{safe_attach_point, SOCK_ADDR_PROGRAMS, SOCK_CREATE_PROGRAM};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -52,7 +52,7 @@ pub enum KernelError {
     #[error("the kernel task has stopped")]
     Gone,
     #[error(transparent)]
-    Pin(#[from] crate::pins::PinError),
+    Pin(#[from] crate::kernel::pins::PinError),
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
@@ -73,7 +73,7 @@ pub struct KernelState {
     heartbeat: aya::maps::Array<MapData, u64>,
     links: StdHashMap<u64, NetLinks>,
     /// Where links are pinned, when enforcement must outlive the agent.
-    pins: Option<crate::pins::LinkPins>,
+    pins: Option<crate::kernel::pins::LinkPins>,
 }
 
 #[derive(Default)]
@@ -94,7 +94,7 @@ impl KernelState {
     pub fn new(
         mut ebpf: Ebpf,
         cgroup_root: PathBuf,
-        pins: Option<crate::pins::LinkPins>,
+        pins: Option<crate::kernel::pins::LinkPins>,
     ) -> Result<Self, KernelError> {
         Ok(Self {
             parents: take(&mut ebpf, MAP_CONTAINER_PARENTS)?,
@@ -331,7 +331,7 @@ impl KernelState {
 
 /// Pins a cgroup link (always an fd link on the kernels we attach with bpf_link).
 fn pin_link<L>(
-    pins: &mut crate::pins::LinkPins,
+    pins: &mut crate::kernel::pins::LinkPins,
     name: &str,
     link: L,
     dir: &Path,

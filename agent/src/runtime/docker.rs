@@ -8,7 +8,7 @@ use bollard::{
 };
 use futures_util::{Stream, StreamExt};
 
-use crate::containers::ContainerInfo;
+use super::table::ContainerInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::loader::Backends;
+use crate::kernel::loader::Backends;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {

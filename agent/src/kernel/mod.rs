@@ -1,0 +1,9 @@
+//! Everything that touches aya: programs, maps, the ring buffer, pins. No other wing imports aya.
+
+pub mod decode;
+pub mod loader;
+pub mod lsm;
+pub mod offsets;
+pub mod owner;
+pub mod pins;
+pub mod ring;

@@ -1,0 +1,6 @@
+//! What operators and service managers ask the running agent.
+
+pub mod api;
+pub mod metrics;
+pub mod notify;
+pub mod status;
