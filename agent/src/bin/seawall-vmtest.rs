@@ -115,10 +115,14 @@ fn run(report: &mut Report) -> Result<(), String> {
     let allowed_port = allowed.local_addr().map_err(|e| e.to_string())?.port();
 
     let mut ebpf = load()?;
-    match seawall::kernel::lsm::load_lsm(&mut ebpf) {
+    let kbtf = aya::Btf::from_sys_fs().map_err(|e| format!("vmlinux BTF for aya: {e}"))?;
+    match seawall::kernel::lsm::load_lsm(&mut ebpf, &kbtf) {
         Ok(()) => report.pass("lsm_programs_attached"),
         Err(e) => {
-            report.fail("lsm_programs_attached", &e);
+            report.fail(
+                "lsm_programs_attached",
+                &seawall_service::ErrorChain(&e).to_string(),
+            );
             return Ok(());
         }
     }

@@ -17,12 +17,15 @@ use seawall_proto::event::{Action, Event, Kind, Severity};
 use tokio::sync::mpsc;
 
 use seawall_profile::ProfileSet;
+use seawall_service::ErrorChain;
 
 use crate::{
     kernel::{
+        backends::{Backends, Probe},
         decode::{self, KernelEvent},
-        loader::{self, Backends, LoadOptions},
+        loader::{self, LoadOptions},
         owner::{KernelHandle, KernelState},
+        programs::{self, Control},
         ring::read_ring,
     },
     ops::{
@@ -661,7 +664,7 @@ pub async fn run(
     if link_pins.adopting() {
         tracing::info!(dir = %cfg.bpffs.display(), "an earlier agent's programs are still enforcing: adopting its maps, then taking over");
     }
-    let mut ebpf = loader::load(
+    let loader::Loaded { mut ebpf, btf } = loader::load(
         &LoadOptions {
             host_events: cfg.host_events,
             ringbuf_bytes: cfg.ringbuf_bytes,
@@ -669,11 +672,16 @@ pub async fn run(
         },
         cfg.pin.then_some(&mut link_pins),
     )?;
-    let lsm = crate::kernel::lsm::load_lsm(&mut ebpf);
-    if let Err(e) = &lsm {
-        crate::kernel::lsm::unload_lsm(&mut ebpf);
-        tracing::info!(reason = %e, "BPF LSM backend unavailable: using the fallbacks");
-    }
+    let lsm_unavailable = match crate::kernel::lsm::load_lsm(&mut ebpf, &btf) {
+        Ok(()) => None,
+        Err(e) => {
+            crate::kernel::lsm::unload_lsm(&mut ebpf);
+            let reason = ErrorChain(&e).to_string();
+            tracing::info!(%reason, "BPF LSM backend unavailable: using the fallbacks");
+            Some(reason)
+        }
+    };
+    drop(btf);
     let ring = RingBuf::try_from(
         ebpf.take_map(agent_common::MAP_EVENTS)
             .context("ring buffer map missing from the object")?,
@@ -726,21 +734,14 @@ pub async fn run(
             None
         }
     };
-    let backends: Backends = loader::backends(
-        match &files {
-            Some(_) => Ok(()),
-            None => Err("fanotify could not be initialised".into()),
-        },
-        lsm,
-    );
-    for (control, backend) in [
-        ("exec", &backends.exec),
-        ("drift", &backends.drift),
-        ("container_exec", &backends.container_exec),
-        ("file", &backends.file),
-        ("network", &backends.network),
-    ] {
-        metrics.set_backend(control, backend);
+    let backends = Backends::decide(&Probe {
+        lsm_unavailable,
+        fanotify_unavailable: files
+            .is_none()
+            .then(|| "fanotify could not be initialised".to_string()),
+    });
+    for (control, backend) in &backends.backend {
+        metrics.set_backend(control.name(), backend.name());
     }
 
     let mut sinks = Sinks::open(&cfg.output, metrics.clone())?;
@@ -869,7 +870,9 @@ pub async fn run(
         Severity::Info,
         format!(
             "agent started: exec via {}, file via {}, network via {}",
-            backends.exec, backends.file, backends.network
+            backends.describe(Control::Exec),
+            backends.describe(Control::File),
+            backends.describe(Control::Network)
         ),
     );
     let released = p.kernel.call(|k| k.release_previous()).await?;
@@ -950,16 +953,37 @@ pub async fn run(
     Ok(())
 }
 
+/// The startup summary on stderr, read from the program table and the probe.
 fn print_summary(b: &Backends, p: &Pipeline) {
-    let lsm = b.lsm_unavailable.as_deref().unwrap_or("in use");
-    eprintln!(
-        "seawall agent ready\n  kernel programs: exec/fork/exit/cgroup_mkdir (tp_btf), network (cgroup sock_addr, per container)\n  exec, drift, container_exec: {}\n  file:    {}\n  network: {}\n  BPF LSM: {}\n  profiles: {} ({} loaded)\n  containers monitored: {}",
-        b.exec,
-        b.file,
-        b.network,
-        lsm,
+    let mut text = String::from("seawall agent ready\n  kernel programs:\n");
+    for program in programs::PROGRAMS {
+        let scope = match program.scope {
+            programs::AttachScope::Global => "global",
+            programs::AttachScope::ContainerParent => "at each container parent cgroup",
+        };
+        let state = match (program.backend, &b.lsm_unavailable) {
+            (programs::Backend::BpfLsm, Some(_)) => "not loaded",
+            _ => "attached",
+        };
+        text.push_str(&format!(
+            "    {:<22} {:<32} {scope}, {state}\n",
+            program.name,
+            program.hook.to_string()
+        ));
+    }
+    for control in Control::ALL {
+        text.push_str(&format!(
+            "  {:<15} {}\n",
+            format!("{control}:"),
+            b.describe(control)
+        ));
+    }
+    text.push_str(&format!(
+        "  BPF LSM:        {}\n  profiles: {} ({} loaded)\n  containers monitored: {}",
+        b.lsm_unavailable.as_deref().unwrap_or("in use"),
         p.cfg.profiles.display(),
         p.profiles.profiles().count(),
         p.containers.len()
-    );
+    ));
+    eprintln!("{text}");
 }

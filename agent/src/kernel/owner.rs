@@ -16,18 +16,24 @@ use agent_common::{
 use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{
-        cgroup_sock::CgroupSockLinkId, cgroup_sock_addr::CgroupSockAddrLinkId, CgroupAttachMode,
-        CgroupSock, CgroupSockAddr, ProgramError,
+        cgroup_sock::CgroupSockLinkId,
+        cgroup_sock_addr::CgroupSockAddrLinkId,
+        links::{FdLink, LinkError},
+        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError,
     },
     Ebpf,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::loader::{safe_attach_point, SOCK_ADDR_PROGRAMS, SOCK_CREATE_PROGRAM};
+use super::{
+    loader::safe_attach_point,
+    pins::{LinkPins, PinError},
+    programs::{self, Hook},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         name: &'static str,
         #[source]
@@ -35,15 +41,22 @@ pub enum KernelError {
     },
     #[error("map {0} missing from the object")]
     MissingMap(&'static str),
-    #[error("attaching network programs to {path}: {source:?}")]
+    #[error(
+        "program {0} missing from the object: agent and kernel programs are from different builds"
+    )]
+    MissingProgram(&'static str),
+    #[error("program {0} is in the program table as a container-parent program but is not a cgroup program")]
+    NotCgroup(&'static str),
+    #[error("attaching {program} to {path}")]
     Attach {
+        program: &'static str,
         path: PathBuf,
         #[source]
         source: ProgramError,
     },
     #[error("refusing to attach to {0}: not a container cgroup below the cgroup v2 root")]
     UnsafeAttachPoint(PathBuf),
-    #[error("opening cgroup {path}: {source}")]
+    #[error("opening cgroup {path}")]
     Cgroup {
         path: PathBuf,
         #[source]
@@ -51,8 +64,15 @@ pub enum KernelError {
     },
     #[error("the kernel task has stopped")]
     Gone,
+    #[error("the link of {program} on {path} is not an fd link and cannot be pinned")]
+    NotFdLink {
+        program: &'static str,
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
     #[error(transparent)]
-    Pin(#[from] crate::kernel::pins::PinError),
+    Pin(#[from] PinError),
 }
 
 fn map_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
@@ -73,13 +93,13 @@ pub struct KernelState {
     heartbeat: aya::maps::Array<MapData, u64>,
     links: StdHashMap<u64, NetLinks>,
     /// Where links are pinned, when enforcement must outlive the agent.
-    pins: Option<crate::kernel::pins::LinkPins>,
+    pins: Option<LinkPins>,
 }
 
 #[derive(Default)]
 struct NetLinks {
     addr: Vec<(&'static str, CgroupSockAddrLinkId)>,
-    sock: Option<CgroupSockLinkId>,
+    sock: Vec<(&'static str, CgroupSockLinkId)>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
@@ -94,7 +114,7 @@ impl KernelState {
     pub fn new(
         mut ebpf: Ebpf,
         cgroup_root: PathBuf,
-        pins: Option<crate::kernel::pins::LinkPins>,
+        pins: Option<LinkPins>,
     ) -> Result<Self, KernelError> {
         Ok(Self {
             parents: take(&mut ebpf, MAP_CONTAINER_PARENTS)?,
@@ -146,14 +166,11 @@ impl KernelState {
             .map_err(map_err(MAP_CONTAINERS))
     }
 
+    /// Attaches the table's container-parent programs to `dir`.
     fn attach_net(&mut self, dir: &Path) -> Result<NetLinks, KernelError> {
         if !safe_attach_point(&self.cgroup_root, dir) {
             return Err(KernelError::UnsafeAttachPoint(dir.to_owned()));
         }
-        let attach_err = |source| KernelError::Attach {
-            path: dir.to_owned(),
-            source,
-        };
         let open = || {
             File::open(dir).map_err(|source| KernelError::Cgroup {
                 path: dir.to_owned(),
@@ -162,33 +179,43 @@ impl KernelState {
         };
         let tag = cgroup_tag(dir);
         let mut links = NetLinks::default();
-        for &name in SOCK_ADDR_PROGRAMS {
-            let prog: &mut CgroupSockAddr = self
+        for program in programs::at_container_parent() {
+            let name = program.name;
+            let attach_err = |source| KernelError::Attach {
+                program: name,
+                path: dir.to_owned(),
+                source,
+            };
+            let prog = self
                 .ebpf
                 .program_mut(name)
-                .expect("loaded at start")
-                .try_into()
-                .expect("type checked at load");
-            let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
-            if let Some(pins) = self.pins.as_mut() {
-                let link = prog.take_link(id).map_err(attach_err)?;
-                pin_link(pins, &format!("{name}-{tag}"), link, dir)?;
-            } else {
-                links.addr.push((name, id));
+                .ok_or(KernelError::MissingProgram(name))?;
+            let pin_name = format!("{name}-{tag}");
+            match program.hook {
+                Hook::CgroupSockAddr(_) => {
+                    let prog = <&mut CgroupSockAddr>::try_from(prog).map_err(attach_err)?;
+                    let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
+                    match self.pins.as_mut() {
+                        Some(pins) => {
+                            let link = prog.take_link(id).map_err(attach_err)?;
+                            pin_link(pins, &pin_name, link, name, dir)?;
+                        }
+                        None => links.addr.push((name, id)),
+                    }
+                }
+                Hook::CgroupSockCreate => {
+                    let prog = <&mut CgroupSock>::try_from(prog).map_err(attach_err)?;
+                    let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
+                    match self.pins.as_mut() {
+                        Some(pins) => {
+                            let link = prog.take_link(id).map_err(attach_err)?;
+                            pin_link(pins, &pin_name, link, name, dir)?;
+                        }
+                        None => links.sock.push((name, id)),
+                    }
+                }
+                Hook::TpBtf(_) | Hook::Lsm(_) => return Err(KernelError::NotCgroup(name)),
             }
-        }
-        let prog: &mut CgroupSock = self
-            .ebpf
-            .program_mut(SOCK_CREATE_PROGRAM)
-            .expect("loaded at start")
-            .try_into()
-            .expect("type checked at load");
-        let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
-        if let Some(pins) = self.pins.as_mut() {
-            let link = prog.take_link(id).map_err(attach_err)?;
-            pin_link(pins, &format!("{SOCK_CREATE_PROGRAM}-{tag}"), link, dir)?;
-        } else {
-            links.sock = Some(id);
         }
         Ok(links)
     }
@@ -212,12 +239,8 @@ impl KernelState {
                     let _ = p.detach(id);
                 }
             }
-            if let Some(id) = links.sock {
-                if let Some(Ok(p)) = self
-                    .ebpf
-                    .program_mut(SOCK_CREATE_PROGRAM)
-                    .map(<&mut CgroupSock>::try_from)
-                {
+            for (name, id) in links.sock {
+                if let Some(Ok(p)) = self.ebpf.program_mut(name).map(<&mut CgroupSock>::try_from) {
                     let _ = p.detach(id);
                 }
             }
@@ -331,20 +354,21 @@ impl KernelState {
 
 /// Pins a cgroup link (always an fd link on the kernels we attach with bpf_link).
 fn pin_link<L>(
-    pins: &mut crate::kernel::pins::LinkPins,
-    name: &str,
+    pins: &mut LinkPins,
+    pin_name: &str,
     link: L,
+    program: &'static str,
     dir: &Path,
 ) -> Result<(), KernelError>
 where
-    aya::programs::links::FdLink: TryFrom<L>,
-    <aya::programs::links::FdLink as TryFrom<L>>::Error: std::fmt::Display,
+    FdLink: TryFrom<L, Error = LinkError>,
 {
-    let fd = aya::programs::links::FdLink::try_from(link).map_err(|e| KernelError::Attach {
+    let fd = FdLink::try_from(link).map_err(|source| KernelError::NotFdLink {
+        program,
         path: dir.to_owned(),
-        source: ProgramError::IOError(std::io::Error::other(e.to_string())),
+        source,
     })?;
-    Ok(pins.pin(name, fd)?)
+    Ok(pins.pin(pin_name, fd)?)
 }
 
 /// A file-name-safe tag for a cgroup directory (its inode number).

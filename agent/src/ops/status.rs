@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::loader::Backends;
+use crate::kernel::{backends::Backends, programs::Control};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -38,11 +38,9 @@ impl std::fmt::Display for Status {
         )?;
         if let Some(b) = &self.backends {
             writeln!(f, "backends:")?;
-            writeln!(f, "  exec:           {}", b.exec)?;
-            writeln!(f, "  drift:          {}", b.drift)?;
-            writeln!(f, "  container_exec: {}", b.container_exec)?;
-            writeln!(f, "  file:           {}", b.file)?;
-            writeln!(f, "  network:        {}", b.network)?;
+            for control in Control::ALL {
+                writeln!(f, "  {:<15} {}", format!("{control}:"), b.describe(control))?;
+            }
             writeln!(
                 f,
                 "  BPF LSM:        {}",
