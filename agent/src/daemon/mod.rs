@@ -24,7 +24,8 @@ use crate::{
         backends::{Backends, Probe},
         decode::{self, KernelEvent},
         loader::{self, LoadOptions},
-        owner::{KernelHandle, KernelState},
+        maps::KernelState,
+        owner::{KernelHandle, KernelOwner, OwnerExit},
         programs::{self, Control},
         ring::read_ring,
     },
@@ -153,15 +154,8 @@ impl Pipeline {
             tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
         }
         let _ = dir;
-        match self
-            .kernel
-            .call(move |k| k.set_container(cgroup_id, policy))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) | Err(e) => {
-                tracing::error!(container_id = %info.id, error = %e, "applying the container's policy failed");
-            }
+        if let Err(e) = self.kernel.set_container(cgroup_id, policy).await {
+            tracing::error!(container_id = %info.id, error = %ErrorChain(&e), "applying the container's policy failed");
         }
         if info.init_pid != 0 {
             self.seed_processes(cgroup_id, &info).await;
@@ -243,10 +237,9 @@ impl Pipeline {
             self.procs.insert(pid, p);
         }
         let init = info.init_pid;
-        let _ = self
-            .kernel
-            .call(move |k| k.seed_container(cgroup_id, init, &origins))
-            .await;
+        if let Err(e) = self.kernel.seed_container(cgroup_id, init, origins).await {
+            tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "recording the container's processes failed");
+        }
     }
 
     /// A container cgroup the table does not know: find its directory by inode and ask the engine.
@@ -434,7 +427,7 @@ impl Pipeline {
             "die" | "destroy" => {
                 self.created.remove(&l.container_id);
                 if let Some((cg, info)) = self.containers.remove_container(&l.container_id) {
-                    let _ = self.kernel.call(move |k| k.remove_container(cg)).await;
+                    let _ = self.kernel.remove_container(cg).await;
                     if let Some(files) = &mut self.files {
                         files.unwatch_container(cg);
                     }
@@ -466,12 +459,8 @@ impl Pipeline {
         let new_paths = compiled.all_path_rules();
         let new_nets = compiled.all_net_rules();
         let default = compiled.default_policy();
-        self.kernel
-            .call(move |k| {
-                k.insert_rules(&new_paths, &new_nets)?;
-                k.set_default_policy(default)
-            })
-            .await??;
+        self.kernel.insert_rules(new_paths, new_nets).await?;
+        self.kernel.set_default_policy(default).await?;
         self.profiles = set;
         self.compiled = compiled;
         // Point each container at its new policy, then drop the old rules.
@@ -485,9 +474,7 @@ impl Pipeline {
                 self.register(cg, &dir, info).await;
             }
         }
-        self.kernel
-            .call(move |k| k.remove_rules(&old_paths, &old_nets))
-            .await?;
+        self.kernel.remove_rules(old_paths, old_nets).await?;
         Ok(())
     }
 
@@ -540,7 +527,7 @@ impl Pipeline {
     }
 
     async fn poll_counters(&mut self) {
-        let Ok(Ok(c)) = self.kernel.call(|k| k.counters()).await else {
+        let Ok(c) = self.kernel.counters().await else {
             return;
         };
         let drops = c[agent_common::COUNTER_RINGBUF_DROPS as usize];
@@ -694,11 +681,15 @@ pub async fn run(
         libc::malloc_trim(0);
     }
     let pin = cfg.pin;
-    let kernel = KernelHandle::spawn(KernelState::new(
-        ebpf,
-        cgroup_root.clone(),
-        if pin { Some(link_pins) } else { None },
-    )?);
+    let mut owner = KernelOwner::spawn(
+        KernelState::new(
+            ebpf,
+            cgroup_root.clone(),
+            if pin { Some(link_pins) } else { None },
+        )?,
+        || {},
+    )?;
+    let kernel = owner.handle();
     // Running as a container under a container parent: exempt our own cgroup (an explicit,
     // all-off policy) before the parents make the default apply to it.
     let own_cgroup = cgroupfs::pid_cgroup(std::process::id()).and_then(|p| {
@@ -715,17 +706,12 @@ pub async fn run(
             "running inside a container: its cgroup is exempt from policy"
         );
         kernel
-            .call(move |k| k.set_container(own, agent_common::ContainerPolicy::default()))
-            .await??;
+            .set_container(own, agent_common::ContainerPolicy::default())
+            .await?;
     }
-    let parent_list = parents.clone();
-    kernel
-        .call(move |k| {
-            parent_list
-                .iter()
-                .try_for_each(|(dir, id)| k.add_parent(*id, dir))
-        })
-        .await??;
+    for (dir, id) in &parents {
+        kernel.add_parent(*id, dir.clone()).await?;
+    }
 
     let files = match crate::fanotify::FileGuard::start(cfg.audit_files) {
         Ok(g) => Some(g),
@@ -810,14 +796,11 @@ pub async fn run(
     };
     // Maps adopted from an earlier agent keep its rules: number on above them, and remove them
     // once the new rules are in and every container points at them.
-    let (max_id, stale_paths, stale_nets) = p.kernel.call(|k| k.adopted_rules()).await?;
-    p.next_profile_id = max_id;
+    let adopted = p.kernel.adopted_rules().await?;
+    p.next_profile_id = adopted.max_profile_id;
     p.install(profiles).await?;
-    let stale_nets: Vec<_> = stale_nets;
-    p.kernel
-        .call(move |k| k.remove_rules(&stale_paths, &stale_nets))
-        .await?;
-    p.kernel.call(|k| k.heartbeat()).await??;
+    p.kernel.remove_rules(adopted.paths, adopted.nets).await?;
+    p.kernel.heartbeat().await?;
 
     // Containers already running.
     let (life_tx, mut life_rx) = mpsc::channel::<Lifecycle>(1024);
@@ -875,7 +858,7 @@ pub async fn run(
             backends.describe(Control::Network)
         ),
     );
-    let released = p.kernel.call(|k| k.release_previous()).await?;
+    let released = p.kernel.release_previous().await?;
     if released > 0 {
         tracing::info!(
             links = released,
@@ -899,6 +882,10 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
+            how = owner.exited() => {
+                tracing::error!(?how, "the kernel owner thread ended: no map writes are possible any more");
+                return Err(anyhow::anyhow!("the kernel owner thread ended ({how:?}): policy can no longer be written"));
+            }
             Some(ev) = kernel_rx.recv() => {
                 p.on_kernel(ev).await;
                 while let Ok(ev) = kernel_rx.try_recv() {
@@ -931,7 +918,9 @@ pub async fn run(
                     p.reload().await;
                 }
                 p.poll_counters().await;
-                let _ = p.kernel.call(|k| k.heartbeat()).await;
+                if let Err(e) = p.kernel.heartbeat().await {
+                    tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
+                }
                 p.sinks.flush();
             }
         }
@@ -941,6 +930,11 @@ pub async fn run(
     p.sinks.flush();
     if let Some(d) = p.delivery.take() {
         d.shutdown().await;
+    }
+    // The owner drops the object last: unpinned links detach here, pinned ones stay.
+    drop(p);
+    if owner.stop().await == OwnerExit::Panicked {
+        anyhow::bail!("the kernel owner thread panicked during shutdown");
     }
     if !cfg.pin {
         // Not asked to outlive us: leave nothing behind in bpffs.

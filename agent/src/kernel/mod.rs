@@ -4,6 +4,7 @@ pub mod backends;
 pub mod decode;
 pub mod loader;
 pub mod lsm;
+pub mod maps;
 pub mod offsets;
 pub mod owner;
 pub mod pins;

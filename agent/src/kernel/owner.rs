@@ -1,425 +1,340 @@
-//! The kernel task: the one task that owns the loaded programs and every map write. Other tasks
-//! send it closures over a channel and await the reply (the lockc pattern), so map updates never
-//! race each other and a policy swap is ordered.
+//! The kernel owner: one dedicated thread holds the loaded object and makes every map write.
+//! Other tasks send it typed commands, each with a oneshot reply (lockc's `communication.rs`
+//! pattern), so writes are ordered and a policy swap never interleaves with another.
+//!
+//! A dedicated thread rather than a task: map syscalls block and must not stall the runtime.
+//! Its end is never silent: [`KernelOwner::exited`] resolves when the thread stops for any
+//! reason, and says whether it panicked; the daemon treats that as fatal.
 
-use std::{
-    collections::HashMap as StdHashMap,
-    fs::File,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
-use agent_common::{
-    ContainerPolicy, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT, MAP_CONTAINERS,
-    MAP_CONTAINER_INIT, MAP_CONTAINER_PARENTS, MAP_COUNTERS, MAP_NET_RULES, MAP_PATH_RULES,
-    MAP_TASK_ORIGIN,
-};
-use aya::{
-    maps::{HashMap, MapData, MapError, PerCpuArray},
-    programs::{
-        cgroup_sock::CgroupSockLinkId,
-        cgroup_sock_addr::CgroupSockAddrLinkId,
-        links::{FdLink, LinkError},
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError,
-    },
-    Ebpf,
-};
+use agent_common::{ContainerPolicy, NetRule, NetRuleKey, PathRuleKey};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    loader::safe_attach_point,
-    pins::{LinkPins, PinError},
-    programs::{self, Hook},
-};
+use super::maps::{AdoptedRules, Counters, KernelError, KernelState};
 
-#[derive(Debug, thiserror::Error)]
-pub enum KernelError {
-    #[error("map {name}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: MapError,
+/// The reply channel of a command that can fail.
+type Reply<T> = oneshot::Sender<Result<T, KernelError>>;
+
+/// What the owner can be asked to do. Each variant carries its reply channel.
+enum Command {
+    /// Mark a container parent and attach the container-parent programs there (once).
+    AddParent {
+        cgroup_id: u64,
+        dir: PathBuf,
+        reply: Reply<()>,
     },
-    #[error("map {0} missing from the object")]
-    MissingMap(&'static str),
-    #[error(
-        "program {0} missing from the object: agent and kernel programs are from different builds"
-    )]
-    MissingProgram(&'static str),
-    #[error("program {0} is in the program table as a container-parent program but is not a cgroup program")]
-    NotCgroup(&'static str),
-    #[error("attaching {program} to {path}")]
-    Attach {
-        program: &'static str,
-        path: PathBuf,
-        #[source]
-        source: ProgramError,
+    /// The policy of containers without one of their own yet (key 0).
+    SetDefaultPolicy {
+        policy: ContainerPolicy,
+        reply: Reply<()>,
     },
-    #[error("refusing to attach to {0}: not a container cgroup below the cgroup v2 root")]
-    UnsafeAttachPoint(PathBuf),
-    #[error("opening cgroup {path}")]
-    Cgroup {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the kernel task has stopped")]
-    Gone,
-    #[error("the link of {program} on {path} is not an fd link and cannot be pinned")]
-    NotFdLink {
-        program: &'static str,
-        path: PathBuf,
-        #[source]
-        source: LinkError,
-    },
-    #[error(transparent)]
-    Pin(#[from] PinError),
-}
-
-fn map_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
-    move |source| KernelError::Map { name, source }
-}
-
-/// Everything the kernel task owns.
-pub struct KernelState {
-    ebpf: Ebpf,
-    cgroup_root: PathBuf,
-    parents: HashMap<MapData, u64, u32>,
-    containers: HashMap<MapData, u64, ContainerPolicy>,
-    init: HashMap<MapData, u64, u32>,
-    origin: HashMap<MapData, u32, u32>,
-    path_rules: HashMap<MapData, PathRuleKey, u32>,
-    net_rules: HashMap<MapData, NetRuleKey, NetRule>,
-    counters: PerCpuArray<MapData, u64>,
-    heartbeat: aya::maps::Array<MapData, u64>,
-    links: StdHashMap<u64, NetLinks>,
-    /// Where links are pinned, when enforcement must outlive the agent.
-    pins: Option<LinkPins>,
-}
-
-#[derive(Default)]
-struct NetLinks {
-    addr: Vec<(&'static str, CgroupSockAddrLinkId)>,
-    sock: Vec<(&'static str, CgroupSockLinkId)>,
-}
-
-fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
-    ebpf: &mut Ebpf,
-    name: &'static str,
-) -> Result<T, KernelError> {
-    let map = ebpf.take_map(name).ok_or(KernelError::MissingMap(name))?;
-    T::try_from(map).map_err(map_err(name))
-}
-
-impl KernelState {
-    pub fn new(
-        mut ebpf: Ebpf,
-        cgroup_root: PathBuf,
-        pins: Option<LinkPins>,
-    ) -> Result<Self, KernelError> {
-        Ok(Self {
-            parents: take(&mut ebpf, MAP_CONTAINER_PARENTS)?,
-            containers: take(&mut ebpf, MAP_CONTAINERS)?,
-            init: take(&mut ebpf, MAP_CONTAINER_INIT)?,
-            origin: take(&mut ebpf, MAP_TASK_ORIGIN)?,
-            path_rules: take(&mut ebpf, MAP_PATH_RULES)?,
-            net_rules: take(&mut ebpf, MAP_NET_RULES)?,
-            counters: take(&mut ebpf, MAP_COUNTERS)?,
-            heartbeat: take(&mut ebpf, agent_common::MAP_AGENT_HEARTBEAT)?,
-            links: StdHashMap::new(),
-            pins,
-            cgroup_root,
-            ebpf,
-        })
-    }
-
-    /// Children of this cgroup are containers. The network programs are attached here, once:
-    /// a container parent (e.g. `/docker`) holds only containers, the programs' membership gate
-    /// lets everything else through at once, and attaching above the containers puts network
-    /// policy in force before a new container's first `connect`, which a per-container attach
-    /// made after the cgroup appears cannot promise. Never the hierarchy root.
-    pub fn add_parent(&mut self, cgroup_id: u64, dir: &Path) -> Result<(), KernelError> {
-        self.parents
-            .insert(cgroup_id, 1, 0)
-            .map_err(map_err(MAP_CONTAINER_PARENTS))?;
-        if !self.links.contains_key(&cgroup_id) {
-            let links = self.attach_net(dir)?;
-            self.links.insert(cgroup_id, links);
-        }
-        Ok(())
-    }
-
-    /// The policy of containers the agent has not configured yet (key 0).
-    pub fn set_default_policy(&mut self, policy: ContainerPolicy) -> Result<(), KernelError> {
-        self.containers
-            .insert(0, policy, 0)
-            .map_err(map_err(MAP_CONTAINERS))
-    }
-
-    /// Writes a container's policy.
-    pub fn set_container(
-        &mut self,
+    /// A container's policy.
+    SetContainer {
         cgroup_id: u64,
         policy: ContainerPolicy,
-    ) -> Result<(), KernelError> {
-        self.containers
-            .insert(cgroup_id, policy, 0)
-            .map_err(map_err(MAP_CONTAINERS))
-    }
-
-    /// Attaches the table's container-parent programs to `dir`.
-    fn attach_net(&mut self, dir: &Path) -> Result<NetLinks, KernelError> {
-        if !safe_attach_point(&self.cgroup_root, dir) {
-            return Err(KernelError::UnsafeAttachPoint(dir.to_owned()));
-        }
-        let open = || {
-            File::open(dir).map_err(|source| KernelError::Cgroup {
-                path: dir.to_owned(),
-                source,
-            })
-        };
-        let tag = cgroup_tag(dir);
-        let mut links = NetLinks::default();
-        for program in programs::at_container_parent() {
-            let name = program.name;
-            let attach_err = |source| KernelError::Attach {
-                program: name,
-                path: dir.to_owned(),
-                source,
-            };
-            let prog = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(KernelError::MissingProgram(name))?;
-            let pin_name = format!("{name}-{tag}");
-            match program.hook {
-                Hook::CgroupSockAddr(_) => {
-                    let prog = <&mut CgroupSockAddr>::try_from(prog).map_err(attach_err)?;
-                    let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
-                    match self.pins.as_mut() {
-                        Some(pins) => {
-                            let link = prog.take_link(id).map_err(attach_err)?;
-                            pin_link(pins, &pin_name, link, name, dir)?;
-                        }
-                        None => links.addr.push((name, id)),
-                    }
-                }
-                Hook::CgroupSockCreate => {
-                    let prog = <&mut CgroupSock>::try_from(prog).map_err(attach_err)?;
-                    let id = prog.attach(open()?, LINK_MODE).map_err(attach_err)?;
-                    match self.pins.as_mut() {
-                        Some(pins) => {
-                            let link = prog.take_link(id).map_err(attach_err)?;
-                            pin_link(pins, &pin_name, link, name, dir)?;
-                        }
-                        None => links.sock.push((name, id)),
-                    }
-                }
-                Hook::TpBtf(_) | Hook::Lsm(_) => return Err(KernelError::NotCgroup(name)),
-            }
-        }
-        Ok(links)
-    }
-
-    /// Forgets a container: its policy and init.
-    pub fn remove_container(&mut self, cgroup_id: u64) {
-        let _ = self.containers.remove(&cgroup_id);
-        let _ = self.init.remove(&cgroup_id);
-    }
-
-    /// Detaches the network programs from a container parent.
-    pub fn remove_parent(&mut self, cgroup_id: u64) {
-        let _ = self.parents.remove(&cgroup_id);
-        if let Some(links) = self.links.remove(&cgroup_id) {
-            for (name, id) in links.addr {
-                if let Some(Ok(p)) = self
-                    .ebpf
-                    .program_mut(name)
-                    .map(<&mut CgroupSockAddr>::try_from)
-                {
-                    let _ = p.detach(id);
-                }
-            }
-            for (name, id) in links.sock {
-                if let Some(Ok(p)) = self.ebpf.program_mut(name).map(<&mut CgroupSock>::try_from) {
-                    let _ = p.detach(id);
-                }
-            }
-        }
-    }
-
-    /// Records the init of a container that was running before the agent, and the origin of
-    /// its processes, so `docker exec` sessions are told apart from the init's descendants.
-    pub fn seed_container(
-        &mut self,
+        reply: Reply<()>,
+    },
+    /// Forget a container's policy and init.
+    RemoveContainer {
+        cgroup_id: u64,
+        reply: oneshot::Sender<()>,
+    },
+    /// The init and process origins of a container that ran before the agent.
+    SeedContainer {
         cgroup_id: u64,
         init_pid: u32,
-        origins: &[(u32, u32)],
-    ) -> Result<(), KernelError> {
-        if init_pid != 0 {
-            self.init
-                .insert(cgroup_id, init_pid, 0)
-                .map_err(map_err(MAP_CONTAINER_INIT))?;
-        }
-        for &(pid, origin) in origins {
-            self.origin
-                .insert(pid, origin, 0)
-                .map_err(map_err(MAP_TASK_ORIGIN))?;
-        }
-        Ok(())
-    }
-
-    pub fn insert_rules(
-        &mut self,
-        paths: &[PathRuleKey],
-        nets: &[(NetRuleKey, NetRule)],
-    ) -> Result<(), KernelError> {
-        for k in paths {
-            self.path_rules
-                .insert(*k, 1, 0)
-                .map_err(map_err(MAP_PATH_RULES))?;
-        }
-        for (k, v) in nets {
-            self.net_rules
-                .insert(*k, *v, 0)
-                .map_err(map_err(MAP_NET_RULES))?;
-        }
-        Ok(())
-    }
-
-    pub fn remove_rules(&mut self, paths: &[PathRuleKey], nets: &[NetRuleKey]) {
-        for k in paths {
-            let _ = self.path_rules.remove(k);
-        }
-        for k in nets {
-            let _ = self.net_rules.remove(k);
-        }
-    }
-
-    /// Detaches the links an earlier agent pinned, once ours are all attached.
-    pub fn release_previous(&mut self) -> usize {
-        self.pins
-            .as_mut()
-            .map(|p| p.release_previous())
-            .unwrap_or(0)
-    }
-
-    /// The highest profile id in the adopted maps, so a new compile never reuses one, and the
-    /// rule keys they hold (removed once the new rules are in).
-    pub fn adopted_rules(&self) -> (u32, Vec<PathRuleKey>, Vec<NetRuleKey>) {
-        let paths: Vec<PathRuleKey> = self.path_rules.keys().filter_map(Result::ok).collect();
-        let nets: Vec<NetRuleKey> = self.net_rules.keys().filter_map(Result::ok).collect();
-        let max = paths
-            .iter()
-            .map(|k| k.profile_id)
-            .chain(nets.iter().map(|k| k.profile_id))
-            .chain(
-                self.containers
-                    .iter()
-                    .filter_map(Result::ok)
-                    .map(|(_, p)| p.profile_id),
-            )
-            .max()
-            .unwrap_or(0);
-        (max, paths, nets)
-    }
-
-    /// Tells the kernel the agent is alive (`bpf_ktime_get_boot_ns` clock), so it may hold a new
-    /// container's execs until the container's own policy is written.
-    pub fn heartbeat(&mut self) -> Result<(), KernelError> {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-        self.heartbeat
-            .set(0, now, 0)
-            .map_err(map_err(agent_common::MAP_AGENT_HEARTBEAT))
-    }
-
-    /// Sums of the per-CPU counters (`COUNTER_*`).
-    pub fn counters(&self) -> Result<[u64; COUNTER_COUNT as usize], KernelError> {
-        let mut out = [0u64; COUNTER_COUNT as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let values = self
-                .counters
-                .get(&(i as u32), 0)
-                .map_err(map_err(MAP_COUNTERS))?;
-            *slot = values.iter().sum();
-        }
-        Ok(out)
-    }
+        origins: Vec<(u32, u32)>,
+        reply: Reply<()>,
+    },
+    /// New rules, written before any container points at them.
+    InsertRules {
+        paths: Vec<PathRuleKey>,
+        nets: Vec<(NetRuleKey, NetRule)>,
+        reply: Reply<()>,
+    },
+    /// Old rules, removed once nothing points at them.
+    RemoveRules {
+        paths: Vec<PathRuleKey>,
+        nets: Vec<NetRuleKey>,
+        reply: oneshot::Sender<()>,
+    },
+    /// What maps adopted from an earlier agent hold.
+    AdoptedRules {
+        reply: oneshot::Sender<AdoptedRules>,
+    },
+    /// Detach the links an earlier agent pinned; replies how many.
+    ReleasePrevious { reply: oneshot::Sender<usize> },
+    /// The agent is alive (the kernel may hold a new container's execs).
+    Heartbeat { reply: Reply<()> },
+    /// The kernel's counters.
+    Counters { reply: Reply<Counters> },
+    /// Drop the state and end the thread.
+    Stop,
 }
 
-/// Pins a cgroup link (always an fd link on the kernels we attach with bpf_link).
-fn pin_link<L>(
-    pins: &mut LinkPins,
-    pin_name: &str,
-    link: L,
-    program: &'static str,
-    dir: &Path,
-) -> Result<(), KernelError>
-where
-    FdLink: TryFrom<L, Error = LinkError>,
-{
-    let fd = FdLink::try_from(link).map_err(|source| KernelError::NotFdLink {
-        program,
-        path: dir.to_owned(),
-        source,
-    })?;
-    Ok(pins.pin(pin_name, fd)?)
+/// How the owner thread ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerExit {
+    /// It was asked to stop, or every handle was dropped.
+    Stopped,
+    /// It panicked: its state is gone, and nothing writes maps any more.
+    Panicked,
 }
 
-/// A file-name-safe tag for a cgroup directory (its inode number).
-fn cgroup_tag(dir: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir)
-        .map(|m| m.ino().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Attached as bpf_links (kernel ≥ 5.7), which always coexist with other programs on the
-/// cgroup; link creation rejects the legacy BPF_F_ALLOW_MULTI flag, so the mode is the default.
-const LINK_MODE: CgroupAttachMode = CgroupAttachMode::Single;
-
-type Job = Box<dyn FnOnce(&mut KernelState) + Send>;
-
-/// A cheap, cloneable handle to the kernel task.
+/// A cheap, cloneable handle for sending commands to the owner.
 #[derive(Clone)]
 pub struct KernelHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Command>,
 }
 
-impl KernelHandle {
-    /// Starts the task that owns `state`; it ends when every handle is dropped.
-    pub fn spawn(state: KernelState) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Job>(256);
-        // A dedicated thread: map syscalls block, and they must not stall the runtime.
+/// The owner thread itself: its handle, and how to learn that it ended.
+pub struct KernelOwner {
+    handle: KernelHandle,
+    exit: oneshot::Receiver<OwnerExit>,
+}
+
+/// Tells the daemon the thread ended, however it ended (drop runs while a panic unwinds).
+struct ExitSignal(Option<oneshot::Sender<OwnerExit>>);
+
+impl Drop for ExitSignal {
+    fn drop(&mut self) {
+        let how = if std::thread::panicking() {
+            OwnerExit::Panicked
+        } else {
+            OwnerExit::Stopped
+        };
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(how);
+        }
+    }
+}
+
+impl KernelOwner {
+    /// Starts the owner thread on `state`. `on_command` runs after every command (the daemon
+    /// marks the owner's liveness there).
+    pub fn spawn(
+        state: KernelState,
+        on_command: impl Fn() + Send + 'static,
+    ) -> Result<Self, KernelError> {
+        let (tx, rx) = mpsc::channel::<Command>(256);
+        let (exit_tx, exit) = oneshot::channel();
         std::thread::Builder::new()
             .name("seawall-kernel".into())
             .spawn(move || {
-                let mut state = state;
-                while let Some(job) = rx.blocking_recv() {
-                    job(&mut state);
-                }
+                let _exit = ExitSignal(Some(exit_tx));
+                serve(state, rx, on_command);
             })
-            .expect("spawn the kernel thread");
-        Self { tx }
+            .map_err(KernelError::Spawn)?;
+        Ok(Self {
+            handle: KernelHandle { tx },
+            exit,
+        })
     }
 
-    /// Runs `f` on the kernel task and returns its result.
-    pub async fn call<R: Send + 'static>(
+    /// A handle to send commands with.
+    pub fn handle(&self) -> KernelHandle {
+        self.handle.clone()
+    }
+
+    /// Resolves when the thread ends, with how it ended.
+    pub async fn exited(&mut self) -> OwnerExit {
+        (&mut self.exit).await.unwrap_or(OwnerExit::Panicked)
+    }
+
+    /// Asks the thread to stop after the commands already queued, and waits until it has.
+    pub async fn stop(mut self) -> OwnerExit {
+        let _ = self.handle.tx.send(Command::Stop).await;
+        self.exited().await
+    }
+}
+
+/// The owner's loop: one command at a time, in order.
+fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: impl Fn()) {
+    while let Some(command) = rx.blocking_recv() {
+        // A reply nobody waits for any more (the caller gave up) is not an error.
+        match command {
+            Command::AddParent {
+                cgroup_id,
+                dir,
+                reply,
+            } => {
+                let _ = reply.send(state.add_parent(cgroup_id, &dir));
+            }
+            Command::SetDefaultPolicy { policy, reply } => {
+                let _ = reply.send(state.set_default_policy(policy));
+            }
+            Command::SetContainer {
+                cgroup_id,
+                policy,
+                reply,
+            } => {
+                let _ = reply.send(state.set_container(cgroup_id, policy));
+            }
+            Command::RemoveContainer { cgroup_id, reply } => {
+                state.remove_container(cgroup_id);
+                let _ = reply.send(());
+            }
+            Command::SeedContainer {
+                cgroup_id,
+                init_pid,
+                origins,
+                reply,
+            } => {
+                let _ = reply.send(state.seed_container(cgroup_id, init_pid, &origins));
+            }
+            Command::InsertRules { paths, nets, reply } => {
+                let _ = reply.send(state.insert_rules(&paths, &nets));
+            }
+            Command::RemoveRules { paths, nets, reply } => {
+                state.remove_rules(&paths, &nets);
+                let _ = reply.send(());
+            }
+            Command::AdoptedRules { reply } => {
+                let _ = reply.send(state.adopted_rules());
+            }
+            Command::ReleasePrevious { reply } => {
+                let _ = reply.send(state.release_previous());
+            }
+            Command::Heartbeat { reply } => {
+                let _ = reply.send(state.heartbeat());
+            }
+            Command::Counters { reply } => {
+                let _ = reply.send(state.counters());
+            }
+            Command::Stop => return,
+        }
+        on_command();
+    }
+}
+
+impl KernelHandle {
+    /// Sends `command` built around a fresh reply channel and waits for the answer.
+    async fn ask<T>(
         &self,
-        f: impl FnOnce(&mut KernelState) -> R + Send + 'static,
-    ) -> Result<R, KernelError> {
-        let (reply, rx) = oneshot::channel();
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, KernelError> {
+        let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Box::new(move |s| {
-                let _ = reply.send(f(s));
-            }))
+            .send(command(reply))
             .await
             .map_err(|_| KernelError::Gone)?;
-        rx.await.map_err(|_| KernelError::Gone)
+        answer.await.map_err(|_| KernelError::Gone)
+    }
+
+    /// Children of `dir` are containers: mark it and attach the container-parent programs.
+    pub async fn add_parent(&self, cgroup_id: u64, dir: PathBuf) -> Result<(), KernelError> {
+        self.ask(|reply| Command::AddParent {
+            cgroup_id,
+            dir,
+            reply,
+        })
+        .await?
+    }
+
+    /// The policy of containers the agent has not configured yet.
+    pub async fn set_default_policy(&self, policy: ContainerPolicy) -> Result<(), KernelError> {
+        self.ask(|reply| Command::SetDefaultPolicy { policy, reply })
+            .await?
+    }
+
+    /// Writes a container's policy.
+    pub async fn set_container(
+        &self,
+        cgroup_id: u64,
+        policy: ContainerPolicy,
+    ) -> Result<(), KernelError> {
+        self.ask(|reply| Command::SetContainer {
+            cgroup_id,
+            policy,
+            reply,
+        })
+        .await?
+    }
+
+    /// Forgets a container.
+    pub async fn remove_container(&self, cgroup_id: u64) -> Result<(), KernelError> {
+        self.ask(|reply| Command::RemoveContainer { cgroup_id, reply })
+            .await
+    }
+
+    /// Records the init of a running container and the origin of its processes.
+    pub async fn seed_container(
+        &self,
+        cgroup_id: u64,
+        init_pid: u32,
+        origins: Vec<(u32, u32)>,
+    ) -> Result<(), KernelError> {
+        self.ask(|reply| Command::SeedContainer {
+            cgroup_id,
+            init_pid,
+            origins,
+            reply,
+        })
+        .await?
+    }
+
+    /// Writes new rules.
+    pub async fn insert_rules(
+        &self,
+        paths: Vec<PathRuleKey>,
+        nets: Vec<(NetRuleKey, NetRule)>,
+    ) -> Result<(), KernelError> {
+        self.ask(|reply| Command::InsertRules { paths, nets, reply })
+            .await?
+    }
+
+    /// Removes old rules.
+    pub async fn remove_rules(
+        &self,
+        paths: Vec<PathRuleKey>,
+        nets: Vec<NetRuleKey>,
+    ) -> Result<(), KernelError> {
+        self.ask(|reply| Command::RemoveRules { paths, nets, reply })
+            .await
+    }
+
+    /// What adopted maps hold.
+    pub async fn adopted_rules(&self) -> Result<AdoptedRules, KernelError> {
+        self.ask(|reply| Command::AdoptedRules { reply }).await
+    }
+
+    /// Detaches an earlier agent's pinned links; returns how many.
+    pub async fn release_previous(&self) -> Result<usize, KernelError> {
+        self.ask(|reply| Command::ReleasePrevious { reply }).await
+    }
+
+    /// Tells the kernel the agent is alive.
+    pub async fn heartbeat(&self) -> Result<(), KernelError> {
+        self.ask(|reply| Command::Heartbeat { reply }).await?
+    }
+
+    /// The kernel's counters.
+    pub async fn counters(&self) -> Result<Counters, KernelError> {
+        self.ask(|reply| Command::Counters { reply }).await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_thread_that_panics_is_reported_as_panicked_and_a_clean_end_as_stopped() {
+        let (tx, rx) = oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let _exit = ExitSignal(Some(tx));
+            panic!("map write failed badly");
+        });
+        assert!(thread.join().is_err());
+        assert_eq!(rx.await, Ok(OwnerExit::Panicked));
+
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let _exit = ExitSignal(Some(tx));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rx.await, Ok(OwnerExit::Stopped));
     }
 }
