@@ -1,854 +1,369 @@
-//! `seawall agent`: wires the kernel programs, the container source, the profiles and the sinks
-//! together and runs the event pipeline until shutdown.
+//! `seawall agent`: wires the kernel programs, the container sources, the profiles and the
+//! sinks together and runs the one event loop until shutdown.
+//!
+//! Shaped like mini-redis's `server::run`: [`run`] takes its dependencies ([`Agent`]) and its
+//! shutdown future. Inside, every task it starts (ring reader, container sources, local API,
+//! metrics endpoint, watchdog) is joined before it returns, and the kernel owner thread is
+//! stopped and joined last.
+
+pub mod config;
+mod containers;
+mod kernel_events;
+mod profiles;
+mod start;
+mod summary;
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
+    future::Future,
+    path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use agent_common::{ORIGIN_EXEC_SESSION, ORIGIN_INIT};
-use anyhow::Context as _;
-use aya::maps::RingBuf;
-use futures_util::StreamExt;
-use seawall_proto::event::{Action, Event, Kind, Severity};
-use tokio::sync::mpsc;
-
+use seawall_delivery::Delivery;
 use seawall_profile::ProfileSet;
-use seawall_service::ErrorChain;
+use seawall_proto::event::{Action, Event, Kind, Severity};
+use seawall_service::{
+    health::{self, Health},
+    notify::{watchdog_interval, Notifier},
+    ErrorChain,
+};
+use tokio::{
+    net::{TcpListener, UnixListener},
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
 
 use crate::{
+    fanotify::FileGuard,
     kernel::{
-        backends::{Backends, Probe},
-        decode::{self, KernelEvent},
-        loader::{self, LoadOptions},
-        maps::KernelState,
-        owner::{KernelHandle, KernelOwner, OwnerExit},
-        programs::{self, Control},
-        ring::read_ring,
+        backends::Backends,
+        decode::KernelEvent,
+        maps::KernelError,
+        owner::{KernelHandle, OwnerExit},
+        programs::Control,
+        ring,
     },
-    ops::{
-        metrics::Metrics,
-        status::{ContainerStatus, Status},
-    },
-    output::{event::Enricher, sinks::Sinks},
-    policy::{
-        compile::{self as policy, CompiledSet},
-        verdict,
-    },
+    ops::{api, metrics::Metrics, status::Status},
+    output::{clock::Clock, event::Enricher, sinks::Sinks},
+    policy::compile::{CompileError, CompiledSet},
     runtime::{
-        cgroup as cgroupfs,
-        docker::{DockerSource, Lifecycle},
-        procs::{self as proctable, ProcessTable},
+        docker,
+        procs::ProcessTable,
         table::{ContainerInfo, ContainerTable},
+        Lookup, SourceEvent,
     },
 };
-
-pub mod config;
-
 use config::AgentConfig;
 
-/// How long an unknown container cgroup is not looked up again.
-const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
+/// Kernel records handled per loop turn before lifecycle events, SIGHUP and the tick get a
+/// look in: a flood of kernel events cannot starve them.
+const KERNEL_BATCH: usize = 256;
+/// fanotify records handled per loop turn, for the same reason.
+const FILE_BATCH: usize = 256;
+/// How long the loop may go without a turn before the watchdog stops (it turns at least on
+/// every 500 ms tick).
+const LOOP_BOUND: Duration = Duration::from_secs(10);
+/// How long each task of a shutting-down agent gets to finish before it is cut.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
 
-/// Loads profiles at start: a missing directory falls back to the built-in default (drift in
-/// audit), an invalid one is fatal (there is no previous policy to keep).
-fn initial_profiles(dir: &Path) -> anyhow::Result<ProfileSet> {
-    if !dir.exists() {
-        tracing::warn!(dir = %dir.display(), "profiles directory not found: using the built-in default profile (drift: audit)");
-        return Ok(ProfileSet::builtin_default());
-    }
-    ProfileSet::load_dir(dir)
-        .map_err(|report| anyhow::anyhow!("invalid profiles in {}:\n{report}", dir.display()))
+/// Where events go: the sinks and, with a collector, the delivery whose spool numbering the
+/// events continue.
+pub struct Output {
+    /// stdout/file JSON lines, the local API bus, forwarders (the spool).
+    pub sinks: Sinks,
+    /// Delivery to the collector, when configured.
+    pub delivery: Option<Delivery>,
+    /// The `seq` of the first event this agent emits.
+    pub first_seq: u64,
 }
 
-/// Newest modification time in the profiles directory (reload trigger).
-fn profiles_stamp(dir: &Path) -> Option<SystemTime> {
-    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        if let Ok(t) = e.metadata().and_then(|m| m.modified()) {
-            newest = newest.max(t);
+/// A source of containers the daemon runs as a task of its own.
+#[derive(Debug, Clone)]
+pub enum ContainerSource {
+    /// The Docker engine at this socket.
+    Docker {
+        /// The engine's unix socket.
+        socket: String,
+    },
+}
+
+/// Everything [`run`] needs, built by its caller.
+pub struct Agent {
+    /// The resolved configuration.
+    pub config: AgentConfig,
+    /// The local API socket, already bound.
+    pub api: UnixListener,
+    /// The Prometheus endpoint, when configured, already bound.
+    pub metrics_listener: Option<TcpListener>,
+    /// The metrics registry the daemon updates.
+    pub metrics: Arc<Metrics>,
+    /// What `seawall status` shows, kept current by the daemon.
+    pub status: Arc<Mutex<Status>>,
+    /// Liveness of the daemon's parts; the watchdog follows it.
+    pub health: Health,
+    /// systemd's notification socket, when run as `Type=notify`.
+    pub notifier: Option<Notifier>,
+    /// Where events go.
+    pub output: Output,
+    /// Where containers come from.
+    pub sources: Vec<ContainerSource>,
+}
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("starting the agent")]
+    Start(#[from] start::StartError),
+    #[error("the kernel owner")]
+    Kernel(#[from] KernelError),
+    #[error("compiling the profiles")]
+    Compile(#[from] CompileError),
+    #[error("installing a SIGHUP handler")]
+    Signal(#[source] std::io::Error),
+    #[error("the kernel owner thread ended ({0:?}): policy can no longer be written")]
+    OwnerEnded(OwnerExit),
+}
+
+/// A shutdown signal every task can wait on.
+#[derive(Clone)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
         }
     }
-    Some(newest)
 }
 
-struct Pipeline {
+/// The loop's state: the tables, the compiled policy and where events go.
+struct Daemon {
     cfg: AgentConfig,
     cgroup_root: PathBuf,
     parents: Vec<(PathBuf, u64)>,
     kernel: KernelHandle,
-    docker: Option<DockerSource>,
+    lookup: Option<Lookup>,
     profiles: ProfileSet,
     compiled: CompiledSet,
     next_profile_id: u32,
     containers: ContainerTable,
     procs: ProcessTable,
-    enricher: Enricher,
+    events: Enricher,
     sinks: Sinks,
-    unresolved: HashMap<u64, Instant>,
-    /// Containers the engine reported created but whose cgroup does not exist yet: inspected
-    /// ahead, so the policy is written the moment the cgroup appears.
-    created: HashMap<String, ContainerInfo>,
-    drops_seen: u64,
+    metrics: Arc<Metrics>,
     status: Arc<Mutex<Status>>,
-    files: Option<crate::fanotify::FileGuard>,
-    delivery: Option<seawall_delivery::Delivery>,
+    files: Option<FileGuard>,
+    delivery: Option<Delivery>,
     /// The agent's own container cgroup when it runs as a container: never policed.
     own_cgroup: Option<u64>,
+    /// Container cgroups not found under any parent, and when they were last looked for.
+    unresolved: HashMap<u64, Instant>,
+    /// Containers the engine reported created whose cgroup does not exist yet: known ahead,
+    /// so the policy is written the moment the cgroup appears.
+    created: HashMap<String, ContainerInfo>,
+    /// Lookups sent to a source, by container id: the cgroup waiting for the answer.
+    awaiting: HashMap<String, containers::Awaiting>,
+    /// Execs the kernel held (stopped) in containers whose lookup is still out, by cgroup.
+    held: HashMap<u64, Vec<(KernelEvent, Instant)>>,
+    drops_seen: u64,
 }
 
-impl Pipeline {
+/// How long start-up waits for the sources' first listing of running containers.
+const FIRST_LISTING_WAIT: Duration = Duration::from_secs(10);
+
+impl Daemon {
+    /// Handles what the sources send until each has listed its running containers (or said
+    /// its engine does not answer), for at most [`FIRST_LISTING_WAIT`].
+    async fn first_listing(&mut self, source_rx: &mut mpsc::Receiver<SourceEvent>) {
+        if self.lookup.is_none() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + FIRST_LISTING_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, source_rx.recv()).await {
+                Ok(Some(news)) => {
+                    let last = matches!(news, SourceEvent::Resync(_) | SourceEvent::Unreachable);
+                    self.on_source(news).await;
+                    if last {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        "the container engine has not listed its containers yet: going on without"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
     fn emit(&mut self, ev: Event) {
         self.sinks.emit(&ev);
     }
 
     fn agent_event(&mut self, action: Action, severity: Severity, message: String) {
         let ev = self
-            .enricher
+            .events
             .event(Kind::Agent, action, "agent", severity, message);
         self.emit(ev);
     }
-
-    /// The container's cgroup directory from a cgroup path (`/docker/<id>/sub` → `<root>/docker/<id>`).
-    fn container_dir(&self, cgroup_path: &str) -> Option<PathBuf> {
-        let full = self.cgroup_root.join(cgroup_path.trim_start_matches('/'));
-        for (parent, _) in &self.parents {
-            if let Ok(rest) = full.strip_prefix(parent) {
-                let first = rest.components().next()?;
-                return Some(parent.join(first));
-            }
-        }
-        None
-    }
-
-    /// Applies the matching profile to a container and records it in the table.
-    async fn register(&mut self, cgroup_id: u64, dir: &Path, mut info: ContainerInfo) {
-        if Some(cgroup_id) == self.own_cgroup {
-            tracing::info!(container_id = %info.id, "the agent's own container is exempt from policy");
-            return;
-        }
-        let digest = info
-            .image_digests
-            .iter()
-            .find_map(|d| d.split('@').nth(1))
-            .map(str::to_string);
-        let profile = self
-            .profiles
-            .for_image(
-                &info.image,
-                digest.as_deref().or(Some(info.image_id.as_str())),
-            )
-            .name
-            .clone();
-        let policy = self
-            .compiled
-            .by_name
-            .get(&profile)
-            .map(|c| c.policy)
-            .unwrap_or_else(|| self.compiled.default_policy());
-        info.profile = profile.clone();
-        if info.storage_driver != "overlay2" && !info.storage_driver.is_empty() {
-            tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
-        }
-        let _ = dir;
-        if let Err(e) = self.kernel.set_container(cgroup_id, policy).await {
-            tracing::error!(container_id = %info.id, error = %ErrorChain(&e), "applying the container's policy failed");
-        }
-        if info.init_pid != 0 {
-            self.seed_processes(cgroup_id, &info).await;
-        }
-        if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
-            let profile = self
-                .profiles
-                .profiles()
-                .find(|p| p.name == info.profile)
-                .unwrap_or_else(|| self.profiles.default_profile());
-            if let Err(e) =
-                files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile)
-            {
-                tracing::warn!(container_id = %info.id, error = %e, "file controls unavailable for this container");
-            }
-        }
-        tracing::info!(container_id = %info.id, name = %info.name, image = %info.image, cgroup_id, profile = %profile, "monitoring container");
-        let first_time = self.containers.get(cgroup_id).is_none();
-        if !self.containers.upsert(cgroup_id, info.clone()) {
-            tracing::error!(container_id = %info.id, "container table full: events of this container lack its metadata");
-        }
-        if first_time {
-            let mut ev = self.enricher.event(
-                Kind::Container,
-                Action::Allowed,
-                "lifecycle",
-                Severity::Info,
-                format!(
-                    "monitoring container {} ({}) with profile {profile}",
-                    info.name, info.image
-                ),
-            );
-            ev.container = Some(info.to_event());
-            self.emit(ev);
-        }
-        self.refresh_status();
-    }
-
-    /// Seeds the process table and the processes' origins of a container that was already
-    /// running: descendants of its init vs. anything else (`docker exec` sessions).
-    async fn seed_processes(&mut self, cgroup_id: u64, info: &ContainerInfo) {
-        let Some(cg_path) = cgroupfs::pid_cgroup(info.init_pid) else {
-            return;
-        };
-        let mut members = Vec::new();
-        for pid in list_pids() {
-            if cgroupfs::pid_cgroup(pid)
-                .is_some_and(|p| p == cg_path || p.starts_with(&format!("{cg_path}/")))
-            {
-                if let Some(p) = proctable::read_proc(pid) {
-                    members.push((pid, p));
-                }
-            }
-        }
-        let parent_of: HashMap<u32, u32> = members.iter().map(|(pid, p)| (*pid, p.ppid)).collect();
-        let origins: Vec<(u32, u32)> = members
-            .iter()
-            .map(|(pid, _)| {
-                let mut cur = *pid;
-                let mut hops = 0;
-                while cur != info.init_pid && hops < 64 {
-                    match parent_of.get(&cur) {
-                        Some(&pp) => cur = pp,
-                        None => break,
-                    }
-                    hops += 1;
-                }
-                (
-                    *pid,
-                    if cur == info.init_pid {
-                        ORIGIN_INIT
-                    } else {
-                        ORIGIN_EXEC_SESSION
-                    },
-                )
-            })
-            .collect();
-        for (pid, p) in members {
-            self.procs.insert(pid, p);
-        }
-        let init = info.init_pid;
-        if let Err(e) = self.kernel.seed_container(cgroup_id, init, origins).await {
-            tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "recording the container's processes failed");
-        }
-    }
-
-    /// A container cgroup the table does not know: find its directory by inode and ask the engine.
-    async fn resolve(&mut self, cgroup_id: u64) {
-        if cgroup_id == 0 || self.containers.get(cgroup_id).is_some() {
-            return;
-        }
-        if let Some(t) = self.unresolved.get(&cgroup_id) {
-            if t.elapsed() < UNRESOLVED_RETRY {
-                return;
-            }
-        }
-        let found = self.parents.iter().find_map(|(parent, _)| {
-            std::fs::read_dir(parent).ok()?.flatten().find_map(|e| {
-                let m = e.metadata().ok()?;
-                (m.is_dir() && m.ino() == cgroup_id).then(|| e.path())
-            })
-        });
-        let Some(dir) = found else {
-            self.unresolved.insert(cgroup_id, Instant::now());
-            return;
-        };
-        self.add_by_dir(cgroup_id, &dir).await;
-    }
-
-    async fn add_by_dir(&mut self, cgroup_id: u64, dir: &Path) {
-        if Some(cgroup_id) == self.own_cgroup {
-            return;
-        }
-        let id = dir
-            .file_name()
-            .and_then(|n| cgroupfs::container_id_from_path(&n.to_string_lossy()));
-        if let Some(info) = id.as_ref().and_then(|id| self.created.remove(id)) {
-            self.unresolved.remove(&cgroup_id);
-            self.register(cgroup_id, dir, info).await;
-            return;
-        }
-        let info = match (&self.docker, id) {
-            (Some(d), Some(id)) => match d.inspect(&id).await {
-                Ok(info) => info,
-                Err(e) => {
-                    tracing::warn!(container_id = %id, error = %e, "inspecting a new container failed");
-                    ContainerInfo {
-                        id,
-                        ..Default::default()
-                    }
-                }
-            },
-            (_, id) => ContainerInfo {
-                id: id.unwrap_or_else(|| dir.display().to_string()),
-                ..Default::default()
-            },
-        };
-        self.unresolved.remove(&cgroup_id);
-        self.register(cgroup_id, dir, info).await;
-    }
-
-    async fn on_kernel(&mut self, ev: KernelEvent) {
-        match &ev {
-            KernelEvent::CgroupMkdir { id, path, .. } => {
-                // A new container: policy and network programs before its first exec.
-                if let Some(dir) = self.container_dir(path) {
-                    self.add_by_dir(*id, &dir).await;
-                }
-                return;
-            }
-            KernelEvent::Fork { header, child_pid } => {
-                self.procs.fork(header.pid, *child_pid);
-            }
-            KernelEvent::Exit { header, .. } => {
-                self.procs.exit(header.pid);
-            }
-            KernelEvent::Exec {
-                header, path, args, ..
-            } => {
-                let ppid = header.ppid;
-                self.procs.insert(
-                    header.pid,
-                    proctable::ProcessInfo {
-                        ppid,
-                        uid: header.uid,
-                        comm: header.comm.clone(),
-                        exe: path.clone(),
-                        args: args.clone(),
-                    },
-                );
-            }
-            KernelEvent::Net { .. } | KernelEvent::File { .. } => {}
-        }
-        let cg = ev.header().container_cgroup_id;
-        if cg != 0 && self.containers.get(cg).is_none() {
-            self.resolve(cg).await;
-        }
-        let mut ev = ev;
-        if let KernelEvent::Exec {
-            header,
-            flags,
-            path,
-            ..
-        } = &mut ev
-        {
-            if *flags & agent_common::EXEC_HELD != 0 {
-                self.release_held(header, *flags, path);
-            }
-        }
-        if let Some(out) = self
-            .enricher
-            .kernel_event(&ev, &self.containers, &self.procs)
-        {
-            self.emit(out);
-        }
-    }
-
-    /// A process the kernel stopped at its first instruction because its container's own
-    /// policy was not written yet: decide under the container's profile, then kill or resume.
-    fn release_held(&mut self, header: &mut decode::Header, flags: u32, path: &str) {
-        let cg = header.container_cgroup_id;
-        let profile = match self.containers.get(cg) {
-            Some(c) => self
-                .profiles
-                .profiles()
-                .find(|p| p.name == c.profile)
-                .unwrap_or_else(|| self.profiles.default_profile()),
-            None => self.profiles.default_profile(),
-        };
-        let (control, action) = verdict::exec_verdict(profile, flags, path);
-        header.control = control;
-        header.action = action;
-        // Signal only the process the kernel held, and only while it is still in that
-        // container's cgroup (it cannot have been replaced while stopped, but check anyway).
-        let still_there = cgroupfs::pid_cgroup(header.pid)
-            .and_then(|p| self.container_dir(&p))
-            .and_then(|d| cgroupfs::cgroup_id(&d).ok())
-            == Some(cg);
-        if !still_there {
-            return;
-        }
-        let sig = if action == agent_common::ACTION_BLOCKED {
-            libc::SIGKILL
-        } else {
-            libc::SIGCONT
-        };
-        // SAFETY: plain syscall on a pid the kernel reported as held in a monitored container.
-        unsafe { libc::kill(header.pid as i32, sig) };
-        tracing::debug!(
-            pid = header.pid,
-            container_cgroup_id = cg,
-            signal = sig,
-            "released held process"
-        );
-    }
-
-    async fn on_lifecycle(&mut self, l: Lifecycle) {
-        match l.action.as_str() {
-            "create" => {
-                let Some(d) = self.docker.clone() else { return };
-                if let Ok(info) = d.inspect(&l.container_id).await {
-                    if self.created.len() > 1024 {
-                        self.created.clear();
-                    }
-                    self.created.insert(l.container_id, info);
-                }
-            }
-            "start" => {
-                let Some(d) = self.docker.clone() else { return };
-                let info = match d.inspect(&l.container_id).await {
-                    Ok(i) => i,
-                    Err(e) => {
-                        tracing::warn!(container_id = %l.container_id, error = %e, "inspecting a started container failed");
-                        return;
-                    }
-                };
-                let Some(cg_path) = cgroupfs::pid_cgroup(info.init_pid) else {
-                    return;
-                };
-                let Some(dir) = self.container_dir(&cg_path) else {
-                    tracing::warn!(container_id = %info.id, cgroup = %cg_path, "container cgroup is not under a configured container parent: not monitored (add its parent to container_parents)");
-                    return;
-                };
-                let Ok(cg) = cgroupfs::cgroup_id(&dir) else {
-                    return;
-                };
-                self.register(cg, &dir, info).await;
-            }
-            "die" | "destroy" => {
-                self.created.remove(&l.container_id);
-                if let Some((cg, info)) = self.containers.remove_container(&l.container_id) {
-                    let _ = self.kernel.remove_container(cg).await;
-                    if let Some(files) = &mut self.files {
-                        files.unwatch_container(cg);
-                    }
-                    let mut ev = self.enricher.event(
-                        Kind::Container,
-                        Action::Allowed,
-                        "lifecycle",
-                        Severity::Info,
-                        format!("container {} ({}) stopped", info.name, info.image),
-                    );
-                    ev.container = Some(info.to_event());
-                    self.emit(ev);
-                    self.refresh_status();
-                }
-            }
-            _ => {}
-        }
-    }
-
-    async fn install(&mut self, set: ProfileSet) -> anyhow::Result<()> {
-        let compiled = policy::compile_set(&set, &mut self.next_profile_id)?;
-        let old_paths = self.compiled.all_path_rules();
-        let old_nets: Vec<_> = self
-            .compiled
-            .all_net_rules()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
-        let new_paths = compiled.all_path_rules();
-        let new_nets = compiled.all_net_rules();
-        let default = compiled.default_policy();
-        self.kernel.insert_rules(new_paths, new_nets).await?;
-        self.kernel.set_default_policy(default).await?;
-        self.profiles = set;
-        self.compiled = compiled;
-        // Point each container at its new policy, then drop the old rules.
-        let rows: Vec<(u64, ContainerInfo)> = self
-            .containers
-            .iter()
-            .map(|(c, i)| (*c, i.clone()))
-            .collect();
-        for (cg, info) in rows {
-            if let Some(dir) = self.dir_of(cg) {
-                self.register(cg, &dir, info).await;
-            }
-        }
-        self.kernel.remove_rules(old_paths, old_nets).await?;
-        Ok(())
-    }
-
-    fn dir_of(&self, cgroup_id: u64) -> Option<PathBuf> {
-        self.parents.iter().find_map(|(parent, _)| {
-            std::fs::read_dir(parent).ok()?.flatten().find_map(|e| {
-                let m = e.metadata().ok()?;
-                (m.is_dir() && m.ino() == cgroup_id).then(|| e.path())
-            })
-        })
-    }
-
-    async fn reload(&mut self) {
-        let dir = self.cfg.profiles.clone();
-        match ProfileSet::load_dir(&dir) {
-            Ok(set) => match self.install(set).await {
-                Ok(()) => {
-                    self.sinks.metrics.profile_reload(true);
-                    tracing::info!(dir = %dir.display(), "profiles reloaded");
-                    self.agent_event(
-                        Action::Allowed,
-                        Severity::Info,
-                        format!("profiles reloaded from {}", dir.display()),
-                    );
-                }
-                Err(e) => {
-                    self.sinks.metrics.profile_reload(false);
-                    tracing::error!(error = %e, "installing reloaded profiles failed; the previous policy stays");
-                    self.agent_event(
-                        Action::Allowed,
-                        Severity::High,
-                        format!("profile reload failed, previous policy stays: {e}"),
-                    );
-                }
-            },
-            Err(report) => {
-                self.sinks.metrics.profile_reload(false);
-                tracing::error!(dir = %dir.display(), "invalid profiles; the previous policy stays:\n{report}");
-                self.agent_event(
-                    Action::Allowed,
-                    Severity::High,
-                    format!(
-                        "profile reload rejected, previous policy stays: {}",
-                        report.to_string().trim()
-                    ),
-                );
-            }
-        }
-        self.refresh_status();
-    }
-
-    async fn poll_counters(&mut self) {
-        let Ok(c) = self.kernel.counters().await else {
-            return;
-        };
-        let drops = c[agent_common::COUNTER_RINGBUF_DROPS as usize];
-        self.sinks.metrics.set_ringbuf_drops(drops);
-        if drops > self.drops_seen {
-            let new = drops - self.drops_seen;
-            self.drops_seen = drops;
-            tracing::warn!(
-                lost = new,
-                total = drops,
-                "kernel ring buffer was full: events lost"
-            );
-            self.agent_event(
-                Action::Allowed,
-                Severity::High,
-                format!("{new} kernel events lost because the ring buffer was full ({drops} in total); raise ringbuf_bytes"),
-            );
-        }
-        if let Some(d) = &self.delivery {
-            let st = d.stats();
-            self.sinks.metrics.set_spool(
-                st.spool_depth_events,
-                st.dropped_total,
-                st.lag_seconds as f64,
-            );
-            let dropped = d.take_dropped();
-            if dropped > 0 {
-                let seq = self.enricher.next_seq();
-                let ev = seawall_delivery::dropped_event(
-                    seq,
-                    crate::output::clock::Clock::now(),
-                    self.enricher.node.clone(),
-                    dropped,
-                );
-                self.emit(ev);
-            }
-        }
-        if let Ok(mut s) = self.status.lock() {
-            s.ringbuf_drops = drops;
-            s.kills = c[agent_common::COUNTER_KILLS as usize];
-            s.denies = c[agent_common::COUNTER_DENIES as usize];
-        }
-    }
-
-    fn refresh_status(&self) {
-        self.sinks
-            .metrics
-            .set_containers(self.containers.len() as u64);
-        if let Ok(mut s) = self.status.lock() {
-            s.containers = self
-                .containers
-                .iter()
-                .map(|(cg, c)| ContainerStatus {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    image: c.image.clone(),
-                    cgroup_id: *cg,
-                    profile: c.profile.clone(),
-                    modes: self
-                        .profiles
-                        .profiles()
-                        .find(|p| p.name == c.profile)
-                        .map(|p| {
-                            format!(
-                                "drift={} exec={} container_exec={} file={} network={}",
-                                p.drift.mode,
-                                p.exec.mode,
-                                p.exec.container_exec,
-                                p.files.mode,
-                                p.network.mode
-                            )
-                        })
-                        .unwrap_or_default(),
-                })
-                .collect();
-            s.containers.sort_by(|a, b| a.name.cmp(&b.name));
-            s.profiles = self.profiles.profiles().map(|p| p.name.clone()).collect();
-        }
-    }
 }
 
-fn list_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+/// Runs the agent until `shutdown` resolves: loads and attaches the programs, installs the
+/// profiles, tells systemd it is ready, then handles kernel records, file records, container
+/// news, SIGHUP and a 500 ms tick in one loop.
+pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let Agent {
+        config: cfg,
+        api,
+        metrics_listener,
+        metrics,
+        status,
+        health,
+        notifier,
+        output,
+        sources,
+    } = agent;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Stop(stop_rx);
+    let mut tasks = JoinSet::new();
 
-/// Runs the agent until `shutdown` resolves. `ready` is called once programs are attached and
-/// the profiles loaded (systemd READY=1).
-pub async fn run(
-    cfg: AgentConfig,
-    metrics: Arc<Metrics>,
-    status: Arc<Mutex<Status>>,
-    shutdown: impl std::future::Future<Output = ()>,
-    ready: impl FnOnce(),
-    bus_out: tokio::sync::oneshot::Sender<tokio::sync::broadcast::Sender<std::sync::Arc<str>>>,
-) -> anyhow::Result<()> {
-    let profiles = initial_profiles(&cfg.profiles)?;
-    let cgroup_root = cgroupfs::cgroup2_root()?;
-    let mut parents = Vec::new();
-    for p in &cfg.container_parents {
-        let dir = cgroup_root.join(p.trim_start_matches('/'));
-        if dir == cgroup_root {
-            anyhow::bail!("container_parents entry {p:?} is the cgroup root: containers are its children, never the root itself");
-        }
-        if !dir.exists() {
-            // Created ahead of the engine so its id is known before the first container.
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating container parent cgroup {}", dir.display()))?;
-            tracing::info!(dir = %dir.display(), "created container parent cgroup");
-        }
-        let id = cgroupfs::cgroup_id(&dir)?;
-        parents.push((dir, id));
-    }
-
-    let mut link_pins = crate::kernel::pins::LinkPins::new(&cfg.bpffs);
-    if link_pins.adopting() {
-        tracing::info!(dir = %cfg.bpffs.display(), "an earlier agent's programs are still enforcing: adopting its maps, then taking over");
-    }
-    let loader::Loaded { mut ebpf, btf } = loader::load(
-        &LoadOptions {
-            host_events: cfg.host_events,
-            ringbuf_bytes: cfg.ringbuf_bytes,
-            bpffs: cfg.bpffs.clone(),
-        },
-        cfg.pin.then_some(&mut link_pins),
-    )?;
-    let lsm_unavailable = match crate::kernel::lsm::load_lsm(&mut ebpf, &btf) {
-        Ok(()) => None,
-        Err(e) => {
-            crate::kernel::lsm::unload_lsm(&mut ebpf);
-            let reason = ErrorChain(&e).to_string();
-            tracing::info!(%reason, "BPF LSM backend unavailable: using the fallbacks");
-            Some(reason)
-        }
-    };
-    drop(btf);
-    let ring = RingBuf::try_from(
-        ebpf.take_map(agent_common::MAP_EVENTS)
-            .context("ring buffer map missing from the object")?,
-    )?;
-    // Loading parsed the kernel's BTF twice (~5 MiB each) and freed it: give those pages back
-    // instead of carrying them as resident memory for the agent's lifetime.
-    #[cfg(target_env = "gnu")]
-    // SAFETY: plain libc call.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let pin = cfg.pin;
-    let mut owner = KernelOwner::spawn(
-        KernelState::new(
-            ebpf,
-            cgroup_root.clone(),
-            if pin { Some(link_pins) } else { None },
-        )?,
-        || {},
-    )?;
-    let kernel = owner.handle();
-    // Running as a container under a container parent: exempt our own cgroup (an explicit,
-    // all-off policy) before the parents make the default apply to it.
-    let own_cgroup = cgroupfs::pid_cgroup(std::process::id()).and_then(|p| {
-        let full = cgroup_root.join(p.trim_start_matches('/'));
-        parents.iter().find_map(|(parent, _)| {
-            let rest = full.strip_prefix(parent).ok()?;
-            let first = rest.components().next()?;
-            cgroupfs::cgroup_id(&parent.join(first)).ok()
-        })
-    });
-    if let Some(own) = own_cgroup {
-        tracing::info!(
-            cgroup_id = own,
-            "running inside a container: its cgroup is exempt from policy"
-        );
-        kernel
-            .set_container(own, agent_common::ContainerPolicy::default())
-            .await?;
-    }
-    for (dir, id) in &parents {
-        kernel.add_parent(*id, dir.clone()).await?;
-    }
-
-    let files = match crate::fanotify::FileGuard::start(cfg.audit_files) {
+    // Invalid profiles stop the start before anything is loaded: there is no policy to keep.
+    let initial_profiles = profiles::initial(&cfg.profiles)?;
+    let started = start::kernel(&cfg, &health).await?;
+    let start::Started {
+        mut owner,
+        kernel,
+        ring,
+        cgroup_root,
+        parents,
+        own_cgroup,
+        lsm_unavailable,
+    } = started;
+    let files = match FileGuard::start(
+        cfg.audit_files,
+        health.register("fanotify thread", LOOP_BOUND),
+    ) {
         Ok(g) => Some(g),
         Err(e) => {
-            tracing::warn!(error = %e, "file controls unavailable");
+            tracing::warn!(error = %ErrorChain(&e), "file controls unavailable");
             None
         }
     };
-    let backends = Backends::decide(&Probe {
+    let backends = Backends::decide(&crate::kernel::backends::Probe {
         lsm_unavailable,
         fanotify_unavailable: files
             .is_none()
             .then(|| "fanotify could not be initialised".to_string()),
     });
     for (control, backend) in &backends.backend {
-        metrics.set_backend(control.name(), backend.name());
+        metrics.set_backend(*control, *backend);
     }
 
-    let mut sinks = Sinks::open(&cfg.output, metrics.clone())?;
-    let _ = bus_out.send(sinks.bus.clone());
-    let mut first_seq = 1;
-    let delivery = match &cfg.collector {
-        None => None,
-        Some(url) => {
-            let (d, last_seq) =
-                seawall_delivery::Delivery::start(seawall_delivery::CollectorConfig {
-                    url: url.clone(),
-                    ca: cfg.collector_ca.clone(),
-                    cert: cfg.collector_cert.clone(),
-                    key: cfg.collector_key.clone(),
-                    insecure: cfg.collector_insecure,
-                    spool_dir: cfg.spool_dir.clone(),
-                    spool_max_bytes: cfg.spool_max_bytes,
-                    agent_id: cfg.node.clone(),
-                })
-                .await
-                .with_context(|| format!("starting delivery to the collector {url}"))?;
-            // Numbering continues after everything this agent ever spooled.
-            first_seq = last_seq + 1;
-            let fwd = d.clone();
-            sinks.forward.push(Box::new(move |ev| {
-                if let Err(e) = fwd.publish(ev) {
-                    tracing::error!(error = %e, seq = ev.seq, "spooling an event for the collector failed");
-                }
-            }));
-            status.lock().expect("status lock").collector = Some(url.clone());
-            Some(d)
-        }
-    };
-    let node = cfg.node_name();
-    let docker = match DockerSource::connect(&cfg.docker_socket).await {
-        Ok(d) => Some(d),
-        Err(e) => {
-            tracing::error!(error = %e, "container engine unavailable: containers are monitored with the default profile and no metadata until it answers");
-            None
-        }
-    };
-    let (kernel_tx, mut kernel_rx) = mpsc::channel(65_536);
-    let reader = tokio::spawn(read_ring(ring, kernel_tx));
-    sinks.flush();
+    // Local API and metrics: served from now on, joined at shutdown.
+    tasks.spawn(api::serve(
+        api,
+        status.clone(),
+        output.sinks.bus.clone(),
+        stop.wait(),
+    ));
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(seawall_service::metrics::serve(
+            listener,
+            metrics.registry(),
+            stop.wait(),
+        ));
+    }
 
-    let mut p = Pipeline {
+    let (kernel_tx, mut kernel_rx) = mpsc::channel(65_536);
+    tasks.spawn(ring::read_ring(
+        ring,
+        kernel_tx,
+        health.register("ring reader", LOOP_BOUND),
+        stop.wait(),
+    ));
+
+    let (source_tx, mut source_rx) = mpsc::channel::<SourceEvent>(1024);
+    let mut lookup = None;
+    for source in sources {
+        match source {
+            ContainerSource::Docker { socket } => {
+                let (l, requests) = Lookup::channel(1024);
+                lookup = Some(l);
+                tasks.spawn(docker::watch(
+                    socket,
+                    source_tx.clone(),
+                    requests,
+                    stop.wait(),
+                ));
+            }
+        }
+    }
+    drop(source_tx);
+
+    let node = cfg.node_name();
+    let Output {
+        mut sinks,
+        delivery,
+        first_seq,
+    } = output;
+    if delivery.is_some() {
+        status.lock().unwrap_or_else(|e| e.into_inner()).collector = cfg.collector.clone();
+    }
+    sinks.flush();
+    let mut d = Daemon {
         cgroup_root,
         parents,
         kernel,
-        docker: docker.clone(),
+        lookup,
         profiles: ProfileSet::builtin_default(),
         compiled: CompiledSet::default(),
         next_profile_id: 0,
         containers: ContainerTable::default(),
         procs: ProcessTable::new(65_536),
-        enricher: Enricher::new(node.clone(), first_seq),
+        events: Enricher::new(node.clone(), first_seq),
         sinks,
-        unresolved: HashMap::new(),
-        created: HashMap::new(),
-        drops_seen: 0,
+        metrics,
         status: status.clone(),
         files,
         delivery,
         own_cgroup,
+        unresolved: HashMap::new(),
+        created: HashMap::new(),
+        awaiting: HashMap::new(),
+        held: HashMap::new(),
+        drops_seen: 0,
         cfg: cfg.clone(),
     };
     // Maps adopted from an earlier agent keep its rules: number on above them, and remove them
     // once the new rules are in and every container points at them.
-    let adopted = p.kernel.adopted_rules().await?;
-    p.next_profile_id = adopted.max_profile_id;
-    p.install(profiles).await?;
-    p.kernel.remove_rules(adopted.paths, adopted.nets).await?;
-    p.kernel.heartbeat().await?;
-
-    // Containers already running.
-    let (life_tx, mut life_rx) = mpsc::channel::<Lifecycle>(1024);
-    if let Some(d) = &docker {
-        let mut stream = Box::pin(d.lifecycle());
-        tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(l) => {
-                        if life_tx.send(l).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "Docker event stream failed");
-                        break;
-                    }
-                }
-            }
-        });
-        match d.running().await {
-            Ok(ids) => {
-                for id in ids {
-                    p.on_lifecycle(Lifecycle {
-                        container_id: id,
-                        action: "start".into(),
-                    })
-                    .await;
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "listing running containers failed"),
-        }
-    }
+    let adopted = d.kernel.adopted_rules().await?;
+    d.next_profile_id = adopted.max_profile_id;
+    d.install(initial_profiles).await?;
+    // The containers already running get their policy before the agent calls itself ready.
+    d.first_listing(&mut source_rx).await;
+    d.kernel.remove_rules(adopted.paths, adopted.nets).await?;
+    d.kernel.heartbeat().await?;
 
     {
-        let mut s = status.lock().expect("status lock");
+        let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
         s.node = node;
         s.kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()
             .into();
         s.backends = Some(backends.clone());
-        s.started = crate::output::clock::Clock::now();
+        s.started = Clock::now();
         s.version = env!("CARGO_PKG_VERSION").into();
     }
-    p.refresh_status();
-    print_summary(&backends, &p);
-    p.agent_event(
+    d.refresh_status();
+    summary::print(&backends, &d);
+    d.agent_event(
         Action::Allowed,
         Severity::Info,
         format!(
@@ -858,83 +373,73 @@ pub async fn run(
             backends.describe(Control::Network)
         ),
     );
-    let released = p.kernel.release_previous().await?;
+    let released = d.kernel.release_previous().await?;
     if released > 0 {
         tracing::info!(
             links = released,
             "took over from the earlier agent's programs"
         );
     }
-    if !pin {
+    if !cfg.pin {
         // Links an earlier pinned agent left, when this one does not pin its own.
-        let mut old = crate::kernel::pins::LinkPins::new(&cfg.bpffs);
-        old.release_previous();
+        crate::kernel::pins::LinkPins::new(&cfg.bpffs).release_previous();
     }
-    p.sinks.flush();
-    ready();
-
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut stamp = profiles_stamp(&cfg.profiles);
-    let mut file_rx = p.files.as_mut().map(|f| f.events());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut shutdown => break,
-            how = owner.exited() => {
-                tracing::error!(?how, "the kernel owner thread ended: no map writes are possible any more");
-                return Err(anyhow::anyhow!("the kernel owner thread ended ({how:?}): policy can no longer be written"));
-            }
-            Some(ev) = kernel_rx.recv() => {
-                p.on_kernel(ev).await;
-                while let Ok(ev) = kernel_rx.try_recv() {
-                    p.on_kernel(ev).await;
-                }
-                p.sinks.flush();
-            }
-            Some(fev) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
-                let containers = &p.containers;
-                if let Some(ev) = crate::output::file_event::to_event(&fev, &mut p.enricher, containers, &p.procs) {
-                    p.emit(ev);
-                }
-                p.sinks.flush();
-            }
-            Some(l) = life_rx.recv() => {
-                p.on_lifecycle(l).await;
-                p.sinks.flush();
-            }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading profiles");
-                p.reload().await;
-                stamp = profiles_stamp(&cfg.profiles);
-                p.sinks.flush();
-            }
-            _ = tick.tick() => {
-                let now = profiles_stamp(&cfg.profiles);
-                if now != stamp {
-                    stamp = now;
-                    tracing::info!("profiles directory changed: reloading");
-                    p.reload().await;
-                }
-                p.poll_counters().await;
-                if let Err(e) = p.kernel.heartbeat().await {
-                    tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
-                }
-                p.sinks.flush();
-            }
+    d.sinks.flush();
+    if let Some(n) = &notifier {
+        n.ready("enforcing");
+        if let Some(every) = watchdog_interval() {
+            tasks.spawn(health::watchdog(
+                n.clone(),
+                every,
+                health.clone(),
+                stop.wait(),
+            ));
         }
     }
-    reader.abort();
-    p.agent_event(Action::Allowed, Severity::Info, "agent stopping".into());
-    p.sinks.flush();
-    if let Some(d) = p.delivery.take() {
-        d.shutdown().await;
+
+    let result = event_loop(
+        &mut d,
+        &mut owner,
+        &mut kernel_rx,
+        &mut source_rx,
+        notifier.as_ref(),
+        &health,
+        shutdown,
+    )
+    .await;
+
+    if let Some(n) = &notifier {
+        n.stopping();
+    }
+    d.agent_event(Action::Allowed, Severity::Info, "agent stopping".into());
+    d.sinks.flush();
+    let _ = stop_tx.send(true);
+    if let Some(files) = d.files.take() {
+        files.stop();
+    }
+    let joined = tokio::time::timeout(JOIN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                if e.is_panic() {
+                    tracing::error!(error = %e, "a task of the agent panicked");
+                }
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::warn!("tasks still running after the shutdown grace period: cut");
+        tasks.shutdown().await;
+    }
+    if let Some(delivery) = d.delivery.take() {
+        delivery.shutdown().await;
     }
     // The owner drops the object last: unpinned links detach here, pinned ones stay.
-    drop(p);
-    if owner.stop().await == OwnerExit::Panicked {
-        anyhow::bail!("the kernel owner thread panicked during shutdown");
+    drop(d);
+    let owner_exit = owner.stop().await;
+    result?;
+    if owner_exit == OwnerExit::Panicked {
+        return Err(DaemonError::OwnerEnded(OwnerExit::Panicked));
     }
     if !cfg.pin {
         // Not asked to outlive us: leave nothing behind in bpffs.
@@ -947,37 +452,78 @@ pub async fn run(
     Ok(())
 }
 
-/// The startup summary on stderr, read from the program table and the probe.
-fn print_summary(b: &Backends, p: &Pipeline) {
-    let mut text = String::from("seawall agent ready\n  kernel programs:\n");
-    for program in programs::PROGRAMS {
-        let scope = match program.scope {
-            programs::AttachScope::Global => "global",
-            programs::AttachScope::ContainerParent => "at each container parent cgroup",
-        };
-        let state = match (program.backend, &b.lsm_unavailable) {
-            (programs::Backend::BpfLsm, Some(_)) => "not loaded",
-            _ => "attached",
-        };
-        text.push_str(&format!(
-            "    {:<22} {:<32} {scope}, {state}\n",
-            program.name,
-            program.hook.to_string()
-        ));
+/// The one loop. Biased towards what must not wait (shutdown, the owner's death, SIGHUP, the
+/// tick, container news), and kernel and file records are taken in bounded batches, so a
+/// flood of them cannot starve the rest.
+async fn event_loop(
+    d: &mut Daemon,
+    owner: &mut crate::kernel::owner::KernelOwner,
+    kernel_rx: &mut mpsc::Receiver<KernelEvent>,
+    source_rx: &mut mpsc::Receiver<SourceEvent>,
+    notifier: Option<&Notifier>,
+    health: &Health,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let liveness = health.register("event loop", LOOP_BOUND);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::Signal)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut stamp = profiles::stamp(&d.cfg.profiles);
+    let mut file_rx = d.files.as_mut().map(|f| f.events());
+    tokio::pin!(shutdown);
+    loop {
+        liveness.beat();
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            how = owner.exited() => {
+                tracing::error!(?how, "the kernel owner thread ended: no map writes are possible any more");
+                return Err(DaemonError::OwnerEnded(how));
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading profiles");
+                if let Some(n) = notifier {
+                    n.reloading();
+                }
+                d.reload().await;
+                stamp = profiles::stamp(&d.cfg.profiles);
+                if let Some(n) = notifier {
+                    n.ready("enforcing");
+                }
+            }
+            _ = tick.tick() => {
+                let now = profiles::stamp(&d.cfg.profiles);
+                if now != stamp {
+                    stamp = now;
+                    tracing::info!("profiles directory changed: reloading");
+                    d.reload().await;
+                }
+                d.expire_waits().await;
+                d.poll_counters().await;
+                if let Err(e) = d.kernel.heartbeat().await {
+                    tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
+                }
+            }
+            Some(news) = source_rx.recv() => d.on_source(news).await,
+            Some(first) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
+                d.on_file(first);
+                for _ in 1..FILE_BATCH {
+                    match file_rx.as_mut().map(|rx| rx.try_recv()) {
+                        Some(Ok(fev)) => d.on_file(fev),
+                        _ => break,
+                    }
+                }
+            }
+            Some(first) = kernel_rx.recv() => {
+                d.on_kernel(first).await;
+                for _ in 1..KERNEL_BATCH {
+                    match kernel_rx.try_recv() {
+                        Ok(ev) => d.on_kernel(ev).await,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        d.sinks.flush();
     }
-    for control in Control::ALL {
-        text.push_str(&format!(
-            "  {:<15} {}\n",
-            format!("{control}:"),
-            b.describe(control)
-        ));
-    }
-    text.push_str(&format!(
-        "  BPF LSM:        {}\n  profiles: {} ({} loaded)\n  containers monitored: {}",
-        b.lsm_unavailable.as_deref().unwrap_or("in use"),
-        p.cfg.profiles.display(),
-        p.profiles.profiles().count(),
-        p.containers.len()
-    ));
-    eprintln!("{text}");
 }

@@ -23,6 +23,7 @@ use aya::{
     },
     Ebpf,
 };
+use nix::time::{clock_gettime, ClockId};
 
 use super::{
     loader::safe_attach_point,
@@ -63,6 +64,8 @@ pub enum KernelError {
     },
     #[error("the kernel owner thread has stopped")]
     Gone,
+    #[error("reading CLOCK_BOOTTIME")]
+    Clock(#[source] nix::errno::Errno),
     #[error("starting the kernel owner thread")]
     Spawn(#[source] std::io::Error),
     #[error("the link of {program} on {path} is not an fd link and cannot be pinned")]
@@ -322,13 +325,8 @@ impl KernelState {
     /// Tells the kernel the agent is alive (`bpf_ktime_get_boot_ns` clock), so it may hold a new
     /// container's execs until the container's own policy is written.
     pub fn heartbeat(&mut self) -> Result<(), KernelError> {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: valid out-pointer.
-        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-        let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let ts = clock_gettime(ClockId::CLOCK_BOOTTIME).map_err(KernelError::Clock)?;
+        let now = ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64;
         self.heartbeat
             .set(0, now, 0)
             .map_err(map_err(agent_common::MAP_AGENT_HEARTBEAT))

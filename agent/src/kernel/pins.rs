@@ -9,27 +9,29 @@ use std::{
 };
 
 use aya::programs::links::{FdLink, PinnedLink};
+use nix::{
+    mount::{mount, MsFlags},
+    sys::statfs::BPF_FS_MAGIC,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
-    #[error("bpffs at {path}: {source} (Seawall pins its maps and programs there; is /sys/fs/bpf a bpf filesystem?)")]
-    Bpffs { path: PathBuf, source: io::Error },
-    #[error("pinning link {path}: {source}")]
+    #[error("bpffs at {path} (Seawall pins its maps and programs there; is /sys/fs/bpf a bpf filesystem?)")]
+    Bpffs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("pinning link {path}")]
     Pin {
         path: PathBuf,
+        #[source]
         source: aya::pin::PinError,
     },
 }
 
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: valid path and out-pointer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+    nix::sys::statfs::statfs(path).is_ok_and(|st| st.filesystem_type() == BPF_FS_MAGIC)
 }
 
 /// Makes sure `dir` exists on a bpf filesystem, mounting bpffs at /sys/fs/bpf when nothing is
@@ -42,21 +44,15 @@ pub fn ensure_dir(dir: &Path) -> Result<(), PinError> {
     let root = Path::new("/sys/fs/bpf");
     if dir.starts_with(root) && !is_bpffs(root) {
         std::fs::create_dir_all(root).map_err(err)?;
-        let src = std::ffi::CString::new("bpf").expect("static");
-        let target = std::ffi::CString::new("/sys/fs/bpf").expect("static");
-        // SAFETY: valid strings; mounting bpffs is idempotent in effect (we checked it is absent).
-        let r = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                target.as_ptr(),
-                src.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if r != 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
+        // Mounting bpffs where none is mounted (we checked) has no other effect.
+        mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| err(e.into()))?;
     }
     std::fs::create_dir_all(dir).map_err(err)?;
     if !is_bpffs(dir) {

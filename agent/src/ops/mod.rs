@@ -2,5 +2,4 @@
 
 pub mod api;
 pub mod metrics;
-pub mod notify;
 pub mod status;

@@ -1,5 +1,7 @@
 //! Event time: wall-clock RFC 3339 from the kernel's boot clock.
 
+use nix::time::{clock_gettime, ClockId};
+
 /// Wall-clock time from the kernel's boot clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -7,20 +9,17 @@ pub struct Clock {
     offset_ns: i128,
 }
 
-fn clock_ns(id: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+fn clock_ns(id: ClockId) -> i128 {
+    // Both clocks always exist on Linux; a failure would read as the epoch, not a panic.
+    clock_gettime(id)
+        .map(|ts| ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128)
+        .unwrap_or(0)
 }
 
 impl Clock {
     pub fn new() -> Self {
         Self {
-            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
+            offset_ns: clock_ns(ClockId::CLOCK_REALTIME) - clock_ns(ClockId::CLOCK_BOOTTIME),
         }
     }
 
@@ -29,7 +28,7 @@ impl Clock {
     }
 
     pub fn now() -> String {
-        rfc3339(clock_ns(libc::CLOCK_REALTIME))
+        rfc3339(clock_ns(ClockId::CLOCK_REALTIME))
     }
 }
 

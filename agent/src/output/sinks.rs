@@ -25,9 +25,10 @@ pub struct Sinks {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("opening output {path}: {source}")]
+    #[error("opening output {path}")]
     Open {
         path: String,
+        #[source]
         source: std::io::Error,
     },
 }
@@ -71,6 +72,15 @@ impl Sinks {
         }
         self.metrics
             .inc_event(&ev.kind.to_string(), &ev.action.to_string(), &ev.control);
+    }
+
+    /// Every event from now on also goes to the collector's spool, in order.
+    pub fn forward_to(&mut self, delivery: seawall_delivery::Delivery) {
+        self.forward.push(Box::new(move |ev| {
+            if let Err(e) = delivery.publish(ev) {
+                tracing::error!(error = %seawall_service::ErrorChain(&e), seq = ev.seq, "spooling an event for the collector failed");
+            }
+        }));
     }
 
     /// Called when the pipeline has nothing more queued: one write for a burst of events.

@@ -11,29 +11,27 @@ use std::{
 pub enum CgroupError {
     #[error("no cgroup v2 hierarchy is mounted (looked in /proc/self/mountinfo): Seawall keys containers by cgroup v2 id; mount one with `mount -t cgroup2 none /sys/fs/cgroup/unified`")]
     NoCgroup2,
-    #[error("cgroup {path}: {source}")]
+    #[error("reading /proc/self/mountinfo")]
+    MountInfo(#[source] procfs::ProcError),
+    #[error("cgroup {path}")]
     Io {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
 }
 
 /// The cgroup v2 mount point, from `/proc/self/mountinfo`.
 pub fn cgroup2_root() -> Result<PathBuf, CgroupError> {
-    let info =
-        std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Io {
-            path: "/proc/self/mountinfo".into(),
-            source,
-        })?;
-    parse_cgroup2_root(&info).ok_or(CgroupError::NoCgroup2)
-}
-
-fn parse_cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let fstype = right.split_whitespace().next()?;
-        (fstype == "cgroup2").then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap_or("/")))
-    })
+    let mounts = procfs::process::Process::myself()
+        .and_then(|me| me.mountinfo())
+        .map_err(CgroupError::MountInfo)?;
+    mounts
+        .0
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
+        .ok_or(CgroupError::NoCgroup2)
 }
 
 /// The id of the cgroup at `path` (absolute, on the cgroup2 mount).
@@ -46,16 +44,23 @@ pub fn cgroup_id(path: &Path) -> Result<u64, CgroupError> {
         })
 }
 
-/// The cgroup v2 path of a process relative to the hierarchy root (`0::/docker/<id>` → `/docker/<id>`).
+/// The cgroup v2 path of a process relative to the hierarchy root (`0::/docker/<id>` →
+/// `/docker/<id>`).
 pub fn pid_cgroup(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    parse_pid_cgroup(&text)
+    let groups = procfs::process::Process::new(pid as i32)
+        .ok()?
+        .cgroups()
+        .ok()?;
+    unified_path(&groups)
 }
 
-fn parse_pid_cgroup(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| p.trim().to_string())
+/// The unified (hierarchy 0) entry of a `/proc/<pid>/cgroup`.
+fn unified_path(groups: &procfs::ProcessCGroups) -> Option<String> {
+    groups
+        .0
+        .iter()
+        .find(|g| g.hierarchy == 0)
+        .map(|g| g.pathname.trim().to_string())
 }
 
 /// The container id in a cgroup path: the last component, with systemd's `docker-…scope`
@@ -75,28 +80,34 @@ mod tests {
 
     #[test]
     fn finds_cgroup2_on_hybrid_and_unified_hosts() {
+        use procfs::{process::MountInfos, FromRead};
+        let root = |text: &str| {
+            MountInfos::from_read(text.as_bytes())
+                .unwrap()
+                .0
+                .into_iter()
+                .find(|m| m.fs_type == "cgroup2")
+                .map(|m| m.mount_point)
+        };
         let hybrid =
             "30 25 0:26 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw\n\
                       31 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
-        assert_eq!(
-            parse_cgroup2_root(hybrid),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
+        assert_eq!(root(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
         let unified = "35 24 0:30 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(
-            parse_cgroup2_root(unified),
-            Some(PathBuf::from("/sys/fs/cgroup"))
-        );
-        assert_eq!(
-            parse_cgroup2_root("1 2 0:1 / / rw - ext4 /dev/vda rw\n"),
-            None
+        assert_eq!(root(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(root("1 2 0:1 / / rw - ext4 /dev/vda rw\n"), None);
+        assert!(
+            cgroup2_root().is_ok(),
+            "this machine has a cgroup v2 hierarchy"
         );
     }
 
     #[test]
     fn reads_the_unified_line_of_proc_pid_cgroup() {
+        use procfs::FromRead;
         let text = "9:name=systemd:/docker/abc\n1:cpu:/docker/abc\n0::/docker/abc\n";
-        assert_eq!(parse_pid_cgroup(text).as_deref(), Some("/docker/abc"));
+        let groups = procfs::ProcessCGroups::from_read(text.as_bytes()).unwrap();
+        assert_eq!(unified_path(&groups).as_deref(), Some("/docker/abc"));
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! The Docker engine as a source of the container table (bollard over the unix socket).
+//!
+//! The source runs as a task of its own: engine events become [`SourceEvent`]s in order (an
+//! inspect each, so a container's `die` never overtakes its `start`), and lookups by id are
+//! inspected concurrently beside them. The daemon's loop never waits on the engine.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -7,29 +11,44 @@ use bollard::{
     Docker,
 };
 use futures_util::{Stream, StreamExt};
+use seawall_service::ErrorChain;
+use tokio::{sync::mpsc, task::JoinSet};
 
-use super::table::ContainerInfo;
+use super::{table::ContainerInfo, SourceEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("cannot reach the Docker engine at {socket}: {source} (is dockerd running? set --docker-socket)")]
+    #[error(
+        "cannot reach the Docker engine at {socket} (is dockerd running? set --docker-socket)"
+    )]
     Connect {
         socket: String,
         #[source]
         source: bollard::errors::Error,
     },
-    #[error("Docker API: {0}")]
+    #[error("Docker API")]
     Api(#[from] bollard::errors::Error),
+    #[error("Docker API: no answer within {0:?}")]
+    Timeout(Duration),
 }
+
+/// How long one inspect may take before the container is treated as unknown for now.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lookups answered at once; more wait in the lookup queue.
+const LOOKUPS_IN_FLIGHT: usize = 32;
+/// Reconnection backoff after the engine went away: doubles from the first to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_LAST: Duration = Duration::from_secs(30);
 
 /// One container lifecycle change from the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lifecycle {
-    pub container_id: String,
+struct Lifecycle {
+    container_id: String,
     /// `create`, `start`, `die`, `destroy`, …
-    pub action: String,
+    action: String,
 }
 
+/// A connection to the Docker engine.
 #[derive(Clone)]
 pub struct DockerSource {
     docker: Docker,
@@ -62,12 +81,9 @@ impl DockerSource {
 
     /// Everything the table needs about one container.
     pub async fn inspect(&self, id: &str) -> Result<ContainerInfo, DockerError> {
-        let c = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.docker.inspect_container(id, None),
-        )
-        .await
-        .map_err(|_| DockerError::Api(bollard::errors::Error::RequestTimeoutError))??;
+        let c = tokio::time::timeout(INSPECT_TIMEOUT, self.docker.inspect_container(id, None))
+            .await
+            .map_err(|_| DockerError::Timeout(INSPECT_TIMEOUT))??;
         let mut info = from_inspect(c);
         if !info.image_id.is_empty() {
             if let Ok(img) = self.docker.inspect_image(&info.image_id).await {
@@ -77,8 +93,22 @@ impl DockerSource {
         Ok(info)
     }
 
+    /// Every running container, inspected.
+    async fn running_inspected(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        let mut out = Vec::new();
+        for id in self.running().await? {
+            match self.inspect(&id).await {
+                Ok(info) => out.push(info),
+                Err(e) => {
+                    tracing::warn!(container_id = %id, error = %ErrorChain(&e), "inspecting a running container failed")
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Container lifecycle events, from now on.
-    pub fn lifecycle(&self) -> impl Stream<Item = Result<Lifecycle, DockerError>> + Send + 'static {
+    fn lifecycle(&self) -> impl Stream<Item = Result<Lifecycle, DockerError>> + Send + 'static {
         let mut filters = HashMap::new();
         filters.insert("type".to_string(), vec!["container".to_string()]);
         self.docker
@@ -102,6 +132,112 @@ impl DockerSource {
                 }
             })
     }
+}
+
+/// The Docker source: watches the engine at `socket` and sends what it sees on `events`,
+/// answers `lookups` (container ids), and reconnects with backoff whenever the engine goes
+/// away, re-listing the running containers after every gap ([`SourceEvent::Resync`]).
+/// Ends when `shutdown` resolves or the daemon stops listening.
+pub async fn watch(
+    socket: String,
+    events: mpsc::Sender<SourceEvent>,
+    mut lookups: mpsc::Receiver<String>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = BACKOFF_FIRST;
+    let mut first = true;
+    let mut inspecting = JoinSet::new();
+    loop {
+        let source = tokio::select! {
+            _ = &mut shutdown => return,
+            connected = DockerSource::connect(&socket) => connected,
+        };
+        let source = match source {
+            Ok(s) => s,
+            Err(e) => {
+                if first || backoff == BACKOFF_LAST {
+                    tracing::error!(error = %ErrorChain(&e), retry_in = ?backoff, "container engine unavailable: containers are monitored with the default profile and no metadata until it answers");
+                }
+                if first && events.send(SourceEvent::Unreachable).await.is_err() {
+                    return;
+                }
+                first = false;
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_LAST);
+                continue;
+            }
+        };
+        if !first {
+            tracing::info!("container engine answers again: re-listing its containers");
+        }
+        first = false;
+        backoff = BACKOFF_FIRST;
+        // Subscribe before listing, so nothing that happens in between is missed.
+        let mut stream = Box::pin(source.lifecycle());
+        match source.running_inspected().await {
+            Ok(running) => {
+                if events.send(SourceEvent::Resync(running)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(error = %ErrorChain(&e), "listing running containers failed"),
+        }
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                Some(id) = lookups.recv() => {
+                    if inspecting.len() >= LOOKUPS_IN_FLIGHT {
+                        inspecting.join_next().await;
+                    }
+                    let (source, events) = (source.clone(), events.clone());
+                    inspecting.spawn(async move {
+                        let answer = match source.inspect(&id).await {
+                            Ok(info) => SourceEvent::Created(info),
+                            Err(e) => {
+                                tracing::warn!(container_id = %id, error = %ErrorChain(&e), "inspecting a new container failed");
+                                SourceEvent::Unknown { id }
+                            }
+                        };
+                        let _ = events.send(answer).await;
+                    });
+                }
+                Some(_) = inspecting.join_next(), if !inspecting.is_empty() => {}
+                item = stream.next() => match item {
+                    // In order: a container's `die` must not overtake its `start`.
+                    Some(Ok(l)) => forward(&source, l, &events).await,
+                    Some(Err(e)) => {
+                        tracing::error!(error = %ErrorChain(&e), "Docker event stream failed: reconnecting");
+                        break;
+                    }
+                    None => {
+                        tracing::error!("Docker event stream ended: reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Turns one engine event into what the daemon needs, inspecting where it must.
+async fn forward(source: &DockerSource, l: Lifecycle, events: &mpsc::Sender<SourceEvent>) {
+    let event = match l.action.as_str() {
+        "create" | "start" => match source.inspect(&l.container_id).await {
+            Ok(info) if l.action == "create" => SourceEvent::Created(info),
+            Ok(info) => SourceEvent::Started(info),
+            Err(e) => {
+                tracing::warn!(container_id = %l.container_id, action = %l.action, error = %ErrorChain(&e), "inspecting a container failed");
+                return;
+            }
+        },
+        "die" | "destroy" => SourceEvent::Stopped { id: l.container_id },
+        _ => return,
+    };
+    let _ = events.send(event).await;
 }
 
 fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {

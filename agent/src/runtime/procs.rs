@@ -27,27 +27,6 @@ impl ProcessTable {
         }
     }
 
-    /// Reads every process in `/proc` whose pid `keep` accepts.
-    pub fn seed_from_procfs(&mut self, keep: impl Fn(u32) -> bool) {
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if keep(pid) {
-                if let Some(info) = read_proc(pid) {
-                    self.insert(pid, info);
-                }
-            }
-        }
-    }
-
     pub fn insert(&mut self, pid: u32, info: ProcessInfo) {
         if self.procs.len() >= self.max && !self.procs.contains_key(&pid) {
             // Full: forget an arbitrary entry rather than grow without bound. The event that
@@ -85,25 +64,25 @@ impl ProcessTable {
 
 /// One process from procfs, or None when it is gone.
 pub fn read_proc(pid: u32) -> Option<ProcessInfo> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let process = procfs::process::Process::new(pid as i32).ok()?;
+    let status = process.status().ok()?;
     Some(ProcessInfo {
-        ppid: field("PPid:").and_then(|v| v.parse().ok()).unwrap_or(0),
-        uid: field("Uid:")
-            .and_then(|v| v.split_whitespace().next().and_then(|u| u.parse().ok()))
-            .unwrap_or(0),
-        comm: field("Name:").unwrap_or_default(),
-        exe: std::fs::read_link(format!("/proc/{pid}/exe"))
+        ppid: status.ppid.max(0) as u32,
+        uid: status.ruid,
+        comm: status.name,
+        exe: process
+            .exe()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        args: crate::kernel::decode::split_args(&cmdline),
+        args: process.cmdline().unwrap_or_default(),
     })
+}
+
+/// The pids of every process now in `/proc`.
+pub fn list_pids() -> Vec<u32> {
+    procfs::process::all_processes()
+        .map(|all| all.flatten().map(|p| p.pid() as u32).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -144,5 +123,6 @@ mod tests {
         let me = read_proc(std::process::id()).expect("our own /proc entry");
         assert!(!me.comm.is_empty());
         assert!(!me.args.is_empty());
+        assert!(list_pids().contains(&std::process::id()));
     }
 }

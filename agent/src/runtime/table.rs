@@ -45,6 +45,17 @@ impl ContainerInfo {
     }
 }
 
+/// What an [`ContainerTable::upsert`] changed, for the caller to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A container the table did not know.
+    Added,
+    /// A known container's row was replaced (a reload, or a later, fuller inspect).
+    Updated,
+    /// The table is full: the container is not recorded and its events lack metadata.
+    TableFull,
+}
+
 /// Bounded: rows are removed when a container dies; `max` guards against a runaway engine.
 #[derive(Debug)]
 pub struct ContainerTable {
@@ -68,14 +79,19 @@ impl ContainerTable {
         }
     }
 
-    /// Inserts or replaces; false when the table is full and the row is new.
-    pub fn upsert(&mut self, cgroup_id: u64, info: ContainerInfo) -> bool {
-        if !self.by_cgroup.contains_key(&cgroup_id) && self.by_cgroup.len() >= self.max {
-            return false;
+    /// Inserts or replaces, and says which.
+    pub fn upsert(&mut self, cgroup_id: u64, info: ContainerInfo) -> Change {
+        let known = self.by_cgroup.contains_key(&cgroup_id);
+        if !known && self.by_cgroup.len() >= self.max {
+            return Change::TableFull;
         }
         self.cgroup_of.insert(info.id.clone(), cgroup_id);
         self.by_cgroup.insert(cgroup_id, info);
-        true
+        if known {
+            Change::Updated
+        } else {
+            Change::Added
+        }
     }
 
     pub fn get(&self, cgroup_id: u64) -> Option<&ContainerInfo> {
@@ -106,6 +122,11 @@ impl ContainerTable {
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &ContainerInfo)> {
         self.by_cgroup.iter()
     }
+
+    /// The engine ids of every container in the table.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.cgroup_of.keys().map(String::as_str)
+    }
 }
 
 #[cfg(test)]
@@ -124,10 +145,18 @@ mod tests {
     #[test]
     fn rows_are_found_by_cgroup_and_by_container_id_and_removed_on_die() {
         let mut t = ContainerTable::new(2);
-        assert!(t.upsert(10, info("a")));
-        assert!(t.upsert(11, info("b")));
-        assert!(!t.upsert(12, info("c")), "the table is bounded");
-        assert!(t.upsert(10, info("a")), "replacing a row is always allowed");
+        assert_eq!(t.upsert(10, info("a")), Change::Added);
+        assert_eq!(t.upsert(11, info("b")), Change::Added);
+        assert_eq!(
+            t.upsert(12, info("c")),
+            Change::TableFull,
+            "the table is bounded"
+        );
+        assert_eq!(
+            t.upsert(10, info("a")),
+            Change::Updated,
+            "replacing a row is always allowed"
+        );
         assert_eq!(t.get(11).unwrap().name, "n-b");
         assert_eq!(t.cgroup_of("a"), Some(10));
         assert_eq!(t.remove_container("a").map(|(cg, _)| cg), Some(10));
