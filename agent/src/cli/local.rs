@@ -5,11 +5,28 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tokio::io::AsyncBufReadExt;
 
-use crate::ops::{api, status::Status};
+use tokio::{
+    io::{AsyncWriteExt, BufReader},
+    net::UnixStream,
+};
+
+use crate::ops::status::Status;
+
+/// One request to the local agent; the raw answer stream.
+async fn request(path: &std::path::Path, what: &str) -> anyhow::Result<BufReader<UnixStream>> {
+    let mut s = UnixStream::connect(path).await.with_context(|| {
+        format!(
+            "cannot reach the local agent at {} (is `seawall agent` running, and are you root?)",
+            path.display()
+        )
+    })?;
+    s.write_all(format!("{what}\n").as_bytes()).await?;
+    Ok(BufReader::new(s))
+}
 
 /// `seawall status`: the running agent's status, as text or raw JSON.
 pub async fn status(api_socket: PathBuf, json: bool) -> anyhow::Result<()> {
-    let mut r = api::request(&api_socket, "status").await?;
+    let mut r = request(&api_socket, "status").await?;
     let mut line = String::new();
     r.read_line(&mut line).await?;
     if json {
@@ -26,7 +43,7 @@ pub async fn events(
     args: seawall_delivery::events_cli::EventsArgs,
     api_socket: PathBuf,
 ) -> anyhow::Result<()> {
-    let mut r = api::request(&api_socket, "events").await?;
+    let mut r = request(&api_socket, "events").await?;
     let mut header = false;
     let mut line = String::new();
     loop {

@@ -8,7 +8,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
     sync::broadcast,
 };
@@ -27,6 +27,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Serves one request per connection until `shutdown` resolves.
 pub async fn serve(
     listener: UnixListener,
     status: Arc<Mutex<Status>>,
@@ -94,20 +95,16 @@ async fn session(
     Ok(())
 }
 
-use tokio::io::AsyncReadExt as _;
-
-/// Client side: one request, the raw answer stream.
-pub async fn request(path: &Path, what: &str) -> anyhow::Result<BufReader<UnixStream>> {
-    let mut s = UnixStream::connect(path).await.map_err(|e| {
-        anyhow::anyhow!("cannot reach the local agent at {}: {e} (is `seawall agent` running, and are you root?)", path.display())
-    })?;
-    s.write_all(format!("{what}\n").as_bytes()).await?;
-    Ok(BufReader::new(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The client side, as `seawall status`/`events` speak it.
+    async fn request(path: &Path, what: &str) -> std::io::Result<BufReader<UnixStream>> {
+        let mut s = UnixStream::connect(path).await?;
+        s.write_all(format!("{what}\n").as_bytes()).await?;
+        Ok(BufReader::new(s))
+    }
 
     #[tokio::test]
     async fn status_and_events_over_a_0600_socket() {
