@@ -77,14 +77,7 @@ impl Daemon {
             }
             SourceEvent::Unknown { id } => {
                 if let Some(w) = self.awaiting.remove(&id) {
-                    self.register(
-                        w.cgroup_id,
-                        ContainerInfo {
-                            id,
-                            ..Default::default()
-                        },
-                    )
-                    .await;
+                    self.register_unknown(w.cgroup_id, id).await;
                 }
             }
             SourceEvent::Started(info) => self.started(info).await,
@@ -196,14 +189,7 @@ impl Daemon {
                         },
                     );
                 } else {
-                    self.register(
-                        cgroup_id,
-                        ContainerInfo {
-                            id,
-                            ..Default::default()
-                        },
-                    )
-                    .await;
+                    self.register_unknown(cgroup_id, id).await;
                 }
             }
             (_, id) => {
@@ -232,17 +218,19 @@ impl Daemon {
         for id in late {
             if let Some(w) = self.awaiting.remove(&id) {
                 tracing::warn!(container_id = %id, dir = %w.dir.display(), "the container engine did not answer in time: monitoring with the default profile");
-                self.register(
-                    w.cgroup_id,
-                    ContainerInfo {
-                        id,
-                        ..Default::default()
-                    },
-                )
-                .await;
+                self.register_unknown(w.cgroup_id, id).await;
             }
         }
         self.release_expired_holds().await;
+    }
+
+    /// Registers a container its source could not describe: the id only, the default profile.
+    async fn register_unknown(&mut self, cgroup_id: u64, id: String) {
+        let info = ContainerInfo {
+            id,
+            ..Default::default()
+        };
+        self.register(cgroup_id, info).await;
     }
 
     /// Applies the matching profile to a container and records it in the table; then

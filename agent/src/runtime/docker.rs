@@ -272,6 +272,31 @@ mod tests {
     use super::*;
     use bollard::models::{ContainerConfig, ContainerState, DriverData};
 
+    #[tokio::test]
+    async fn an_engine_that_does_not_answer_is_reported_and_retried_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock").display().to_string();
+        let (tx, mut rx) = mpsc::channel(8);
+        let (_lookup, requests) = crate::runtime::Lookup::channel(8);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let source = tokio::spawn(watch(socket, tx, requests, async {
+            let _ = stopped.await;
+        }));
+        let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the source reports at once");
+        assert_eq!(first, Some(SourceEvent::Unreachable));
+        // It keeps retrying (with backoff) rather than ending, and says Unreachable only once.
+        tokio::time::sleep(BACKOFF_FIRST * 3).await;
+        assert!(!source.is_finished());
+        assert!(rx.try_recv().is_err());
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), source)
+            .await
+            .expect("the source ends on shutdown")
+            .unwrap();
+    }
+
     #[test]
     fn inspect_maps_to_a_table_row() {
         let mut labels = HashMap::new();
