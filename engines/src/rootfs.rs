@@ -33,6 +33,35 @@ pub fn overlay_upper_dir_of_pid(pid: u32) -> Option<PathBuf> {
     overlay_upper_dir(&text)
 }
 
+/// The mount point, in the mount table `mountinfo` (the reader's own, `/proc/self/mountinfo`),
+/// of the overlay whose upper directory is `upper`: the container's merged root as the reader
+/// sees it, where file controls mark its filesystem. containerd's shims mount it under their
+/// state directory (`…/io.containerd.runtime.v2.task/<namespace>/<id>/rootfs`), and its API
+/// does not say where; the upper directory is unique to the container, so it finds the mount.
+pub fn merged_dir(mountinfo: &str, upper: &std::path::Path) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let mut fields = after.split(' ');
+        if fields.next()? != "overlay" {
+            return None;
+        }
+        let _source = fields.next()?;
+        let options = fields.next()?;
+        let same = options
+            .split(',')
+            .filter_map(|o| o.strip_prefix("upperdir="))
+            .any(|u| std::path::Path::new(&unescape(u)) == upper);
+        let point = before.split(' ').nth(4)?;
+        same.then(|| PathBuf::from(unescape(point)))
+    })
+}
+
+/// [`merged_dir`] in this process's own mount table.
+pub fn merged_dir_of_upper(upper: &std::path::Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    merged_dir(&text, upper)
+}
+
 /// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -56,6 +85,7 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     const CONTAINERD: &str = "\
 1201 1100 0:84 / / rw,relatime master:590 - overlay overlay rw,lowerdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs,upperdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/7/fs,workdir=/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/7/work
@@ -69,6 +99,28 @@ mod tests {
             Some(PathBuf::from(
                 "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/7/fs"
             ))
+        );
+    }
+
+    #[test]
+    fn the_merged_dir_is_found_by_the_upper_dir_in_the_readers_mounts() {
+        let host = "\
+40 22 0:50 / /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/var/lib/containerd/snapshots/7/fs,workdir=/w
+41 22 0:51 / /var/lib/docker/overlay2/x/merged rw - overlay overlay rw,lowerdir=/l2,upperdir=/var/lib/docker/overlay2/x/diff,workdir=/w2
+";
+        assert_eq!(
+            merged_dir(host, Path::new("/var/lib/containerd/snapshots/7/fs")),
+            Some(PathBuf::from(
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs"
+            ))
+        );
+        assert_eq!(
+            merged_dir(host, Path::new("/var/lib/containerd/snapshots/8/fs")),
+            None
+        );
+        assert_eq!(
+            merged_dir(host, Path::new("/var/lib/containerd/snapshots/7")),
+            None
         );
     }
 
