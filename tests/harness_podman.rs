@@ -146,6 +146,35 @@ impl Podman {
     }
 }
 
+impl Podman {
+    /// `podman run` of `sh -c script` in the foreground: its output (exit status included),
+    /// and the container, kept (removed on drop of the handle) so its id can be matched.
+    pub fn run_sh(
+        &self,
+        tag: &str,
+        labels: &[(&str, &str)],
+        script: &str,
+    ) -> (PodmanContainer, Output) {
+        let name = crate::unique_name(tag);
+        let out = self.run(&name, labels, false, script);
+        let id = self
+            .podman()
+            .args(["inspect", "-f", "{{.Id}}", &name])
+            .output()
+            .map(|o| crate::text(&o.stdout).trim().to_string())
+            .ok()
+            .filter(|id| !id.is_empty())
+            // Not made at all: removing by name is as good (and as harmless).
+            .unwrap_or_else(|| name.clone());
+        let c = PodmanContainer {
+            name,
+            id,
+            dir: self.dir.path().to_path_buf(),
+        };
+        (c, out)
+    }
+}
+
 /// `podman` on the storage and configuration of the instance in `dir`.
 fn podman_in(dir: &Path) -> Command {
     let mut c = Command::new("podman");

@@ -103,3 +103,65 @@ async fn podman_containers_are_listed_and_followed_with_pid_cgroup_and_pod() {
     )
     .await;
 }
+
+/// The agent on podman's API socket, with podman's cgroupfs parent registered (made when
+/// missing) before any container exists.
+fn agent_on(podman: &Podman, profiles: &[(&str, &str)]) -> seawall_integration::Agent {
+    let socket = podman.socket.display().to_string();
+    seawall_integration::Agent::start(
+        profiles,
+        &[
+            "--podman-socket",
+            &socket,
+            "--container-parent",
+            "docker",
+            "--container-parent",
+            "libpod_parent",
+        ],
+    )
+}
+
+#[test]
+fn drift_is_blocked_in_a_podman_container_from_its_first_exec_and_the_event_names_podman() {
+    use seawall_integration::{privileged, text, DEFAULT_PROFILE};
+    if !privileged() || !podman_available() {
+        return;
+    }
+    let podman = Podman::start();
+    podman.load_test_image();
+    let p = "[profile]\nname = \"busybox\"\nimages = [\"localhost/seawall-test/busybox*\"]\nmode = \"enforce\"\n\n[drift]\nprevent = true\n";
+    let agent = agent_on(
+        &podman,
+        &[("default.toml", DEFAULT_PROFILE), ("busybox.toml", p)],
+    );
+    let labels = [
+        ("io.kubernetes.pod.namespace", "shop"),
+        ("io.kubernetes.pod.name", "web-0"),
+        (
+            "io.kubernetes.pod.uid",
+            "5a1e0c2d-0000-4000-8000-000000000002",
+        ),
+        ("io.kubernetes.container.name", "app"),
+    ];
+    let (c, out) = podman.run_sh(
+        "podman-drift",
+        &labels,
+        "cp /bin/busybox /tmp/echo && /tmp/echo SHOULD-NOT-PRINT; echo rc=$?",
+    );
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("rc=137") && !s.contains("SHOULD-NOT-PRINT"),
+        "{s} {}",
+        text(&out.stderr)
+    );
+    let e = agent.expect("blocked drift in podman", |e| {
+        e["control"] == "drift" && e["container"]["id"] == c.id.as_str()
+    });
+    assert_eq!(e["action"], "blocked");
+    assert_eq!(e["process"]["exe"], "/tmp/echo");
+    assert_eq!(e["container"]["runtime"], "podman");
+    assert_eq!(e["container"]["image"], PODMAN_IMAGE);
+    assert_eq!(e["container"]["name"], c.name.as_str());
+    assert_eq!(e["container"]["kubernetes"]["namespace"], "shop");
+    assert_eq!(e["container"]["kubernetes"]["pod"], "web-0");
+}
