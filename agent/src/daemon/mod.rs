@@ -519,7 +519,20 @@ async fn event_loop(
                     tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
                 }
             }
-            Some(news) = source_rx.recv() => d.on_source(news).await,
+            Some(news) = source_rx.recv() => {
+                if matches!(news, SourceEvent::Stopped { .. }) {
+                    // A short-lived container's engine can report its end before we have
+                    // read what it did: take the kernel records already here while its row,
+                    // which names the container and pod in them, is still in the table.
+                    for _ in 0..KERNEL_BATCH {
+                        match kernel_rx.try_recv() {
+                            Ok(ev) => d.on_kernel(ev).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                d.on_source(news).await
+            }
             Some(first) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
                 d.on_file(first);
                 for _ in 1..FILE_BATCH {
