@@ -33,6 +33,7 @@ impl From<Record> for pb::StoredEvent {
             agent: r.agent,
             received: r.received,
             event: Some(pb::Event::from(r.event)),
+            instance: r.instance,
         }
     }
 }
@@ -121,7 +122,9 @@ impl collector_server::Collector for CollectorService {
                 };
                 let s = store.clone();
                 let a = agent.clone();
-                let result = tokio::task::spawn_blocking(move || s.append(&a, events)).await;
+                let instance = batch.instance;
+                let result =
+                    tokio::task::spawn_blocking(move || s.append(&a, &instance, events)).await;
                 let ack = match result {
                     Ok(Ok(appended)) => {
                         tracing::debug!(
@@ -134,6 +137,7 @@ impl collector_server::Collector for CollectorService {
                         Ok(pb::PublishAck {
                             acked_seq: appended.acked_seq,
                             duplicates: appended.duplicates,
+                            rejected: Vec::new(),
                         })
                     }
                     Ok(Err(e)) => Err(store_error(e)),

@@ -26,6 +26,9 @@ pub struct Record {
     pub id: u64,
     /// The agent identity (certificate subject CN).
     pub agent: String,
+    /// The agent's spool instance (empty for agents that send none); seqs count within it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
     /// When the collector stored it, RFC 3339 UTC.
     pub received: String,
     pub event: Event,
@@ -79,7 +82,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 /// What [`Store::append`] did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
-    /// The agent's highest stored seq after this batch: everything up to it is durable.
+    /// The batch's highest seq: each of its events is now durable or was already stored.
     pub acked_seq: u64,
     /// Events skipped because their seq was already stored.
     pub duplicates: u32,
@@ -100,7 +103,8 @@ struct Inner {
     segments: Vec<Segment>,
     active: File,
     next_id: u64,
-    agents: HashMap<String, u64>,
+    /// Highest stored seq per (agent identity, spool instance): the de-duplication state.
+    agents: HashMap<(String, String), u64>,
 }
 
 /// The store. Methods block on disk I/O: call them from `spawn_blocking` in async code.
@@ -141,7 +145,7 @@ impl Store {
             .collect();
         names.sort();
         let mut segments = Vec::new();
-        let mut agents: HashMap<String, u64> = HashMap::new();
+        let mut agents: HashMap<(String, String), u64> = HashMap::new();
         let mut next_id = 1;
         let count = names.len();
         for (i, (first_id, path)) in names.into_iter().enumerate() {
@@ -174,7 +178,7 @@ impl Store {
                         if let Some(t) = parse_time(&rec.received) {
                             seg.newest = t;
                         }
-                        let s = agents.entry(rec.agent).or_insert(0);
+                        let s = agents.entry((rec.agent, rec.instance)).or_insert(0);
                         *s = (*s).max(rec.event.seq);
                     }
                     // A torn write at the very end of the newest segment: the batch was never
@@ -248,12 +252,19 @@ impl Store {
 
     /// Number of agents that have stored events.
     pub fn agent_count(&self) -> usize {
-        self.lock().agents.len()
+        let inner = self.lock();
+        let agents: std::collections::HashSet<&str> =
+            inner.agents.keys().map(|(a, _)| a.as_str()).collect();
+        agents.len()
     }
 
-    /// The agent's highest stored seq (0 if none).
-    pub fn agent_seq(&self, agent: &str) -> u64 {
-        self.lock().agents.get(agent).copied().unwrap_or(0)
+    /// The highest stored seq of an agent's spool instance (0 if none).
+    pub fn agent_seq(&self, agent: &str, instance: &str) -> u64 {
+        self.lock()
+            .agents
+            .get(&(agent.to_string(), instance.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -262,11 +273,18 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores the events of `agent` whose seq is above the agent's highest stored seq, in the
-    /// given order, and makes them durable before returning.
-    pub fn append(&self, agent: &str, events: Vec<Event>) -> Result<Appended, StoreError> {
+    /// Stores the events of an agent's spool instance whose seq is above the highest stored seq
+    /// of that instance, in the given order, and makes them durable before returning.
+    pub fn append(
+        &self,
+        agent: &str,
+        instance: &str,
+        events: Vec<Event>,
+    ) -> Result<Appended, StoreError> {
+        let key = (agent.to_string(), instance.to_string());
         let mut inner = self.lock();
-        let mut last_seq = inner.agents.get(agent).copied().unwrap_or(0);
+        let mut last_seq = inner.agents.get(&key).copied().unwrap_or(0);
+        let batch_last = events.last().map_or(0, |e| e.seq);
         let received = now_rfc3339();
         let mut buf = Vec::new();
         let mut duplicates = 0;
@@ -289,6 +307,7 @@ impl Store {
             let rec = Record {
                 id: next_id,
                 agent: agent.to_string(),
+                instance: instance.to_string(),
                 received: received.clone(),
                 event,
             };
@@ -307,7 +326,7 @@ impl Store {
             seg.newest = OffsetDateTime::now_utc();
             let roll = seg.bytes >= self.opts.segment_bytes;
             inner.next_id = next_id;
-            inner.agents.insert(agent.to_string(), last_seq);
+            inner.agents.insert(key, last_seq);
             if roll {
                 let path = segment_path(&self.dir, next_id);
                 inner.active = OpenOptions::new()
@@ -331,7 +350,7 @@ impl Store {
             }
         }
         Ok(Appended {
-            acked_seq: last_seq,
+            acked_seq: batch_last,
             duplicates,
             stored,
         })
@@ -484,26 +503,26 @@ mod tests {
     fn duplicates_are_skipped_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let a = store.append("a", (1..=3).map(ev).collect()).unwrap();
+        let a = store.append("a", "", (1..=3).map(ev).collect()).unwrap();
         assert_eq!((a.acked_seq, a.stored, a.duplicates), (3, 3, 0));
-        let a = store.append("a", (2..=5).map(ev).collect()).unwrap();
+        let a = store.append("a", "", (2..=5).map(ev).collect()).unwrap();
         assert_eq!((a.acked_seq, a.stored, a.duplicates), (5, 2, 2));
-        store.append("b", vec![ev(1)]).unwrap();
+        store.append("b", "", vec![ev(1)]).unwrap();
         drop(store);
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(store.agent_seq("a"), 5);
+        assert_eq!(store.agent_seq("a", ""), 5);
         let recs = store.read_after(0, 100).unwrap();
         let ids: Vec<u64> = recs.iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(recs[5].agent, "b");
-        assert_eq!(store.append("a", vec![ev(5)]).unwrap().stored, 0);
+        assert_eq!(store.append("a", "", vec![ev(5)]).unwrap().stored, 0);
     }
 
     #[test]
     fn a_torn_last_line_is_cut_off_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        store.append("a", (1..=2).map(ev).collect()).unwrap();
+        store.append("a", "", (1..=2).map(ev).collect()).unwrap();
         drop(store);
         let seg = segment_path(dir.path(), 1);
         let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
@@ -511,7 +530,7 @@ mod tests {
         drop(f);
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         assert_eq!(store.last_id(), 2);
-        store.append("a", vec![ev(3)]).unwrap();
+        store.append("a", "", vec![ev(3)]).unwrap();
         let recs = store.read_after(0, 100).unwrap();
         assert_eq!(
             recs.iter().map(|r| r.event.seq).collect::<Vec<_>>(),
@@ -529,7 +548,7 @@ mod tests {
         };
         let store = Store::open(dir.path(), opts).unwrap();
         for s in 1..=100 {
-            store.append("a", vec![ev(s)]).unwrap();
+            store.append("a", "", vec![ev(s)]).unwrap();
         }
         let recs = store.read_after(0, 1000).unwrap();
         assert!(recs.len() < 100, "old events were deleted");
@@ -540,6 +559,6 @@ mod tests {
             .sum();
         assert!(total <= 3000 + 1000, "store size {total} within limits");
         // De-duplication state outlives deleted segments within this process.
-        assert_eq!(store.append("a", vec![ev(50)]).unwrap().stored, 0);
+        assert_eq!(store.append("a", "", vec![ev(50)]).unwrap().stored, 0);
     }
 }

@@ -38,6 +38,7 @@ async fn publish_once(
     let req = pb::PublishRequest {
         agent_id: "probe".into(),
         events,
+        instance: String::new(),
     };
     let mut acks = CollectorClient::new(ch)
         .publish(tokio_stream::iter(vec![req]))

@@ -68,6 +68,8 @@ pub enum DeliveryError {
     },
     #[error("collector stream: {0}")]
     Stream(#[from] tonic::Status),
+    #[error("the collector acknowledged seq {acked} on a stream that only sent up to {sent}; ignoring it and reconnecting")]
+    AckAboveSent { acked: u64, sent: u64 },
     #[error("the delivery task has stopped")]
     Stopped,
 }
@@ -86,6 +88,9 @@ pub struct DeliveryStats {
     pub connected: bool,
     /// Seconds since the collector last acknowledged, while events are waiting (0 when none).
     pub lag_seconds: u64,
+    /// Events the collector refused individually (recorded there as delivery records), since
+    /// the agent started.
+    pub rejected_total: u64,
 }
 
 pub(crate) struct Shared {
@@ -96,6 +101,7 @@ pub(crate) struct Shared {
     connected: AtomicBool,
     /// Dropped events not yet handed to `take_dropped`.
     dropped_unreported: AtomicU64,
+    rejected_total: AtomicU64,
     last_progress: Mutex<Instant>,
 }
 
@@ -125,12 +131,13 @@ impl Delivery {
             .await
             .map_err(|_| DeliveryError::Stopped)??;
         let last_seq = spool.last_seq();
-        tracing::info!(spool = %cfg.spool_dir.display(), last_seq, acked = spool.acked(), pending = spool.depth(), collector = %cfg.url, "delivery starting");
+        tracing::info!(spool = %cfg.spool_dir.display(), instance = spool.instance(), last_seq, acked = spool.acked(), pending = spool.depth(), collector = %cfg.url, "delivery starting");
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
             wake: Notify::new(),
             connected: AtomicBool::new(false),
             dropped_unreported: AtomicU64::new(0),
+            rejected_total: AtomicU64::new(0),
             last_progress: Mutex::new(Instant::now()),
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -189,6 +196,7 @@ impl Delivery {
             acked_seq: spool.acked(),
             connected: self.shared.connected.load(Ordering::Relaxed),
             lag_seconds: lag,
+            rejected_total: self.shared.rejected_total.load(Ordering::Relaxed),
         }
     }
 

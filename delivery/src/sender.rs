@@ -128,7 +128,10 @@ async fn session(
     let (tx, rx) = mpsc::channel::<pb::PublishRequest>(WINDOW);
     let mut acks = client.publish(ReceiverStream::new(rx)).await?.into_inner();
     shared.connected.store(true, Ordering::Relaxed);
-    let mut sent = shared.spool().acked();
+    let (mut sent, instance) = {
+        let spool = shared.spool();
+        (spool.acked(), spool.instance().to_string())
+    };
     let mut pos = ReadPos::default();
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     let mut flush = tokio::time::interval(Duration::from_secs(1));
@@ -143,6 +146,7 @@ async fn session(
             };
             let req = pb::PublishRequest {
                 agent_id: target.agent_id.clone(),
+                instance: instance.clone(),
                 events: batch.iter().map(pb::Event::from).collect(),
             };
             tx.send(req).await.map_err(|_| DeliveryError::Stopped)?;
@@ -154,6 +158,16 @@ async fn session(
                 let Some(ack) = ack? else {
                     return Err(DeliveryError::Stream(tonic::Status::unavailable("collector closed the stream")));
                 };
+                // An acknowledgement above what this stream sent would delete events the
+                // collector never saw: distrust the whole stream and resume from the last
+                // acknowledgement we did apply.
+                if ack.acked_seq > sent {
+                    return Err(DeliveryError::AckAboveSent { acked: ack.acked_seq, sent });
+                }
+                for r in &ack.rejected {
+                    tracing::warn!(seq = r.seq, reason = %r.reason, "the collector rejected an event (stored as a delivery record)");
+                }
+                shared.rejected_total.fetch_add(ack.rejected.len() as u64, Ordering::Relaxed);
                 while in_flight.front().is_some_and(|&s| s <= ack.acked_seq) {
                     in_flight.pop_front();
                 }

@@ -2,6 +2,9 @@
 //!
 //! Events are JSON lines in segment files named after their first seq (`<seq>.spool`). The
 //! highest acknowledged seq is kept in `acked` (written to a temporary file, fsync'd, renamed).
+//! `instance` holds a random id made when the spool is created: seqs count within one instance,
+//! so when a spool is lost and numbering restarts at 1 the collector sees a new instance and
+//! does not take the new events for re-sends of the old ones.
 //! A segment is deleted once every event in it is acknowledged. When a new event would push the
 //! spool over its size limit, the oldest segment is deleted and its unacknowledged events are
 //! counted as dropped.
@@ -42,6 +45,8 @@ pub struct Spool {
     active: File,
     acked: u64,
     last_seq: u64,
+    /// Empty for a spool made before instances existed (its seqs are already known by it).
+    instance: String,
     /// Seqs spooled and not yet acknowledged, oldest first.
     pending: VecDeque<u64>,
     dropped_total: u64,
@@ -131,6 +136,9 @@ impl Spool {
             }
             segments.push(seg);
         }
+        // Nothing was ever spooled here, so the collector knows no seq of this spool yet.
+        let fresh = last_seq == 0;
+        let instance = load_instance(dir, fresh)?;
         if segments.is_empty() {
             segments.push(Segment {
                 first_seq: last_seq + 1,
@@ -153,6 +161,7 @@ impl Spool {
             active,
             acked,
             last_seq,
+            instance,
             pending,
             dropped_total: 0,
         };
@@ -162,6 +171,10 @@ impl Spool {
 
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+    /// This spool's instance id, sent with every batch (empty for a pre-instance spool).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
     pub fn acked(&self) -> u64 {
         self.acked
@@ -305,6 +318,40 @@ impl Spool {
     }
 }
 
+/// Reads the spool's instance id, or makes one for a new spool. A spool that already holds
+/// events but no id predates instances: it keeps the empty id, under which the collector already
+/// knows its seqs, so nothing it re-sends is stored twice.
+fn load_instance(dir: &Path, fresh: bool) -> Result<String, DeliveryError> {
+    let path = dir.join("instance");
+    match fs::read_to_string(&path) {
+        Ok(s) => return Ok(s.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&path)(e)),
+    }
+    let id = if fresh {
+        random_id().map_err(io(Path::new("/dev/urandom")))?
+    } else {
+        String::new()
+    };
+    let tmp = dir.join("instance.tmp");
+    (|| {
+        let mut f = File::create(&tmp)?;
+        writeln!(f, "{id}")?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    })()
+    .map_err(io(&path))?;
+    Ok(id)
+}
+
+/// 128 random bits as hex.
+fn random_id() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +399,23 @@ mod tests {
             Spool::open(dir.path(), 1 << 20).unwrap().append(&ev(3)),
             Err(DeliveryError::OutOfOrder { .. })
         ));
+    }
+
+    #[test]
+    fn a_new_spool_gets_an_instance_that_survives_reopen_and_a_wiped_one_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("s");
+        let first = Spool::open(&spool, 1 << 20).unwrap().instance().to_string();
+        assert_eq!(first.len(), 32, "{first:?}");
+        assert_eq!(Spool::open(&spool, 1 << 20).unwrap().instance(), first);
+        fs::remove_dir_all(&spool).unwrap();
+        let second = Spool::open(&spool, 1 << 20).unwrap().instance().to_string();
+        assert_ne!(first, second);
+        // A spool written before instances existed keeps the empty instance.
+        let old = dir.path().join("old");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(old.join("acked"), "7\n").unwrap();
+        assert_eq!(Spool::open(&old, 1 << 20).unwrap().instance(), "");
     }
 
     #[test]

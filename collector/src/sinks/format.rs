@@ -5,15 +5,17 @@ use serde_json::{json, Value};
 
 use crate::store::Record;
 
-/// The event's own JSON object plus a `collector` object: `{"id", "agent", "received"}`.
+/// The event's own JSON object plus a `collector` object: `{"id", "agent", "received"}` and,
+/// from agents that send one, `"instance"` (the agent's spool instance).
 /// `collector.id` is unique and increasing: the key to drop a repeat after a collector crash.
 pub fn export_json(r: &Record) -> Value {
     let mut v = serde_json::to_value(&r.event).expect("an Event always serializes");
     if let Value::Object(map) = &mut v {
-        map.insert(
-            "collector".into(),
-            json!({ "id": r.id, "agent": r.agent, "received": r.received }),
-        );
+        let mut c = json!({ "id": r.id, "agent": r.agent, "received": r.received });
+        if !r.instance.is_empty() {
+            c["instance"] = json!(r.instance);
+        }
+        map.insert("collector".into(), c);
     }
     v
 }
@@ -226,6 +228,7 @@ mod tests {
         Record {
             id: 42,
             agent: "host-a".into(),
+            instance: String::new(),
             received: "2026-05-01T10:00:01Z".into(),
             event: Event {
                 seq: 9,

@@ -44,10 +44,35 @@ impl Pki {
 
     /// A leaf certificate with this subject CN, valid for localhost and 127.0.0.1.
     pub fn leaf(&self, cn: &str) -> Pair {
+        self.issue(cn, None, &["localhost", "127.0.0.1"])
+    }
+
+    /// An agent's certificate (subject `OU=seawall-agent`) for the node named `cn`.
+    pub fn agent(&self, cn: &str) -> Pair {
+        self.issue(cn, Some("seawall-agent"), &[cn])
+    }
+
+    /// An agent certificate shared by several nodes, each named in a DNS subject alternative name.
+    pub fn agent_for(&self, cn: &str, nodes: &[&str]) -> Pair {
+        self.issue(cn, Some("seawall-agent"), nodes)
+    }
+
+    /// A consumer's certificate (subject `OU=seawall-reader`).
+    pub fn reader(&self, cn: &str) -> Pair {
+        self.issue(cn, Some("seawall-reader"), &[])
+    }
+
+    fn issue(&self, cn: &str, ou: Option<&str>, names: &[&str]) -> Pair {
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(ou) = ou {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationalUnitName, ou);
+        }
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let pair = Pair {
             cert: self.dir.join(format!("{cn}.pem")),
@@ -136,6 +161,20 @@ pub fn agent_config(addr: SocketAddr, pki: &Pki, client: &Pair, spool: &Path) ->
         spool_dir: spool.to_path_buf(),
         spool_max_bytes: 64 << 20,
         agent_id: Some("claimed-id-is-ignored".into()),
+    }
+}
+
+/// Delivery to a plain-text (`--insecure`) collector.
+pub fn insecure_agent_config(addr: SocketAddr, spool: &Path) -> CollectorConfig {
+    CollectorConfig {
+        url: format!("http://127.0.0.1:{}", addr.port()),
+        ca: None,
+        cert: None,
+        key: None,
+        insecure: true,
+        spool_dir: spool.to_path_buf(),
+        spool_max_bytes: 64 << 20,
+        agent_id: Some("insecure-agent".into()),
     }
 }
 
