@@ -20,6 +20,22 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::config::SinkConfig;
 use crate::store::{Store, StoreOptions};
 
+/// An error and each of its sources, `": "`-separated: for log fields and peer-visible statuses,
+/// where the error's own `Display` (which leaves the source out) would hide the cause.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 /// Default largest gRPC message: a batch of events.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 
@@ -77,7 +93,7 @@ pub async fn run(
             tick.tick().await;
             let s = retention_store.clone();
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.apply_retention()).await {
-                tracing::error!(error = %e, "retention pass failed");
+                tracing::error!(error = %ErrorChain(&e), "retention pass failed");
             }
         }
     });

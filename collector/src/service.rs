@@ -39,6 +39,7 @@ impl From<Record> for pb::StoredEvent {
 }
 
 fn store_error(e: crate::store::StoreError) -> Status {
+    let e = crate::ErrorChain(&e);
     tracing::error!(error = %e, "event store failed");
     Status::unavailable(format!("collector cannot store events: {e}"))
 }

@@ -9,6 +9,8 @@
 pub mod events_cli;
 mod sender;
 pub mod spool;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -157,7 +159,16 @@ impl Delivery {
     /// events are dropped: they are counted in [`DeliveryStats::dropped_total`], logged, and
     /// returned once by [`Delivery::take_dropped`] so the agent can emit [`dropped_event`].
     pub fn publish(&self, event: &Event) -> Result<(), DeliveryError> {
-        let dropped = self.shared.spool().append(event)?;
+        let dropped = match self.shared.spool().append(event) {
+            Ok(d) => d,
+            Err(e) => {
+                // Counted in the spool's dropped_total; reported like a full spool's drops.
+                self.shared
+                    .dropped_unreported
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         if dropped > 0 {
             self.shared
                 .dropped_unreported

@@ -9,13 +9,16 @@
 //! spool over its size limit, the oldest segment is deleted and its unacknowledged events are
 //! counted as dropped.
 //!
-//! Durability: `append` is one `write(2)` per event, so the event survives a crash of the agent
-//! process as soon as `publish` returns; [`Spool::sync`] (called by the sender about once a
+//! Durability: `append` is one positioned `write(2)` per event at the end of what is known to be
+//! good, so the event survives a crash of the agent process as soon as `publish` returns. A write
+//! that fails (a full disk) is cut off again and the event is counted as dropped: the next event
+//! never lands behind half a line, and the spool stays readable; [`Spool::sync`] (called by the sender about once a
 //! second and at shutdown) `fdatasync`s it, so a crash of the host loses at most the last second.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use seawall_proto::event::Event;
@@ -43,6 +46,8 @@ pub struct Spool {
     segment_bytes: u64,
     segments: Vec<Segment>,
     active: File,
+    /// A failed write could not be cut off: cut it before the next one.
+    dirty_tail: bool,
     acked: u64,
     last_seq: u64,
     /// Empty for a spool made before instances existed (its seqs are already known by it).
@@ -148,17 +153,14 @@ impl Spool {
             });
         }
         let active_path = segments.last().expect("one segment").path.clone();
-        let active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&active_path)
-            .map_err(io(&active_path))?;
+        let active = open_active(&active_path)?;
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             segment_bytes,
             segments,
             active,
+            dirty_tail: false,
             acked,
             last_seq,
             instance,
@@ -190,6 +192,8 @@ impl Spool {
     }
 
     /// Appends one event; returns how many unacknowledged events were dropped to make room.
+    /// When the event cannot be written (a full disk) it is counted as dropped and the error
+    /// returned; the spool is as it was before the call.
     pub fn append(&mut self, event: &Event) -> Result<u64, DeliveryError> {
         if event.seq <= self.last_seq {
             return Err(DeliveryError::OutOfOrder {
@@ -203,17 +207,22 @@ impl Spool {
         let active = self.segments.last().expect("one segment");
         if active.bytes > 0 && active.bytes + len > self.segment_bytes {
             let path = segment_path(&self.dir, event.seq);
-            self.active = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io(&path))?;
-            self.segments.push(Segment {
-                first_seq: event.seq,
-                last_seq: event.seq - 1,
-                path,
-                bytes: 0,
-            });
+            match open_active(&path) {
+                Ok(f) => {
+                    self.active = f;
+                    self.dirty_tail = false;
+                    self.segments.push(Segment {
+                        first_seq: event.seq,
+                        last_seq: event.seq - 1,
+                        path,
+                        bytes: 0,
+                    });
+                }
+                Err(e) => {
+                    self.dropped_total += 1;
+                    return Err(e);
+                }
+            }
         }
         let mut dropped = 0;
         while self.segments.len() > 1 && self.bytes() + len > self.max_bytes {
@@ -224,14 +233,28 @@ impl Spool {
             }
             fs::remove_file(&old.path).map_err(io(&old.path))?;
         }
-        let path = &self.segments.last().expect("one segment").path;
-        self.active.write_all(&line).map_err(io(path))?;
+        self.dropped_total += dropped;
+        let seg = self.segments.last().expect("one segment");
+        let (path, start) = (seg.path.clone(), seg.bytes);
+        let written = (|| {
+            if self.dirty_tail {
+                self.active.set_len(start)?;
+                self.dirty_tail = false;
+            }
+            self.active.write_all_at(&line, start)
+        })();
+        if let Err(source) = written {
+            if self.active.set_len(start).is_err() {
+                self.dirty_tail = true;
+            }
+            self.dropped_total += 1;
+            return Err(DeliveryError::Spool { path, source });
+        }
         let seg = self.segments.last_mut().expect("one segment");
         seg.bytes += len;
         seg.last_seq = event.seq;
         self.last_seq = event.seq;
         self.pending.push_back(event.seq);
-        self.dropped_total += dropped;
         Ok(dropped)
     }
 
@@ -241,24 +264,26 @@ impl Spool {
         self.active.sync_data().map_err(io(path))
     }
 
-    /// Records the collector's acknowledgement and deletes fully acknowledged segments.
+    /// Records the collector's acknowledgement and deletes fully acknowledged segments. The
+    /// `acked` file is written first, so memory never runs ahead of what a restart would find.
     pub fn ack(&mut self, seq: u64) -> Result<(), DeliveryError> {
         if seq <= self.acked {
             return Ok(());
         }
-        self.acked = seq.min(self.last_seq);
-        while self.pending.front().is_some_and(|&s| s <= self.acked) {
-            self.pending.pop_front();
-        }
+        let acked = seq.min(self.last_seq);
         let path = self.dir.join("acked");
         let tmp = self.dir.join("acked.tmp");
         (|| {
             let mut f = File::create(&tmp)?;
-            writeln!(f, "{}", self.acked)?;
+            writeln!(f, "{acked}")?;
             f.sync_data()?;
             fs::rename(&tmp, &path)
         })()
         .map_err(io(&path))?;
+        self.acked = acked;
+        while self.pending.front().is_some_and(|&s| s <= self.acked) {
+            self.pending.pop_front();
+        }
         self.delete_acked_segments()
     }
 
@@ -316,6 +341,16 @@ impl Spool {
         }
         Ok(out)
     }
+}
+
+fn open_active(path: &Path) -> Result<File, DeliveryError> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io(path))
 }
 
 /// Reads the spool's instance id, or makes one for a new spool. A spool that already holds
@@ -444,6 +479,52 @@ mod tests {
             dropped + 1,
             "the oldest were dropped"
         );
+    }
+
+    #[test]
+    fn a_full_disk_fails_and_counts_the_event_and_leaves_the_spool_readable() {
+        let Some(fs) = crate::testing::Tmpfs::mount(128 << 10) else {
+            return;
+        };
+        let dir = fs.path().join("spool");
+        let filler = fs.path().join("filler");
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
+        std::fs::write(&filler, vec![0u8; 100 << 10]).unwrap();
+        let mut spooled = Vec::new();
+        let mut seq = 0;
+        let failed = loop {
+            seq += 1;
+            match s.append(&ev(seq)) {
+                Ok(_) => spooled.push(seq),
+                Err(e) => break e,
+            }
+            assert!(seq < 10_000, "the disk never filled");
+        };
+        assert!(
+            matches!(&failed, DeliveryError::Spool { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
+            "{failed}"
+        );
+        assert_eq!(
+            s.dropped_total(),
+            1,
+            "the event that did not fit is counted"
+        );
+        std::fs::remove_file(&filler).unwrap();
+        for more in seq + 1..=seq + 5 {
+            s.append(&ev(more)).unwrap();
+            spooled.push(more);
+        }
+        let read = |s: &Spool| {
+            seqs(
+                &s.read_after(0, &mut ReadPos::default(), 100_000, 1 << 30)
+                    .unwrap(),
+            )
+        };
+        assert_eq!(read(&s), spooled, "every spooled event reads back");
+        drop(s);
+        let s = Spool::open(&dir, 1 << 20).unwrap();
+        assert_eq!(read(&s), spooled, "and after a restart");
+        assert_eq!(s.depth(), spooled.len() as u64);
     }
 
     #[test]

@@ -146,7 +146,7 @@ async fn run(
         let recs = match tokio::task::spawn_blocking(move || s.read_after(after, BATCH)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                tracing::error!(sink = %name, error = %e, "sink cannot read the store; retrying");
+                tracing::error!(sink = %name, error = %crate::ErrorChain(&e), "sink cannot read the store; retrying");
                 if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
                     return;
                 }
