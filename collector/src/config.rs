@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::store::StoreOptions;
 
+/// Smallest `max_message_bytes` accepted: two of the largest events an agent sends.
+pub const MIN_MESSAGE_BYTES: usize = 2 * seawall_proto::event::MAX_EVENT_BYTES;
+
 /// The whole file. Unknown keys are errors, so a typo never silently disables a sink.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +165,13 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("reading collector config {}: {e}", path.display()))?;
         let cfg: Config = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("collector config {}: {e}", path.display()))?;
+        if let Some(n) = cfg.max_message_bytes.filter(|&n| n < MIN_MESSAGE_BYTES) {
+            anyhow::bail!(
+                "collector config {}: max_message_bytes = {n} is below {MIN_MESSAGE_BYTES}: agents cut single events to {} bytes and need room for one in a batch",
+                path.display(),
+                seawall_proto::event::MAX_EVENT_BYTES
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for s in &cfg.sinks {
             if !names.insert(&s.name) {

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod filter;
 pub mod identity;
+pub mod intake;
 pub mod service;
 pub mod sinks;
 pub mod store;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use seawall_proto::event::Event;
 use seawall_proto::pb::{self, collector_server};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -42,29 +41,6 @@ fn store_error(e: crate::store::StoreError) -> Status {
     let e = crate::ErrorChain(&e);
     tracing::error!(error = %e, "event store failed");
     Status::unavailable(format!("collector cannot store events: {e}"))
-}
-
-/// Checks a batch from the wire and turns it into domain events in strictly increasing seq order.
-fn decode_batch(events: Vec<pb::Event>) -> Result<Vec<Event>, Status> {
-    let mut out: Vec<Event> = Vec::with_capacity(events.len());
-    for wire in events {
-        let e = Event::try_from(wire).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if let Some(prev) = out.last() {
-            if e.seq <= prev.seq {
-                return Err(Status::invalid_argument(format!(
-                    "events must be in strictly increasing seq order: {} follows {}",
-                    e.seq, prev.seq
-                )));
-            }
-        }
-        if e.seq == 0 {
-            return Err(Status::invalid_argument(
-                "event seq 0: seq numbers start at 1",
-            ));
-        }
-        out.push(e);
-    }
-    Ok(out)
 }
 
 #[tonic::async_trait]
@@ -113,14 +89,19 @@ impl collector_server::Collector for CollectorService {
                         break;
                     }
                 };
-                let events = match decode_batch(batch.events) {
-                    Ok(e) => e,
-                    Err(status) => {
-                        tracing::warn!(?peer, agent, error = %status, "rejected a malformed batch");
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                };
+                let intake = crate::intake::decode(batch.events, &crate::intake::AnyNode);
+                for r in &intake.rejected {
+                    tracing::warn!(?peer, agent, seq = r.seq, reason = %r.reason, "rejected an event");
+                }
+                if intake.bounded > 0 {
+                    tracing::warn!(
+                        ?peer,
+                        agent,
+                        events = intake.bounded,
+                        "stored oversized events cut to size"
+                    );
+                }
+                let (events, rejected) = (intake.events, intake.rejected);
                 let s = store.clone();
                 let a = agent.clone();
                 let instance = batch.instance;
@@ -138,7 +119,7 @@ impl collector_server::Collector for CollectorService {
                         Ok(pb::PublishAck {
                             acked_seq: appended.acked_seq,
                             duplicates: appended.duplicates,
-                            rejected: Vec::new(),
+                            rejected,
                         })
                     }
                     Ok(Err(e)) => Err(store_error(e)),

@@ -19,6 +19,8 @@ const WINDOW: usize = 8;
 const BATCH_EVENTS: usize = 500;
 /// Stays well under the collector's default 4 MiB message limit.
 const BATCH_BYTES: usize = 1 << 20;
+/// Smallest batch budget: one bounded event always fits a collector's smallest allowed limit.
+const MIN_BATCH_BYTES: usize = seawall_proto::event::MAX_EVENT_BYTES;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The collector endpoint, resolved once at start so that configuration errors surface then.
@@ -96,11 +98,23 @@ pub(crate) fn host_name() -> String {
 /// Runs until `stop` turns true, reconnecting with backoff after every failure.
 pub(crate) async fn run(shared: Arc<Shared>, target: Target, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
+    let mut batch_bytes = BATCH_BYTES;
     loop {
-        let result = session(&shared, &target, &mut stop, &mut backoff).await;
+        let result = session(&shared, &target, &mut stop, &mut backoff, batch_bytes).await;
         shared.connected.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => return,
+            // The collector's message limit is below our batches: the same batch would fail on
+            // every retry, so send smaller ones from now on.
+            Err(DeliveryError::Stream(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+                ) && batch_bytes > MIN_BATCH_BYTES =>
+            {
+                batch_bytes = (batch_bytes / 2).max(MIN_BATCH_BYTES);
+                tracing::warn!(collector = %target.url, error = %status, batch_bytes, "batch over the collector's message limit; sending smaller batches");
+            }
             Err(e) => {
                 tracing::warn!(collector = %target.url, error = %e, retry_in_ms = backoff.as_millis() as u64, "collector unavailable; events stay spooled");
             }
@@ -119,6 +133,7 @@ async fn session(
     target: &Target,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
+    batch_bytes: usize,
 ) -> Result<(), DeliveryError> {
     let channel: Channel = tokio::select! {
         c = target.endpoint.connect() => c.map_err(|source| DeliveryError::Connect { url: target.url.clone(), source })?,
@@ -140,7 +155,7 @@ async fn session(
         while in_flight.len() < WINDOW {
             let batch = shared
                 .spool()
-                .read_after(sent, &mut pos, BATCH_EVENTS, BATCH_BYTES)?;
+                .read_after(sent, &mut pos, BATCH_EVENTS, batch_bytes)?;
             let Some(last) = batch.last().map(|e| e.seq) else {
                 break;
             };

@@ -21,7 +21,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use seawall_proto::event::Event;
+use seawall_proto::event::{Event, MAX_EVENT_BYTES};
 
 use super::DeliveryError;
 
@@ -202,6 +202,14 @@ impl Spool {
             });
         }
         let mut line = serde_json::to_vec(event).expect("an Event always serializes");
+        if line.len() > MAX_EVENT_BYTES {
+            // An event no collector batch could carry would stall delivery on every retry:
+            // spool it cut to size, saying so in its message.
+            let mut bounded = event.clone();
+            let before = bounded.bound(MAX_EVENT_BYTES);
+            tracing::warn!(seq = event.seq, bytes = ?before, "event too large to deliver: spooled a truncated copy");
+            line = serde_json::to_vec(&bounded).expect("an Event always serializes");
+        }
         line.push(b'\n');
         let len = line.len() as u64;
         let active = self.segments.last().expect("one segment");
@@ -319,7 +327,8 @@ impl Spool {
                 .map_err(io(&seg.path))?;
             let mut offset = start;
             for line in buf.split_inclusive(|b| *b == b'\n') {
-                if out.len() >= max_events || size >= max_bytes {
+                // Stop before the event that would overflow the batch (one always goes).
+                if out.len() >= max_events || (!out.is_empty() && size + line.len() > max_bytes) {
                     return Ok(out);
                 }
                 offset += line.len() as u64;

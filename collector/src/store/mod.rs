@@ -153,7 +153,8 @@ fn segment_path(dir: &Path, first_id: u64) -> PathBuf {
     dir.join(format!("{first_id:020}.jsonl"))
 }
 
-fn now_rfc3339() -> String {
+/// Now, RFC 3339 UTC.
+pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
