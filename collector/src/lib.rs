@@ -131,7 +131,7 @@ pub async fn run(
         .context("gRPC server");
     let _ = stop_tx.send(true);
     retention.abort();
-    for t in sink_tasks {
+    for t in sink_tasks.tasks {
         let _ = t.await;
     }
     result

@@ -31,18 +31,22 @@ fn client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, SinkError> {
         .timeout(Duration::from_secs(15))
         .connect_timeout(Duration::from_secs(10));
     if let Some(ca) = ca {
-        let pem = std::fs::read(ca)
-            .map_err(|e| SinkError::Setup(format!("reading CA {}: {e}", ca.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| SinkError::Setup(format!("CA {}: {e}", ca.display())))?;
+        let pem = std::fs::read(ca).map_err(|source| SinkError::ReadCa {
+            path: ca.to_path_buf(),
+            source,
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| SinkError::BadCa {
+            path: ca.to_path_buf(),
+            source,
+        })?;
         b = b.add_root_certificate(cert);
     }
-    b.build()
-        .map_err(|e| SinkError::Setup(format!("HTTP client: {e}")))
+    b.build().map_err(SinkError::Client)
 }
 
 impl HttpSink {
-    pub fn new(kind: &SinkKind) -> Result<Self, SinkError> {
+    /// An HTTP sink for a `splunk_hec`, `webhook` or `slack` table (`None` for other kinds).
+    pub fn new(kind: &SinkKind) -> Option<Result<Self, SinkError>> {
         let (url, ca, flavor) = match kind {
             SinkKind::SplunkHec {
                 url,
@@ -71,15 +75,13 @@ impl HttpSink {
                 },
             ),
             SinkKind::Slack { url, ca } => (url, ca, Flavor::Slack),
-            SinkKind::File { .. } | SinkKind::Syslog { .. } => {
-                return Err(SinkError::Setup("not an HTTP sink".into()))
-            }
+            SinkKind::File { .. } | SinkKind::Syslog { .. } => return None,
         };
-        Ok(HttpSink {
-            client: client(ca.as_deref())?,
+        Some(client(ca.as_deref()).map(|client| HttpSink {
+            client,
             url: url.clone(),
             flavor,
-        })
+        }))
     }
 
     async fn post(&self, req: reqwest::RequestBuilder) -> Result<(), SinkError> {

@@ -6,13 +6,21 @@
 //! between delivery and the cursor write re-sends that one batch after restart; receivers can
 //! drop such repeats by the stable key `collector.id` (or `agent` + `seq`). The file sink is
 //! exactly-once: on start it reads the last id it wrote from its own output file.
+//!
+//! Errors: a transient one (connection, timeout, HTTP 5xx, 408, 429) is retried with backoff
+//! and the cursor waits. A permanent one (any other HTTP 4xx: the receiver will never take that
+//! request) is narrowed to the events that cause it by sending the batch one event at a time;
+//! those go to the sink's dead-letter file ([`dead_letter`]) and are counted, and the cursor
+//! moves on. Each sink is its own task, so a slow or stuck receiver delays only its own sink.
 
+mod dead_letter;
 mod file;
 mod format;
 mod http;
 mod syslog;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,14 +36,55 @@ const BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{0}")]
+    #[error("sink I/O")]
     Io(#[from] std::io::Error),
-    #[error("HTTP request failed: {0}")]
+    #[error("HTTP request failed")]
     Http(#[from] reqwest::Error),
     #[error("receiver answered HTTP {status}: {body}")]
     Status { status: u16, body: String },
-    #[error("sink setup: {0}")]
-    Setup(String),
+    #[error("reading the CA file {path}")]
+    ReadCa {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the CA file {path} is not a PEM certificate")]
+    BadCa {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("building the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+impl SinkError {
+    /// True when sending the same request again cannot succeed: an HTTP 4xx other than 408
+    /// (request timeout) and 429 (too many requests).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SinkError::Status { status, .. }
+            if (400..500).contains(status) && *status != 408 && *status != 429)
+    }
+}
+
+/// Counters of one sink, for metrics and logs.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Events the receiver accepted.
+    pub delivered: AtomicU64,
+    /// Events the receiver refused for good, kept in the dead-letter file.
+    pub dead_lettered: AtomicU64,
+    /// Failed delivery attempts (each retried).
+    pub errors: AtomicU64,
+    /// The store id the sink has handled up to.
+    pub cursor: AtomicU64,
+}
+
+/// The running sinks.
+pub struct Sinks {
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Each sink's name and counters, in configuration order.
+    pub stats: Vec<(String, Arc<SinkStats>)>,
 }
 
 /// A configured output.
@@ -85,9 +134,12 @@ pub fn spawn_all(
     store: Arc<Store>,
     data: &Path,
     shutdown: watch::Receiver<bool>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, SinkError> {
+) -> Result<Sinks, SinkError> {
     std::fs::create_dir_all(data.join("sinks"))?;
-    let mut handles = Vec::new();
+    let mut out = Sinks {
+        tasks: Vec::new(),
+        stats: Vec::new(),
+    };
     for cfg in sinks {
         let path = cursor_path(data, &cfg.name);
         let mut cursor = read_cursor(&path);
@@ -113,81 +165,151 @@ pub fn spawn_all(
                 *format,
                 *facility,
             )),
-            other => Output::Http(http::HttpSink::new(other)?),
+            other => Output::Http(http::HttpSink::new(other).expect("the other kinds are HTTP")?),
         };
-        let name = cfg.name.clone();
-        let min = cfg.min_severity;
-        let store = store.clone();
-        let shutdown = shutdown.clone();
-        tracing::info!(sink = %name, cursor, "sink starting");
-        handles.push(tokio::spawn(run(
-            name, output, min, store, path, cursor, shutdown,
-        )));
+        let stats = Arc::new(SinkStats::default());
+        stats.cursor.store(cursor, Ordering::Relaxed);
+        tracing::info!(sink = %cfg.name, cursor, "sink starting");
+        let task = SinkTask {
+            name: cfg.name.clone(),
+            output,
+            min: cfg.min_severity,
+            store: store.clone(),
+            cursor_file: path,
+            cursor,
+            dead_letter: dead_letter::DeadLetter::new(dead_letter::path(data, &cfg.name)),
+            stats: stats.clone(),
+            shutdown: shutdown.clone(),
+        };
+        out.tasks.push(tokio::spawn(task.run()));
+        out.stats.push((cfg.name.clone(), stats));
     }
-    Ok(handles)
+    Ok(out)
 }
 
-async fn run(
+struct SinkTask {
     name: String,
-    mut output: Output,
+    output: Output,
     min: seawall_proto::event::Severity,
     store: Arc<Store>,
     cursor_file: PathBuf,
-    mut cursor: u64,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut last_id = store.watch_last_id();
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let s = store.clone();
-        let after = cursor;
-        let recs = match tokio::task::spawn_blocking(move || s.read_after(after, BATCH)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::error!(sink = %name, error = %crate::ErrorChain(&e), "sink cannot read the store; retrying");
-                if sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await {
-                    return;
+    cursor: u64,
+    dead_letter: dead_letter::DeadLetter,
+    stats: Arc<SinkStats>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Shutdown came first.
+struct Stopped;
+
+impl SinkTask {
+    async fn run(mut self) {
+        let mut last_id = self.store.watch_last_id();
+        loop {
+            if *self.shutdown.borrow() {
+                return;
+            }
+            let s = self.store.clone();
+            let after = self.cursor;
+            let recs = match tokio::task::spawn_blocking(move || s.read_after(after, BATCH)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::error!(sink = %self.name, error = %crate::ErrorChain(&e), "sink cannot read the store; retrying");
+                    if sleep_or_shutdown(Duration::from_secs(1), &mut self.shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let Some(last) = recs.last().map(|r| r.id) else {
+                tokio::select! {
+                    changed = last_id.changed() => if changed.is_err() { return },
+                    _ = self.shutdown.changed() => {}
                 }
                 continue;
+            };
+            if let Some(first) = recs.first() {
+                if self.cursor > 0 && first.id > self.cursor + 1 {
+                    tracing::warn!(sink = %self.name, from = self.cursor + 1, to = first.id - 1, "retention deleted events before this sink delivered them");
+                }
             }
-            Err(_) => return,
-        };
-        let Some(last) = recs.last().map(|r| r.id) else {
-            tokio::select! {
-                changed = last_id.changed() => if changed.is_err() { return },
-                _ = shutdown.changed() => {}
+            let wanted: Vec<Record> = recs
+                .into_iter()
+                .filter(|r| r.event.severity >= self.min)
+                .collect();
+            if !wanted.is_empty() && self.deliver(&wanted).await.is_err() {
+                return;
             }
-            continue;
-        };
-        if let Some(first) = recs.first() {
-            if cursor > 0 && first.id > cursor + 1 {
-                tracing::warn!(sink = %name, from = cursor + 1, to = first.id - 1, "retention deleted events before this sink delivered them");
+            self.cursor = last;
+            self.stats.cursor.store(last, Ordering::Relaxed);
+            if let Err(e) = write_cursor(&self.cursor_file, last) {
+                tracing::error!(sink = %self.name, path = %self.cursor_file.display(), error = %e, "cannot save the sink cursor; events may be re-sent after a restart");
             }
         }
-        let wanted: Vec<Record> = recs
-            .into_iter()
-            .filter(|r| r.event.severity >= min)
-            .collect();
+    }
+
+    /// Delivers a batch, or keeps in the dead-letter file each of its events that the receiver
+    /// refuses for good.
+    async fn deliver(&mut self, batch: &[Record]) -> Result<(), Stopped> {
+        match self.attempt(batch).await? {
+            Ok(()) => return Ok(()),
+            Err(e) if batch.len() == 1 => return self.keep(&batch[0], &e).await,
+            Err(e) => {
+                tracing::warn!(sink = %self.name, error = %crate::ErrorChain(&e), events = batch.len(), "receiver refused a batch for good; sending its events one by one");
+            }
+        }
+        for r in batch {
+            if let Err(e) = self.attempt(std::slice::from_ref(r)).await? {
+                self.keep(r, &e).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends until the receiver takes `records` (`Ok`) or refuses them for good (`Err`),
+    /// backing off after each transient error.
+    async fn attempt(&mut self, records: &[Record]) -> Result<Result<(), SinkError>, Stopped> {
         let mut backoff = Duration::from_millis(200);
-        if !wanted.is_empty() {
-            loop {
-                match output.deliver(&wanted).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(sink = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "sink delivery failed; will retry");
-                        if sleep_or_shutdown(backoff, &mut shutdown).await {
-                            return;
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
+        loop {
+            match self.output.deliver(records).await {
+                Ok(()) => {
+                    self.stats
+                        .delivered
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    return Ok(Ok(()));
+                }
+                Err(e) if e.is_permanent() => return Ok(Err(e)),
+                Err(e) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sink = %self.name, error = %crate::ErrorChain(&e), retry_in_ms = backoff.as_millis() as u64, "sink delivery failed; will retry");
+                    if sleep_or_shutdown(backoff, &mut self.shutdown).await {
+                        return Err(Stopped);
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Keeps a refused event in the dead-letter file; retries while that file cannot be
+    /// written, since moving the cursor past it then would lose it silently.
+    async fn keep(&mut self, r: &Record, why: &SinkError) -> Result<(), Stopped> {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        loop {
+            match self.dead_letter.keep(&self.name, r, why) {
+                Ok(()) => {
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(sink = %self.name, id = r.id, agent = %r.agent, seq = r.event.seq, error = %crate::ErrorChain(why), path = %self.dead_letter.path().display(), "receiver refused an event for good; kept in the dead-letter file");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::error!(sink = %self.name, path = %self.dead_letter.path().display(), error = %e, "cannot write the dead-letter file; retrying");
+                    if sleep_or_shutdown(Duration::from_secs(1), &mut self.shutdown).await {
+                        return Err(Stopped);
                     }
                 }
             }
-        }
-        cursor = last;
-        if let Err(e) = write_cursor(&cursor_file, cursor) {
-            tracing::error!(sink = %name, path = %cursor_file.display(), error = %e, "cannot save the sink cursor; events may be re-sent after a restart");
         }
     }
 }
