@@ -27,6 +27,9 @@ pub struct Config {
     pub tls: TlsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// How client certificates get their role.
+    #[serde(default)]
+    pub roles: crate::identity::RolesConfig,
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
 }

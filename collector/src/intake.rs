@@ -25,6 +25,9 @@ pub struct Intake {
 pub trait NodePolicy {
     /// `None` when `node` is allowed, else why not.
     fn check(&self, node: &str) -> Option<String>;
+    /// The node a rejection record names when the event's own `node` was not allowed (empty:
+    /// keep the event's).
+    fn identity(&self) -> &str;
 }
 
 /// Any node (`--insecure`, where identities are only claimed anyway).
@@ -33,6 +36,9 @@ pub struct AnyNode;
 impl NodePolicy for AnyNode {
     fn check(&self, _: &str) -> Option<String> {
         None
+    }
+    fn identity(&self) -> &str {
+        ""
     }
 }
 
@@ -53,19 +59,25 @@ pub fn decode(wire: Vec<pb::Event>, nodes: &dyn NodePolicy) -> Intake {
             continue;
         }
         last_seq = seq;
-        let (node, time) = (w.node.clone(), w.time.clone());
-        let reason = match Event::try_from(w) {
-            Ok(mut e) => match nodes.check(&e.node) {
-                None => {
-                    if e.bound(MAX_EVENT_BYTES).is_some() {
-                        out.bounded += 1;
+        let time = w.time.clone();
+        // The node is checked first: a record about an event refused for its node must not
+        // carry that node (it would attribute the record to a host the agent cannot speak for).
+        let (node, reason) = match nodes.check(&w.node) {
+            Some(reason) if !nodes.identity().is_empty() => (nodes.identity().to_string(), reason),
+            Some(reason) => (w.node.clone(), reason),
+            None => {
+                let node = w.node.clone();
+                match Event::try_from(w) {
+                    Ok(mut e) => {
+                        if e.bound(MAX_EVENT_BYTES).is_some() {
+                            out.bounded += 1;
+                        }
+                        out.events.push(e);
+                        continue;
                     }
-                    out.events.push(e);
-                    continue;
+                    Err(e) => (node, e.to_string()),
                 }
-                Some(reason) => reason,
-            },
-            Err(e) => e.to_string(),
+            }
         };
         out.events.push(rejection_record(seq, node, time, &reason));
         out.rejected.push(pb::RejectedEvent { seq, reason });
@@ -123,6 +135,9 @@ mod tests {
         fn check(&self, node: &str) -> Option<String> {
             (node != self.0).then(|| format!("node {node:?} is not {:?}", self.0))
         }
+        fn identity(&self) -> &str {
+            self.0
+        }
     }
 
     #[test]
@@ -136,6 +151,10 @@ mod tests {
         assert_eq!(got.events[1].control, "delivery");
         assert!(got.events[1].message.contains("severity"));
         assert_eq!(got.events[3].control, "delivery");
+        assert_eq!(
+            got.events[3].node, "n",
+            "named after the identity, not the claimed node"
+        );
         let rejected: Vec<u64> = got.rejected.iter().map(|r| r.seq).collect();
         assert_eq!(rejected, [2, 2, 0, 4]);
     }

@@ -61,6 +61,8 @@ pub struct Settings {
     pub store: StoreOptions,
     pub sinks: Vec<SinkConfig>,
     pub max_message_bytes: usize,
+    /// How client certificates get their role (mutual TLS only).
+    pub roles: identity::RolesConfig,
 }
 
 fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -116,7 +118,12 @@ pub async fn run(
             .client_ca_root(Certificate::from_pem(read(client_ca, "client CA")?));
         builder = builder.tls_config(tls).context("TLS configuration")?;
     }
-    let service = CollectorServer::new(service::CollectorService::new(store.clone(), insecure))
+    let access = if insecure {
+        service::Access::Insecure
+    } else {
+        service::Access::Roles(settings.roles.clone())
+    };
+    let service = CollectorServer::new(service::CollectorService::new(store.clone(), access))
         .max_decoding_message_size(settings.max_message_bytes)
         .max_encoding_message_size(settings.max_message_bytes.max(DEFAULT_MAX_MESSAGE_BYTES));
     let addr = listener.local_addr()?;

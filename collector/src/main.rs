@@ -84,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         store: cfg.store.options(),
         sinks: cfg.sinks.clone(),
         max_message_bytes: cfg.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+        roles: cfg.roles.clone(),
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {

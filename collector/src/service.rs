@@ -8,20 +8,61 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::filter::Filter;
+use crate::identity::{peer_from_der, Peer, Role, RolesConfig};
 use crate::store::{Record, Store};
 
 /// Largest `Query` answer.
 const QUERY_MAX: usize = 10_000;
 
+/// Who may call what.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Mutual TLS: each call needs a certificate with the right role ([`crate::identity`]).
+    Roles(RolesConfig),
+    /// `--insecure`: no certificates; the agent's claimed id is its identity. Local trials only.
+    Insecure,
+}
+
 pub struct CollectorService {
     store: Arc<Store>,
-    /// Without mutual TLS the agent's claimed id is taken as its identity (`--insecure` only).
-    insecure: bool,
+    access: Access,
 }
 
 impl CollectorService {
-    pub fn new(store: Arc<Store>, insecure: bool) -> Self {
-        CollectorService { store, insecure }
+    pub fn new(store: Arc<Store>, access: Access) -> Self {
+        CollectorService { store, access }
+    }
+
+    /// The caller, with its role (`None` under `--insecure`); `PERMISSION_DENIED` for a
+    /// certificate that has no role.
+    fn peer<T>(&self, request: &Request<T>) -> Result<Option<Peer>, Status> {
+        let Access::Roles(roles) = &self.access else {
+            return Ok(None);
+        };
+        let certs = request.peer_certs();
+        // Unreachable with client_ca set (the handshake requires a certificate), kept so a
+        // misconfiguration can never let an anonymous client in.
+        let der = certs
+            .as_ref()
+            .and_then(|c| c.first())
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        peer_from_der(der, roles).map(Some).map_err(|e| {
+            tracing::warn!(peer = ?request.remote_addr(), error = %e, "refused a client certificate");
+            Status::permission_denied(e.to_string())
+        })
+    }
+
+    /// The caller, when its certificate has `role`; `PERMISSION_DENIED` naming what is missing.
+    fn authorize<T>(&self, request: &Request<T>, role: Role) -> Result<Option<Peer>, Status> {
+        let peer = self.peer(request)?;
+        if let Some(p) = peer.as_ref().filter(|p| p.role != role) {
+            tracing::warn!(peer = ?request.remote_addr(), identity = %p.identity, has = %p.role, needs = %role, "refused a call outside the certificate's role");
+            return Err(Status::permission_denied(format!(
+                "certificate {:?} is a {} certificate; this call needs a {role} certificate",
+                p.identity, p.role
+            )));
+        }
+        Ok(peer)
     }
 }
 
@@ -52,16 +93,7 @@ impl collector_server::Collector for CollectorService {
         &self,
         request: Request<Streaming<pb::PublishRequest>>,
     ) -> Result<Response<Self::PublishStream>, Status> {
-        let cert_identity = request.peer_certs().and_then(|certs| {
-            certs
-                .first()
-                .and_then(|c| crate::identity::from_certificate_der(c))
-        });
-        if cert_identity.is_none() && !self.insecure {
-            // Unreachable with client_ca set (the handshake requires a certificate), kept so a
-            // misconfiguration can never let an anonymous agent in.
-            return Err(Status::unauthenticated("a client certificate is required"));
-        }
+        let cert_peer = self.authorize(&request, Role::Agent)?;
         let peer = request.remote_addr();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -72,13 +104,13 @@ impl collector_server::Collector for CollectorService {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::warn!(?peer, agent = ?cert_identity, error = %status, "publish stream failed");
+                        tracing::warn!(?peer, agent = ?cert_peer.as_ref().map(|p| &p.identity), error = %status, "publish stream failed");
                         let _ = tx.send(Err(status)).await;
                         break;
                     }
                 };
-                let agent = match &cert_identity {
-                    Some(a) => a.clone(),
+                let agent = match &cert_peer {
+                    Some(p) => p.identity.clone(),
                     None if !batch.agent_id.is_empty() => batch.agent_id.clone(),
                     None => {
                         let _ = tx
@@ -89,7 +121,11 @@ impl collector_server::Collector for CollectorService {
                         break;
                     }
                 };
-                let intake = crate::intake::decode(batch.events, &crate::intake::AnyNode);
+                let nodes: &dyn crate::intake::NodePolicy = match &cert_peer {
+                    Some(p) => p,
+                    None => &crate::intake::AnyNode,
+                };
+                let intake = crate::intake::decode(batch.events, nodes);
                 for r in &intake.rejected {
                     tracing::warn!(?peer, agent, seq = r.seq, reason = %r.reason, "rejected an event");
                 }
@@ -138,6 +174,7 @@ impl collector_server::Collector for CollectorService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.authorize(&request, Role::Reader)?;
         let req = request.into_inner();
         let filter = Filter::try_from(req.filter.unwrap_or_default())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -185,6 +222,7 @@ impl collector_server::Collector for CollectorService {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
+        self.authorize(&request, Role::Reader)?;
         let req = request.into_inner();
         let filter = Filter::try_from(req.filter.unwrap_or_default())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -206,8 +244,10 @@ impl collector_server::Collector for CollectorService {
 
     async fn health(
         &self,
-        _request: Request<pb::HealthRequest>,
+        request: Request<pb::HealthRequest>,
     ) -> Result<Response<pb::HealthResponse>, Status> {
+        // Any role may ask; a certificate without one may not.
+        self.peer(&request)?;
         Ok(Response::new(pb::HealthResponse {
             status: "serving".into(),
             version: env!("CARGO_PKG_VERSION").into(),
