@@ -23,7 +23,9 @@ use tokio::sync::{watch, Notify};
 /// Where and how to deliver events (`seawall agent --collector …` and the `[collector]` table).
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
-    /// `https://HOST:PORT` (or `http://` with `insecure`).
+    /// `https://HOST:PORT` (or `http://` with `insecure`), or several separated by commas:
+    /// the first is used until it fails, then the next, and so on round; each takes over from
+    /// the last acknowledgement, in seq order. All use the same CA, certificate and key.
     pub url: String,
     /// CA that signed the collector's certificate (PEM).
     pub ca: Option<PathBuf>,
@@ -42,6 +44,30 @@ pub struct CollectorConfig {
 
 /// Default spool size limit: 256 MiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
+
+impl Default for CollectorConfig {
+    /// No collector, mutual TLS, the default spool limit: fill in `url`, the TLS files and
+    /// `spool_dir`.
+    fn default() -> Self {
+        CollectorConfig {
+            url: String::new(),
+            ca: None,
+            cert: None,
+            key: None,
+            insecure: false,
+            spool_dir: PathBuf::new(),
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            agent_id: None,
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Every collector in `url`, in the order they are tried.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -133,7 +159,7 @@ impl Delivery {
             .await
             .map_err(|_| DeliveryError::Stopped)??;
         let last_seq = spool.last_seq();
-        tracing::info!(spool = %cfg.spool_dir.display(), instance = spool.instance(), last_seq, acked = spool.acked(), pending = spool.depth(), collector = %cfg.url, "delivery starting");
+        tracing::info!(spool = %cfg.spool_dir.display(), instance = spool.instance(), last_seq, acked = spool.acked(), pending = spool.depth(), collectors = ?cfg.urls().collect::<Vec<_>>(), "delivery starting");
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
             wake: Notify::new(),

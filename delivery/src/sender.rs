@@ -23,11 +23,15 @@ const BATCH_BYTES: usize = 1 << 20;
 const MIN_BATCH_BYTES: usize = seawall_proto::event::MAX_EVENT_BYTES;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The collector endpoint, resolved once at start so that configuration errors surface then.
+/// The collectors, resolved once at start so that configuration errors surface then.
 pub(crate) struct Target {
+    collectors: Vec<Collector>,
+    agent_id: String,
+}
+
+struct Collector {
     endpoint: Endpoint,
     url: String,
-    agent_id: String,
 }
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, DeliveryError> {
@@ -38,25 +42,25 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, DeliveryE
     })
 }
 
-/// A connection to the collector for `cfg` (used by the sender and by `seawall events`).
-pub(crate) fn endpoint(cfg: &CollectorConfig) -> Result<Endpoint, DeliveryError> {
-    let endpoint = Endpoint::from_shared(cfg.url.clone())
-        .map_err(|e| DeliveryError::Config(format!("collector URL {:?}: {e}", cfg.url)))?
+/// A connection to the collector at `url` with `cfg`'s security (used by the sender and by
+/// `seawall events`).
+pub(crate) fn endpoint(cfg: &CollectorConfig, url: &str) -> Result<Endpoint, DeliveryError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| DeliveryError::Config(format!("collector URL {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
     if cfg.insecure {
-        if cfg.url.starts_with("https://") {
+        if url.starts_with("https://") {
             return Err(DeliveryError::Config(
                 "an insecure collector connection needs an http:// URL".into(),
             ));
         }
         return Ok(endpoint);
     }
-    if !cfg.url.starts_with("https://") {
+    if !url.starts_with("https://") {
         return Err(DeliveryError::Config(format!(
-            "collector URL {:?} must start with https:// (mutual TLS); use insecure mode only for a local trial",
-            cfg.url
+            "collector URL {url:?} must start with https:// (mutual TLS); use insecure mode only for a local trial"
         )));
     }
     let (Some(ca), Some(cert), Some(key)) = (&cfg.ca, &cfg.cert, &cfg.key) else {
@@ -73,7 +77,7 @@ pub(crate) fn endpoint(cfg: &CollectorConfig) -> Result<Endpoint, DeliveryError>
     endpoint
         .tls_config(tls)
         .map_err(|source| DeliveryError::Connect {
-            url: cfg.url.clone(),
+            url: url.to_string(),
             source,
         })
 }
@@ -81,9 +85,20 @@ pub(crate) fn endpoint(cfg: &CollectorConfig) -> Result<Endpoint, DeliveryError>
 impl Target {
     pub(crate) fn new(cfg: &CollectorConfig) -> Result<Target, DeliveryError> {
         let agent_id = cfg.agent_id.clone().unwrap_or_else(host_name);
+        if cfg.urls().next().is_none() {
+            return Err(DeliveryError::Config("no collector URL".into()));
+        }
+        let collectors = cfg
+            .urls()
+            .map(|url| {
+                Ok(Collector {
+                    endpoint: endpoint(cfg, url)?,
+                    url: url.to_string(),
+                })
+            })
+            .collect::<Result<_, DeliveryError>>()?;
         Ok(Target {
-            endpoint: endpoint(cfg)?,
-            url: cfg.url.clone(),
+            collectors,
             agent_id,
         })
     }
@@ -95,12 +110,24 @@ pub(crate) fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Runs until `stop` turns true, reconnecting with backoff after every failure.
+/// Runs until `stop` turns true. After a failure it moves to the next collector at once; once
+/// every collector has failed in a row it backs off before the next round.
 pub(crate) async fn run(shared: Arc<Shared>, target: Target, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(100);
     let mut batch_bytes = BATCH_BYTES;
+    let mut at = 0;
+    let mut failed_in_a_row = 0;
     loop {
-        let result = session(&shared, &target, &mut stop, &mut backoff, batch_bytes).await;
+        let collector = &target.collectors[at];
+        let result = session(
+            &shared,
+            &target,
+            collector,
+            &mut stop,
+            &mut backoff,
+            batch_bytes,
+        )
+        .await;
         shared.connected.store(false, Ordering::Relaxed);
         match result {
             Ok(()) => return,
@@ -113,17 +140,27 @@ pub(crate) async fn run(shared: Arc<Shared>, target: Target, mut stop: watch::Re
                 ) && batch_bytes > MIN_BATCH_BYTES =>
             {
                 batch_bytes = (batch_bytes / 2).max(MIN_BATCH_BYTES);
-                tracing::warn!(collector = %target.url, error = %status, batch_bytes, "batch over the collector's message limit; sending smaller batches");
+                tracing::warn!(collector = %collector.url, error = %status, batch_bytes, "batch over the collector's message limit; sending smaller batches");
+                continue;
             }
             Err(e) => {
-                tracing::warn!(collector = %target.url, error = %e, retry_in_ms = backoff.as_millis() as u64, "collector unavailable; events stay spooled");
+                failed_in_a_row += 1;
+                at = (at + 1) % target.collectors.len();
+                tracing::warn!(collector = %collector.url, error = %e, next = %target.collectors[at].url, "collector unavailable; events stay spooled");
             }
         }
+        let pause = if failed_in_a_row < target.collectors.len() {
+            Duration::from_millis(100)
+        } else {
+            failed_in_a_row = 0;
+            let b = backoff;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            b
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -131,12 +168,13 @@ pub(crate) async fn run(shared: Arc<Shared>, target: Target, mut stop: watch::Re
 async fn session(
     shared: &Shared,
     target: &Target,
+    collector: &Collector,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
     batch_bytes: usize,
 ) -> Result<(), DeliveryError> {
     let channel: Channel = tokio::select! {
-        c = target.endpoint.connect() => c.map_err(|source| DeliveryError::Connect { url: target.url.clone(), source })?,
+        c = collector.endpoint.connect() => c.map_err(|source| DeliveryError::Connect { url: collector.url.clone(), source })?,
         _ = stop.changed() => return Ok(()),
     };
     let mut client = CollectorClient::new(channel);
@@ -150,7 +188,7 @@ async fn session(
     let mut pos = ReadPos::default();
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     let mut flush = tokio::time::interval(Duration::from_secs(1));
-    tracing::info!(collector = %target.url, resume_after = sent, "connected to the collector");
+    tracing::info!(collector = %collector.url, resume_after = sent, "connected to the collector");
     loop {
         while in_flight.len() < WINDOW {
             let batch = shared
