@@ -161,7 +161,6 @@ pub fn agent_config(addr: SocketAddr, pki: &Pki, client: &Pair, spool: &Path) ->
         spool_dir: spool.to_path_buf(),
         spool_max_bytes: 64 << 20,
         agent_id: Some("claimed-id-is-ignored".into()),
-        ..CollectorConfig::default()
     }
 }
 
@@ -176,7 +175,6 @@ pub fn insecure_agent_config(addr: SocketAddr, spool: &Path) -> CollectorConfig 
         spool_dir: spool.to_path_buf(),
         spool_max_bytes: 64 << 20,
         agent_id: Some("insecure-agent".into()),
-        ..CollectorConfig::default()
     }
 }
 
