@@ -31,8 +31,13 @@ use crate::store::{Record, Store};
 
 pub use format::{cef, export_json, rfc5424};
 
-/// Records read from the store per delivery attempt.
-const BATCH: usize = 256;
+/// Records read from the store per round. Outputs send them in requests of at most
+/// [`Output::max_request`]; file and syslog outputs take a round in one write and one sync.
+const BATCH: usize = 4096;
+/// How often a moving cursor is made durable. A crash re-sends at most this much, which the
+/// at-least-once contract allows (and the file sink skips by its own last id); an fsync'd
+/// cursor per request capped a file sink near 10,000 events/s.
+const CURSOR_SYNC: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -95,6 +100,14 @@ enum Output {
 }
 
 impl Output {
+    /// Most records in one request to the receiver.
+    fn max_request(&self) -> usize {
+        match self {
+            Output::File(_) | Output::Syslog(_) => BATCH,
+            Output::Http(_) => 256,
+        }
+    }
+
     async fn deliver(&mut self, records: &[Record]) -> Result<(), SinkError> {
         match self {
             Output::File(s) => s.deliver(records),
@@ -126,6 +139,33 @@ fn write_cursor(path: &Path, id: u64) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// A sink's durable cursor, written at most once per [`CURSOR_SYNC`] unless asked to now.
+struct CursorFile {
+    path: PathBuf,
+    saved: u64,
+    saved_at: std::time::Instant,
+}
+
+impl CursorFile {
+    fn new(path: PathBuf) -> CursorFile {
+        CursorFile {
+            saved: read_cursor(&path),
+            path,
+            saved_at: std::time::Instant::now(),
+        }
+    }
+
+    fn save(&mut self, id: u64, now: bool) -> std::io::Result<()> {
+        if id == self.saved || (!now && self.saved_at.elapsed() < CURSOR_SYNC) {
+            return Ok(());
+        }
+        write_cursor(&self.path, id)?;
+        self.saved = id;
+        self.saved_at = std::time::Instant::now();
+        Ok(())
+    }
 }
 
 /// Starts one task per sink. They stop when `shutdown` turns true.
@@ -175,7 +215,7 @@ pub fn spawn_all(
             output,
             min: cfg.min_severity,
             store: store.clone(),
-            cursor_file: path,
+            cursor_file: CursorFile::new(path),
             cursor,
             dead_letter: dead_letter::DeadLetter::new(dead_letter::path(data, &cfg.name)),
             stats: stats.clone(),
@@ -192,7 +232,7 @@ struct SinkTask {
     output: Output,
     min: seawall_proto::event::Severity,
     store: Arc<Store>,
-    cursor_file: PathBuf,
+    cursor_file: CursorFile,
     cursor: u64,
     dead_letter: dead_letter::DeadLetter,
     stats: Arc<SinkStats>,
@@ -207,6 +247,7 @@ impl SinkTask {
         let mut last_id = self.store.watch_last_id();
         loop {
             if *self.shutdown.borrow() {
+                self.save_cursor(true);
                 return;
             }
             let s = self.store.clone();
@@ -220,9 +261,13 @@ impl SinkTask {
                     }
                     continue;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    self.save_cursor(true);
+                    return;
+                }
             };
             let Some(last) = recs.last().map(|r| r.id) else {
+                self.save_cursor(true);
                 tokio::select! {
                     changed = last_id.changed() => if changed.is_err() { return },
                     _ = self.shutdown.changed() => {}
@@ -238,14 +283,25 @@ impl SinkTask {
                 .into_iter()
                 .filter(|r| r.event.severity >= self.min)
                 .collect();
-            if !wanted.is_empty() && self.deliver(&wanted).await.is_err() {
-                return;
+            for chunk in wanted.chunks(self.output.max_request()) {
+                if self.deliver(chunk).await.is_err() {
+                    self.save_cursor(true);
+                    return;
+                }
+                // Progress inside a round counts too: a later chunk may take a long time.
+                self.cursor = chunk.last().map_or(self.cursor, |r| r.id);
+                self.save_cursor(false);
             }
             self.cursor = last;
-            self.stats.cursor.store(last, Ordering::Relaxed);
-            if let Err(e) = write_cursor(&self.cursor_file, last) {
-                tracing::error!(sink = %self.name, path = %self.cursor_file.display(), error = %e, "cannot save the sink cursor; events may be re-sent after a restart");
-            }
+            self.save_cursor(false);
+        }
+    }
+
+    /// Publishes the cursor and makes it durable when `now` or once [`CURSOR_SYNC`] has passed.
+    fn save_cursor(&mut self, now: bool) {
+        self.stats.cursor.store(self.cursor, Ordering::Relaxed);
+        if let Err(e) = self.cursor_file.save(self.cursor, now) {
+            tracing::error!(sink = %self.name, path = %self.cursor_file.path.display(), error = %e, "cannot save the sink cursor; events may be re-sent after a restart");
         }
     }
 
