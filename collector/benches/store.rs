@@ -102,6 +102,7 @@ fn main() {
             path: out.clone(),
             max_bytes: u64::MAX,
             keep: 1,
+            format: seawall_collector::config::ExportFormat::Seawall,
         },
     }];
     let cursor = tmp.path().join("sinks/bench.cursor");

@@ -87,6 +87,8 @@ pub enum SinkKind {
     /// JSON lines, rotated by size.
     File {
         path: PathBuf,
+        #[serde(default)]
+        format: ExportFormat,
         #[serde(default = "default_rotate_bytes")]
         max_bytes: u64,
         #[serde(default = "default_keep")]
@@ -113,6 +115,8 @@ pub enum SinkKind {
         index: Option<String>,
         #[serde(default = "default_sourcetype")]
         sourcetype: String,
+        #[serde(default)]
+        format: ExportFormat,
     },
     /// POST `{"events": [...]}` to a URL.
     Webhook {
@@ -122,6 +126,8 @@ pub enum SinkKind {
         /// Sent as the `Authorization` header when set.
         #[serde(default)]
         authorization: Option<String>,
+        #[serde(default)]
+        format: ExportFormat,
     },
     /// Slack incoming-webhook format: one `{"text": ...}` message per event.
     Slack {
@@ -129,6 +135,17 @@ pub enum SinkKind {
         #[serde(default)]
         ca: Option<PathBuf>,
     },
+}
+
+/// The event objects a file, webhook or HEC sink sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// The Seawall event schema plus the `collector` object.
+    #[default]
+    Seawall,
+    /// Open Cybersecurity Schema Framework 1.2.0 events (collector/API.md has the mapping).
+    Ocsf,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

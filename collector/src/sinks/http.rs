@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{format, SinkError};
-use crate::config::SinkKind;
+use crate::config::{ExportFormat, SinkKind};
 use crate::store::Record;
 
 enum Flavor {
@@ -13,9 +13,11 @@ enum Flavor {
         token: String,
         index: Option<String>,
         sourcetype: String,
+        format: ExportFormat,
     },
     Webhook {
         authorization: Option<String>,
+        format: ExportFormat,
     },
     Slack,
 }
@@ -54,6 +56,7 @@ impl HttpSink {
                 ca,
                 index,
                 sourcetype,
+                format,
             } => (
                 url,
                 ca,
@@ -61,17 +64,20 @@ impl HttpSink {
                     token: token.clone(),
                     index: index.clone(),
                     sourcetype: sourcetype.clone(),
+                    format: *format,
                 },
             ),
             SinkKind::Webhook {
                 url,
                 ca,
                 authorization,
+                format,
             } => (
                 url,
                 ca,
                 Flavor::Webhook {
                     authorization: authorization.clone(),
+                    format: *format,
                 },
             ),
             SinkKind::Slack { url, ca } => (url, ca, Flavor::Slack),
@@ -109,6 +115,7 @@ impl HttpSink {
                 token,
                 index,
                 sourcetype,
+                format,
             } => {
                 // HEC takes several event objects concatenated in one body.
                 let mut body = String::new();
@@ -118,7 +125,7 @@ impl HttpSink {
                         "host": r.event.node,
                         "source": "seawall",
                         "sourcetype": sourcetype,
-                        "event": format::export_json(r),
+                        "event": format::render(*format, r),
                     });
                     if let Some(i) = index {
                         v["index"] = json!(i);
@@ -134,8 +141,11 @@ impl HttpSink {
                     .body(body);
                 self.post(req).await
             }
-            Flavor::Webhook { authorization } => {
-                let events: Vec<_> = records.iter().map(format::export_json).collect();
+            Flavor::Webhook {
+                authorization,
+                format,
+            } => {
+                let events: Vec<_> = records.iter().map(|r| format::render(*format, r)).collect();
                 let mut req = self
                     .client
                     .post(&self.url)

@@ -17,6 +17,7 @@ mod dead_letter;
 mod file;
 mod format;
 mod http;
+pub mod ocsf;
 mod syslog;
 
 use std::path::{Path, PathBuf};
@@ -188,8 +189,9 @@ pub fn spawn_all(
                 path: out,
                 max_bytes,
                 keep,
+                format,
             } => {
-                let sink = file::FileSink::open(out, *max_bytes, *keep)?;
+                let sink = file::FileSink::open(out, *max_bytes, *keep, *format)?;
                 // The output file knows better than the cursor when the crash came in between.
                 cursor = cursor.max(sink.last_written_id());
                 Output::File(sink)
