@@ -109,7 +109,10 @@ fn main() {
     let start = Instant::now();
     rt.block_on(async {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let tasks = seawall_collector::sinks::spawn_all(&sinks, store.clone(), tmp.path(), stop_rx)
+        let backend: Arc<dyn seawall_collector::store::backend::EventStore> =
+            Arc::new(seawall_collector::store::backend::Embedded(store.clone()));
+        let tasks = seawall_collector::sinks::spawn_all(&sinks, backend, tmp.path(), stop_rx)
+            .await
             .expect("sinks");
         loop {
             let at: u64 = std::fs::read_to_string(&cursor)

@@ -30,6 +30,8 @@ pub struct Config {
     /// How client certificates get their role.
     #[serde(default)]
     pub roles: crate::identity::RolesConfig,
+    /// NATS JetStream as the store (issue 17); absent: the embedded store under `data`.
+    pub nats: Option<crate::store::nats::NatsConfig>,
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
 }

@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::SinkConfig;
+use crate::store::backend::{Embedded, EventStore};
+use crate::store::nats::{NatsConfig, NatsStore};
 use crate::store::{Store, StoreOptions};
 
 /// An error and each of its sources, `": "`-separated: for log fields and peer-visible statuses,
@@ -63,6 +65,8 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// How client certificates get their role (mutual TLS only).
     pub roles: identity::RolesConfig,
+    /// Store events in NATS JetStream instead of the embedded store.
+    pub nats: Option<NatsConfig>,
 }
 
 fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -75,17 +79,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store_dir = settings.data.join("events");
-    let store = {
-        let dir = store_dir.clone();
-        let opts = settings.store.clone();
-        tokio::task::spawn_blocking(move || Store::open(&dir, opts)).await??
+    let store: Arc<dyn EventStore> = match &settings.nats {
+        Some(nats) => NatsStore::connect(nats)
+            .await
+            .context("opening the NATS JetStream store")?,
+        None => {
+            let store_dir = settings.data.join("events");
+            let dir = store_dir.clone();
+            let opts = settings.store.clone();
+            let store = tokio::task::spawn_blocking(move || Store::open(&dir, opts)).await??;
+            tracing::info!(path = %store_dir.display(), last_id = store.last_id(), agents = store.agent_count(), "event store open");
+            Arc::new(Embedded(Arc::new(store)))
+        }
     };
-    let store = Arc::new(store);
-    tracing::info!(path = %store_dir.display(), last_id = store.last_id(), agents = store.agent_count(), "event store open");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sink_tasks = sinks::spawn_all(&settings.sinks, store.clone(), &settings.data, stop_rx)
+        .await
         .context("starting sinks")?;
 
     // Hourly retention pass, so age-based retention applies even when nothing is written.
@@ -94,8 +104,7 @@ pub async fn run(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let s = retention_store.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.apply_retention()).await {
+            if let Err(e) = retention_store.apply_retention().await {
                 tracing::error!(error = %ErrorChain(&e), "retention pass failed");
             }
         }

@@ -35,6 +35,28 @@ struct Cli {
     /// trials only.
     #[arg(long)]
     insecure: bool,
+    /// Store events in NATS JetStream at these servers (comma-separated nats:// URLs) instead of
+    /// the embedded store; several collectors may share one stream.
+    #[arg(long, value_delimiter = ',')]
+    nats: Vec<String>,
+    /// JetStream stream name (default SEAWALL_EVENTS).
+    #[arg(long)]
+    nats_stream: Option<String>,
+    /// Replicas of the stream when the collector creates it (default 1).
+    #[arg(long)]
+    nats_replicas: Option<usize>,
+    /// NATS credentials file.
+    #[arg(long)]
+    nats_creds: Option<std::path::PathBuf>,
+    /// CA of the NATS servers' certificates (PEM): connect with TLS.
+    #[arg(long)]
+    nats_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for NATS servers that verify clients.
+    #[arg(long)]
+    nats_cert: Option<std::path::PathBuf>,
+    /// Client key (PEM) for `--nats-cert`.
+    #[arg(long)]
+    nats_key: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    let nats = nats_settings(&cli, cfg.nats.clone());
     let listen = cli
         .listen
         .or(cfg.listen)
@@ -85,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         sinks: cfg.sinks.clone(),
         max_message_bytes: cfg.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         roles: cfg.roles.clone(),
+        nats,
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
@@ -95,6 +119,24 @@ fn main() -> anyhow::Result<()> {
         println!("listening on {}", listener.local_addr()?);
         run(settings, listener, shutdown_signal()).await
     })
+}
+
+/// The `[nats]` table with the `--nats*` flags over it; `None` when neither names a server.
+fn nats_settings(
+    cli: &Cli,
+    file: Option<seawall_collector::store::nats::NatsConfig>,
+) -> Option<seawall_collector::store::nats::NatsConfig> {
+    let mut n = file.unwrap_or_default();
+    if !cli.nats.is_empty() {
+        n.urls = cli.nats.clone();
+    }
+    n.stream = cli.nats_stream.clone().or(n.stream);
+    n.replicas = cli.nats_replicas.or(n.replicas);
+    n.creds = cli.nats_creds.clone().or(n.creds);
+    n.ca = cli.nats_ca.clone().or(n.ca);
+    n.cert = cli.nats_cert.clone().or(n.cert);
+    n.key = cli.nats_key.clone().or(n.key);
+    (!n.urls.is_empty()).then_some(n)
 }
 
 /// Completes on SIGINT or SIGTERM.

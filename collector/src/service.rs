@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::filter::Filter;
 use crate::identity::{peer_from_der, Peer, Role, RolesConfig};
-use crate::store::{Record, Store};
+use crate::store::backend::EventStore;
+use crate::store::Record;
 
 /// Largest `Query` answer.
 const QUERY_MAX: usize = 10_000;
@@ -24,12 +25,12 @@ pub enum Access {
 }
 
 pub struct CollectorService {
-    store: Arc<Store>,
+    store: Arc<dyn EventStore>,
     access: Access,
 }
 
 impl CollectorService {
-    pub fn new(store: Arc<Store>, access: Access) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, access: Access) -> Self {
         CollectorService { store, access }
     }
 
@@ -138,13 +139,9 @@ impl collector_server::Collector for CollectorService {
                     );
                 }
                 let (events, rejected) = (intake.events, intake.rejected);
-                let s = store.clone();
-                let a = agent.clone();
-                let instance = batch.instance;
-                let result =
-                    tokio::task::spawn_blocking(move || s.append(&a, &instance, events)).await;
+                let result = store.append(&agent, &batch.instance, events).await;
                 let ack = match result {
-                    Ok(Ok(appended)) => {
+                    Ok(appended) => {
                         tracing::debug!(
                             agent,
                             acked_seq = appended.acked_seq,
@@ -158,8 +155,7 @@ impl collector_server::Collector for CollectorService {
                             rejected,
                         })
                     }
-                    Ok(Err(e)) => Err(store_error(e)),
-                    Err(e) => Err(Status::internal(format!("store task failed: {e}"))),
+                    Err(e) => Err(store_error(e)),
                 };
                 let failed = ack.is_err();
                 if tx.send(ack).await.is_err() || failed {
@@ -190,16 +186,13 @@ impl collector_server::Collector for CollectorService {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
-                let s = store.clone();
-                let recs =
-                    match tokio::task::spawn_blocking(move || s.read_after(cursor, 512)).await {
-                        Ok(Ok(r)) => r,
-                        Ok(Err(e)) => {
-                            let _ = tx.send(Err(store_error(e))).await;
-                            return;
-                        }
-                        Err(_) => return,
-                    };
+                let recs = match store.read_after(cursor, 512).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(store_error(e))).await;
+                        return;
+                    }
+                };
                 if recs.is_empty() {
                     tokio::select! {
                         changed = last_id.changed() => if changed.is_err() { return },
@@ -230,13 +223,11 @@ impl collector_server::Collector for CollectorService {
             0 => 100,
             n => (n as usize).min(QUERY_MAX),
         };
-        let store = self.store.clone();
-        let recs = tokio::task::spawn_blocking(move || {
-            store.newest_matching(limit, |r| filter.matches(r))
-        })
-        .await
-        .map_err(|e| Status::internal(format!("query task failed: {e}")))?
-        .map_err(store_error)?;
+        let recs = self
+            .store
+            .newest_matching(limit, Box::new(move |r| filter.matches(r)))
+            .await
+            .map_err(store_error)?;
         Ok(Response::new(pb::QueryResponse {
             events: recs.into_iter().map(Into::into).collect(),
         }))

@@ -28,7 +28,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{SinkConfig, SinkKind};
-use crate::store::{Record, Store};
+use crate::store::backend::{EventStore, SinkPosition};
+use crate::store::Record;
 
 pub use format::{cef, export_json, rfc5424};
 
@@ -62,6 +63,8 @@ pub enum SinkError {
     },
     #[error("building the HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error("opening the sink's position")]
+    Position(#[source] Box<crate::store::StoreError>),
 }
 
 impl SinkError {
@@ -118,18 +121,8 @@ impl Output {
     }
 }
 
-fn cursor_path(data: &Path, name: &str) -> PathBuf {
-    data.join("sinks").join(format!("{name}.cursor"))
-}
-
-fn read_cursor(path: &Path) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn write_cursor(path: &Path, id: u64) -> std::io::Result<()> {
+/// Writes a cursor file durably (temporary file, fsync, rename, fsync of the directory).
+pub(crate) fn write_cursor(path: &Path, id: u64) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("cursor.tmp");
     let mut f = std::fs::File::create(&tmp)?;
@@ -142,27 +135,23 @@ fn write_cursor(path: &Path, id: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A sink's durable cursor, written at most once per [`CURSOR_SYNC`] unless asked to now.
-struct CursorFile {
-    path: PathBuf,
+/// A sink's durable position, saved at most once per [`CURSOR_SYNC`] unless asked to now.
+struct Cursor {
+    position: SinkPosition,
     saved: u64,
     saved_at: std::time::Instant,
 }
 
-impl CursorFile {
-    fn new(path: PathBuf) -> CursorFile {
-        CursorFile {
-            saved: read_cursor(&path),
-            path,
-            saved_at: std::time::Instant::now(),
-        }
-    }
-
-    fn save(&mut self, id: u64, now: bool) -> std::io::Result<()> {
+impl Cursor {
+    async fn save(
+        &mut self,
+        id: u64,
+        now: bool,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if id == self.saved || (!now && self.saved_at.elapsed() < CURSOR_SYNC) {
             return Ok(());
         }
-        write_cursor(&self.path, id)?;
+        self.position.save(id).await?;
         self.saved = id;
         self.saved_at = std::time::Instant::now();
         Ok(())
@@ -170,9 +159,9 @@ impl CursorFile {
 }
 
 /// Starts one task per sink. They stop when `shutdown` turns true.
-pub fn spawn_all(
+pub async fn spawn_all(
     sinks: &[SinkConfig],
-    store: Arc<Store>,
+    store: Arc<dyn EventStore>,
     data: &Path,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Sinks, SinkError> {
@@ -182,8 +171,12 @@ pub fn spawn_all(
         stats: Vec::new(),
     };
     for cfg in sinks {
-        let path = cursor_path(data, &cfg.name);
-        let mut cursor = read_cursor(&path);
+        let position = store
+            .sink_position(data, &cfg.name)
+            .await
+            .map_err(|e| SinkError::Position(Box::new(e)))?;
+        let saved = position.load().await;
+        let mut cursor = saved;
         let output = match &cfg.kind {
             SinkKind::File {
                 path: out,
@@ -217,7 +210,11 @@ pub fn spawn_all(
             output,
             min: cfg.min_severity,
             store: store.clone(),
-            cursor_file: CursorFile::new(path),
+            cursor_file: Cursor {
+                position,
+                saved,
+                saved_at: std::time::Instant::now(),
+            },
             cursor,
             dead_letter: dead_letter::DeadLetter::new(dead_letter::path(data, &cfg.name)),
             stats: stats.clone(),
@@ -233,8 +230,8 @@ struct SinkTask {
     name: String,
     output: Output,
     min: seawall_proto::event::Severity,
-    store: Arc<Store>,
-    cursor_file: CursorFile,
+    store: Arc<dyn EventStore>,
+    cursor_file: Cursor,
     cursor: u64,
     dead_letter: dead_letter::DeadLetter,
     stats: Arc<SinkStats>,
@@ -249,27 +246,21 @@ impl SinkTask {
         let mut last_id = self.store.watch_last_id();
         loop {
             if *self.shutdown.borrow() {
-                self.save_cursor(true);
+                self.save_cursor(true).await;
                 return;
             }
-            let s = self.store.clone();
-            let after = self.cursor;
-            let recs = match tokio::task::spawn_blocking(move || s.read_after(after, BATCH)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
+            let recs = match self.store.read_after(self.cursor, BATCH).await {
+                Ok(r) => r,
+                Err(e) => {
                     tracing::error!(sink = %self.name, error = %crate::ErrorChain(&e), "sink cannot read the store; retrying");
                     if sleep_or_shutdown(Duration::from_secs(1), &mut self.shutdown).await {
                         return;
                     }
                     continue;
                 }
-                Err(_) => {
-                    self.save_cursor(true);
-                    return;
-                }
             };
             let Some(last) = recs.last().map(|r| r.id) else {
-                self.save_cursor(true);
+                self.save_cursor(true).await;
                 tokio::select! {
                     changed = last_id.changed() => if changed.is_err() { return },
                     _ = self.shutdown.changed() => {}
@@ -287,23 +278,23 @@ impl SinkTask {
                 .collect();
             for chunk in wanted.chunks(self.output.max_request()) {
                 if self.deliver(chunk).await.is_err() {
-                    self.save_cursor(true);
+                    self.save_cursor(true).await;
                     return;
                 }
                 // Progress inside a round counts too: a later chunk may take a long time.
                 self.cursor = chunk.last().map_or(self.cursor, |r| r.id);
-                self.save_cursor(false);
+                self.save_cursor(false).await;
             }
             self.cursor = last;
-            self.save_cursor(false);
+            self.save_cursor(false).await;
         }
     }
 
     /// Publishes the cursor and makes it durable when `now` or once [`CURSOR_SYNC`] has passed.
-    fn save_cursor(&mut self, now: bool) {
+    async fn save_cursor(&mut self, now: bool) {
         self.stats.cursor.store(self.cursor, Ordering::Relaxed);
-        if let Err(e) = self.cursor_file.save(self.cursor, now) {
-            tracing::error!(sink = %self.name, path = %self.cursor_file.path.display(), error = %e, "cannot save the sink cursor; events may be re-sent after a restart");
+        if let Err(e) = self.cursor_file.save(self.cursor, now).await {
+            tracing::error!(sink = %self.name, error = %e, "cannot save the sink position; events may be re-sent after a restart");
         }
     }
 

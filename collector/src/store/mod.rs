@@ -11,6 +11,8 @@
 //! de-duplication state) and the next id survive retention and restarts ([`state`]). Retention
 //! deletes whole segments, oldest first, by age and by total size.
 
+pub mod backend;
+pub mod nats;
 pub mod segment;
 pub mod state;
 
@@ -73,6 +75,14 @@ pub enum StoreError {
     },
     #[error("event store state")]
     State(#[from] state::StateError),
+    #[error("event store task")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("NATS JetStream: {what}")]
+    Nats {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
