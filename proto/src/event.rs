@@ -201,7 +201,8 @@ impl Event {
             let before = p.args.len();
             p.args.retain_mut(|a| {
                 cut(a, long);
-                total += a.len();
+                // Quotes and comma: a million empty arguments are not small.
+                total += a.len() + 3;
                 total <= long
             });
             if p.args.len() < before || total > long {
@@ -384,5 +385,28 @@ mod tests {
         assert!(e
             .message
             .ends_with(&format!("the event was {before} bytes]")));
+    }
+
+    /// Found by the collector_request fuzz target: each empty argument still costs `"",` in
+    /// JSON, so counting only argument bytes let a million of them pass the bound.
+    #[test]
+    fn bound_counts_the_json_cost_of_empty_arguments() {
+        let mut e = Event::new(
+            1,
+            "t".into(),
+            "n".into(),
+            Kind::Exec,
+            Action::Allowed,
+            "exec",
+            Severity::Info,
+            String::new(),
+        );
+        e.process = Some(Process {
+            args: vec![String::new(); 1 << 20],
+            ..Default::default()
+        });
+        assert!(e.bound(MAX_EVENT_BYTES).is_some());
+        assert!(e.to_json_line().len() <= MAX_EVENT_BYTES);
+        assert!(e.process.as_ref().unwrap().args_truncated);
     }
 }
