@@ -8,6 +8,9 @@
 //!   store (equal times mean a read from a position does not scan);
 //! - `Query`'s newest-100 without a filter, and with a filter that only the oldest events match.
 //!
+//! - with `SEAWALL_BENCH_NATS=nats://HOST:PORT`: ingest through one collector's JetStream store
+//!   (a fresh stream, one replica), each event acknowledged by JetStream.
+//!
 //! Set `SEAWALL_BENCH_EVENTS` to change the store size (default 300000).
 
 use std::sync::Arc;
@@ -66,6 +69,34 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Events/s into JetStream through the collector's NATS store.
+fn bench_nats(rt: &tokio::runtime::Runtime, url: &str) {
+    use seawall_collector::store::backend::EventStore;
+    use seawall_collector::store::nats::{NatsConfig, NatsStore};
+    const N: u64 = 20_000;
+    rt.block_on(async {
+        let cfg = NatsConfig {
+            urls: vec![url.to_string()],
+            stream: Some(format!("BENCH_{}", std::process::id())),
+            replicas: Some(1),
+            ..NatsConfig::default()
+        };
+        let store = NatsStore::connect(&cfg).await.expect("connect to NATS");
+        let start = Instant::now();
+        let mut seq = 0;
+        while seq < N {
+            let batch: Vec<Event> = (seq + 1..=(seq + 500).min(N)).map(event).collect();
+            seq += batch.len() as u64;
+            store.append("node-1", "bench", batch).await.expect("append");
+        }
+        let d = start.elapsed();
+        println!(
+            "JetStream ingest (one collector, R1, one publish acknowledged at a time): {N} events in {d:.2?}: {:.0} events/s",
+            per_second(N, d)
+        );
+    });
+}
+
 fn main() {
     let total: u64 = std::env::var("SEAWALL_BENCH_EVENTS")
         .ok()
@@ -94,6 +125,9 @@ fn main() {
     );
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    if let Ok(url) = std::env::var("SEAWALL_BENCH_NATS") {
+        bench_nats(&rt, &url);
+    }
     let out = tmp.path().join("sink/events.jsonl");
     let sinks = vec![SinkConfig {
         name: "bench".into(),
@@ -108,12 +142,10 @@ fn main() {
     let cursor = tmp.path().join("sinks/bench.cursor");
     let start = Instant::now();
     rt.block_on(async {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let backend: Arc<dyn seawall_collector::store::backend::EventStore> =
             Arc::new(seawall_collector::store::backend::Embedded(store.clone()));
-        let tasks = seawall_collector::sinks::spawn_all(&sinks, backend, tmp.path(), stop_rx)
-            .await
-            .expect("sinks");
+        let set =
+            seawall_collector::sinks::SinkSet::start(&sinks, backend, tmp.path()).expect("sinks");
         loop {
             let at: u64 = std::fs::read_to_string(&cursor)
                 .ok()
@@ -124,10 +156,7 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let _ = stop.send(true);
-        for t in tasks.tasks {
-            let _ = t.await;
-        }
+        set.stop().await;
     });
     let sink = start.elapsed();
     println!(

@@ -18,6 +18,8 @@ pub const MIN_MESSAGE_BYTES: usize = 2 * seawall_proto::event::MAX_EVENT_BYTES;
 pub struct Config {
     pub listen: Option<SocketAddr>,
     pub data: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); absent: not served.
+    pub metrics: Option<SocketAddr>,
     /// Plain-text gRPC, agents identified by the id they claim. Local trials only.
     #[serde(default)]
     pub insecure: bool,
@@ -67,8 +69,9 @@ impl StoreConfig {
 }
 
 /// One `[[sink]]` table. (Unknown keys are rejected by [`SinkKind`]: serde's
-/// `deny_unknown_fields` cannot sit on a struct with a flattened field.)
-#[derive(Debug, Clone, Deserialize)]
+/// `deny_unknown_fields` cannot sit on a struct with a flattened field.) Equal tables are the
+/// same sink: a reload leaves it running.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SinkConfig {
     /// Unique; names the sink's cursor file, so renaming a sink re-sends everything retained.
     pub name: String,
@@ -83,7 +86,7 @@ fn info() -> Severity {
     Severity::Info
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkKind {
     /// JSON lines, rotated by size.

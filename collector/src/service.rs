@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::filter::Filter;
 use crate::identity::{peer_from_der, Peer, Role, RolesConfig};
+use crate::metrics::CollectorMetrics;
 use crate::store::backend::EventStore;
 use crate::store::Record;
 
@@ -27,11 +28,24 @@ pub enum Access {
 pub struct CollectorService {
     store: Arc<dyn EventStore>,
     access: Access,
+    metrics: Arc<CollectorMetrics>,
+    /// What `Health` answers: the same check the systemd watchdog follows.
+    health: seawall_service::health::Health,
 }
 
 impl CollectorService {
-    pub fn new(store: Arc<dyn EventStore>, access: Access) -> Self {
-        CollectorService { store, access }
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        access: Access,
+        metrics: Arc<CollectorMetrics>,
+        health: seawall_service::health::Health,
+    ) -> Self {
+        CollectorService {
+            store,
+            access,
+            metrics,
+            health,
+        }
     }
 
     /// The caller, with its role (`None` under `--insecure`); `PERMISSION_DENIED` for a
@@ -99,7 +113,9 @@ impl collector_server::Collector for CollectorService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
+            let _open = metrics.publish_stream();
             loop {
                 let batch = match inbound.message().await {
                     Ok(Some(b)) => b,
@@ -142,6 +158,7 @@ impl collector_server::Collector for CollectorService {
                 let result = store.append(&agent, &batch.instance, events).await;
                 let ack = match result {
                     Ok(appended) => {
+                        metrics.batch_stored(&agent, &appended, rejected.len(), intake.bounded);
                         tracing::debug!(
                             agent,
                             acked_seq = appended.acked_seq,
@@ -155,7 +172,10 @@ impl collector_server::Collector for CollectorService {
                             rejected,
                         })
                     }
-                    Err(e) => Err(store_error(e)),
+                    Err(e) => {
+                        metrics.store_failed();
+                        Err(store_error(e))
+                    }
                 };
                 let failed = ack.is_err();
                 if tx.send(ack).await.is_err() || failed {
@@ -239,8 +259,12 @@ impl collector_server::Collector for CollectorService {
     ) -> Result<Response<pb::HealthResponse>, Status> {
         // Any role may ask; a certificate without one may not.
         self.peer(&request)?;
+        let status = match self.health.check() {
+            Ok(()) => "serving".to_string(),
+            Err(why) => format!("unhealthy: {why}"),
+        };
         Ok(Response::new(pb::HealthResponse {
-            status: "serving".into(),
+            status,
             version: env!("CARGO_PKG_VERSION").into(),
             last_id: self.store.last_id(),
             agents: self.store.agent_count() as u32,

@@ -109,6 +109,15 @@ impl HttpSink {
         })
     }
 
+    /// Most events in one call of [`HttpSink::deliver`]: Slack takes one message per event,
+    /// so a batch would be one request per event, each up to the request timeout.
+    pub fn max_request(&self) -> usize {
+        match self.flavor {
+            Flavor::Slack => 1,
+            _ => 256,
+        }
+    }
+
     pub async fn deliver(&mut self, records: &[Record]) -> Result<(), SinkError> {
         match &self.flavor {
             Flavor::Splunk {

@@ -34,6 +34,9 @@ pub trait EventStore: Send + Sync + 'static {
     fn agent_count(&self) -> usize;
     /// Where the sink `name` keeps its position, so it survives a collector restart.
     async fn sink_position(&self, data: &Path, name: &str) -> Result<SinkPosition, StoreError>;
+    /// Asks the store something that needs it to work (its lock for the embedded store, the
+    /// stream's state for JetStream), for the watchdog; answers the bytes it holds.
+    async fn probe(&self) -> Result<u64, StoreError>;
 }
 
 /// A sink's durable position: a file next to the embedded store, or the last message on the
@@ -48,26 +51,46 @@ pub enum SinkPosition {
 }
 
 impl SinkPosition {
-    pub async fn load(&self) -> u64 {
-        match self {
-            SinkPosition::File(p) => std::fs::read_to_string(p)
+    /// The saved position; 0 when the sink has none yet. A store that cannot answer is an
+    /// error, not 0: starting from 0 would re-send everything retained.
+    pub async fn load(&self) -> Result<u64, StoreError> {
+        let parse = |b: &[u8]| {
+            std::str::from_utf8(b)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0),
+        };
+        match self {
+            SinkPosition::File(p) => match std::fs::read(p) {
+                // A torn cursor (a crash mid-write of an old collector) counts as none; the
+                // file sink still continues from its own output.
+                Ok(b) => Ok(parse(&b).unwrap_or(0)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(source) => Err(StoreError::Io {
+                    path: p.clone(),
+                    source,
+                }),
+            },
             SinkPosition::Stream {
                 js,
                 stream,
                 subject,
             } => {
-                let Ok(st) = js.get_stream(stream).await else {
-                    return 0;
-                };
+                let st = js.get_stream(stream).await.map_err(|e| StoreError::Nats {
+                    what: "opening the sink position stream",
+                    source: e.into(),
+                })?;
                 match st.get_last_raw_message_by_subject(subject).await {
-                    Ok(m) => std::str::from_utf8(&m.payload)
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok())
-                        .unwrap_or(0),
-                    Err(_) => 0,
+                    Ok(m) => Ok(parse(&m.payload).unwrap_or(0)),
+                    Err(e)
+                        if e.kind()
+                            == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                    {
+                        Ok(0)
+                    }
+                    Err(e) => Err(StoreError::Nats {
+                        what: "reading a sink position",
+                        source: e.into(),
+                    }),
                 }
             }
         }
@@ -136,5 +159,12 @@ impl EventStore for Embedded {
         Ok(SinkPosition::File(
             data.join("sinks").join(format!("{name}.cursor")),
         ))
+    }
+
+    async fn probe(&self) -> Result<u64, StoreError> {
+        let s = self.0.clone();
+        tokio::task::spawn_blocking(move || s.size_bytes())
+            .await
+            .map_err(StoreError::Task)
     }
 }

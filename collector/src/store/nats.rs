@@ -390,6 +390,19 @@ impl EventStore for NatsStore {
         self.agents.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    async fn probe(&self) -> Result<u64, StoreError> {
+        let mut st = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| nats_err("opening the stream")(e.into()))?;
+        let info = st
+            .info()
+            .await
+            .map_err(|e| nats_err("reading the stream")(e.into()))?;
+        Ok(info.state.bytes)
+    }
+
     async fn sink_position(&self, _data: &Path, name: &str) -> Result<SinkPosition, StoreError> {
         Ok(SinkPosition::Stream {
             js: Box::new(self.js.clone()),

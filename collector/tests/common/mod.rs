@@ -2,6 +2,8 @@
 //! agent's delivery client. Everything listens on 127.0.0.1 only.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,12 +90,20 @@ impl Pki {
 pub struct CollectorProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The metrics endpoint, when started with `--metrics`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl CollectorProcess {
     pub fn start(args: &[String]) -> CollectorProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts it with extra environment variables (`NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> CollectorProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_seawall-collector"))
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -101,21 +111,43 @@ impl CollectorProcess {
             .expect("start seawall-collector");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        // Reads stdout for as long as the collector lives, so its pipe never closes under it.
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("collector printed its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        CollectorProcess { child, addr }
+        let next = |prefix: &str| -> SocketAddr {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("collector printed no {prefix:?} line"));
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("unexpected line {line:?}, wanted {prefix:?}"))
+                .parse()
+                .unwrap()
+        };
+        let addr = next("listening on ");
+        let metrics = args
+            .iter()
+            .any(|a| a == "--metrics")
+            .then(|| next("metrics on "));
+        CollectorProcess {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    /// The Prometheus exposition, as a scraper gets it.
+    pub async fn scrape(&self) -> String {
+        let addr = self.metrics.expect("started with --metrics");
+        let res = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("scrape the metrics endpoint");
+        assert!(res.status().is_success(), "{}", res.status());
+        res.text().await.unwrap()
     }
 
     /// SIGKILL, as a crash would.
@@ -221,6 +253,15 @@ pub async fn wait_acked(d: &Delivery, seq: u64, limit: Duration) {
         d.stats().acked_seq >= seq
     })
     .await;
+}
+
+/// The value of the sample `name` (with its labels, as exposed, e.g. `x_total{sink="a"}`) in a
+/// Prometheus exposition.
+pub fn sample(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let (n, v) = l.rsplit_once(' ')?;
+        (n == name).then(|| v.parse().unwrap())
+    })
 }
 
 /// Lines of the JSON lines sink file, parsed.
