@@ -1,8 +1,10 @@
 //! Issue 17 with real components: a three-node JetStream cluster of Debian's `nats-server` on
 //! loopback (each node with its own store directory), two collectors on one replicated stream,
-//! one agent that knows both. Mid-stream one collector and one NATS node are killed with -9:
-//! every event is stored exactly once and read back through the surviving collector in per-agent
-//! order, and the file sink, taken over by a third collector, continues exactly once.
+//! one agent that knows both. Mid-stream the collector the agent uses and the stream's leader
+//! node are killed with -9: every event is stored exactly once and read back through the
+//! surviving collector in per-agent order. The sinks, taken over by a third collector, continue
+//! from their positions in the stream: the file sink exactly once, the webhook re-sending
+//! nothing from before the dead collector's last saved position.
 
 mod common;
 
@@ -11,6 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::receiver::{receiver, Bodies};
 use common::*;
 use seawall_delivery::Delivery;
 use seawall_proto::event::Severity;
@@ -31,6 +34,37 @@ fn free_ports(n: usize) -> Vec<u16> {
 struct NatsNode {
     child: Child,
     url: String,
+    name: String,
+}
+
+/// The server name of the stream's current leader.
+async fn stream_leader(url: &str, stream: &str) -> String {
+    let client = async_nats::connect(url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let mut st = js.get_stream(stream).await.expect("the stream exists");
+    let info = st.info().await.expect("stream info");
+    info.cluster
+        .clone()
+        .and_then(|c| c.leader)
+        .expect("a replicated stream has a leader")
+}
+
+/// The `seq`s in webhook bodies (`{"events": [...]}`), in the order received.
+fn webhook_seqs(bodies: &Bodies) -> Vec<u64> {
+    bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).unwrap();
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 impl Drop for NatsNode {
@@ -89,6 +123,7 @@ fn cluster(bin: &str, dir: &Path) -> Vec<NatsNode> {
             NatsNode {
                 child,
                 url: format!("nats://127.0.0.1:{}", client[i]),
+                name: format!("n{i}"),
             }
         })
         .collect()
@@ -122,11 +157,13 @@ async fn collectors_on_a_jetstream_cluster_lose_nothing_when_a_collector_and_a_n
         .collect::<Vec<_>>()
         .join(",");
     let out = tmp.path().join("sink/events.jsonl");
+    let (hook_port, hook) = receiver(|_, _| Some(200)).await;
     let sink_config = tmp.path().join("sink.toml");
     std::fs::write(
         &sink_config,
         format!(
-            "[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}\"\n",
+            "[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}\"\n\n\
+             [[sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/\"\n",
             out.display()
         ),
     )
@@ -163,13 +200,21 @@ async fn collectors_on_a_jetstream_cluster_lose_nothing_when_a_collector_and_a_n
         d.publish(&event(seq, Severity::Medium)).unwrap();
     }
     wait_acked(&d, 200, Duration::from_secs(60)).await;
+    wait_until(Duration::from_secs(60), "A's sinks delivered 200", || {
+        sink_lines(&out).len() == 200 && webhook_seqs(&hook).len() == 200
+    })
+    .await;
+    // An idle sink saves its position at once; give it time to land in the stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     for seq in 201..=300 {
         d.publish(&event(seq, Severity::Medium)).unwrap();
     }
     a.kill9();
-    // One NATS node dies too (SIGKILL, as a crash would).
-    let node = nodes.remove(0);
-    drop(node);
+    // The stream's leader node dies too (SIGKILL, as a crash would): the cluster must elect
+    // another while the agent fails over to B.
+    let leader = stream_leader(&nodes[0].url, "SEAWALL_EVENTS").await;
+    let i = nodes.iter().position(|n| n.name == leader).unwrap();
+    drop(nodes.remove(i));
     for seq in 301..=TOTAL {
         d.publish(&event(seq, Severity::Medium)).unwrap();
     }
@@ -193,15 +238,32 @@ async fn collectors_on_a_jetstream_cluster_lose_nothing_when_a_collector_and_a_n
     let ids: Vec<u64> = got.iter().map(|s| s.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
 
-    // A third collector takes the sink over from where A left it.
+    // A third collector takes the sinks over from where A left them.
     let _c = collector("c", true);
-    wait_until(
-        Duration::from_secs(60),
-        "every event at the file sink",
-        || sink_lines(&out).len() as u64 >= TOTAL,
-    )
+    wait_until(Duration::from_secs(60), "every event at both sinks", || {
+        sink_lines(&out).len() as u64 >= TOTAL && {
+            let mut got = webhook_seqs(&hook);
+            got.sort_unstable();
+            got.dedup();
+            got.len() as u64 == TOTAL
+        }
+    })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let sent = webhook_seqs(&hook);
+    let mut seen = std::collections::HashSet::new();
+    let again: Vec<u64> = sent.iter().copied().filter(|s| !seen.insert(*s)).collect();
+    assert!(
+        again.iter().all(|s| *s > 200),
+        "C re-sent events from before A's saved position (position lost?): {again:?}"
+    );
+    let mut distinct: Vec<u64> = seen.into_iter().collect();
+    distinct.sort_unstable();
+    assert_eq!(
+        distinct,
+        (1..=TOTAL).collect::<Vec<_>>(),
+        "every event at the webhook"
+    );
     let lines: Vec<u64> = sink_lines(&out)
         .iter()
         .map(|l| l["seq"].as_u64().unwrap())
