@@ -14,7 +14,6 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -83,15 +82,6 @@ fn file_sink(name: &str, path: &Path, min_severity: &str) -> String {
         "[[sink]]\nname = \"{name}\"\ntype = \"file\"\npath = \"{}\"\nmin_severity = \"{min_severity}\"\n",
         path.display()
     )
-}
-
-fn signal(collector: &CollectorProcess, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(collector.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn seqs(path: &Path) -> Vec<u64> {
@@ -172,7 +162,7 @@ async fn ready_watchdog_and_a_sighup_reload_that_applies_the_new_sinks() {
         file_sink("archive", &archive, "info") + &file_sink("alerts", &alerts, "high"),
     )
     .unwrap();
-    signal(&collector, "HUP");
+    collector.signal("HUP");
     let reloading = manager.wait_for(Duration::from_secs(10), "RELOADING=1", |m| {
         m.starts_with("RELOADING=1")
     });
@@ -214,7 +204,7 @@ async fn ready_watchdog_and_a_sighup_reload_that_applies_the_new_sinks() {
 
     // A broken file: refused, the sinks stay, the collector keeps running and says so.
     std::fs::write(&config, "[[sink]]\nname = \"x\"\ntype = \"kafka\"\n").unwrap();
-    signal(&collector, "HUP");
+    collector.signal("HUP");
     manager.wait_for(Duration::from_secs(10), "RELOADING=1", |m| {
         m.starts_with("RELOADING=1")
     });
@@ -255,7 +245,7 @@ async fn ready_watchdog_and_a_sighup_reload_that_applies_the_new_sinks() {
     assert!(pings >= 2, "{pings} pings after the reloads");
 
     d.shutdown().await;
-    signal(&collector, "TERM");
+    collector.signal("TERM");
     manager.wait_for(Duration::from_secs(10), "STOPPING=1", |m| {
         m == "STOPPING=1\n"
     });

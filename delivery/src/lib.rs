@@ -98,6 +98,12 @@ pub enum DeliveryError {
     Stream(#[from] tonic::Status),
     #[error("the collector acknowledged seq {acked} on a stream that only sent up to {sent}; ignoring it and reconnecting")]
     AckAboveSent { acked: u64, sent: u64 },
+    #[error("the collector {url} acknowledged none of {unacked} batches in {waited:?}; trying the next collector")]
+    AckTimeout {
+        url: String,
+        waited: std::time::Duration,
+        unacked: usize,
+    },
     #[error("the delivery task has stopped")]
     Stopped,
 }

@@ -22,6 +22,11 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Smallest batch budget: one bounded event always fits a collector's smallest allowed limit.
 const MIN_BATCH_BYTES: usize = seawall_proto::event::MAX_EVENT_BYTES;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A collector that holds sent batches this long without acknowledging any is given up on
+/// (the next one takes over from the last acknowledgement). HTTP/2 keep-alive alone would notice
+/// a stopped or cut-off collector only after 30–40 s, and never one whose process still answers
+/// pings while its store hangs.
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The collectors, resolved once at start so that configuration errors surface then.
 pub(crate) struct Target {
@@ -188,6 +193,8 @@ async fn session(
     let mut pos = ReadPos::default();
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     let mut flush = tokio::time::interval(Duration::from_secs(1));
+    // When the oldest unacknowledged batch (or the last acknowledgement after it) was sent.
+    let mut waiting_since = tokio::time::Instant::now();
     tracing::info!(collector = %collector.url, resume_after = sent, "connected to the collector");
     loop {
         while in_flight.len() < WINDOW {
@@ -203,6 +210,9 @@ async fn session(
                 events: batch.iter().map(pb::Event::from).collect(),
             };
             tx.send(req).await.map_err(|_| DeliveryError::Stopped)?;
+            if in_flight.is_empty() {
+                waiting_since = tokio::time::Instant::now();
+            }
             sent = last;
             in_flight.push_back(last);
         }
@@ -224,6 +234,7 @@ async fn session(
                 while in_flight.front().is_some_and(|&s| s <= ack.acked_seq) {
                     in_flight.pop_front();
                 }
+                waiting_since = tokio::time::Instant::now();
                 shared.spool().ack(ack.acked_seq)?;
                 if let Ok(mut t) = shared.last_progress.lock() {
                     *t = Instant::now();
@@ -232,6 +243,9 @@ async fn session(
             }
             _ = shared.wake.notified(), if in_flight.len() < WINDOW => {}
             _ = flush.tick() => shared.spool().sync()?,
+            _ = tokio::time::sleep_until(waiting_since + ACK_TIMEOUT), if !in_flight.is_empty() => {
+                return Err(DeliveryError::AckTimeout { url: collector.url.clone(), waited: ACK_TIMEOUT, unacked: in_flight.len() });
+            }
             _ = stop.changed() => return Ok(()),
         }
     }

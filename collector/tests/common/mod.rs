@@ -150,6 +150,16 @@ impl CollectorProcess {
         res.text().await.unwrap()
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, `HUP`, …) to this collector only.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} the collector");
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();
