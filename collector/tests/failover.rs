@@ -134,12 +134,26 @@ async fn the_agent_leaves_a_collector_that_stops_acknowledging() {
     let on_a = stored_seqs(&tmp.path().join("a"));
     let on_b = stored_seqs(&tmp.path().join("b"));
     assert!(on_b.windows(2).all(|w| w[0] < w[1]), "collector B in order");
-    assert_eq!(on_a.len() as u64, on_a.last().copied().unwrap_or(0), "A holds 1..=n");
-    assert!(on_a.len() >= 200, "A had everything acknowledged before it stopped");
-    assert!(on_b[0] > 200, "B re-received only what A had not acknowledged");
+    assert_eq!(
+        on_a.len() as u64,
+        on_a.last().copied().unwrap_or(0),
+        "A holds 1..=n"
+    );
+    assert!(
+        on_a.len() >= 200,
+        "A had everything acknowledged before it stopped"
+    );
+    assert!(
+        on_b[0] > 200,
+        "B re-received only what A had not acknowledged"
+    );
     let mut all: Vec<u64> = on_a.iter().chain(&on_b).copied().collect();
     all.sort();
     all.dedup();
-    assert_eq!(all, (1..=TOTAL).collect::<Vec<_>>(), "every event reached a collector");
+    assert_eq!(
+        all,
+        (1..=TOTAL).collect::<Vec<_>>(),
+        "every event reached a collector"
+    );
     assert_eq!(*on_b.last().unwrap(), TOTAL);
 }
