@@ -4,14 +4,14 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
 use seawall_collector::store::{Store, StoreOptions};
-use seawall_delivery::Delivery;
 use seawall_proto::event::Severity;
 
-fn stored_seqs(data: &std::path::Path) -> Vec<u64> {
+fn stored_seqs(data: &Path) -> Vec<u64> {
     let store = Store::open(&data.join("events"), StoreOptions::default()).unwrap();
     store
         .read_after(0, 100_000)
@@ -21,27 +21,54 @@ fn stored_seqs(data: &std::path::Path) -> Vec<u64> {
         .collect()
 }
 
+fn start(tmp: &Path, name: &str) -> CollectorProcess {
+    CollectorProcess::start(&[
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data".into(),
+        tmp.join(name).display().to_string(),
+        "--insecure".into(),
+    ])
+}
+
+/// What collectors A (used first, lost after seq `acked_on_a` was acknowledged) and B hold
+/// together: every event 1..=`total`, each store in order, and on B only what A had not acked.
+fn assert_moved_without_loss(tmp: &Path, acked_on_a: u64, total: u64) {
+    let on_a = stored_seqs(&tmp.join("a"));
+    let on_b = stored_seqs(&tmp.join("b"));
+    assert!(on_a.windows(2).all(|w| w[0] < w[1]), "collector A in order");
+    assert!(on_b.windows(2).all(|w| w[0] < w[1]), "collector B in order");
+    assert!(
+        on_a.len() as u64 >= acked_on_a,
+        "A had everything acknowledged before it was lost"
+    );
+    let (last_a, first_b) = (*on_a.last().unwrap(), on_b[0]);
+    assert!(
+        first_b <= last_a + 1,
+        "no gap at the move: A ends at {last_a}, B starts at {first_b}"
+    );
+    // B started after the last acknowledgement A gave, so anything both hold was in flight.
+    assert!(
+        first_b > acked_on_a,
+        "B re-received only what A had not acknowledged"
+    );
+    assert_eq!(*on_b.last().unwrap(), total);
+    let mut all: Vec<u64> = on_a.iter().chain(&on_b).copied().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        all,
+        (1..=total).collect::<Vec<_>>(),
+        "every event reached a collector"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_fails_over_to_the_next_collector_without_loss_or_reordering() {
     let tmp = tempfile::tempdir().unwrap();
-    let start = |name: &str| {
-        CollectorProcess::start(&[
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data".into(),
-            tmp.path().join(name).display().to_string(),
-            "--insecure".into(),
-        ])
-    };
-    let mut a = start("a");
-    let b = start("b");
-    let mut cfg = insecure_agent_config(a.addr, &tmp.path().join("spool"));
-    cfg.url = format!(
-        "http://127.0.0.1:{},http://127.0.0.1:{}",
-        a.addr.port(),
-        b.addr.port()
-    );
-    let (d, _) = Delivery::start(cfg).await.unwrap();
+    let mut a = start(tmp.path(), "a");
+    let b = start(tmp.path(), "b");
+    let d = deliver_to_both(&a, &b, &tmp.path().join("spool")).await;
     const TOTAL: u64 = 600;
     for seq in 1..=200 {
         d.publish(&event(seq, Severity::Low)).unwrap();
@@ -58,34 +85,7 @@ async fn the_agent_fails_over_to_the_next_collector_without_loss_or_reordering()
     assert_eq!(d.stats().spool_depth_events, 0);
     d.shutdown().await;
     drop(b);
-
-    let on_a = stored_seqs(&tmp.path().join("a"));
-    let on_b = stored_seqs(&tmp.path().join("b"));
-    assert!(on_a.windows(2).all(|w| w[0] < w[1]), "collector A in order");
-    assert!(on_b.windows(2).all(|w| w[0] < w[1]), "collector B in order");
-    assert!(
-        on_a.len() >= 200,
-        "A had everything acknowledged before it died"
-    );
-    let (last_a, first_b) = (*on_a.last().unwrap(), on_b[0]);
-    assert!(
-        first_b <= last_a + 1,
-        "no gap at the move: A ends at {last_a}, B starts at {first_b}"
-    );
-    assert_eq!(*on_b.last().unwrap(), TOTAL);
-    let mut all: Vec<u64> = on_a.iter().chain(&on_b).copied().collect();
-    all.sort();
-    all.dedup();
-    assert_eq!(
-        all,
-        (1..=TOTAL).collect::<Vec<_>>(),
-        "every event reached a collector"
-    );
-    // B started after the last acknowledgement A gave, so anything both hold was in flight.
-    assert!(
-        first_b > 200,
-        "B re-received only what A had not acknowledged"
-    );
+    assert_moved_without_loss(tmp.path(), 200, TOTAL);
 }
 
 /// A collector that keeps its connection but acknowledges nothing (SIGSTOP) is given up on after
@@ -93,24 +93,9 @@ async fn the_agent_fails_over_to_the_next_collector_without_loss_or_reordering()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_leaves_a_collector_that_stops_acknowledging() {
     let tmp = tempfile::tempdir().unwrap();
-    let start = |name: &str| {
-        CollectorProcess::start(&[
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data".into(),
-            tmp.path().join(name).display().to_string(),
-            "--insecure".into(),
-        ])
-    };
-    let mut a = start("a");
-    let b = start("b");
-    let mut cfg = insecure_agent_config(a.addr, &tmp.path().join("spool"));
-    cfg.url = format!(
-        "http://127.0.0.1:{},http://127.0.0.1:{}",
-        a.addr.port(),
-        b.addr.port()
-    );
-    let (d, _) = Delivery::start(cfg).await.unwrap();
+    let mut a = start(tmp.path(), "a");
+    let b = start(tmp.path(), "b");
+    let d = deliver_to_both(&a, &b, &tmp.path().join("spool")).await;
     const TOTAL: u64 = 400;
     for seq in 1..=200 {
         d.publish(&event(seq, Severity::Low)).unwrap();
@@ -130,30 +115,5 @@ async fn the_agent_leaves_a_collector_that_stops_acknowledging() {
     a.kill9();
     drop(b);
     eprintln!("moved off the stopped collector and delivered everything in {took:.1?}");
-
-    let on_a = stored_seqs(&tmp.path().join("a"));
-    let on_b = stored_seqs(&tmp.path().join("b"));
-    assert!(on_b.windows(2).all(|w| w[0] < w[1]), "collector B in order");
-    assert_eq!(
-        on_a.len() as u64,
-        on_a.last().copied().unwrap_or(0),
-        "A holds 1..=n"
-    );
-    assert!(
-        on_a.len() >= 200,
-        "A had everything acknowledged before it stopped"
-    );
-    assert!(
-        on_b[0] > 200,
-        "B re-received only what A had not acknowledged"
-    );
-    let mut all: Vec<u64> = on_a.iter().chain(&on_b).copied().collect();
-    all.sort();
-    all.dedup();
-    assert_eq!(
-        all,
-        (1..=TOTAL).collect::<Vec<_>>(),
-        "every event reached a collector"
-    );
-    assert_eq!(*on_b.last().unwrap(), TOTAL);
+    assert_moved_without_loss(tmp.path(), 200, TOTAL);
 }

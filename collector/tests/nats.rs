@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use common::receiver::{receiver, Bodies};
 use common::*;
-use seawall_delivery::Delivery;
 use seawall_proto::event::Severity;
 use seawall_proto::pb;
 use seawall_proto::pb::collector_client::CollectorClient;
@@ -188,13 +187,7 @@ async fn collectors_on_a_jetstream_cluster_lose_nothing_when_a_collector_and_a_n
     // A serves the sink; B does not (one collector serves a sink at a time).
     let mut a = collector("a", true);
     let b = collector("b", false);
-    let mut cfg = insecure_agent_config(a.addr, &tmp.path().join("spool"));
-    cfg.url = format!(
-        "http://127.0.0.1:{},http://127.0.0.1:{}",
-        a.addr.port(),
-        b.addr.port()
-    );
-    let (d, _) = Delivery::start(cfg).await.unwrap();
+    let d = deliver_to_both(&a, &b, &tmp.path().join("spool")).await;
     const TOTAL: u64 = 600;
     for seq in 1..=200 {
         d.publish(&event(seq, Severity::Medium)).unwrap();

@@ -258,6 +258,21 @@ pub async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> b
     }
 }
 
+/// An agent's delivery (no TLS) that knows collector `first`, then `second`.
+pub async fn deliver_to_both(
+    first: &CollectorProcess,
+    second: &CollectorProcess,
+    spool: &Path,
+) -> Delivery {
+    let mut cfg = insecure_agent_config(first.addr, spool);
+    cfg.url = format!(
+        "http://127.0.0.1:{},http://127.0.0.1:{}",
+        first.addr.port(),
+        second.addr.port()
+    );
+    Delivery::start(cfg).await.unwrap().0
+}
+
 pub async fn wait_acked(d: &Delivery, seq: u64, limit: Duration) {
     wait_until(limit, &format!("ack of seq {seq}"), || {
         d.stats().acked_seq >= seq
