@@ -71,7 +71,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// Events/s into JetStream through the collector's NATS store.
 fn bench_nats(rt: &tokio::runtime::Runtime, url: &str) {
-    use seawall_collector::store::backend::EventStore;
     use seawall_collector::store::nats::{NatsConfig, NatsStore};
     const N: u64 = 20_000;
     rt.block_on(async {
@@ -82,19 +81,47 @@ fn bench_nats(rt: &tokio::runtime::Runtime, url: &str) {
             ..NatsConfig::default()
         };
         let store = NatsStore::connect(&cfg).await.expect("connect to NATS");
+        // One agent stream: its publishes are acknowledged one at a time, to keep its order.
+        let d = ingest_nats(&store, "node-1", N).await;
+        println!(
+            "JetStream ingest (one collector, R1, one agent): {N} events in {d:.2?}: {:.0} events/s",
+            per_second(N, d)
+        );
+        // A fleet: agent streams are stored side by side.
+        const AGENTS: u64 = 8;
         let start = Instant::now();
-        let mut seq = 0;
-        while seq < N {
-            let batch: Vec<Event> = (seq + 1..=(seq + 500).min(N)).map(event).collect();
-            seq += batch.len() as u64;
-            store.append("node-1", "bench", batch).await.expect("append");
+        let tasks: Vec<_> = (0..AGENTS)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { ingest_nats(&store, &format!("node-{i}-fleet"), N / AGENTS).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("ingest task");
         }
         let d = start.elapsed();
         println!(
-            "JetStream ingest (one collector, R1, one publish acknowledged at a time): {N} events in {d:.2?}: {:.0} events/s",
+            "JetStream ingest (one collector, R1, {AGENTS} agents at once): {N} events in {d:.2?}: {:.0} events/s",
             per_second(N, d)
         );
     });
+}
+
+/// Appends events 1..=`n` of `agent` in agent-sized batches; how long that took.
+async fn ingest_nats(
+    store: &seawall_collector::store::nats::NatsStore,
+    agent: &str,
+    n: u64,
+) -> Duration {
+    use seawall_collector::store::backend::EventStore;
+    let start = Instant::now();
+    let mut seq = 0;
+    while seq < n {
+        let batch: Vec<Event> = (seq + 1..=(seq + 500).min(n)).map(event).collect();
+        seq += batch.len() as u64;
+        store.append(agent, "bench", batch).await.expect("append");
+    }
+    start.elapsed()
 }
 
 fn main() {
