@@ -1,11 +1,23 @@
-//! `cargo xtask bench [--quick]`: what Seawall costs, measured against no agent and against the
-//! alternatives (Linux audit, an empty bpftrace) in one run, configurations alternating round by
-//! round so machine drift cancels out. Writes `bench/results/<date>.md` and prints the table.
-//! Nothing here is an assertion: the targets are reported, met or not.
+//! `cargo xtask bench [--quick|--smoke] [--only loops|servers] [--no-profile]`: what Seawall
+//! costs, measured against no agent and against the alternatives (Linux audit, an empty
+//! bpftrace) in one run, configurations alternating round by round so machine drift cancels
+//! out: synthetic loops in a container and on the host, and real servers (nginx, Redis,
+//! PostgreSQL from Debian) under the profiles we ship. Writes `bench/results/<date>.md`,
+//! regenerates the README's overhead table from it, and prints it. Nothing here is an
+//! assertion: the targets are reported, met or not.
 
 mod agent_stats;
 mod configs;
+mod images;
+mod loadgen;
+mod noise;
+mod profile_report;
+mod profiling;
+mod readme;
 mod report;
+mod server_report;
+mod servers;
+mod targets;
 
 use std::{
     collections::BTreeMap,
@@ -16,12 +28,41 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use configs::{Agent, Auditd, Bpftrace, Config, BENCH_IMAGE};
+use configs::{bench_profiles, Agent, Auditd, Bpftrace, Config, BENCH_IMAGE};
+use loadgen::LoadSize;
 
 use crate::{cargo, root, run, setup::TEST_IMAGE};
 
+/// Packages the bench runs: the peers it compares against, the image builder, the load
+/// generators and the profilers. Installed when missing, so no column reads "not installed".
+const BENCH_PACKAGES: &[&str] = &[
+    "auditd",
+    "bpftrace",
+    "debootstrap",
+    "wrk",
+    "redis-tools",
+    "linux-perf",
+    "valgrind",
+];
+
+/// The lock every run that loads BPF programs or starts containers holds on a shared host.
+const HOST_LOCK: &str = "/tmp/seawall-host.lock";
+
+/// How thorough a run is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RunKind {
+    /// The published numbers.
+    Full,
+    /// Development: short workloads, three rounds; noisy.
+    Quick,
+    /// Checks that every part runs; one short round; numbers mean nothing.
+    Smoke,
+}
+
 /// How long and how often; `--quick` is for development, the default for the published table.
 pub struct Plan {
+    pub kind: RunKind,
+    /// Any run but the full one (shorter ladders, fewer containers).
     pub quick: bool,
     pub rounds: usize,
     pub open_n: u64,
@@ -29,30 +70,60 @@ pub struct Plan {
     pub tcp_n: u64,
     pub mixed_n: u64,
     pub rate_secs: u64,
+    pub server_rounds: usize,
+    pub server_load: LoadSize,
+    pub loops: bool,
+    pub servers: bool,
+    pub profile: bool,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                quick,
-                rounds: 3,
-                open_n: 50_000,
-                exec_n: 200,
-                tcp_n: 1_000,
-                mixed_n: 3,
-                rate_secs: 10,
-            }
-        } else {
-            Plan {
-                quick,
-                rounds: 7,
-                open_n: 200_000,
-                exec_n: 1_000,
-                tcp_n: 5_000,
-                mixed_n: 10,
-                rate_secs: 60,
-            }
+    fn new(kind: RunKind) -> Plan {
+        let (rounds, open_n, exec_n, tcp_n, mixed_n, rate_secs) = match kind {
+            RunKind::Full => (7, 200_000, 1_000, 5_000, 10, 60),
+            RunKind::Quick => (3, 50_000, 200, 1_000, 3, 10),
+            RunKind::Smoke => (1, 5_000, 50, 200, 1, 3),
+        };
+        let (server_rounds, server_load) = match kind {
+            RunKind::Full => (
+                5,
+                LoadSize {
+                    secs: 10,
+                    redis_requests: 200_000,
+                    pgbench_scale: 10,
+                },
+            ),
+            RunKind::Quick => (
+                3,
+                LoadSize {
+                    secs: 5,
+                    redis_requests: 50_000,
+                    pgbench_scale: 5,
+                },
+            ),
+            RunKind::Smoke => (
+                1,
+                LoadSize {
+                    secs: 2,
+                    redis_requests: 10_000,
+                    pgbench_scale: 1,
+                },
+            ),
+        };
+        Plan {
+            kind,
+            quick: kind != RunKind::Full,
+            rounds,
+            open_n,
+            exec_n,
+            tcp_n,
+            mixed_n,
+            rate_secs,
+            server_rounds,
+            server_load,
+            loops: true,
+            servers: true,
+            profile: true,
         }
     }
 }
@@ -242,14 +313,14 @@ impl Env {
             Config::SeawallAudit => Running::Agent(Agent::start(
                 &self.agent_bin,
                 &self.work.join("agent"),
-                "audit",
+                &bench_profiles("audit"),
                 None,
                 None,
             )?),
             Config::SeawallEnforce => Running::Agent(Agent::start(
                 &self.agent_bin,
                 &self.work.join("agent"),
-                "enforce",
+                &bench_profiles("enforce"),
                 None,
                 None,
             )?),
@@ -266,7 +337,7 @@ impl Env {
 /// Times per (configuration, side, workload): one per round, in nanoseconds.
 pub type Times = BTreeMap<(usize, Side, Workload), Vec<u64>>;
 
-/// Results of the whole run, for the report.
+/// Results of the whole run, for the report. A part that was not run or failed holds why.
 pub struct Results {
     pub times: Times,
     pub unavailable: BTreeMap<usize, String>,
@@ -276,25 +347,76 @@ pub struct Results {
     pub cpu: Result<agent_stats::Cpu, String>,
     pub rss: Result<Vec<(usize, u64)>, String>,
     pub criterion: Result<Vec<(String, f64)>, String>,
+    pub servers: Result<servers::ServerResults, String>,
+    pub profile: Result<profiling::Profile, String>,
+    pub noise: noise::Noise,
+}
+
+const USAGE: &str = "cargo xtask bench [--quick|--smoke] [--only loops|servers] [--no-profile]\n       cargo xtask bench --readme [RESULTS.md]";
+
+fn parse_args(args: &[String]) -> Result<Plan> {
+    let mut kind = RunKind::Full;
+    let (mut loops, mut servers, mut profile) = (true, true, true);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => kind = RunKind::Quick,
+            "--smoke" => kind = RunKind::Smoke,
+            "--no-profile" => profile = false,
+            "--only" => match it.next().map(String::as_str) {
+                Some("loops") => servers = false,
+                Some("servers") => loops = false,
+                other => bail!("--only takes loops or servers, not {other:?}\n{USAGE}"),
+            },
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let mut plan = Plan::new(kind);
+    plan.loops = loops;
+    plan.servers = servers;
+    plan.profile = profile;
+    Ok(plan)
+}
+
+/// Holds the host lock (see the repository's rules for shared hosts) until dropped.
+fn host_lock() -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(HOST_LOCK)
+        .with_context(|| format!("opening {HOST_LOCK}"))?;
+    if file.try_lock().is_err() {
+        eprintln!("xtask bench: waiting for {HOST_LOCK} (another agent or privileged test runs)");
+        file.lock()
+            .with_context(|| format!("locking {HOST_LOCK}"))?;
+    }
+    Ok(file)
 }
 
 pub fn bench(args: &[String]) -> Result<()> {
-    let mut quick = false;
-    for a in args {
-        match a.as_str() {
-            "--quick" => quick = true,
-            other => bail!("cargo xtask bench [--quick]: unknown argument {other:?}"),
-        }
+    if args.first().map(String::as_str) == Some("--readme") {
+        return readme::regenerate(args.get(1).map(Path::new));
     }
-    let plan = Plan::new(quick);
+    let plan = parse_args(args)?;
     crate::setup::setup()?;
+    crate::setup::ensure_packages(BENCH_PACKAGES)?;
+    // Everything that compiles or downloads happens before the host lock is taken.
     run(cargo().args(["build", "--release", "-p", "seawall", "--bin", "seawall"]))?;
+    if plan.loops {
+        agent_stats::build_criterion()?;
+    }
     let swload = build_workload()?;
     let work = std::env::temp_dir().join(format!("seawall-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let host_dir = work.join("host");
     std::fs::create_dir_all(&host_dir)?;
     build_image(&swload, &host_dir)?;
+    if plan.servers {
+        for image in images::ALL {
+            images::ensure(image)?;
+        }
+    }
     let env = Env {
         plan,
         agent_bin: root().join("target/release/seawall"),
@@ -302,29 +424,87 @@ pub fn bench(args: &[String]) -> Result<()> {
         work: work.clone(),
         host_dir,
     };
+    let lock = host_lock()?;
     let result = measure(&env);
+    drop(lock);
     let _ = std::fs::remove_dir_all(&work);
-    let results = result?;
+    let mut results = result?;
+    if env.plan.loops {
+        eprintln!("xtask bench: criterion micro-benchmarks (decode → enrich → serialize)");
+        results.criterion =
+            agent_stats::criterion(env.plan.quick).map_err(|e| brief("criterion", e));
+    }
     let md = report::markdown(&env.plan, &results, args)?;
     println!("{md}");
-    let dir = root().join("bench/results");
+    let (dir, suffix) = match env.plan.kind {
+        RunKind::Full => ("bench/results", ""),
+        RunKind::Quick => ("bench/results", "-quick"),
+        // Smoke numbers mean nothing: they stay out of the repository.
+        RunKind::Smoke => ("bench/tmp", "-smoke"),
+    };
+    let dir = root().join(dir);
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!(
-        "{}{}.md",
-        report::today(),
-        if quick { "-quick" } else { "" }
-    ));
+    let file = dir.join(format!("{}{suffix}.md", report::today()));
     std::fs::write(&file, &md)?;
     eprintln!("xtask bench: wrote {}", file.display());
+    if env.plan.kind == RunKind::Full && env.plan.loops && env.plan.servers {
+        readme::regenerate(Some(&file))?;
+    }
     Ok(())
 }
 
+/// A table cell holds the first line of an error; the whole error goes to stderr.
+fn brief(what: &str, e: anyhow::Error) -> String {
+    eprintln!("xtask bench: {what} failed: {e:#}");
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn measure(env: &Env) -> Result<Results> {
+    let mut noise = noise::Noise::start();
+    fn not_run<T>(why: &str) -> Result<T, String> {
+        Err(why.to_string())
+    }
+    let mut results = Results {
+        times: Times::new(),
+        unavailable: BTreeMap::new(),
+        violations: Vec::new(),
+        throughput: not_run("not run (--only servers)"),
+        cpu: not_run("not run (--only servers)"),
+        rss: not_run("not run (--only servers)"),
+        criterion: not_run("not run (--only servers)"),
+        servers: not_run("not run (--only loops)"),
+        profile: not_run("not run (--no-profile)"),
+        noise: noise::Noise::default(),
+    };
+    if env.plan.loops {
+        measure_loops(env, &mut results, &mut noise)?;
+        eprintln!("xtask bench: event throughput, agent CPU and RSS");
+        results.throughput = agent_stats::throughput(env).map_err(|e| brief("throughput", e));
+        results.cpu = agent_stats::cpu(env).map_err(|e| brief("agent CPU", e));
+        results.rss = agent_stats::rss(env).map_err(|e| brief("agent RSS", e));
+    }
+    if env.plan.servers {
+        results.servers = servers::measure(env, &mut noise).map_err(|e| brief("servers", e));
+    }
+    if env.plan.profile {
+        eprintln!("xtask bench: profiling the agent (perf)");
+        results.profile = profiling::profile(env).map_err(|e| brief("profile", e));
+    }
+    results.noise = noise.finish();
+    Ok(results)
+}
+
+fn measure_loops(env: &Env, results: &mut Results, noise: &mut noise::Noise) -> Result<()> {
     let plan = &env.plan;
-    let mut times = Times::new();
-    let mut unavailable = BTreeMap::new();
-    let mut violations = Vec::new();
+    let times = &mut results.times;
+    let unavailable = &mut results.unavailable;
+    let violations = &mut results.violations;
     for round in 0..plan.rounds {
+        noise.sample();
         for (ci, &c) in Config::ALL.iter().enumerate() {
             if unavailable.contains_key(&ci) {
                 continue;
@@ -347,7 +527,7 @@ fn measure(env: &Env) -> Result<Results> {
             let name = unique_name("load");
             let mut ctr = Load::container(&name)?;
             if let Running::Agent(a) = &running {
-                a.wait_monitoring(&name)?;
+                a.wait_monitoring(&name, "bench")?;
             }
             let mut host = Load::host(&env.swload, &env.host_dir)?;
             for load in [&mut ctr, &mut host] {
@@ -381,30 +561,7 @@ fn measure(env: &Env) -> Result<Results> {
             drop(running);
         }
     }
-    eprintln!("xtask bench: event throughput, agent CPU and RSS");
-    // A table cell holds the first line of an error; the whole error goes to stderr.
-    let brief = |what: &str, e: anyhow::Error| {
-        eprintln!("xtask bench: {what} failed: {e:#}");
-        format!("{e:#}")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let throughput = agent_stats::throughput(env).map_err(|e| brief("throughput", e));
-    let cpu = agent_stats::cpu(env).map_err(|e| brief("agent CPU", e));
-    let rss = agent_stats::rss(env).map_err(|e| brief("agent RSS", e));
-    eprintln!("xtask bench: criterion micro-benchmarks (decode → enrich → serialize)");
-    let criterion = agent_stats::criterion(plan.quick).map_err(|e| brief("criterion", e));
-    Ok(Results {
-        times,
-        unavailable,
-        violations,
-        throughput,
-        cpu,
-        rss,
-        criterion,
-    })
+    Ok(())
 }
 
 /// Builds `bench/workload` (swload) statically for musl, so the same file runs in the busybox

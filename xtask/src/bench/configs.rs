@@ -96,6 +96,21 @@ fn stop_child(child: &mut Child, sig: &str, grace: Duration) {
     let _ = child.wait();
 }
 
+/// Profile files an agent is started with: (file name, TOML text).
+pub type ProfileFiles = Vec<(String, String)>;
+
+/// The loops' profile set: the all-controls bench profile in `mode`, and an audit-only default
+/// for every other container.
+pub fn bench_profiles(mode: &str) -> ProfileFiles {
+    vec![
+        ("bench.toml".into(), bench_profile(mode)),
+        (
+            "default.toml".into(),
+            "[profile]\nname = \"default\"\nmode = \"audit\"\n[drift]\nprevent = true\n".into(),
+        ),
+    ]
+}
+
 /// A running `seawall agent`, stopped by pid (SIGTERM) on drop.
 pub struct Agent {
     child: Child,
@@ -104,23 +119,21 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent with the bench profile in `mode`; returns once it reported it started.
+    /// Starts the agent with `profiles`; returns once it reported it started.
     /// `output` overrides the events file (e.g. `/dev/null` for throughput runs).
     pub fn start(
         bin: &Path,
         dir: &Path,
-        mode: &str,
+        profiles: &ProfileFiles,
         metrics: Option<u16>,
         output: Option<&Path>,
     ) -> Result<Agent> {
         let _ = std::fs::remove_dir_all(dir);
-        let profiles = dir.join("profiles");
-        std::fs::create_dir_all(&profiles)?;
-        std::fs::write(profiles.join("bench.toml"), bench_profile(mode))?;
-        std::fs::write(
-            profiles.join("default.toml"),
-            "[profile]\nname = \"default\"\nmode = \"audit\"\n[drift]\nprevent = true\n",
-        )?;
+        let profile_dir = dir.join("profiles");
+        std::fs::create_dir_all(&profile_dir)?;
+        for (file, text) in profiles {
+            std::fs::write(profile_dir.join(file), text)?;
+        }
         let events = dir.join("events.jsonl");
         // The "agent started" event goes to the events file, so a throughput run that discards
         // events still needs one to know when the agent is ready: it waits on the log instead.
@@ -131,7 +144,7 @@ impl Agent {
         let mut c = Command::new(bin);
         c.arg("agent")
             .arg("--profiles")
-            .arg(&profiles)
+            .arg(&profile_dir)
             .arg("--output")
             .arg(&out)
             .arg("--api-socket")
@@ -180,13 +193,13 @@ impl Agent {
         std::fs::read_to_string(&self.events).unwrap_or_default()
     }
 
-    /// Waits (bounded) until the agent monitors container `name` with the bench profile.
-    pub fn wait_monitoring(&self, name: &str) -> Result<()> {
+    /// Waits (bounded) until the agent monitors container `name` with profile `profile`.
+    pub fn wait_monitoring(&self, name: &str, profile: &str) -> Result<()> {
         let needle = format!("monitoring container {name} (");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if let Some(line) = self.events().lines().find(|l| l.contains(&needle)) {
-                if !line.contains("with profile bench") {
+                if !line.contains(&format!("with profile {profile}")) {
                     bail!("container {name} got the wrong profile: {line}");
                 }
                 return Ok(());
@@ -198,7 +211,7 @@ impl Agent {
                 .lines()
                 .find(|l| l.contains("monitoring container") && l.contains(&field))
             {
-                if !line.contains("profile=bench") {
+                if !line.contains(&format!("profile={profile}")) {
                     bail!("container {name} got the wrong profile: {line}");
                 }
                 return Ok(());
