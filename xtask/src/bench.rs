@@ -413,9 +413,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&host_dir)?;
     build_image(&swload, &host_dir)?;
     if plan.servers {
-        for image in images::ALL {
-            images::ensure(image)?;
-        }
+        images::ensure_all()?;
     }
     let env = Env {
         plan,

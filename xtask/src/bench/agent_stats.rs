@@ -248,24 +248,26 @@ pub fn rss(env: &Env) -> Result<Vec<(usize, u64)>> {
     };
     for &want in steps {
         while sleepers.0.len() < want {
-            let name = unique_name("sleep");
-            let st = Command::new("docker")
-                .args([
-                    "run",
-                    "-d",
-                    "--network",
-                    "none",
-                    "--name",
-                    &name,
-                    BENCH_IMAGE,
-                    "sleep",
-                    "3600",
-                ])
-                .stdout(Stdio::null())
-                .status()?;
-            sleepers.0.push(name);
-            if !st.success() {
-                bail!("docker run of a sleeping container failed: {st}");
+            // A few `docker run`s at a time: a thousand one after the other take many minutes.
+            let batch = (want - sleepers.0.len()).min(8);
+            let mut children = Vec::new();
+            for _ in 0..batch {
+                let name = unique_name("sleep");
+                let child = Command::new("docker")
+                    .args(["run", "-d", "--network", "none", "--name", &name])
+                    .args([BENCH_IMAGE, "sleep", "3600"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .context("docker run")?;
+                // Named before it is waited for, so a failure still removes what was created.
+                sleepers.0.push(name);
+                children.push(child);
+            }
+            for mut child in children {
+                let st = child.wait()?;
+                if !st.success() {
+                    bail!("docker run of a sleeping container failed: {st}");
+                }
             }
         }
         let last = sleepers.0.last().expect("at least one").clone();

@@ -1,8 +1,10 @@
-//! Images of real servers, built without a registry: `debootstrap` of Debian bookworm
-//! (`--variant=minbase`) with the server's Debian package into a cached rootfs, a few lines of
-//! bench configuration (loopback listen address, a port the shipped profile allows, no password on
-//! loopback), then `docker import` with the server as `CMD`. Every binary the server runs is in
-//! the image's only layer, so nothing it executes is drift.
+//! Images of real servers, built without a registry: one `debootstrap` of Debian bookworm
+//! (`--variant=minbase`) with the three servers' Debian packages into a cached rootfs, a few
+//! lines of bench configuration (loopback listen address, a port the shipped profile allows, no
+//! password on loopback), then one `docker import` per server with that server as `CMD` and its
+//! account as `USER`. Every binary a server runs is in the image's only layer, so nothing it
+//! executes is drift. (One rootfs for the three: a debootstrap takes minutes on a busy two-CPU
+//! machine, and the other servers' files in an image change nothing about the one that runs.)
 
 use std::{
     io::Write as _,
@@ -20,14 +22,15 @@ pub const CACHE_DIR: &str = "/var/cache/seawall-bench";
 /// The Debian release every server image is built from.
 const SUITE: &str = "bookworm";
 
+/// Debian packages given to `debootstrap --include`.
+const PACKAGES: &[&str] = &["nginx-light", "redis-server", "postgresql-15"];
+
 /// One server image: what to install, how to configure it, how to start it.
 pub struct ServerImage {
     /// Short name: the rootfs directory and the container name tag.
     pub name: &'static str,
     /// Image reference; chosen so the shipped profile's `images` globs match it.
     pub reference: &'static str,
-    /// Debian packages given to `debootstrap --include`.
-    packages: &'static [&'static str],
     /// Files written into the rootfs after debootstrap: (path in the rootfs, contents).
     files: &'static [(&'static str, &'static str)],
     /// Commands run with `chroot <rootfs>` after the files are written.
@@ -45,7 +48,6 @@ pub struct ServerImage {
 pub const NGINX: ServerImage = ServerImage {
     name: "nginx",
     reference: "nginx:seawall-bench",
-    packages: &["nginx-light"],
     files: &[(
         "etc/nginx/sites-available/default",
         "server {\n\
@@ -67,7 +69,6 @@ pub const NGINX: ServerImage = ServerImage {
 pub const REDIS: ServerImage = ServerImage {
     name: "redis",
     reference: "redis:seawall-bench",
-    packages: &["redis-server"],
     files: &[],
     chroot_steps: &[&[
         "install",
@@ -104,7 +105,6 @@ pub const REDIS: ServerImage = ServerImage {
 pub const POSTGRES: ServerImage = ServerImage {
     name: "postgres",
     reference: "postgres:15-seawall-bench",
-    packages: &["postgresql-15"],
     files: &[(
         "etc/postgresql/15/main/pg_hba.conf",
         "local all all peer\nhost all all 127.0.0.1/32 trust\n",
@@ -149,35 +149,38 @@ fn fingerprint(parts: &[&str]) -> String {
     format!("{h:016x}")
 }
 
-impl ServerImage {
-    /// Fingerprint of what debootstrap installs (the rootfs cache key).
-    fn rootfs_key(&self) -> String {
-        let mut parts = vec![SUITE, "minbase"];
-        parts.extend(self.packages);
-        fingerprint(&parts)
-    }
+/// Fingerprint of what debootstrap installs (the rootfs cache key).
+fn rootfs_key() -> String {
+    let mut parts = vec![SUITE, "minbase"];
+    parts.extend(PACKAGES);
+    fingerprint(&parts)
+}
 
-    /// Fingerprint of the whole recipe (the image's key, kept in its environment).
-    fn image_key(&self) -> String {
-        let mut parts = vec![self.rootfs_key(), self.user.to_string()];
-        parts.extend(self.cmd.iter().map(|s| s.to_string()));
-        for (p, c) in self.files {
+/// Fingerprint of the whole recipe: the rootfs and every image's files, steps, user and command
+/// (the images share the rootfs, so each carries the others' files too). Kept in each image's
+/// environment, so a changed recipe rebuilds it.
+fn recipe_key() -> String {
+    let mut parts = vec![rootfs_key()];
+    for image in ALL {
+        parts.push(image.user.to_string());
+        parts.extend(image.cmd.iter().map(|s| s.to_string()));
+        for (p, c) in image.files {
             parts.push(p.to_string());
             parts.push(c.to_string());
         }
-        for step in self.chroot_steps {
+        for step in image.chroot_steps {
             parts.extend(step.iter().map(|s| s.to_string()));
         }
-        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        fingerprint(&refs)
     }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    fingerprint(&refs)
+}
 
-    /// The cached rootfs the image is imported from.
-    pub fn rootfs(&self) -> PathBuf {
-        Path::new(CACHE_DIR)
-            .join("rootfs")
-            .join(format!("{}-{}", self.name, self.rootfs_key()))
-    }
+/// The cached rootfs the images are imported from.
+pub fn rootfs() -> PathBuf {
+    Path::new(CACHE_DIR)
+        .join("rootfs")
+        .join(format!("{SUITE}-servers-{}", rootfs_key()))
 }
 
 /// The Debian mirror apt uses on this machine, from `/etc/apt/sources.list*`; Debian's own
@@ -256,49 +259,59 @@ fn image_key_of(reference: &str) -> Option<String> {
     )
 }
 
-/// Builds `image` unless an image of the same recipe exists; the rootfs is cached under
-/// [`CACHE_DIR`].
-pub fn ensure(image: &ServerImage) -> Result<()> {
-    let key = image.image_key();
-    if image_key_of(image.reference).as_deref() == Some(key.as_str()) {
+/// Builds the server images unless images of the same recipe exist; the rootfs is cached
+/// under [`CACHE_DIR`].
+pub fn ensure_all() -> Result<()> {
+    let key = recipe_key();
+    let stale: Vec<&ServerImage> = ALL
+        .into_iter()
+        .filter(|i| image_key_of(i.reference).as_deref() != Some(key.as_str()))
+        .collect();
+    if stale.is_empty() {
         return Ok(());
     }
-    let rootfs = image.rootfs();
+    let rootfs = rootfs();
     let done = rootfs.with_extension("complete");
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&rootfs);
         std::fs::create_dir_all(Path::new(CACHE_DIR).join("debs"))?;
         eprintln!(
-            "xtask bench: debootstrap {SUITE} with {} into {} (a few minutes, once)",
-            image.packages.join(","),
+            "xtask bench: debootstrap {SUITE} with {} into {} (several minutes, once)",
+            PACKAGES.join(","),
             rootfs.display()
         );
         run(Command::new("nice")
             .args(["-n", "10", "debootstrap", "--variant=minbase"])
-            .arg(format!("--include={}", image.packages.join(",")))
+            .arg(format!("--include={}", PACKAGES.join(",")))
             .arg(format!("--cache-dir={CACHE_DIR}/debs"))
             .arg(SUITE)
             .arg(&rootfs)
             .arg(apt_mirror()))?;
-        std::fs::write(&done, format!("{}\n", image.packages.join(" ")))?;
+        std::fs::write(&done, format!("{}\n", PACKAGES.join(" ")))?;
     }
-    for (path, contents) in image.files {
-        let file = rootfs.join(path);
-        if !file.parent().is_some_and(Path::exists) {
-            bail!(
-                "{}: {} has no {}; did {} install what it used to?",
-                image.name,
-                rootfs.display(),
-                file.parent().unwrap_or(&file).display(),
-                image.packages.join(",")
-            );
+    for image in ALL {
+        for (path, contents) in image.files {
+            let file = rootfs.join(path);
+            if !file.parent().is_some_and(Path::exists) {
+                bail!(
+                    "{}: {} has no {}; did {} install what it used to?",
+                    image.name,
+                    rootfs.display(),
+                    file.parent().unwrap_or(&file).display(),
+                    PACKAGES.join(",")
+                );
+            }
+            std::fs::write(&file, contents)
+                .with_context(|| format!("writing {}", file.display()))?;
         }
-        std::fs::write(&file, contents).with_context(|| format!("writing {}", file.display()))?;
+        for step in image.chroot_steps {
+            run(Command::new("chroot").arg(&rootfs).args(*step))?;
+        }
     }
-    for step in image.chroot_steps {
-        run(Command::new("chroot").arg(&rootfs).args(*step))?;
+    for image in stale {
+        import(image, &rootfs, &key)?;
     }
-    import(image, &rootfs, &key)
+    Ok(())
 }
 
 /// `tar` of the rootfs (without the kernel's virtual filesystems and device nodes, which the
@@ -386,6 +399,5 @@ mod tests {
         let a = fingerprint(&["bookworm", "nginx-light"]);
         assert_ne!(a, fingerprint(&["bookworm", "nginx-full"]));
         assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
-        assert_ne!(NGINX.image_key(), REDIS.image_key());
     }
 }

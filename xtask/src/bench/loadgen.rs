@@ -156,7 +156,7 @@ fn parse_redis(text: &str) -> Result<(Measured, Measured)> {
 /// cached rootfs, with `chroot`, as a host process.
 fn pg_tool(tool: &str) -> Command {
     let mut c = Command::new("chroot");
-    c.arg(images::POSTGRES.rootfs())
+    c.arg(images::rootfs())
         .arg(format!("/usr/lib/postgresql/15/bin/{tool}"));
     c
 }

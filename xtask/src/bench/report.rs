@@ -57,6 +57,10 @@ pub fn mib(kib: u64) -> f64 {
 }
 
 fn table(out: &mut String, plan: &Plan, r: &Results, side: Side) {
+    if r.times.is_empty() {
+        let _ = writeln!(out, "not run (--only servers)");
+        return;
+    }
     let _ = write!(out, "| workload | no agent (median time) |");
     for c in &Config::ALL[1..] {
         let _ = write!(out, " {} |", c.label());
