@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick|--smoke] [--only loops|servers] [--no-profile]`: what Seawall
+//! `cargo xtask bench [--quick|--smoke] [--only loops|servers|profile] [--no-profile]`: what Seawall
 //! costs, measured against no agent and against the alternatives (Linux audit, an empty
 //! bpftrace) in one run, configurations alternating round by round so machine drift cancels
 //! out: synthetic loops in a container and on the host, and real servers (nginx, Redis,
@@ -352,7 +352,7 @@ pub struct Results {
     pub noise: noise::Noise,
 }
 
-const USAGE: &str = "cargo xtask bench [--quick|--smoke] [--only loops|servers] [--no-profile]\n       cargo xtask bench --readme [RESULTS.md]";
+const USAGE: &str = "cargo xtask bench [--quick|--smoke] [--only loops|servers|profile] [--no-profile]\n       cargo xtask bench --readme [RESULTS.md]";
 
 fn parse_args(args: &[String]) -> Result<Plan> {
     let mut kind = RunKind::Full;
@@ -366,7 +366,10 @@ fn parse_args(args: &[String]) -> Result<Plan> {
             "--only" => match it.next().map(String::as_str) {
                 Some("loops") => servers = false,
                 Some("servers") => loops = false,
-                other => bail!("--only takes loops or servers, not {other:?}\n{USAGE}"),
+                Some("profile") => (loops, servers) = (false, false),
+                other => {
+                    bail!("--only takes loops, servers or profile, not {other:?}\n{USAGE}")
+                }
             },
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
@@ -470,11 +473,11 @@ fn measure(env: &Env) -> Result<Results> {
         times: Times::new(),
         unavailable: BTreeMap::new(),
         violations: Vec::new(),
-        throughput: not_run("not run (--only servers)"),
-        cpu: not_run("not run (--only servers)"),
-        rss: not_run("not run (--only servers)"),
-        criterion: not_run("not run (--only servers)"),
-        servers: not_run("not run (--only loops)"),
+        throughput: not_run("not run (--only)"),
+        cpu: not_run("not run (--only)"),
+        rss: not_run("not run (--only)"),
+        criterion: not_run("not run (--only)"),
+        servers: not_run("not run (--only)"),
         profile: not_run("not run (--no-profile)"),
         noise: noise::Noise::default(),
     };

@@ -66,7 +66,7 @@ fn perf_record(pid: u32, secs: u64, file: &std::path::Path) -> Result<Child> {
         .arg(file)
         .args(["--", "sleep", &secs.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(file.with_extension("record.log"))?)
         .spawn()
         .context("starting perf record (apt-get install linux-perf)")
 }
@@ -77,7 +77,7 @@ fn perf_trace(pid: u32, secs: u64, file: &std::path::Path) -> Result<Child> {
         .arg(file)
         .args(["-p", &pid.to_string(), "--", "sleep", &secs.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(file.with_extension("log"))?)
         .spawn()
         .context("starting perf trace")
 }
@@ -149,7 +149,12 @@ fn profile_one(
     let cost = agent_stats::cost_now(agent.pid())?.since(&before, start.elapsed());
     let st = rec.wait()?;
     if !st.success() {
-        bail!("perf record -p {} failed: {st}", agent.pid());
+        let log = std::fs::read_to_string(file.with_extension("record.log")).unwrap_or_default();
+        bail!(
+            "perf record -p {} failed ({st}): {}",
+            agent.pid(),
+            log.trim()
+        );
     }
     let top = perf_report(&file)?;
     let trace_file = file.with_extension("trace");
@@ -159,7 +164,12 @@ fn profile_one(
     let syscall_ops = load()?;
     let st = trace.wait()?;
     if !st.success() {
-        bail!("perf trace -p {} failed: {st}", agent.pid());
+        let log = std::fs::read_to_string(trace_file.with_extension("log")).unwrap_or_default();
+        bail!(
+            "perf trace -p {} failed ({st}): {}",
+            agent.pid(),
+            log.trim()
+        );
     }
     let trace_text = std::fs::read_to_string(&trace_file).unwrap_or_default();
     Ok(Scenario {

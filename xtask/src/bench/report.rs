@@ -58,7 +58,7 @@ pub fn mib(kib: u64) -> f64 {
 
 fn table(out: &mut String, plan: &Plan, r: &Results, side: Side) {
     if r.times.is_empty() {
-        let _ = writeln!(out, "not run (--only servers)");
+        let _ = writeln!(out, "not run (--only)");
         return;
     }
     let _ = write!(out, "| workload | no agent (median time) |");

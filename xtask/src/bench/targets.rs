@@ -158,14 +158,17 @@ pub fn section(o: &mut String, plan: &Plan, r: &Results) {
                     "{} drops at {:.0} events/s for {} s",
                     s.drops, s.achieved, t.secs
                 ),
-                None => {
-                    let last = t.steps.last();
-                    format!(
-                        "not reached: the ladder stopped at {} events/s ({} drops)",
-                        last.map(|s| s.target).unwrap_or(0),
-                        last.map(|s| s.drops).unwrap_or(0)
-                    )
-                }
+                None => match t.steps.last() {
+                    Some(s) if s.drops == 0 => format!(
+                        "not measurable here: at the {} events/s step the generator reached only {:.0} events/s (no drops)",
+                        s.target, s.achieved
+                    ),
+                    Some(s) => format!(
+                        "not reached: {} drops already at {:.0} events/s",
+                        s.drops, s.achieved
+                    ),
+                    None => "no step ran".into(),
+                },
             };
             let ok = at.is_some_and(|s| {
                 s.drops == 0 && s.achieved >= 0.9 * DROP_FREE_RATE as f64 && t.secs >= 60
