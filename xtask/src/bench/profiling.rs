@@ -141,7 +141,11 @@ fn profile_one(
     secs: u64,
     mut load: impl FnMut() -> Result<u64>,
 ) -> Result<Scenario> {
-    let file = env.work.join(format!("{}.perf", name.replace(' ', "-")));
+    let stem: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let file = env.work.join(format!("{stem}.perf"));
     let before = agent_stats::cost_now(agent.pid())?;
     let start = Instant::now();
     let mut rec = perf_record(agent.pid(), secs, &file)?;
