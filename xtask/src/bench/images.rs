@@ -20,7 +20,7 @@ use crate::run;
 pub const CACHE_DIR: &str = "/var/cache/seawall-bench";
 
 /// The Debian release every server image is built from.
-const SUITE: &str = "bookworm";
+pub const SUITE: &str = "bookworm";
 
 /// Debian packages given to `debootstrap --include`.
 const PACKAGES: &[&str] = &["nginx-light", "redis-server", "postgresql-15"];

@@ -127,7 +127,7 @@ fn parse_trace(text: &str) -> Vec<(String, u64)> {
         }
     }
     let mut v: Vec<(String, u64)> = sum.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|x| std::cmp::Reverse(x.1));
     v
 }
 

@@ -45,7 +45,12 @@ pub fn section(name: &str, results: &str) -> String {
          Full results, method, profile of the hot path and what it means: [{name}]({name}).\n\n"
     ));
     for l in results.lines() {
-        if l.starts_with("- Machine:") || l.starts_with("- How busy") {
+        // A quick or smoke run's warning travels with its numbers.
+        if l.starts_with("- Machine:")
+            || l.starts_with("- How busy")
+            || l.starts_with("- **Quick run")
+            || l.starts_with("- **Smoke run")
+        {
             o.push_str(l);
             o.push('\n');
         }

@@ -49,7 +49,7 @@ pub fn method(o: &mut String, plan: &Plan) {
          `PGSSLMODE=disable` (pgbench is the one in the image's rootfs, run with `chroot` on the host: Debian ships \
          it only in the server package). A fresh container per configuration and round, warmed up with a short \
          run first. Throughput is higher-is-better: a ratio below 1 is a cost.",
-        suite = "bookworm",
+        suite = images::SUITE,
         cache = images::CACHE_DIR,
         images = images::ALL
             .iter()
