@@ -308,7 +308,8 @@ pub fn bench(args: &[String]) -> Result<()> {
     let host_dir = work.join("host");
     std::fs::create_dir_all(&host_dir)?;
     build_image(&swload, &host_dir)?;
-    if plan.servers {
+    if plan.servers || plan.profile {
+        // The profile runs nginx too.
         images::ensure_all()?;
     }
     let env = Env {

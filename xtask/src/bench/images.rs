@@ -7,7 +7,6 @@
 //! machine, and the other servers' files in an image change nothing about the one that runs.)
 
 use std::{
-    io::Write as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
 };
@@ -327,45 +326,21 @@ fn import(image: &ServerImage, rootfs: &Path, key: &str) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs)
-        .args([
+    crate::setup::docker_import(
+        rootfs,
+        &[
             "--numeric-owner",
             "--exclude=./proc/*",
             "--exclude=./sys/*",
             "--exclude=./dev/*",
-            "-c",
-            ".",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("tar")?;
-    let mut import = Command::new("docker")
-        .args(["import", "-c", &cmd_json, "-c"])
-        .arg(format!("USER {}", image.user))
-        .arg("-c")
-        .arg(format!("ENV SEAWALL_BENCH_RECIPE={key}"))
-        .args(["-", image.reference])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .context("docker import")?;
-    {
-        let mut out = tar.stdout.take().expect("piped");
-        let mut inp = import.stdin.take().expect("piped");
-        std::io::copy(&mut out, &mut inp)?;
-        inp.flush()?;
-    }
-    let t = tar.wait()?;
-    let i = import.wait()?;
-    if !t.success() || !i.success() {
-        bail!(
-            "importing {} failed (tar: {t}, docker import: {i})",
-            image.reference
-        );
-    }
-    Ok(())
+        ],
+        &[
+            cmd_json,
+            format!("USER {}", image.user),
+            format!("ENV SEAWALL_BENCH_RECIPE={key}"),
+        ],
+        image.reference,
+    )
 }
 
 #[cfg(test)]
