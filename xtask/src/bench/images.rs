@@ -38,7 +38,8 @@ pub struct ServerImage {
     pub user: &'static str,
     /// `CMD` of the image.
     pub cmd: &'static [&'static str],
-    /// The loopback port the server listens on: the first port of the profile's `listen_allow`.
+    /// The loopback port the server listens on: one its profile's `listen_allow` allows (with
+    /// `--network host` the bench checks it is free first; the profile leaves no other choice).
     pub port: u16,
 }
 

@@ -60,7 +60,18 @@ pub fn method(o: &mut String, plan: &Plan) {
         n = l.redis_requests,
         scale = l.pgbench_scale,
     );
+    let _ = writeln!(o, "{PROFILE_NOTES}");
 }
+
+/// What the bench changed in `profiles/` for the Debian images, and how each image is matched
+/// (a unit test in `servers` checks the matching and the ports against the files).
+const PROFILE_NOTES: &str = "- Profiles: used as shipped, after three corrections where they were wrong for Debian's \
+packages (nothing was removed or loosened): `nginx.toml` `read_only` also covers `/var/www/**` (Debian's document \
+root; the official image's is `/usr/share/nginx/html`), `postgres.toml` also matches `postgres:15*` (bookworm packages \
+PostgreSQL 15; the profile named only 16) and also monitors `/var/lib/postgresql/*/main/*.conf` (Debian's data \
+directory). Matching: `nginx:seawall-bench` by nginx.toml's `nginx`, `redis:seawall-bench` by redis.toml's `redis*`, \
+`postgres:15-seawall-bench` by postgres.toml's `postgres:15*`; each server listens on 127.0.0.1 on a port its \
+profile's `listen_allow` allows (nginx 8080, Redis 6379, PostgreSQL 5432).";
 
 pub fn section(o: &mut String, r: &Results) {
     let _ = writeln!(o, "\n## Real servers under the shipped profiles\n");
