@@ -47,7 +47,7 @@ pub fn commands(secs: u64) -> [String; 3] {
     [
         format!("perf record -e cpu-clock -F 999 -p PID -o agent.perf -- sleep {secs}"),
         "perf report -i agent.perf --stdio --no-children --sort dso,symbol -q".into(),
-        format!("perf trace -s -o agent.trace -p PID -- sleep {secs}"),
+        "perf trace -s -o agent.trace -p PID (stopped with SIGINT when the load ends)".into(),
     ]
 }
 
@@ -71,11 +71,13 @@ fn perf_record(pid: u32, secs: u64, file: &std::path::Path) -> Result<Child> {
         .context("starting perf record (apt-get install linux-perf)")
 }
 
-fn perf_trace(pid: u32, secs: u64, file: &std::path::Path) -> Result<Child> {
+/// `perf trace -s` until stopped with SIGINT, so its window is exactly the load's however long
+/// the load takes under tracing.
+fn perf_trace(pid: u32, file: &std::path::Path) -> Result<Child> {
     Command::new("perf")
         .args(["trace", "-s", "-o"])
         .arg(file)
-        .args(["-p", &pid.to_string(), "--", "sleep", &secs.to_string()])
+        .args(["-p", &pid.to_string()])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(file.with_extension("log"))?)
         .spawn()
@@ -162,20 +164,26 @@ fn profile_one(
     }
     let top = perf_report(&file)?;
     let trace_file = file.with_extension("trace");
-    let mut trace = perf_trace(agent.pid(), secs, &trace_file)?;
+    let mut trace = perf_trace(agent.pid(), &trace_file)?;
     // perf trace attaches to every syscall tracepoint before it counts anything.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1000));
     let syscall_ops = load()?;
-    let st = trace.wait()?;
-    if !st.success() {
+    // Events still in flight (the agent drains what the load left) belong to the load.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &trace.id().to_string()])
+        .status();
+    // Stopped by SIGINT, perf's exit status says nothing; its summary does.
+    let _ = trace.wait()?;
+    let trace_text = std::fs::read_to_string(&trace_file).unwrap_or_default();
+    if !trace_text.contains("Summary of events") {
         let log = std::fs::read_to_string(trace_file.with_extension("log")).unwrap_or_default();
         bail!(
-            "perf trace -p {} failed ({st}): {}",
+            "perf trace -p {} wrote no summary: {}",
             agent.pid(),
             log.trim()
         );
     }
-    let trace_text = std::fs::read_to_string(&trace_file).unwrap_or_default();
     Ok(Scenario {
         name,
         op,
