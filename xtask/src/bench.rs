@@ -274,20 +274,63 @@ pub struct Results {
     pub noise: noise::Noise,
 }
 
-/// Holds the host lock (see the repository's rules for shared hosts) until dropped.
-fn host_lock() -> Result<std::fs::File> {
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether one of this process's ancestors holds `file`'s flock (`flock /tmp/seawall-host.lock
+/// cargo xtask bench`, as the shared-host rules write it): then waiting for it would wait forever.
+fn held_by_ancestor(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let dev = meta.dev();
+    // glibc's gnu_dev_major / gnu_dev_minor, as /proc/locks prints them (hex).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let key = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let holders: Vec<u32> = locks
+        .lines()
+        .filter(|l| l.contains("FLOCK") && l.split_whitespace().any(|w| w == key))
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .collect();
+    let mut pid = std::process::id();
+    while let Some(parent) = parent_of(pid).filter(|&p| p > 1) {
+        if holders.contains(&parent) {
+            return true;
+        }
+        pid = parent;
+    }
+    false
+}
+
+/// Holds the host lock (see the repository's rules for shared hosts) until dropped; `None`
+/// when an ancestor already holds it for us.
+fn host_lock() -> Result<Option<std::fs::File>> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(HOST_LOCK)
         .with_context(|| format!("opening {HOST_LOCK}"))?;
+    if held_by_ancestor(&file) {
+        return Ok(None);
+    }
     if file.try_lock().is_err() {
         eprintln!("xtask bench: waiting for {HOST_LOCK} (another agent or privileged test runs)");
         file.lock()
             .with_context(|| format!("locking {HOST_LOCK}"))?;
     }
-    Ok(file)
+    Ok(Some(file))
 }
 
 pub fn bench(args: &[String]) -> Result<()> {
