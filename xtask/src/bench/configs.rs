@@ -111,11 +111,16 @@ pub fn bench_profiles(mode: &str) -> ProfileFiles {
     ]
 }
 
-/// A running `seawall agent`, stopped by pid (SIGTERM) on drop.
+/// A running `seawall agent`, stopped by pid (SIGTERM) on drop, then its bpffs directory
+/// removed with `seawall uninstall`.
 pub struct Agent {
     child: Child,
+    bin: PathBuf,
     pub dir: PathBuf,
     pub events: PathBuf,
+    /// This agent's own bpffs directory: its pinned maps are neither another engineer's agent's
+    /// nor the previous configuration's, so every configuration starts like a fresh install.
+    bpffs: PathBuf,
 }
 
 impl Agent {
@@ -141,6 +146,7 @@ impl Agent {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| events.clone());
         let log = std::fs::File::create(dir.join("agent.log"))?;
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/{}", super::unique_name("agent")));
         let mut c = Command::new(bin);
         c.arg("agent")
             .arg("--profiles")
@@ -149,6 +155,8 @@ impl Agent {
             .arg(&out)
             .arg("--api-socket")
             .arg(dir.join("agent.sock"))
+            .arg("--bpffs")
+            .arg(&bpffs)
             .env("RUST_LOG", "warn,seawall=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -162,8 +170,10 @@ impl Agent {
             .with_context(|| format!("starting {}", bin.display()))?;
         let agent = Agent {
             child,
+            bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             events,
+            bpffs,
         };
         let start = Instant::now();
         loop {
@@ -246,6 +256,20 @@ fn strip_ansi(s: &str) -> String {
 impl Drop for Agent {
     fn drop(&mut self) {
         stop_child(&mut self.child, "-TERM", Duration::from_secs(10));
+        if self.bpffs.exists() {
+            let st = Command::new(&self.bin)
+                .arg("uninstall")
+                .arg("--bpffs")
+                .arg(&self.bpffs)
+                .stdout(Stdio::null())
+                .status();
+            if !st.is_ok_and(|s| s.success()) {
+                eprintln!(
+                    "xtask bench: removing {} failed; remove it with `seawall uninstall --bpffs {0}`",
+                    self.bpffs.display()
+                );
+            }
+        }
     }
 }
 
