@@ -44,6 +44,7 @@ const BENCH_PACKAGES: &[&str] = &[
     "wrk",
     "redis-tools",
     "linux-perf",
+    "strace",
     "valgrind",
 ];
 

@@ -48,24 +48,40 @@ fn profile_tables(o: &mut String, p: &Profile) {
         if s.syscalls.is_empty() {
             let _ = writeln!(o, "\nperf trace counted no syscalls.");
         } else {
+            let _ = writeln!(o, "\n{}", syscall_line(s));
+        }
+        if !s.answer.is_empty() {
             let _ = writeln!(
                 o,
-                "\nSyscalls of all agent threads per {} (second run, {} {}s): {}.",
-                s.op,
-                s.syscall_ops,
-                s.op,
-                s.syscalls
-                    .iter()
-                    .take(8)
-                    .map(|(name, n)| format!(
-                        "{name} {:.3}",
-                        *n as f64 / s.syscall_ops.max(1) as f64
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "\nOne answer of the fanotify thread, syscall by syscall (`strace -y` of that thread; fds show their files):\n\n```"
             );
+            for l in &s.answer {
+                let _ = writeln!(o, "{l}");
+            }
+            let _ = writeln!(o, "```");
         }
     }
+}
+
+/// The agent's syscalls per operation: every one made at least once per 200 operations, and
+/// their total.
+fn syscall_line(s: &super::profiling::Scenario) -> String {
+    let per = |n: u64| n as f64 / s.syscall_ops.max(1) as f64;
+    let total: u64 = s.syscalls.iter().map(|x| x.1).sum();
+    let shown: Vec<String> = s
+        .syscalls
+        .iter()
+        .filter(|(_, n)| per(*n) >= 0.005)
+        .map(|(name, n)| format!("{name} {:.3}", per(*n)))
+        .collect();
+    format!(
+        "Syscalls of all agent threads per {} (second run, {} {}s): **{:.2} in all**: {}.",
+        s.op,
+        s.syscall_ops,
+        s.op,
+        per(total),
+        shown.join(", ")
+    )
 }
 
 pub fn section(o: &mut String, plan: &Plan, r: &Results) {
@@ -88,11 +104,11 @@ pub fn section(o: &mut String, plan: &Plan, r: &Results) {
     }
     match &r.profile {
         Ok(p) => {
-            let [rec, rep, trace] = commands(p.secs);
+            let [rec, rep, trace, strace] = commands(p.secs);
             let _ = writeln!(
                 o,
                 "- Measured by `cargo xtask bench` itself: `{rec}`, `{rep}`, then `{trace}` over a second run of \
-                 the same load. cpu-clock sampling (this VM exposes no hardware counters) of a release build \
+                 the same load, and for the open loop `{strace}`. cpu-clock sampling (this VM exposes no hardware counters) of a release build \
                  without frame pointers, so the shares are self time per function, not call graphs."
             );
             profile_tables(o, p);

@@ -35,6 +35,9 @@ pub struct Scenario {
     /// Syscalls of all the agent's threads during the `perf trace` run, with that run's ops.
     pub syscalls: Vec<(String, u64)>,
     pub syscall_ops: u64,
+    /// One answer of the fanotify thread, syscall by syscall (`strace -y`), when the load
+    /// goes through it.
+    pub answer: Vec<String>,
 }
 
 pub struct Profile {
@@ -43,12 +46,79 @@ pub struct Profile {
 }
 
 /// The command lines, for the results file (PID is the agent's).
-pub fn commands(secs: u64) -> [String; 3] {
+pub fn commands(secs: u64) -> [String; 4] {
     [
         format!("perf record -e cpu-clock -F 999 -p PID -o agent.perf -- sleep {secs}"),
         "perf report -i agent.perf --stdio --no-children --sort dso,symbol -q".into(),
         "perf trace -s -o agent.trace -p PID (stopped with SIGINT when the load ends)".into(),
+        format!("strace -y -o answer.strace -p TID (TID: the agent's `{FANOTIFY_THREAD}` thread, over 200 more opens)"),
     ]
+}
+
+/// The agent's fanotify thread as `/proc/<pid>/task/<tid>/comm` shows it (15 bytes).
+const FANOTIFY_THREAD: &str = "seawall-fanotif";
+
+/// The thread of `pid` named `comm`.
+fn thread_named(pid: u32, comm: &str) -> Option<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|t| t.ok())
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == comm))?
+        .file_name()
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// The syscalls of one fanotify answer in `strace -y` output: from the second `poll` (the
+/// first may be cut by the attach) up to the third (so the cycle is complete).
+fn one_answer(text: &str) -> Vec<String> {
+    let short = |l: &str| {
+        let l = l.trim();
+        if l.chars().count() > 160 {
+            format!("{}…", l.chars().take(160).collect::<String>())
+        } else {
+            l.to_string()
+        }
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("strace:"))
+        .collect();
+    let polls: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("poll("))
+        .collect();
+    match polls[..] {
+        [_, from, to, ..] => lines[from..to].iter().map(|l| short(l)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `strace -y` of the agent's fanotify thread while `load` runs: one answer's syscalls.
+fn answer_syscalls(env: &Env, pid: u32, load: impl FnOnce() -> Result<()>) -> Result<Vec<String>> {
+    let tid = thread_named(pid, FANOTIFY_THREAD)
+        .with_context(|| format!("the agent has no {FANOTIFY_THREAD} thread"))?;
+    let file = env.work.join("answer.strace");
+    let mut strace = Command::new("strace")
+        .args(["-y", "-o"])
+        .arg(&file)
+        .args(["-p", &tid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting strace (apt-get install strace)")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let loaded = load();
+    let _ = Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait()?;
+    loaded?;
+    let seq = one_answer(&std::fs::read_to_string(&file).unwrap_or_default());
+    if seq.is_empty() {
+        bail!("strace of thread {tid} saw no complete answer");
+    }
+    Ok(seq)
 }
 
 fn perf_record(pid: u32, secs: u64, file: &std::path::Path) -> Result<Child> {
@@ -192,6 +262,7 @@ fn profile_one(
         top,
         syscalls: parse_trace(&trace_text),
         syscall_ops,
+        answer: Vec::new(),
     })
 }
 
@@ -236,7 +307,7 @@ pub fn profile(env: &Env) -> Result<Profile> {
     ctr.call("open 1000 /etc/passwd")?;
     // Opens of a read_only file, as many as fit in the window.
     let n_open = 20_000u64;
-    scenarios.push(profile_one(
+    let mut open = profile_one(
         env,
         &agent,
         "open/close of a read_only file in a container (enforce)",
@@ -248,6 +319,29 @@ pub fn profile(env: &Env) -> Result<Profile> {
             while Instant::now() < deadline {
                 ctr.call(&format!("open {n_open} /etc/passwd"))?;
                 ops += n_open;
+            }
+            Ok(ops)
+        },
+    )?;
+    open.answer = answer_syscalls(env, agent.pid(), || {
+        ctr.call("open 200 /etc/passwd").map(drop)
+    })
+    .unwrap_or_else(|e| vec![format!("n/a: {e:#}")]);
+    scenarios.push(open);
+    // fork+exec: three ring-buffer records (fork, exec, exit) and one JSON event per exec.
+    let n_exec = 500u64;
+    scenarios.push(profile_one(
+        env,
+        &agent,
+        "fork+exec /bin/true in a container (enforce)",
+        "exec",
+        secs,
+        || {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let mut ops = 0;
+            while Instant::now() < deadline {
+                ctr.call(&format!("exec {n_exec} /bin/true"))?;
+                ops += n_exec;
             }
             Ok(ops)
         },
@@ -283,6 +377,26 @@ mod tests {
         assert!((r[0].0 - 21.5).abs() < 1e-9);
         assert_eq!(r[0].1, "seawall [.] seawall::fileguard::Guard::answer");
         assert_eq!(r[1].1, "[kernel.kallsyms] [k] fsnotify");
+    }
+
+    #[test]
+    fn cuts_one_answer_out_of_strace_output() {
+        let t = "read(5</anon_inode:[fanotify]>, \"x\", 4096) = 24\n\
+                 poll([{fd=5, events=POLLIN}], 1, 1000) = 1\n\
+                 read(5</anon_inode:[fanotify]>, \"a\", 4096) = 24\n\
+                 write(5</anon_inode:[fanotify]>, \"b\", 8) = 8\n\
+                 poll([{fd=5, events=POLLIN}], 1, 1000) = 1\n\
+                 read(5</anon_inode:[fanotify]>, \"c\", 4096) = 24\n\
+                 close(7</etc/passwd>) = 0\n\
+                 poll([{fd=5, events=POLLIN}], 1, 1000) = 1\n\
+                 strace: Process 9 detached\n";
+        let a = one_answer(t);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(a[0].starts_with("poll(") && a[2].starts_with("close(7</etc/passwd>)"));
+        assert!(
+            one_answer("poll(x) = 1\nread(y) = 1\npoll(x) = 1\nread(z) = 1\n").is_empty(),
+            "no complete answer"
+        );
     }
 
     #[test]
