@@ -37,10 +37,13 @@ use crate::{cargo, root, run, setup::TEST_IMAGE};
 
 /// Packages the bench runs: the peers it compares against, the image builder, the load
 /// generators and the profilers. Installed when missing, so no column reads "not installed".
+/// (`debootstrap` only recommends the keyring it checks bookworm's Release file with, and
+/// setup installs without recommends; an Ubuntu host has no Debian keyring of its own.)
 const BENCH_PACKAGES: &[&str] = &[
     "auditd",
     "bpftrace",
     "debootstrap",
+    "debian-archive-keyring",
     "wrk",
     "redis-tools",
     "linux-perf",
