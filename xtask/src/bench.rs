@@ -9,6 +9,7 @@
 mod agent_stats;
 mod configs;
 mod images;
+mod leftovers;
 mod loadgen;
 mod noise;
 mod plan;
@@ -367,6 +368,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         host_dir,
     };
     let lock = host_lock()?;
+    leftovers::remove(&env.agent_bin);
     let result = measure(&env);
     drop(lock);
     let _ = std::fs::remove_dir_all(&work);
