@@ -1,6 +1,6 @@
 //! What an interrupted bench left behind (Ctrl-C skips the drops that clean up): containers and
-//! bpffs directories named by [`super::unique_name`] after a bench process that no longer
-//! runs. Removed before a run takes its measurements; anything of a bench still running —
+//! bpffs directories named by [`super::unique_name`], and work directories
+//! (`$TMPDIR/seawall-bench-<pid>`), after a bench process that no longer runs. Removed before a run takes its measurements; anything of a bench still running —
 //! another engineer's, or a pid reused since — is left alone.
 
 use std::{
@@ -26,9 +26,25 @@ fn stale(name: &str) -> bool {
     })
 }
 
-/// Removes stale bench containers and agent bpffs directories (the latter with the agent's own
-/// `seawall uninstall`, which detaches and unpins what is there).
+/// Whether `name` is a work directory `seawall-bench-<pid>` of a bench that is gone.
+fn stale_work_dir(name: &str) -> bool {
+    name.strip_prefix("seawall-bench-")
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| {
+            pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
+/// Removes stale bench containers, work directories and agent bpffs directories (the latter
+/// with the agent's own `seawall uninstall`, which detaches and unpins what is there).
 pub fn remove(agent_bin: &Path) {
+    if let Ok(dirs) = std::fs::read_dir(std::env::temp_dir()) {
+        for dir in dirs.filter_map(Result::ok) {
+            if stale_work_dir(&dir.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir_all(dir.path());
+            }
+        }
+    }
     let names = Command::new("docker")
         .args([
             "ps",
@@ -105,5 +121,11 @@ mod tests {
         // pid 1 always runs.
         assert!(!stale("sw-bench-load-1-1"));
         assert!(!stale("nginx"));
+        assert!(!stale_work_dir(&format!(
+            "seawall-bench-{}",
+            std::process::id()
+        )));
+        assert!(!stale_work_dir("seawall-bench-1"));
+        assert!(!stale_work_dir("seawall-bench-warm.log"));
     }
 }
