@@ -25,6 +25,7 @@ const APT_PACKAGES: &[&str] = &[
     "cpio",
     "xz-utils",
     "systemd",
+    "nats-server",
 ];
 
 /// The LLVM major bpf-linker is built against (Debian's `llvm-22-dev`).
