@@ -369,3 +369,12 @@ pub fn got_connection(listener: &std::net::TcpListener, wait: Duration) -> bool 
     }
     false
 }
+
+#[path = "harness_engine.rs"]
+pub mod engine;
+
+#[path = "harness_containerd.rs"]
+pub mod containerd;
+
+#[path = "harness_podman.rs"]
+pub mod podman;

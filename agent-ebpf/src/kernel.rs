@@ -42,6 +42,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     sock_dport: 0,
     _pad_offsets: 0,
     socket_type: 0,
+    cgroup_root: 0,
+    cgroup_root_hierarchy_id: 0,
 };
 
 /// 1 when the agent wants events of host processes too.

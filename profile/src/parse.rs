@@ -17,7 +17,15 @@ use super::{
 type Span = Option<Range<usize>>;
 
 const ROOT_KEYS: &[&str] = &["profile", "drift", "exec", "files", "network"];
-const PROFILE_KEYS: &[&str] = &["name", "images", "mode", "description", "enforce_after"];
+const PROFILE_KEYS: &[&str] = &[
+    "name",
+    "images",
+    "namespaces",
+    "pod_labels",
+    "mode",
+    "description",
+    "enforce_after",
+];
 const DRIFT_KEYS: &[&str] = &["prevent", "allow", "mode"];
 const EXEC_KEYS: &[&str] = &["allow", "deny", "block_container_exec", "mode"];
 const FILES_KEYS: &[&str] = &["deny", "read_only", "monitor", "mode"];
@@ -112,7 +120,11 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             Err(e) => d.error(span, e),
         }
     }
+    let pods = super::pod::parse_pod_selector(d, pt.table);
     if images.is_empty()
+        && pods.is_empty()
+        && pt.table.get("namespaces").is_none()
+        && pt.table.get("pod_labels").is_none()
         && name != DEFAULT_PROFILE_NAME
         && !is_default_file
         && image_list.as_ref().is_none_or(Vec::is_empty)
@@ -124,8 +136,9 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             .or(pt.span.clone());
         d.error(
             &Some(span.unwrap_or(0..0)),
-            "this profile matches no image; add `images = [\"nginx*\"]` (globs on the image \
-             reference) or `images = [\"sha256:...\"]` (digests)",
+            "this profile matches no container; add `images = [\"nginx*\"]` (globs on the image \
+             reference), `images = [\"sha256:...\"]` (digests), or a Kubernetes selector \
+             `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`",
         );
     }
 
@@ -134,6 +147,17 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             &pt.table.get("images").and_then(Item::span),
             "the default profile applies to every container no other profile matches, so its \
              `images` are ignored; remove the line, or move these images to a profile of their own",
+        );
+    }
+
+    if (is_default_file || name == DEFAULT_PROFILE_NAME) && !pods.is_empty() {
+        d.warning(
+            &pt.table
+                .get("namespaces")
+                .or(pt.table.get("pod_labels"))
+                .and_then(Item::span),
+            "the default profile applies to every container no other profile matches, so its \
+             `namespaces` and `pod_labels` are ignored; move them to a profile of their own",
         );
     }
 
@@ -165,6 +189,7 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             description,
             mode,
             images,
+            pods,
             drift,
             exec,
             files,
@@ -361,7 +386,7 @@ fn check_keys(d: &mut FileDiags<'_>, table: &dyn TableLike, where_: &str, known:
     }
 }
 
-fn type_name(item: &Item) -> &'static str {
+pub(crate) fn type_name(item: &Item) -> &'static str {
     match item {
         Item::None => "nothing",
         Item::Table(_) | Item::Value(Value::InlineTable(_)) => "a table",
@@ -453,7 +478,7 @@ fn get_mode(
 }
 
 /// The strings of an array, each with its span; `None` when the key is absent or not an array.
-fn get_str_array(
+pub(crate) fn get_str_array(
     d: &mut FileDiags<'_>,
     t: &dyn TableLike,
     section: &str,

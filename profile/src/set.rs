@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::diag::{CheckReport, Diagnostic, FileDiags, Position, Severity};
 use super::parse::parse_profile;
+use super::pod::{PodRef, PodSelector};
 use super::{DriftPolicy, ExecPolicy, FilePolicy, Mode, NetworkPolicy, PathGlobs, Profile};
 
 /// The name (and file stem) of the fallback profile.
@@ -73,11 +74,56 @@ impl ProfileSet {
         }
     }
 
-    /// The profile for a container's image: a digest match first, then the most specific glob
-    /// (longest literal prefix, then a pattern without wildcards, then profile name order), else
-    /// the default.
+    /// The profile for a container of image `image_ref` outside any pod. Same as
+    /// [`ProfileSet::for_container`] with no pod.
     pub fn for_image(&self, image_ref: &str, image_digest: Option<&str>) -> &Profile {
-        let by_digest = self.others.iter().find(|p| {
+        self.for_container(image_ref, image_digest, None)
+    }
+
+    /// The profile for a container. Precedence (`profiles/README.md`, "Which profile applies"):
+    /// 1. a profile with a Kubernetes selector (`namespaces`, `pod_labels`) that selects the
+    ///    container's pod, and whose `images`, if it has any, match: the most `pod_labels`
+    ///    first, then one that also names images, then an exactly named namespace over a glob,
+    ///    then profile name order;
+    /// 2. an image digest match;
+    /// 3. the most specific image glob (longest literal prefix, then a pattern without
+    ///    wildcards, then profile name order);
+    /// 4. the default.
+    ///
+    /// A profile with a selector never applies outside the pods it selects, whatever its
+    /// images.
+    pub fn for_container(
+        &self,
+        image_ref: &str,
+        image_digest: Option<&str>,
+        pod: Option<PodRef<'_>>,
+    ) -> &Profile {
+        if let Some(pod) = pod {
+            let mut best: Option<(SelectorRank, &Profile)> = None;
+            for p in &self.others {
+                let Some(fit) = p.pods.fit(&pod) else {
+                    continue;
+                };
+                let images_fit = p.images.iter().any(|i| i.matches(image_ref, image_digest));
+                if !p.images.is_empty() && !images_fit {
+                    continue;
+                }
+                let rank = SelectorRank {
+                    pod_labels: fit.labels,
+                    names_images: !p.images.is_empty(),
+                    exact_namespace: fit.exact_namespace,
+                    namespace: fit.namespace,
+                };
+                if best.is_none_or(|(b, _)| rank > b) {
+                    best = Some((rank, p));
+                }
+            }
+            if let Some((_, p)) = best {
+                return p;
+            }
+        }
+        let by_image = || self.others.iter().filter(|p| p.pods.is_empty());
+        let by_digest = by_image().find(|p| {
             p.images
                 .iter()
                 .any(|i| i.specificity().is_none() && i.matches(image_ref, image_digest))
@@ -86,7 +132,7 @@ impl ProfileSet {
             return p;
         }
         let mut best: Option<((usize, bool), &Profile)> = None;
-        for p in &self.others {
+        for p in by_image() {
             for i in &p.images {
                 let Some(spec) = i.specificity() else {
                     continue;
@@ -116,6 +162,16 @@ impl ProfileSet {
     }
 }
 
+/// How specifically a profile's Kubernetes selector picks a container; fields compare in
+/// order, larger wins (the precedence of [`ProfileSet::for_container`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SelectorRank {
+    pod_labels: usize,
+    names_images: bool,
+    exact_namespace: bool,
+    namespace: bool,
+}
+
 fn builtin_default_profile() -> Profile {
     Profile {
         name: DEFAULT_PROFILE_NAME.to_string(),
@@ -123,6 +179,7 @@ fn builtin_default_profile() -> Profile {
         description: Some("built-in default: report drift, nothing else".into()),
         mode: Mode::Audit,
         images: Vec::new(),
+        pods: PodSelector::default(),
         drift: DriftPolicy {
             mode: Mode::Audit,
             allow: Vec::new(),

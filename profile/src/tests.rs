@@ -257,7 +257,7 @@ fn structural_errors() {
     );
 
     let d = diags("web.toml", "[profile]\nname = \"web\"\n");
-    assert_eq!(d, ["1:1: error: this profile matches no image; add `images = [\"nginx*\"]` (globs on the image reference) or `images = [\"sha256:...\"]` (digests)"]);
+    assert_eq!(d, ["1:1: error: this profile matches no container; add `images = [\"nginx*\"]` (globs on the image reference), `images = [\"sha256:...\"]` (digests), or a Kubernetes selector `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`"]);
 
     let d = diags("web.toml", "[profile]\nimages = [\"x\"]\n");
     assert!(
@@ -496,4 +496,121 @@ fn enforce_after_errors() {
     );
     let d = diags("web.toml", &format!("{HEAD}enfroce_after = \"7d\"\n"));
     assert!(d[0].contains("did you mean `enforce_after`?"), "{d:?}");
+}
+
+#[test]
+fn kubernetes_selectors_beat_image_matches_in_the_documented_order() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let dir = dir_with(&[
+        ("default.toml", "[profile]\nname = \"default\"\n"),
+        (
+            "nginx.toml",
+            &format!("[profile]\nname = \"nginx\"\nimages = [\"nginx*\", \"{digest}\"]\n"),
+        ),
+        (
+            "shop.toml",
+            "[profile]\nname = \"shop\"\nnamespaces = [\"shop\"]\n",
+        ),
+        (
+            "teams.toml",
+            "[profile]\nname = \"teams\"\nnamespaces = [\"team-*\", \"shop\"]\n",
+        ),
+        (
+            "shop-nginx.toml",
+            "[profile]\nname = \"shop-nginx\"\nnamespaces = [\"shop\"]\nimages = [\"nginx*\"]\n",
+        ),
+        (
+            "web.toml",
+            "[profile]\nname = \"web\"\npod_labels = { app = \"web\" }\n",
+        ),
+        (
+            "web-front.toml",
+            "[profile]\nname = \"web-front\"\nnamespaces = [\"shop\"]\n\n[profile.pod_labels]\napp = \"web\"\ntier = \"front\"\n",
+        ),
+    ]);
+    let set = ProfileSet::load_dir(dir.path()).unwrap();
+    let l = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let none = l(&[]);
+    let web = l(&[("app", "web")]);
+    let web_front = l(&[("app", "web"), ("tier", "front")]);
+    let name = |image: &str,
+                d: Option<&str>,
+                ns: &str,
+                labels: &std::collections::BTreeMap<String, String>| {
+        set.for_container(
+            image,
+            d,
+            Some(PodRef {
+                namespace: ns,
+                labels,
+            }),
+        )
+        .name
+        .clone()
+    };
+    // Outside any pod a selector never applies: images only.
+    assert_eq!(set.for_image("nginx:1.27", None).name, "nginx");
+    assert_eq!(set.for_container("busybox", None, None).name, "default");
+    // A namespace beats an image match, even a digest.
+    assert_eq!(name("busybox", None, "shop", &none), "shop");
+    assert_eq!(name(digest, None, "team-a", &none), "teams");
+    // A selector that also names images (which match) beats one that does not.
+    assert_eq!(name("nginx:1.27", None, "shop", &none), "shop-nginx");
+    // ... but only when they match.
+    assert_eq!(name("redis:7", None, "shop", &none), "shop");
+    // More pod labels beat fewer, whatever the namespace or images say.
+    assert_eq!(name("nginx:1.27", None, "shop", &web), "web");
+    assert_eq!(name("nginx:1.27", None, "shop", &web_front), "web-front");
+    assert_eq!(name("busybox", None, "elsewhere", &web_front), "web");
+    // An exact namespace beats a glob at equal labels.
+    assert_eq!(name("busybox", None, "shop", &none), "shop");
+    // A pod no selector picks falls back to images, then the default.
+    assert_eq!(
+        name("nginx:1.27", Some(digest), "elsewhere", &none),
+        "nginx"
+    );
+    assert_eq!(name("busybox", None, "elsewhere", &none), "default");
+}
+
+#[test]
+fn kubernetes_selector_errors_have_positions() {
+    let d = diags(
+        "web.toml",
+        "[profile]\nname = \"web\"\nnamespaces = [\"Shop\"]\npod_labels = { app = 1 }\n",
+    );
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(
+        d[0].starts_with("3:15: error: profile.namespaces: `Shop`"),
+        "{d:?}"
+    );
+    assert!(
+        d[1].starts_with("4:22: error: `profile.pod_labels.app` must be a string"),
+        "{d:?}"
+    );
+    let d = diags(
+        "web.toml",
+        "[profile]\nname = \"web\"\npod_labels = \"app=web\"\n",
+    );
+    assert!(
+        d[0].starts_with("3:14: error: `profile.pod_labels` must be a table"),
+        "{d:?}"
+    );
+    // A selector is enough to match something: no `images` needed.
+    assert!(diags(
+        "web.toml",
+        "[profile]\nname = \"web\"\nnamespaces = [\"shop\"]\n"
+    )
+    .is_empty());
+    let d = diags(
+        "default.toml",
+        "[profile]\nname = \"default\"\nnamespaces = [\"shop\"]\n",
+    );
+    assert!(
+        d[0].contains("warning: the default profile applies to every container"),
+        "{d:?}"
+    );
 }

@@ -20,6 +20,7 @@ const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "docker.io",
     "containerd",
+    "podman",
     "busybox-static",
     "qemu-system-x86",
     "cpio",

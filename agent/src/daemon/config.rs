@@ -9,16 +9,28 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::runtime::sources::SourceSockets;
+
 /// Every default, in one place: `--help` shows these and `resolve` applies them.
 pub mod defaults {
     /// Profiles directory.
     pub const PROFILES: &str = "/etc/seawall/profiles";
     /// Event output: stdout.
     pub const OUTPUT: &str = "-";
-    /// Docker engine socket.
-    pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
-    /// cgroup directories (below the cgroup v2 root) whose children are containers.
+    /// Docker engine socket, read when it exists (or is configured).
+    pub const DOCKER_SOCKET: &str = seawall_engines::detect::DOCKER_SOCKET;
+    /// containerd's socket (its own API; the CRI on it is not read twice).
+    pub const CONTAINERD_SOCKET: &str = seawall_engines::detect::CONTAINERD_SOCKET;
+    /// A CRI runtime's socket (CRI-O's by default).
+    pub const CRI_SOCKET: &str = seawall_engines::detect::CRIO_SOCKET;
+    /// podman's Docker-compatible API socket.
+    pub const PODMAN_SOCKET: &str = seawall_engines::detect::PODMAN_SOCKET;
+    /// cgroup directories (below the cgroup v2 root) containers live below, made when missing.
+    /// Kubernetes' and podman's (`kubepods`, `kubepods.slice`, `libpod_parent`,
+    /// `machine.slice`) are added whenever they exist, without being listed.
     pub const CONTAINER_PARENTS: &[&str] = &["docker"];
+    /// The environment variable a DaemonSet sets to the node's name (downward API).
+    pub const NODE_NAME_ENV: &str = "NODE_NAME";
     /// Ring buffer size in bytes.
     pub const RINGBUF_BYTES: u32 = 8 << 20;
     /// Local API socket.
@@ -48,19 +60,25 @@ pub struct AgentOptions {
     pub profiles: Option<PathBuf>,
     #[arg(long, value_name = "PATH|-", help = with_default("Where events go: `-` for stdout, or a file appended to", defaults::OUTPUT))]
     pub output: Option<String>,
-    #[arg(long, value_name = "PATH", help = with_default("Docker engine socket", defaults::DOCKER_SOCKET))]
+    #[arg(long, value_name = "PATH", help = with_default("Docker engine socket; unset: read if it exists", defaults::DOCKER_SOCKET))]
     pub docker_socket: Option<String>,
+    #[arg(long, value_name = "PATH", help = with_default("containerd socket (every namespace, k8s.io included); unset: read if it exists", defaults::CONTAINERD_SOCKET))]
+    pub containerd_socket: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", help = with_default("CRI runtime socket (CRI-O); unset: read if it exists", defaults::CRI_SOCKET))]
+    pub cri_socket: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", help = with_default("podman API socket; unset: read if it exists", defaults::PODMAN_SOCKET))]
+    pub podman_socket: Option<PathBuf>,
     /// Report every file open in monitored containers (costs a round trip per open there).
     #[arg(long)]
     pub audit_files: bool,
     /// Report host processes too (by default the host costs no userspace work).
     #[arg(long)]
     pub host_events: bool,
-    #[arg(long = "container-parent", value_name = "DIR", help = with_default("A cgroup directory (below the cgroup v2 root) whose children are containers; repeat for more", defaults::CONTAINER_PARENTS.join(", ")))]
+    #[arg(long = "container-parent", value_name = "DIR", help = with_default("A cgroup directory (below the cgroup v2 root) containers live below, made when missing; repeat for more. Every child of it is a container, except below kubepods, kubepods.slice, libpod_parent, machine.slice and system.slice, where containers are known by their runtime's names at any depth. kubepods, kubepods.slice, libpod_parent and machine.slice are added whenever they exist", defaults::CONTAINER_PARENTS.join(", ")))]
     pub container_parents: Option<Vec<String>>,
     #[arg(long, value_name = "BYTES", help = with_default("Kernel ring buffer size: a power of two of at least 4096", defaults::RINGBUF_BYTES))]
     pub ringbuf_bytes: Option<u32>,
-    /// Node name in events [default: the host name].
+    /// Node name in events [default: $NODE_NAME, else the host name].
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
     #[arg(long, value_name = "PATH", help = with_default("Local API socket (root-only)", defaults::API_SOCKET))]
@@ -102,17 +120,23 @@ pub struct AgentConfig {
     pub profiles: PathBuf,
     /// Where events go: `-` for stdout, or a file path (appended to).
     pub output: String,
-    /// Docker engine socket.
-    pub docker_socket: String,
+    /// Docker engine socket; `None`: the default, if it exists.
+    pub docker_socket: Option<String>,
+    /// containerd socket; `None`: the default, if it exists.
+    pub containerd_socket: Option<PathBuf>,
+    /// CRI runtime socket; `None`: the default, if it exists.
+    pub cri_socket: Option<PathBuf>,
+    /// podman API socket; `None`: the default, if it exists.
+    pub podman_socket: Option<PathBuf>,
     /// Report every file open in monitored containers (fanotify on their root filesystem).
     pub audit_files: bool,
     /// Also report host processes (off: the host costs no userspace work).
     pub host_events: bool,
-    /// cgroup directories (relative to the cgroup v2 root) whose children are containers.
+    /// cgroup directories (relative to the cgroup v2 root) containers live below.
     pub container_parents: Vec<String>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
-    /// Node name in events (default: the host name).
+    /// Node name in events (default: `NODE_NAME`, else the host name).
     pub node: Option<String>,
     /// Local API socket (root-only).
     pub api_socket: PathBuf,
@@ -190,6 +214,9 @@ impl AgentOptions {
             profiles: self.profiles.or(file.profiles),
             output: self.output.or(file.output),
             docker_socket: self.docker_socket.or(file.docker_socket),
+            containerd_socket: self.containerd_socket.or(file.containerd_socket),
+            cri_socket: self.cri_socket.or(file.cri_socket),
+            podman_socket: self.podman_socket.or(file.podman_socket),
             audit_files: self.audit_files || file.audit_files,
             host_events: self.host_events || file.host_events,
             container_parents: self.container_parents.or(file.container_parents),
@@ -209,13 +236,17 @@ impl AgentOptions {
         }
     }
 
-    /// Flags over the `--config` file (when given), then the defaults.
+    /// Flags over the `--config` file (when given), then the node name from the environment
+    /// (`NODE_NAME`, set by a DaemonSet), then the defaults.
     pub fn load(self) -> Result<AgentConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => Self::from_file(path)?,
             None => AgentOptions::default(),
         };
-        self.over(file).resolve()
+        let mut options = self.over(file);
+        options.node =
+            node_name_over_env(options.node, std::env::var(defaults::NODE_NAME_ENV).ok());
+        options.resolve()
     }
 
     /// Fills every unset option from [`defaults`] and checks the result.
@@ -223,9 +254,10 @@ impl AgentOptions {
         let c = AgentConfig {
             profiles: self.profiles.unwrap_or_else(|| defaults::PROFILES.into()),
             output: self.output.unwrap_or_else(|| defaults::OUTPUT.into()),
-            docker_socket: self
-                .docker_socket
-                .unwrap_or_else(|| defaults::DOCKER_SOCKET.into()),
+            docker_socket: self.docker_socket,
+            containerd_socket: self.containerd_socket,
+            cri_socket: self.cri_socket,
+            podman_socket: self.podman_socket,
             audit_files: self.audit_files,
             host_events: self.host_events,
             container_parents: self.container_parents.unwrap_or_else(|| {
@@ -271,7 +303,17 @@ impl AgentConfig {
         Ok(())
     }
 
-    /// The node name events carry: configured, or the host name.
+    /// The container sockets as configured (`None`: that runtime's default, if present).
+    pub fn source_sockets(&self) -> SourceSockets {
+        SourceSockets {
+            docker: self.docker_socket.as_ref().map(PathBuf::from),
+            containerd: self.containerd_socket.clone(),
+            cri: self.cri_socket.clone(),
+            podman: self.podman_socket.clone(),
+        }
+    }
+
+    /// The node name events carry: configured (or `NODE_NAME`), or the host name.
     pub fn node_name(&self) -> String {
         self.node.clone().unwrap_or_else(|| {
             nix::unistd::gethostname()
@@ -280,6 +322,11 @@ impl AgentConfig {
                 .unwrap_or_else(|| "unknown".into())
         })
     }
+}
+
+/// A configured node name, else a non-empty `NODE_NAME`.
+fn node_name_over_env(configured: Option<String>, env: Option<String>) -> Option<String> {
+    configured.or_else(|| env.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()))
 }
 
 /// Why a TOML text is not a configuration.
@@ -305,7 +352,8 @@ mod tests {
     #[test]
     fn defaults_fit_a_stock_docker_host() {
         let c = AgentConfig::default();
-        assert_eq!(c.docker_socket, "/var/run/docker.sock");
+        assert_eq!(c.docker_socket, None, "read if it exists");
+        assert_eq!(c.containerd_socket, None);
         assert_eq!(c.container_parents, vec!["docker".to_string()]);
         assert!(!c.host_events);
         c.validate().unwrap();
@@ -340,7 +388,7 @@ mod tests {
             Cli::parse_from(["x", "--output", "-", "--docker-socket", "/run/d.sock"]).options;
         let c = flags.over(file).resolve().unwrap();
         assert_eq!(c.output, "-", "a flag beats the file");
-        assert_eq!(c.docker_socket, "/run/d.sock");
+        assert_eq!(c.docker_socket.as_deref(), Some("/run/d.sock"));
         assert_eq!(
             c.metrics.as_deref(),
             Some("127.0.0.1:9464"),
@@ -349,6 +397,45 @@ mod tests {
         assert!(c.pin, "a switch in the file stays on");
         assert_eq!(c.profiles, PathBuf::from(defaults::PROFILES));
         assert_eq!(c.bpffs, PathBuf::from(defaults::BPFFS));
+    }
+
+    #[test]
+    fn every_runtime_socket_is_a_flag_and_a_key() {
+        let file = AgentOptions::from_toml(
+            "containerd_socket = \"/run/k3s/containerd/containerd.sock\"\ncri_socket = \"/var/run/crio/crio.sock\"\n",
+        )
+        .unwrap();
+        let flags =
+            Cli::parse_from(["x", "--podman-socket", "/run/user/0/podman/podman.sock"]).options;
+        let c = flags.over(file).resolve().unwrap();
+        assert_eq!(
+            c.source_sockets(),
+            SourceSockets {
+                docker: None,
+                containerd: Some("/run/k3s/containerd/containerd.sock".into()),
+                cri: Some("/var/run/crio/crio.sock".into()),
+                podman: Some("/run/user/0/podman/podman.sock".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn the_node_name_comes_from_the_configuration_then_node_name() {
+        let env = |v: &str| Some(v.to_string());
+        assert_eq!(
+            node_name_over_env(Some("set".into()), env("node-1")).as_deref(),
+            Some("set")
+        );
+        assert_eq!(
+            node_name_over_env(None, env("node-1")).as_deref(),
+            Some("node-1")
+        );
+        assert_eq!(
+            node_name_over_env(None, env(" ")),
+            None,
+            "empty: the host name"
+        );
+        assert_eq!(node_name_over_env(None, None), None);
     }
 
     #[test]

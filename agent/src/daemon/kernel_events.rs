@@ -21,8 +21,10 @@ impl Daemon {
     pub(super) async fn on_kernel(&mut self, ev: KernelEvent) {
         match &ev {
             KernelEvent::CgroupMkdir { id, path, .. } => {
-                // A new container: its policy before its first exec.
-                if let Some(dir) = self.container_dir(path) {
+                // A new container: its policy before its first exec. A cgroup a container
+                // makes inside its own is not another container (it is in the outer one).
+                let full = self.parents.root.join(path.trim_start_matches('/'));
+                if let Some(dir) = self.container_dir(path).filter(|d| *d == full) {
                     self.add_by_dir(*id, dir).await;
                 }
                 return;
@@ -130,7 +132,7 @@ impl Daemon {
         // Signal only the process the kernel held, and only while it is still in that
         // container's cgroup (it cannot have been replaced while stopped, but check anyway).
         let still_there = cgroup::pid_cgroup(header.pid)
-            .and_then(|p| self.container_dir(&p))
+            .and_then(|p| self.parents.container_dir_of_init(&p))
             .and_then(|d| cgroup::cgroup_id(&d).ok())
             == Some(cg);
         if !still_there {

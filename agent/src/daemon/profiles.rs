@@ -60,9 +60,10 @@ impl Daemon {
             .iter()
             .map(|(c, i)| (*c, i.clone()))
             .collect();
+        let live = self.parents.live_ids();
         for (cg, info) in rows {
             // A container whose cgroup went meanwhile gets no policy written for it.
-            if self.dir_of(cg).is_some() {
+            if live.contains(&cg) {
                 self.register(cg, info).await;
             }
         }

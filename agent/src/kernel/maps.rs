@@ -148,14 +148,15 @@ impl KernelState {
         })
     }
 
-    /// Children of this cgroup are containers. The network programs are attached here, once:
-    /// a container parent (e.g. `/docker`) holds only containers, the programs' membership gate
-    /// lets everything else through at once, and attaching above the containers puts network
+    /// Containers live below this cgroup: its children (`PARENT_CHILDREN`, e.g. `/docker`), or
+    /// cgroups at any depth the kernel recognises by name (`PARENT_NESTED`, e.g. `/kubepods`).
+    /// The network programs are attached here, once: the programs' membership gate lets
+    /// everything that is not in a container through at once, and attaching above the containers puts network
     /// policy in force before a new container's first `connect`, which a per-container attach
     /// made after the cgroup appears cannot promise. Never the hierarchy root.
-    pub fn add_parent(&mut self, cgroup_id: u64, dir: &Path) -> Result<(), KernelError> {
+    pub fn add_parent(&mut self, cgroup_id: u64, dir: &Path, kind: u32) -> Result<(), KernelError> {
         self.parents
-            .insert(cgroup_id, 1, 0)
+            .insert(cgroup_id, kind, 0)
             .map_err(map_err(MAP_CONTAINER_PARENTS))?;
         if !self.links.contains_key(&cgroup_id) {
             let links = self.attach_net(dir)?;

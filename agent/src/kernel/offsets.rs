@@ -51,6 +51,8 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         _pad_offsets: 0,
         file_f_flags: f("file", "f_flags")?,
         socket_type: f("socket", "type")?,
+        cgroup_root: f("cgroup", "root")?,
+        cgroup_root_hierarchy_id: f("cgroup_root", "hierarchy_id")?,
     })
 }
 

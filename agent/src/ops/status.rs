@@ -12,6 +12,9 @@ pub struct Status {
     pub started: String,
     pub backends: Option<Backends>,
     pub profiles: Vec<String>,
+    /// The container engines the agent reads, and whether each answers.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
     pub containers: Vec<ContainerStatus>,
     pub ringbuf_drops: u64,
     pub kills: u64,
@@ -19,11 +22,29 @@ pub struct Status {
     pub collector: Option<String>,
 }
 
+/// One container engine the agent reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// `docker`, `containerd`, `cri-o`, `podman`.
+    pub runtime: String,
+    pub socket: String,
+    /// `listed` (it answered and listed its containers), `unreachable`, or `connecting`.
+    pub state: String,
+    /// Containers in the table that it reported.
+    pub containers: usize,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ContainerStatus {
     pub id: String,
     pub name: String,
     pub image: String,
+    /// The engine that runs it, when known.
+    #[serde(default)]
+    pub runtime: String,
+    /// `namespace/pod` for a pod's container.
+    #[serde(default)]
+    pub pod: String,
     pub cgroup_id: u64,
     pub profile: String,
     pub modes: String,
@@ -58,14 +79,32 @@ impl std::fmt::Display for Status {
             "collector: {}",
             self.collector.as_deref().unwrap_or("not configured")
         )?;
-        writeln!(f, "containers ({}):", self.containers.len())?;
-        for c in &self.containers {
+        writeln!(f, "container sources ({}):", self.sources.len())?;
+        for s in &self.sources {
             writeln!(
                 f,
-                "  {:<20} {:<12} {:<30} profile={} {}",
+                "  {:<11} {:<40} {} ({} containers)",
+                s.runtime, s.socket, s.state, s.containers
+            )?;
+        }
+        writeln!(f, "containers ({}):", self.containers.len())?;
+        for c in &self.containers {
+            let pod = if c.pod.is_empty() {
+                String::new()
+            } else {
+                format!(" pod={}", c.pod)
+            };
+            writeln!(
+                f,
+                "  {:<20} {:<12} {:<30} runtime={}{pod} profile={} {}",
                 c.name,
                 &c.id[..c.id.len().min(12)],
                 c.image,
+                if c.runtime.is_empty() {
+                    "?"
+                } else {
+                    &c.runtime
+                },
                 c.profile,
                 c.modes
             )?;
