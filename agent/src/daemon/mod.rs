@@ -9,6 +9,7 @@
 pub mod config;
 mod containers;
 mod kernel_events;
+mod learning;
 mod profiles;
 mod start;
 mod summary;
@@ -45,6 +46,7 @@ use crate::{
         programs::Control,
         ring,
     },
+    learn::{promotion::PromotionClock, Learner},
     ops::{api, metrics::Metrics, status::Status},
     output::{clock::Clock, event::Enricher, sinks::Sinks},
     policy::compile::{CompileError, CompiledSet},
@@ -146,7 +148,10 @@ struct Daemon {
     parents: Vec<(PathBuf, u64)>,
     kernel: KernelHandle,
     lookup: Option<Lookup>,
+    /// The profiles in force: `loaded` with the promotions the clock made.
     profiles: ProfileSet,
+    /// The profiles as their files say.
+    loaded: ProfileSet,
     compiled: CompiledSet,
     next_profile_id: u32,
     containers: ContainerTable,
@@ -169,6 +174,10 @@ struct Daemon {
     /// Execs the kernel held (stopped) in containers whose lookup is still out, by cgroup.
     held: HashMap<u64, Vec<(KernelEvent, Instant)>>,
     drops_seen: u64,
+    /// Hands every event to learning; none with `--no-learn`.
+    learner: Option<Learner>,
+    /// The `enforce_after` clocks.
+    promotion: PromotionClock,
 }
 
 /// How long start-up waits for the sources' first listing of running containers.
@@ -203,6 +212,7 @@ impl Daemon {
     }
 
     fn emit(&mut self, ev: Event) {
+        self.learn_from(&ev);
         self.sinks.emit(&ev);
     }
 
@@ -265,11 +275,13 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         metrics.set_backend(*control, *backend);
     }
 
+    let learning = learning::start(&cfg, &stop, &mut tasks);
     // Local API and metrics: served from now on, joined at shutdown.
     tasks.spawn(api::serve(
         api,
         status.clone(),
         output.sinks.bus.clone(),
+        learning.query.clone(),
         stop.wait(),
     ));
     if let Some(listener) = metrics_listener {
@@ -322,6 +334,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         kernel,
         lookup,
         profiles: ProfileSet::builtin_default(),
+        loaded: ProfileSet::builtin_default(),
         compiled: CompiledSet::default(),
         next_profile_id: 0,
         containers: ContainerTable::default(),
@@ -338,6 +351,8 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         awaiting: HashMap::new(),
         held: HashMap::new(),
         drops_seen: 0,
+        learner: learning.learner,
+        promotion: learning.promotion,
         cfg: cfg.clone(),
     };
     // Maps adopted from an earlier agent keep its rules: number on above them, and remove them
@@ -500,6 +515,7 @@ async fn event_loop(
                 }
                 d.expire_waits().await;
                 d.poll_counters().await;
+                d.promote_due().await;
                 if let Err(e) = d.kernel.heartbeat().await {
                     tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
                 }
