@@ -28,7 +28,8 @@ struct Cli {
 enum Command {
     /// Run the agent (as root): load the kernel programs, watch containers, enforce profiles,
     /// and write one JSON event per line.
-    Agent(AgentOptions),
+    // Boxed: its many options would make every other subcommand as large.
+    Agent(Box<AgentOptions>),
     /// Show what the running agent is doing: backends, containers and their profiles, drops.
     Status {
         /// Local API socket of the agent.
