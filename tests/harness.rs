@@ -390,6 +390,15 @@ pub fn serve_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<Op
     })
 }
 
+/// A free loopback TCP port (nobody listens on it once this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Whether a connection arrives on `listener` within `wait`.
 pub fn got_connection(listener: &std::net::TcpListener, wait: Duration) -> bool {
     listener.set_nonblocking(true).expect("nonblocking");

@@ -102,15 +102,6 @@ fn serve_forever(l: TcpListener) -> JoinHandle<()> {
     })
 }
 
-/// A free loopback TCP port (nobody listens on it once this returns).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The benign workload: reads configuration, writes under /tmp, connects to the test's
 /// loopback listener, listens on a loopback port for a moment. Says `ok` when all worked.
 fn workload(egress_port: u16, listen_port: u16) -> String {
