@@ -43,6 +43,7 @@ fn event(seq: u64) -> Event {
             "https://example.invalid/x".into(),
         ],
         args_truncated: false,
+        ..Default::default()
     });
     e.container = Some(Container {
         id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),

@@ -160,6 +160,23 @@ impl ProfileSet {
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
     }
+
+    /// The set with every profile `promote` names (by its `enforce_after` having fired) in its
+    /// promoted form ([`Profile::promoted`]); profiles without `enforce_after` stay as they are.
+    pub fn with_promoted(&self, promote: impl Fn(&Profile) -> bool) -> ProfileSet {
+        let swap = |p: &Profile| {
+            if promote(p) {
+                p.promoted().unwrap_or_else(|| p.clone())
+            } else {
+                p.clone()
+            }
+        };
+        ProfileSet {
+            default: swap(&self.default),
+            others: self.others.iter().map(swap).collect(),
+            warnings: self.warnings.clone(),
+        }
+    }
 }
 
 /// How specifically a profile's Kubernetes selector picks a container; fields compare in

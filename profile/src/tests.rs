@@ -473,6 +473,26 @@ fn enforce_after_promotes_only_the_controls_that_inherit() {
 }
 
 #[test]
+fn a_set_with_promoted_profiles_swaps_only_those_named() {
+    let web = format!("{HEAD}enforce_after = \"7d\"\n[drift]\nprevent = true\n");
+    let db = "[profile]\nname = \"db\"\nimages = [\"postgres*\"]\nenforce_after = \"7d\"\n\
+              [drift]\nprevent = true\n";
+    let dir = dir_with(&[("web.toml", &web), ("db.toml", db)]);
+    let set = ProfileSet::load_dir(dir.path()).unwrap();
+    let promoted = set.with_promoted(|p| p.name == "web");
+    let web = promoted.for_image("nginx", None);
+    assert_eq!((web.mode, web.drift.mode), (Mode::Enforce, Mode::Enforce));
+    assert!(web.enforce_after.is_none());
+    let db = promoted.for_image("postgres:15", None);
+    assert_eq!((db.mode, db.drift.mode), (Mode::Audit, Mode::Audit));
+    assert!(db.enforce_after.is_some());
+    // The default has no enforce_after: asking to promote it changes nothing.
+    let all = set.with_promoted(|_| true);
+    assert_eq!(all.default_profile().mode, set.default_profile().mode);
+    assert_eq!(all.profiles().count(), set.profiles().count());
+}
+
+#[test]
 fn enforce_after_errors() {
     let d = diags("web.toml", &format!("{HEAD}enforce_after = \"7 days\"\n"));
     assert_eq!(d.len(), 1, "{d:?}");

@@ -53,6 +53,21 @@ pub struct Process {
     /// True when argv did not fit the kernel's buffer and was cut.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub args_truncated: bool,
+    /// Exec events: the process is in a `docker exec` session (it, or an ancestor, entered the
+    /// container from outside after its init), whatever the profile says about sessions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exec_session: bool,
+    /// Exec events: `exe` was cut (deeper or longer than the kernel assembles a path); a cut
+    /// path never matches an allow list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exe_truncated: bool,
+    /// Exec events: where the executed file lives, whatever the drift control says: `image`,
+    /// `container` (written inside the container: the overlay's upper layer), `other_fs` (not the
+    /// container's root filesystem: memfd, tmpfs, a volume), `deleted`, or `outside_root` (the
+    /// process had not entered the container's root yet, as the runtime's own helper: no exec
+    /// rule applies). Empty for other events.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub exe_source: String,
 }
 
 /// The container the process belongs to.

@@ -41,6 +41,12 @@ pub mod defaults {
     pub const SPOOL_MAX_BYTES: u64 = 256 << 20;
     /// bpffs directory for pinned maps and programs.
     pub const BPFFS: &str = "/sys/fs/bpf/seawall";
+    /// State kept across restarts: learned behaviour, promotion clocks.
+    pub const STATE_DIR: &str = "/var/lib/seawall/state";
+    /// Distinct entries learned per category (executables, destinations, …) of each image.
+    pub const LEARN_PER_CATEGORY: usize = 256;
+    /// Images whose behaviour is kept; the least recently seen goes first.
+    pub const LEARN_MAX_IMAGES: usize = 64;
 }
 
 fn with_default(help: &str, default: impl std::fmt::Display) -> String {
@@ -111,6 +117,16 @@ pub struct AgentOptions {
     pub pin: bool,
     #[arg(long, value_name = "DIR", help = with_default("bpffs directory for pinned maps and programs", defaults::BPFFS))]
     pub bpffs: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", help = with_default("State kept across restarts: what each image did (for `seawall profile learn`) and enforce_after clocks", defaults::STATE_DIR))]
+    pub state_dir: Option<PathBuf>,
+    /// Do not record what containers do (`seawall profile learn` then has nothing to learn
+    /// from); enforce_after clocks still run.
+    #[arg(long)]
+    pub no_learn: bool,
+    #[arg(long, value_name = "N", help = with_default("Distinct entries learned per category (executables, files, destinations, ports) of each image; more are counted as cut", defaults::LEARN_PER_CATEGORY))]
+    pub learn_per_category: Option<usize>,
+    #[arg(long, value_name = "N", help = with_default("Images whose behaviour is kept; the least recently seen is dropped for a new one", defaults::LEARN_MAX_IMAGES))]
+    pub learn_max_images: Option<usize>,
 }
 
 /// The agent's resolved configuration: every value set.
@@ -160,6 +176,14 @@ pub struct AgentConfig {
     pub bpffs: PathBuf,
     /// Keep the programs attached and enforcing when the agent exits.
     pub pin: bool,
+    /// State kept across restarts (learned behaviour, promotion clocks).
+    pub state_dir: PathBuf,
+    /// Record what containers do, for `seawall profile learn`.
+    pub learn: bool,
+    /// Distinct entries learned per category of each image.
+    pub learn_per_category: usize,
+    /// Images whose behaviour is kept.
+    pub learn_max_images: usize,
 }
 
 impl Default for AgentConfig {
@@ -187,6 +211,10 @@ pub enum ConfigError {
     },
     #[error("config: ringbuf_bytes = {0} must be a power of two of at least 4096")]
     RingBuf(u32),
+    #[error(
+        "config: {key} = 0 would keep nothing; use at least 1, or no_learn = true to stop learning"
+    )]
+    LearnLimit { key: &'static str },
 }
 
 impl AgentOptions {
@@ -233,6 +261,10 @@ impl AgentOptions {
             spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
             pin: self.pin || file.pin,
             bpffs: self.bpffs.or(file.bpffs),
+            state_dir: self.state_dir.or(file.state_dir),
+            no_learn: self.no_learn || file.no_learn,
+            learn_per_category: self.learn_per_category.or(file.learn_per_category),
+            learn_max_images: self.learn_max_images.or(file.learn_max_images),
         }
     }
 
@@ -281,6 +313,12 @@ impl AgentOptions {
             spool_max_bytes: self.spool_max_bytes.unwrap_or(defaults::SPOOL_MAX_BYTES),
             bpffs: self.bpffs.unwrap_or_else(|| defaults::BPFFS.into()),
             pin: self.pin,
+            state_dir: self.state_dir.unwrap_or_else(|| defaults::STATE_DIR.into()),
+            learn: !self.no_learn,
+            learn_per_category: self
+                .learn_per_category
+                .unwrap_or(defaults::LEARN_PER_CATEGORY),
+            learn_max_images: self.learn_max_images.unwrap_or(defaults::LEARN_MAX_IMAGES),
         };
         c.validate()?;
         Ok(c)
@@ -299,6 +337,14 @@ impl AgentConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.ringbuf_bytes.is_power_of_two() || self.ringbuf_bytes < 4096 {
             return Err(ConfigError::RingBuf(self.ringbuf_bytes));
+        }
+        for (key, value) in [
+            ("learn_per_category", self.learn_per_category),
+            ("learn_max_images", self.learn_max_images),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::LearnLimit { key });
+            }
         }
         Ok(())
     }
@@ -397,6 +443,28 @@ mod tests {
         assert!(c.pin, "a switch in the file stays on");
         assert_eq!(c.profiles, PathBuf::from(defaults::PROFILES));
         assert_eq!(c.bpffs, PathBuf::from(defaults::BPFFS));
+        assert_eq!(c.state_dir, PathBuf::from(defaults::STATE_DIR));
+        assert!(c.learn);
+    }
+
+    #[test]
+    fn learning_keys_in_the_file_and_as_flags() {
+        let c = AgentConfig::from_toml(
+            "state_dir = \"/srv/seawall\"\nno_learn = true\nlearn_per_category = 32\n",
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/seawall"));
+        assert!(!c.learn);
+        assert_eq!(
+            (c.learn_per_category, c.learn_max_images),
+            (32, defaults::LEARN_MAX_IMAGES)
+        );
+        let flags = Cli::parse_from(["x", "--learn-max-images", "3"]).options;
+        assert_eq!(flags.resolve().unwrap().learn_max_images, 3);
+        let err = AgentConfig::from_toml("learn_max_images = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("learn_max_images = 0"), "{err}");
     }
 
     #[test]

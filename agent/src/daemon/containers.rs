@@ -326,16 +326,19 @@ impl Daemon {
         if info.init_pid != 0 {
             self.seed_processes(cgroup_id, &info).await;
         }
+        let mut files_watched = false;
         if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
             let profile = self
                 .profiles
                 .profiles()
                 .find(|p| p.name == info.profile)
                 .unwrap_or_else(|| self.profiles.default_profile());
-            if let Err(e) =
-                files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile)
-            {
-                tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "file controls unavailable for this container");
+            match files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile) {
+                // Only `--audit-files` reports every open; a file rule reports what it matches.
+                Ok(()) => files_watched = self.cfg.audit_files,
+                Err(e) => {
+                    tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "file controls unavailable for this container")
+                }
             }
         }
         tracing::info!(
@@ -348,7 +351,15 @@ impl Daemon {
             profile = %profile,
             "monitoring container"
         );
-        match self.containers.upsert(cgroup_id, info.clone()) {
+        let image_was_unknown = self
+            .containers
+            .get(cgroup_id)
+            .is_some_and(|c| c.image.is_empty());
+        let change = self.containers.upsert(cgroup_id, info.clone());
+        if change == Change::Added || (change == Change::Updated && image_was_unknown) {
+            self.learn_container(&info, files_watched);
+        }
+        match change {
             Change::Added => {
                 let mut ev = self.events.event(
                     Kind::Container,

@@ -9,6 +9,7 @@
 pub mod config;
 mod containers;
 mod kernel_events;
+mod learning;
 mod profiles;
 mod start;
 mod summary;
@@ -44,6 +45,7 @@ use crate::{
         programs::Control,
         ring,
     },
+    learn::{promotion::PromotionClock, Learner},
     ops::{api, metrics::Metrics, status::Status},
     output::{clock::Clock, event::Enricher, sinks::Sinks},
     policy::compile::{CompileError, CompiledSet},
@@ -144,7 +146,10 @@ struct Daemon {
     sources: Vec<(SourceId, Option<bool>)>,
     /// Detected parents the kernel owner could not register (not tried again).
     failed_parents: Vec<crate::runtime::cgroup::ContainerParent>,
+    /// The profiles in force: `loaded` with the promotions the clock made.
     profiles: ProfileSet,
+    /// The profiles as their files say.
+    loaded: ProfileSet,
     compiled: CompiledSet,
     next_profile_id: u32,
     containers: ContainerTable,
@@ -167,6 +172,10 @@ struct Daemon {
     /// Execs the kernel held (stopped) in containers whose lookup is still out, by cgroup.
     held: HashMap<u64, Vec<(KernelEvent, Instant)>>,
     drops_seen: u64,
+    /// Hands every event to learning; none with `--no-learn`.
+    learner: Option<Learner>,
+    /// The `enforce_after` clocks.
+    promotion: PromotionClock,
 }
 
 /// How long start-up waits for the sources' first listing of running containers.
@@ -205,6 +214,7 @@ impl Daemon {
     }
 
     fn emit(&mut self, ev: Event) {
+        self.learn_from(&ev);
         self.sinks.emit(&ev);
     }
 
@@ -267,11 +277,13 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         metrics.set_backend(*control, *backend);
     }
 
+    let learning = learning::start(&cfg, &stop, &mut tasks);
     // Local API and metrics: served from now on, joined at shutdown.
     tasks.spawn(api::serve(
         api,
         status.clone(),
         output.sinks.bus.clone(),
+        learning.query.clone(),
         stop.wait(),
     ));
     if let Some(listener) = metrics_listener {
@@ -336,6 +348,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         sources: source_ids,
         failed_parents: Vec::new(),
         profiles: ProfileSet::builtin_default(),
+        loaded: ProfileSet::builtin_default(),
         compiled: CompiledSet::default(),
         next_profile_id: 0,
         containers: ContainerTable::default(),
@@ -352,6 +365,8 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         awaiting: HashMap::new(),
         held: HashMap::new(),
         drops_seen: 0,
+        learner: learning.learner,
+        promotion: learning.promotion,
         cfg: cfg.clone(),
     };
     // Maps adopted from an earlier agent keep its rules: number on above them, and remove them
@@ -515,6 +530,7 @@ async fn event_loop(
                 d.watch_parents().await;
                 d.expire_waits().await;
                 d.poll_counters().await;
+                d.promote_due().await;
                 if let Err(e) = d.kernel.heartbeat().await {
                     tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
                 }

@@ -35,9 +35,10 @@ pub fn stamp(dir: &Path) -> Option<SystemTime> {
 }
 
 impl Daemon {
-    /// Compiles `set` under fresh ids and swaps it in: at no moment is a container without a
-    /// complete policy.
-    pub(super) async fn install(&mut self, set: ProfileSet) -> Result<(), DaemonError> {
+    /// Compiles `loaded` (with the promotions its `enforce_after` clocks made) under fresh ids
+    /// and swaps it in: at no moment is a container without a complete policy.
+    pub(super) async fn install(&mut self, loaded: ProfileSet) -> Result<(), DaemonError> {
+        let set = self.promoted_set(loaded);
         let compiled = compile::compile_set(&set, &mut self.next_profile_id)?;
         let old_paths = self.compiled.all_path_rules();
         let old_nets: Vec<_> = self

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{backends::Backends, programs::Control};
+use crate::{
+    kernel::{backends::Backends, programs::Control},
+    learn::promotion::PromotionStatus,
+};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -20,6 +23,9 @@ pub struct Status {
     pub kills: u64,
     pub denies: u64,
     pub collector: Option<String>,
+    /// `enforce_after` clocks of the profiles in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promotions: Vec<PromotionStatus>,
 }
 
 /// One container engine the agent reads.
@@ -79,6 +85,24 @@ impl std::fmt::Display for Status {
             "collector: {}",
             self.collector.as_deref().unwrap_or("not configured")
         )?;
+        for p in &self.promotions {
+            match (&p.promoted_at, &p.promotes_at) {
+                (Some(at), _) => writeln!(
+                    f,
+                    "promotion: {} enforcing since {at} (enforce_after = {}, no violation since {})",
+                    p.profile, p.enforce_after, p.since
+                )?,
+                (None, at) => writeln!(
+                    f,
+                    "promotion: {} audits until {} unless a violation restarts the clock (enforce_after = {}, clock since {}, {} restarts)",
+                    p.profile,
+                    at.as_deref().unwrap_or("?"),
+                    p.enforce_after,
+                    p.since,
+                    p.violations
+                )?,
+            }
+        }
         writeln!(f, "container sources ({}):", self.sources.len())?;
         for s in &self.sources {
             writeln!(

@@ -4,9 +4,9 @@ use seawall_proto::event::{Action, Event, Kind, Network, Process, Severity};
 
 use agent_common::{
     ACTION_AUDITED, ACTION_BLOCKED, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT, CONTROL_EXEC,
-    CONTROL_FILE, CONTROL_NETWORK, EXEC_ARGS_TRUNCATED, EXEC_FOREIGN_FS, EXEC_UNLINKED,
-    EXEC_UPPER_LAYER, NET_OP_BIND, NET_OP_CONNECT, NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_RAW,
-    PROTO_TCP, PROTO_UDP,
+    CONTROL_FILE, CONTROL_NETWORK, EXEC_ARGS_TRUNCATED, EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION,
+    EXEC_PATH_TRUNCATED, EXEC_ROOT_NOT_OVERLAY, EXEC_UNLINKED, EXEC_UPPER_LAYER, NET_OP_BIND,
+    NET_OP_CONNECT, NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_RAW, PROTO_TCP, PROTO_UDP,
 };
 
 use super::{clock::Clock, flags::flags_text};
@@ -34,6 +34,22 @@ pub fn action_of(action: u32) -> Action {
         ACTION_BLOCKED => Action::Blocked,
         ACTION_AUDITED => Action::Audited,
         _ => Action::Allowed,
+    }
+}
+
+/// Where an executed file lives (`process.exe_source`), from the kernel's exec flags, in the
+/// order the drift message names them.
+fn exe_source(flags: u32) -> &'static str {
+    if flags & EXEC_ROOT_NOT_OVERLAY != 0 {
+        "outside_root"
+    } else if flags & EXEC_UPPER_LAYER != 0 {
+        "container"
+    } else if flags & EXEC_FOREIGN_FS != 0 {
+        "other_fs"
+    } else if flags & EXEC_UNLINKED != 0 {
+        "deleted"
+    } else {
+        "image"
     }
 }
 
@@ -107,7 +123,7 @@ impl Enricher {
             comm: h.comm.clone(),
             exe: known.map(|p| p.exe.clone()).unwrap_or_default(),
             args: known.map(|p| p.args.clone()).unwrap_or_default(),
-            args_truncated: false,
+            ..Default::default()
         }
     }
 
@@ -131,6 +147,9 @@ impl Enricher {
                 p.exe = path.clone();
                 p.args = args.clone();
                 p.args_truncated = flags & EXEC_ARGS_TRUNCATED != 0;
+                p.exec_session = flags & EXEC_FROM_EXEC_SESSION != 0;
+                p.exe_truncated = flags & EXEC_PATH_TRUNCATED != 0;
+                p.exe_source = exe_source(*flags).into();
                 let why = if flags & EXEC_UPPER_LAYER != 0 {
                     " (written inside the container)"
                 } else if flags & EXEC_FOREIGN_FS != 0 {
@@ -268,6 +287,11 @@ mod tests {
         assert_eq!(json["container"]["id"], "c0ffee");
         assert_eq!(json["container"]["image"], "seawall-test/busybox:latest");
         assert!(json["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(json["process"]["exe_source"], "image");
+        assert!(
+            json["process"].get("exec_session").is_none(),
+            "false flags are left out"
+        );
         // The next event takes the next number.
         let out2 = e.kernel_event(&ev, &containers, &procs).unwrap();
         assert_eq!(out2.seq, 2);
@@ -293,5 +317,33 @@ mod tests {
             "{}",
             out.message
         );
+        let p = out.process.unwrap();
+        assert_eq!(p.exe_source, "container");
+        assert!(!p.exec_session);
+    }
+
+    #[test]
+    fn an_exec_says_whether_it_is_in_a_session_where_its_file_lives_and_whether_its_path_was_cut() {
+        let mut raw = decode::tests::exec_event(5, "/usr/bin/x", &["x"]);
+        // header.control @4 stays 0 (visibility): no control was asked about any of this.
+        let flags = EXEC_FROM_EXEC_SESSION | EXEC_PATH_TRUNCATED | EXEC_FOREIGN_FS | EXEC_UNLINKED;
+        raw[64..68].copy_from_slice(&flags.to_ne_bytes());
+        let ev = decode::decode(&raw).unwrap();
+        let mut e = Enricher::new("n".into(), 1);
+        let out = e
+            .kernel_event(&ev, &ContainerTable::default(), &ProcessTable::new(1))
+            .unwrap();
+        assert_eq!(out.control, "visibility");
+        let p = out.process.unwrap();
+        assert!(p.exec_session && p.exe_truncated);
+        assert_eq!(p.exe_source, "other_fs", "memfd: another filesystem first");
+        raw[64..68].copy_from_slice(&(EXEC_ROOT_NOT_OVERLAY | EXEC_UPPER_LAYER).to_ne_bytes());
+        let ev = decode::decode(&raw).unwrap();
+        let p = e
+            .kernel_event(&ev, &ContainerTable::default(), &ProcessTable::new(1))
+            .unwrap()
+            .process
+            .unwrap();
+        assert_eq!(p.exe_source, "outside_root");
     }
 }

@@ -51,7 +51,7 @@ pub fn to_event(
             comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
             exe: known.map(|p| p.exe.clone()).unwrap_or_default(),
             args: known.map(|p| p.args.clone()).unwrap_or_default(),
-            args_truncated: false,
+            ..Default::default()
         }),
         container: containers.get(f.cgroup_id).map(|c| c.to_event()),
         file: Some(File {
@@ -93,7 +93,9 @@ fn script_drift_event(
             comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
             exe: f.path.clone(),
             args: Vec::new(),
-            args_truncated: false,
+            // Only scripts in the overlay's upper layer are reported here.
+            exe_source: "container".into(),
+            ..Default::default()
         }),
         container: containers.get(f.cgroup_id).map(|c| c.to_event()),
         file: None,

@@ -415,6 +415,7 @@ mod tests {
                 exe: "/bin/sh".into(),
                 args: vec!["sh".into(), "-c".into()],
                 args_truncated: false,
+                ..Default::default()
             });
             e.container = Some(Container {
                 id: "abc".into(),
