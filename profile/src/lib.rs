@@ -21,7 +21,7 @@ pub use diag::{CheckReport, Diagnostic, Position, Severity};
 pub use image::ImagePattern;
 pub use net::{NetRule, PortRange, Protocol};
 pub use path_rule::{PathGlobs, PathRule};
-pub use set::{check_path, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
+pub use set::{check_path, load_file, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -111,21 +111,23 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             Err(e) => d.error(span, e),
         }
     }
-    if images.is_empty()
-        && name != DEFAULT_PROFILE_NAME
-        && !is_default_file
-        && image_list.as_ref().is_none_or(Vec::is_empty)
-    {
-        let span = pt
-            .table
-            .get("images")
-            .and_then(Item::span)
-            .or(pt.span.clone());
-        d.error(
-            &Some(span.unwrap_or(0..0)),
+    let is_default = name == DEFAULT_PROFILE_NAME || is_default_file;
+    match &image_list {
+        // No `images` at all: a profile for `seawall-micro`, which applies it to the process tree
+        // it wraps. The host agent loads it but matches it to no container, so say so.
+        None if !is_default && pt.table.get("images").is_none() => d.warning(
+            &pt.span,
+            "no `images`: this profile is for seawall-micro (`seawall-micro --profile FILE -- \
+             CMD`), which applies it to the processes it starts; the host agent matches it to no \
+             container. For the agent, add `images = [\"nginx*\"]` or `images = [\"sha256:...\"]`",
+        ),
+        Some(list) if list.is_empty() && images.is_empty() && !is_default => d.error(
+            &pt.table.get("images").and_then(Item::span),
             "this profile matches no image; add `images = [\"nginx*\"]` (globs on the image \
-             reference) or `images = [\"sha256:...\"]` (digests)",
-        );
+             reference) or `images = [\"sha256:...\"]` (digests), or remove `images` for a \
+             seawall-micro profile",
+        ),
+        _ => {}
     }
 
     if (is_default_file || name == DEFAULT_PROFILE_NAME) && !images.is_empty() {

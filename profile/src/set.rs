@@ -154,6 +154,27 @@ fn builtin_default_profile() -> Profile {
     }
 }
 
+/// Loads one profile file on its own, as `seawall-micro --profile FILE` does: `images` may be
+/// absent (the profile applies to the process tree, not to images). Returns the profile and its
+/// warnings, or every diagnostic when there is an error.
+pub fn load_file(path: &Path) -> Result<(Profile, Vec<Diagnostic>), CheckReport> {
+    if !path.is_file() {
+        let mut report = CheckReport::default();
+        report.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            position: None,
+            message: "not a file; `--profile` takes one `.toml` profile".into(),
+        });
+        return Err(report);
+    }
+    let (mut loaded, report) = analyze(path);
+    match loaded.pop() {
+        Some(l) if report.is_ok() => Ok((l.profile, report.diagnostics)),
+        _ => Err(report),
+    }
+}
+
 /// Checks a profile file, or every `*.toml` file of a directory together (duplicate names and
 /// overlapping image patterns are only visible across files). This is `seawall profile check`.
 pub fn check_path(path: &Path) -> CheckReport {
