@@ -68,6 +68,9 @@ pub struct Plan {
     pub reports: Vec<ControlReport>,
 }
 
+/// What observes a control in `audit` mode.
+const AUDIT_BACKEND: &str = "seccomp notification: reported, let through (audit)";
+
 /// More ports than this in `listen_allow`/`egress_allow` and Landlock's port rules are skipped
 /// (the supervisor still checks every call).
 const MAX_LANDLOCK_PORTS: usize = 4096;
@@ -165,14 +168,18 @@ impl Plan {
             ],
         };
         if p.drift.mode != Mode::Off {
-            r.backend = "Landlock execute right on the files executable at start; \
-                         seccomp notification for memfd_create and events"
-                .into();
-            if enforce(p.drift.mode) && ll < 1 {
+            r.backend = if enforce(p.drift.mode) {
+                "Landlock execute right on the files executable at start; seccomp \
+                 notification for memfd_create and events"
+            } else {
+                AUDIT_BACKEND
+            }
+            .into();
+            if ll < 1 {
                 r.degraded
                     .push("files written after start can be executed: no Landlock".into());
             }
-            if enforce(p.drift.mode) && !memfd_noexec {
+            if !(f.memfd_noexec && f.on_behalf()) {
                 r.degraded.push(
                     "memfd exec is not refused: needs MFD_NOEXEC_SEAL (Linux 6.3) and \
                      seccomp addfd (5.14) with killable waits (5.19)"
@@ -199,8 +206,13 @@ impl Plan {
             ],
         };
         if exec_lists && p.exec.mode != Mode::Off {
-            r.backend = "Landlock execute right; seccomp notification for events".into();
-            if enforce(p.exec.mode) && ll < 1 {
+            r.backend = if enforce(p.exec.mode) {
+                "Landlock execute right; seccomp notification for events"
+            } else {
+                AUDIT_BACKEND
+            }
+            .into();
+            if ll < 1 {
                 r.degraded
                     .push("exec allow/deny is not enforced: no Landlock".into());
             }
@@ -241,14 +253,17 @@ impl Plan {
             ],
         };
         if r.mode != Mode::Off {
-            r.backend = "Landlock rights on the paths matched at start; seccomp notification \
-                         for events"
-                .into();
-            if enforce(p.files.mode) && file_lists && ll < 1 {
+            r.backend = if enforce(p.files.mode) && file_lists {
+                "Landlock rights on the paths matched at start; seccomp notification for events"
+            } else {
+                AUDIT_BACKEND
+            }
+            .into();
+            if file_lists && ll < 1 {
                 r.degraded
                     .push("files deny/read_only are not enforced: no Landlock".into());
             }
-            if enforce(p.files.mode) && !p.files.read_only.is_empty() && (1..3).contains(&ll) {
+            if !p.files.read_only.is_empty() && (1..3).contains(&ll) {
                 r.degraded.push(
                     "truncating a read-only file (truncate(2), O_TRUNC) is not refused: \
                      Landlock ABI 3 needed"
@@ -283,10 +298,14 @@ impl Plan {
             ],
         };
         if r.mode != Mode::Off {
-            r.backend = "seccomp notification: sockets made and used by the supervisor; \
-                         seccomp filter for raw sockets; Landlock TCP ports and scopes as a floor"
-                .into();
-            if enforce(net.mode) && net_rules && !f.on_behalf() {
+            r.backend = if enforce(net.mode) {
+                "seccomp notification: sockets made and used by the supervisor; seccomp \
+                 filter for raw sockets; Landlock TCP ports and scopes as a floor"
+            } else {
+                AUDIT_BACKEND
+            }
+            .into();
+            if net_rules && !f.on_behalf() {
                 r.degraded.push(
                     "egress and listen rules are not enforced: needs seccomp user \
                      notification with addfd (5.14) and killable waits (5.19)"
@@ -297,7 +316,7 @@ impl Plan {
                 r.degraded
                     .push("raw sockets are refused without events".into());
             }
-            if enforce(net.mode) && net.egress_allow.is_some() && ll < 6 {
+            if net.egress_allow.is_some() && ll < 6 {
                 r.degraded.push(
                     "abstract unix sockets outside the tree are not refused: Landlock ABI 6 \
                      needed"

@@ -232,7 +232,7 @@ pub fn compile(snap: &Snapshot, intent: &FsIntent<'_>) -> Compiled {
                     *file_grant.entry(node.id).or_default() |= EXECUTE;
                 }
             }
-            NodeKind::Dir { walked } => {
+            NodeKind::Dir { walked, pseudo } => {
                 if exec_deny.iter().any(|r| is_base_of(r, &p, true)) {
                     forbid_sub[i] |= EXECUTE;
                 }
@@ -257,8 +257,10 @@ pub fn compile(snap: &Snapshot, intent: &FsIntent<'_>) -> Compiled {
                 if deny.could_match_child(&p) {
                     forbid_here[i] |= MAKE_ANY;
                 }
-                if !walked {
+                if !walked && !pseudo {
                     // Entries nobody listed: fail closed for whatever could match in there.
+                    // (A kernel filesystem holds no file of the image; paths through its magic
+                    // links, /proc/PID/root/…, resolve to the real files and their rules.)
                     if deny.could_match_below(&p) {
                         forbid_sub[i] |= handled & !(REMOVE_ANY | REFER);
                     }
@@ -293,6 +295,13 @@ pub fn compile(snap: &Snapshot, intent: &FsIntent<'_>) -> Compiled {
             }
         }
     }
+    // A file can only be refused file rights: anything else it "forbids" would needlessly take
+    // rights such as listing or creating entries from the directories above it.
+    for (i, node) in snap.nodes.iter().enumerate() {
+        if !matches!(node.kind, NodeKind::Dir { .. }) {
+            forbid_sub[i] &= FILE_RIGHTS;
+        }
+    }
     // Hard links: a rule attaches to the file, so what one name forbids, every name does.
     let mut by_id: HashMap<FileId, Rights> = HashMap::new();
     for (i, node) in snap.nodes.iter().enumerate() {
@@ -325,7 +334,7 @@ pub fn compile(snap: &Snapshot, intent: &FsIntent<'_>) -> Compiled {
         let node = &snap.nodes[i];
         let want = (want | extra_sub[i]) & !forbid_sub[i] & handled;
         match node.kind {
-            NodeKind::Dir { walked } => {
+            NodeKind::Dir { walked, .. } => {
                 if snap.aliases.get(&node.id).is_some_and(|a| a[0] != i) {
                     aliased_dirs += 1;
                     continue;

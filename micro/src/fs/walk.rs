@@ -14,9 +14,10 @@ pub type FileId = (u64, u64);
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeKind {
-    /// A directory; `walked` is false when its entries were not read (a pseudo filesystem
-    /// such as `/proc`, or an unreadable directory).
-    Dir { walked: bool },
+    /// A directory; `walked` is false when its entries were not read: `pseudo` when it is a
+    /// kernel filesystem such as `/proc` (nothing of the image in it), else it was unreadable
+    /// or the entry limit was reached.
+    Dir { walked: bool, pseudo: bool },
     /// A regular file; `exec` when any execute bit was set at start.
     File { exec: bool },
     /// Devices, sockets, FIFOs: never executed, opened like files.
@@ -88,7 +89,10 @@ impl Snapshot {
         let mut snap = Snapshot::default();
         snap.nodes.push(Node {
             path: root.to_path_buf(),
-            kind: NodeKind::Dir { walked: false },
+            kind: NodeKind::Dir {
+                walked: false,
+                pseudo: false,
+            },
             id: (meta.dev(), meta.ino()),
             ctime_ns: ctime_ns(&meta),
             children: Vec::new(),
@@ -99,6 +103,10 @@ impl Snapshot {
         while let Some(dir) = stack.pop() {
             let path = snap.nodes[dir].path.clone();
             if dir != 0 && is_pseudo_fs(&path) {
+                snap.nodes[dir].kind = NodeKind::Dir {
+                    walked: false,
+                    pseudo: true,
+                };
                 continue;
             }
             let Ok(entries) = fs::read_dir(&path) else {
@@ -119,7 +127,10 @@ impl Snapshot {
                     // would mean nothing to Landlock.
                     continue;
                 } else if ft.is_dir() {
-                    NodeKind::Dir { walked: false }
+                    NodeKind::Dir {
+                        walked: false,
+                        pseudo: false,
+                    }
                 } else if ft.is_file() {
                     NodeKind::File {
                         exec: m.mode() & 0o111 != 0,
@@ -157,6 +168,7 @@ impl Snapshot {
             }
             snap.nodes[dir].kind = NodeKind::Dir {
                 walked: snap.truncated.last().is_none_or(|t| *t != path),
+                pseudo: false,
             };
             snap.nodes[dir].children = children;
         }
@@ -226,7 +238,7 @@ mod tests {
         assert_eq!(s.executables().len(), 1);
         assert!(matches!(
             s.nodes[s.find(&root.join("etc")).unwrap()].kind,
-            NodeKind::Dir { walked: true }
+            NodeKind::Dir { walked: true, .. }
         ));
         assert!(s.find(&root.join("nope")).is_none());
 

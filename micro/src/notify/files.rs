@@ -109,6 +109,10 @@ fn touches(t: &Target, req: &Request) -> Option<(&'static str, Option<u64>, Vec<
         touch(r, f, p, changes, true)
     };
     let nofollow = |flags: u64| flags as i32 & libc::O_NOFOLLOW == 0;
+    // Creating what exists fails with EEXIST, removing or renaming what does not with ENOENT,
+    // both before Landlock is asked: nothing to report.
+    let creates =
+        |r: Resolved, right: Rights| (r.id.is_none()).then(|| touch(r, 0, right, true, false));
     let nr = i64::from(req.nr);
     let r = match nr {
         libc::SYS_openat => {
@@ -135,46 +139,37 @@ fn touches(t: &Target, req: &Request) -> Option<(&'static str, Option<u64>, Vec<
         ),
         libc::SYS_unlinkat => {
             let r = path(req.int(0), a[1], false)?;
+            r.id?;
             let rm = remove_right(&r);
             ("unlink", None, vec![touch(r, 0, rm, true, false)])
         }
         libc::SYS_renameat | libc::SYS_renameat2 => {
             let from = path(req.int(0), a[1], false)?;
+            from.id?;
             let to = path(req.int(2), a[3], false)?;
             rename(from, to)
         }
-        libc::SYS_linkat => {
-            let to = path(req.int(2), a[3], false)?;
-            ("link", None, vec![touch(to, 0, MAKE_REG, true, false)])
-        }
+        libc::SYS_linkat => (
+            "link",
+            None,
+            vec![creates(path(req.int(2), a[3], false)?, MAKE_REG)?],
+        ),
         libc::SYS_symlinkat => (
             "symlink",
             None,
-            vec![touch(
-                path(req.int(1), a[2], false)?,
-                0,
-                MAKE_SYM,
-                true,
-                false,
-            )],
+            vec![creates(path(req.int(1), a[2], false)?, MAKE_SYM)?],
         ),
         libc::SYS_mkdirat => (
             "mkdir",
             None,
-            vec![touch(
-                path(req.int(0), a[1], false)?,
-                0,
-                MAKE_DIR,
-                true,
-                false,
-            )],
+            vec![creates(path(req.int(0), a[1], false)?, MAKE_DIR)?],
         ),
         libc::SYS_mknodat => {
-            let r = path(req.int(0), a[1], false)?;
+            let right = make_right(a[2] as u32);
             (
                 "mknod",
                 None,
-                vec![touch(r, 0, make_right(a[2] as u32), true, false)],
+                vec![creates(path(req.int(0), a[1], false)?, right)?],
             )
         }
         _ => return legacy(t, req),

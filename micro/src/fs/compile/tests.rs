@@ -149,6 +149,8 @@ fn read_only_and_deny_cover_the_file_its_directory_and_its_hard_links() {
     // The price of a hard link: its directory cannot hand write to its other, new entries.
     assert!(!has(&c, &t.p("links/new"), WRITE_FILE));
     assert!(!has(&c, &t.p("etc/secret"), READ_FILE));
+    // A denied file takes nothing from its directories but file rights: / is still listable.
+    assert!(has(&c, t.dir.path(), READ_DIR));
     assert!(!has(&c, &t.p("etc/secret"), WRITE_FILE));
     assert!(c.rules.len() < 40, "{}", c.rules.len());
 }
