@@ -18,7 +18,8 @@ cargo xtask <command>
              Safe to run every time.
   run [ARGS] build, then run `seawall agent` as root with the repo's profiles/ (ARGS are passed on)
   test       every test: unit tests, collector tests, privileged integration tests against real
-             containers, and the BPF LSM tests in a qemu VM (vm-test)
+             containers (the agent's, and seawall-micro's with no agent), and the BPF LSM tests
+             in a qemu VM (vm-test)
   vm-test    only the BPF LSM tests, in a qemu VM with Debian's kernel
 ";
 
@@ -100,6 +101,32 @@ fn musl_cc() -> &'static str {
     "gcc"
 }
 
+/// seawall-micro and micro-helper, the attacker of its container tests (tests/micro.rs), both
+/// static so they run in any image. The helper keeps its own target dir: it is not a workspace
+/// member.
+pub fn micro_binaries() -> Result<()> {
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-p",
+            "seawall-micro",
+        ])
+        .env("CC_x86_64_unknown_linux_musl", musl_cc()))?;
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "--manifest-path",
+        ])
+        .arg(root().join("tests/micro-helper/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", root().join("target/micro-helper")))
+}
+
 fn test() -> Result<()> {
     setup::setup()?;
     // Unit and collector tests, and the binaries the integration tests drive.
@@ -133,6 +160,7 @@ fn test() -> Result<()> {
             "seawall",
         ])
         .env("CC_x86_64_unknown_linux_musl", musl_cc()))?;
+    micro_binaries()?;
     // Privileged tests against real containers: one agent at a time.
     run(cargo()
         .args([
