@@ -103,7 +103,7 @@ fn hostname() -> String {
 }
 
 fn load_profile(path: &Path) -> anyhow::Result<Profile> {
-    match seawall_profile::load_file(path) {
+    match seawall_profile::load_file_with_warnings(path) {
         Ok((p, warnings)) => {
             for w in warnings {
                 // Being image-less is what a micro profile is; the rest is worth saying.

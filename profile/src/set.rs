@@ -38,15 +38,10 @@ impl ProfileSet {
     /// `default.toml`, [`ProfileSet::builtin_default`]'s default applies.
     pub fn load_dir(dir: &Path) -> Result<ProfileSet, CheckReport> {
         if !dir.is_dir() {
-            let mut report = CheckReport::default();
-            report.diagnostics.push(Diagnostic {
-                severity: Severity::Error,
-                file: dir.to_path_buf(),
-                position: None,
-                message: "not a directory; `--profiles` takes a directory of `*.toml` profiles"
-                    .into(),
-            });
-            return Err(report);
+            return Err(whole_path_error(
+                dir,
+                "not a directory; `--profiles` takes a directory of `*.toml` profiles",
+            ));
         }
         let (loaded, report) = analyze(dir);
         if !report.is_ok() {
@@ -151,22 +146,31 @@ fn builtin_default_profile() -> Profile {
             listen_allow: None,
             block_raw_sockets: false,
         },
+        enforce_after: None,
     }
 }
 
-/// Loads one profile file on its own, as `seawall-micro --profile FILE` does: `images` may be
-/// absent (the profile applies to the process tree, not to images). Returns the profile and its
-/// warnings, or every diagnostic when there is an error.
-pub fn load_file(path: &Path) -> Result<(Profile, Vec<Diagnostic>), CheckReport> {
+/// Checks a profile file, or every `*.toml` file of a directory together (duplicate names and
+/// overlapping image patterns are only visible across files). This is `seawall profile check`.
+pub fn check_path(path: &Path) -> CheckReport {
+    analyze(path).1
+}
+
+/// Loads one profile file on its own (`seawall profile diff`): the profile, or every problem
+/// with it, as `seawall profile check` would print them.
+pub fn load_file(path: &Path) -> Result<Profile, CheckReport> {
+    load_file_with_warnings(path).map(|(profile, _)| profile)
+}
+
+/// [`load_file`] that also returns the file's warnings, for a caller that shows them
+/// (`seawall-micro --profile FILE`, where `images` may be absent: the profile applies to the
+/// process tree, not to images).
+pub fn load_file_with_warnings(path: &Path) -> Result<(Profile, Vec<Diagnostic>), CheckReport> {
     if !path.is_file() {
-        let mut report = CheckReport::default();
-        report.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            file: path.to_path_buf(),
-            position: None,
-            message: "not a file; `--profile` takes one `.toml` profile".into(),
-        });
-        return Err(report);
+        return Err(whole_path_error(
+            path,
+            "not a file; pass one profile file (`*.toml`)",
+        ));
     }
     let (mut loaded, report) = analyze(path);
     match loaded.pop() {
@@ -175,10 +179,16 @@ pub fn load_file(path: &Path) -> Result<(Profile, Vec<Diagnostic>), CheckReport>
     }
 }
 
-/// Checks a profile file, or every `*.toml` file of a directory together (duplicate names and
-/// overlapping image patterns are only visible across files). This is `seawall profile check`.
-pub fn check_path(path: &Path) -> CheckReport {
-    analyze(path).1
+/// A report of one error about a path as a whole (no position in it).
+fn whole_path_error(path: &Path, message: &str) -> CheckReport {
+    let mut report = CheckReport::default();
+    report.diagnostics.push(Diagnostic {
+        severity: Severity::Error,
+        file: path.to_path_buf(),
+        position: None,
+        message: message.into(),
+    });
+    report
 }
 
 fn analyze(path: &Path) -> (Vec<Loaded>, CheckReport) {

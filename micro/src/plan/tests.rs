@@ -4,7 +4,7 @@ fn profile(text: &str) -> Profile {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.toml");
     std::fs::write(&path, text).unwrap();
-    seawall_profile::load_file(&path).unwrap().0
+    seawall_profile::load_file_with_warnings(&path).unwrap().0
 }
 
 const FULL: Features = Features {
