@@ -505,6 +505,7 @@ fn the_raw_syscall_helper_gets_around_nothing() {
         r.assert_out(&format!("pidfd_getfd({fd}): EPERM"));
     }
     r.assert_out("kill(SIGKILL): EPERM");
+    assert_threads_unreachable(&r);
     // The supervisor survived all of it and passed the exit code on.
     assert_eq!(r.code(), Some(9), "{out}");
     let abi: Vec<&Value> = r.events.iter().filter(|e| e["control"] == "abi").collect();
@@ -517,6 +518,64 @@ fn the_raw_syscall_helper_gets_around_nothing() {
     });
     r.event("micro stopped", |e| {
         e["kind"] == "agent" && message_has(e, "exited with 9")
+    });
+}
+
+/// What `micro-helper supervisor` printed about the supervisor's other threads: there are
+/// some, and no signal, trace or memory access reached any of them.
+fn assert_threads_unreachable(r: &Run) {
+    let out = r.stdout();
+    let threads: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("supervisor threads: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no thread count in:\n{out}"));
+    assert!(
+        threads > 0,
+        "the supervisor has worker threads to aim at: {out}"
+    );
+    for op in [
+        "tgkill(0)",
+        "ptrace(ATTACH)",
+        "pidfd_send_signal(0)",
+        "tgkill(SIGKILL)",
+        "tkill(SIGKILL)",
+    ] {
+        r.assert_out(&format!("threads: {op}: EPERM"));
+    }
+    r.assert_out("threads: open(mem): EACCES");
+}
+
+#[test]
+fn under_another_init_the_supervisor_cannot_be_signalled_through_its_threads() {
+    if !ready() {
+        return;
+    }
+    // `--init` makes Docker's tini PID 1 and seawall-micro its child (as Fargate's
+    // `initProcessEnabled` does): the kernel's protection of PID 1 no longer covers it, and a
+    // signal aimed at one of its threads is judged against that thread.
+    let r = run_with(
+        &enforce_profile("\"127.0.0.1\""),
+        "none",
+        &["--init"],
+        &[],
+        r#"
+        sup=$(pidof seawall-micro); [ "$sup" != 1 ] && echo "supervisor not pid 1"
+        /mt/micro-helper supervisor "$sup"
+        sleep 0.2 && echo still-supervised
+        exit 4
+        "#,
+    );
+    let out = r.stdout();
+    r.assert_out("supervisor not pid 1");
+    r.assert_out("kill(SIGKILL): EPERM");
+    assert_threads_unreachable(&r);
+    // The other side: the supervisor was still there to run `sleep` (a notified exec would
+    // fail with ENOSYS without it), pass the code on and say so.
+    r.assert_out("still-supervised");
+    assert_eq!(r.code(), Some(4), "{out}\n{}", text(&r.out.stderr));
+    r.event("micro stopped", |e| {
+        e["kind"] == "agent" && message_has(e, "exited with 4")
     });
 }
 

@@ -257,6 +257,11 @@ fn run(args: Args) -> anyhow::Result<i32> {
         .assemble()
         .context("assembling the seccomp filter")?;
     let ruleset = confine::ruleset::build(&compiled, &plan.tcp, plan.scopes)?;
+    let tree_layer = if plan.scopes.signal {
+        Some(confine::ruleset::tree_layer()?)
+    } else {
+        None
+    };
 
     let node = args.node.clone().unwrap_or_else(hostname);
     let id = args.container_id.clone().unwrap_or_else(hostname);
@@ -296,6 +301,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let launched = launch::launch(
         &cmd,
         ruleset,
+        tree_layer,
         filter,
         listener_wanted,
         plan.features.wait_killable,

@@ -335,13 +335,17 @@ impl Plan {
                 .into(),
             degraded: Vec::new(),
             not_covered: vec![
-                "killing the supervisor is possible when it is not PID 1 and Landlock has no \
-                 signal scope; the tree then fails closed (notified calls return ENOSYS)"
+                "without Landlock's signal scope (ABI 6) and when it is not PID 1, the \
+                 supervisor can be killed through one of its threads (tkill, a thread pidfd: \
+                 the filter guards its pid, not its threads' ids); the tree then fails closed \
+                 (notified calls return ENOSYS)"
                     .into(),
             ],
         };
         if ll >= 6 {
-            r.backend.push_str("; Landlock signal scope");
+            r.backend.push_str(
+                "; Landlock signal scope, the tree one layer below the supervisor's threads",
+            );
         } else {
             r.backend
                 .push_str("; signals and ptrace aimed at its pid refused by the filter");

@@ -96,3 +96,14 @@ pub fn build(
     }
     Ok(Some(created))
 }
+
+/// The layer the tree gets on top of the supervisor's domain (ABI 6): signal scope alone. The
+/// supervisor's workers live in the domain the tree's rules are judged in, and a signal to one
+/// thread is checked against that thread; nested one level below them, the tree can signal
+/// none of the supervisor's threads (a SIGKILL to any one would end the supervisor).
+pub fn tree_layer() -> Result<RulesetCreated, RulesetBuildError> {
+    Ok(Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .scope(Scope::Signal)?
+        .create()?)
+}

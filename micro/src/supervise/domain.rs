@@ -1,7 +1,8 @@
 //! Work done inside the tree's Landlock domain: sockets the supervisor creates, connects, binds
 //! and sends on for the tree. Done from a thread in the same domain, the kernel judges these
 //! calls as it would the tree's own (TCP port rules, abstract unix socket scope, where a unix
-//! socket file may be created).
+//! socket file may be created). The tree itself sits one layer deeper, which adds only a signal
+//! scope: it cannot signal these threads.
 //!
 //! Landlock domains belong to threads and are inherited by the threads they create, so one
 //! thread enters the domain and every worker is spawned by it. Workers may block (a connect to

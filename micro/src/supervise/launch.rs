@@ -1,4 +1,5 @@
 //! Starting the tree: a thread enters the Landlock domain, a second thread (inside the domain)
+//! adds the tree's own layer (signal scope, so no thread of the supervisor can be signalled),
 //! installs the seccomp filter on itself and forks the first process of the tree, which execs
 //! `CMD`. The listener that filter returns is already in the supervisor's fd table (threads
 //! share it), so nothing has to be passed over a socket — a `sendmsg` the filter itself would
@@ -107,6 +108,7 @@ unsafe impl Send for ChildPlan {}
 pub fn launch(
     cmd: &Command,
     ruleset: Option<RulesetCreated>,
+    tree_layer: Option<RulesetCreated>,
     filter: Vec<libc::sock_filter>,
     listener_wanted: bool,
     wait_killable: bool,
@@ -156,12 +158,16 @@ pub fn launch(
             let _ = started_tx.send(Err(e));
             return false;
         }
-        // A second thread takes the filter, so this one (the domain's worker spawner) never
-        // runs under it.
+        // A second thread takes the filter (and the tree's own Landlock layer), so this one
+        // (the domain's worker spawner) never runs under them.
         let t = std::thread::Builder::new()
             .name("seawall-fork".into())
             .spawn(move || {
-                let _ = started_tx.send(filter_and_fork(&filter, flags, &child));
+                let started = match tree_layer.map(enter_tree_layer) {
+                    Some(Err(e)) => Err(e),
+                    _ => filter_and_fork(&filter, flags, &child),
+                };
+                let _ = started_tx.send(started);
             });
         t.is_ok_and(|t| t.join().is_ok())
     });
@@ -176,6 +182,15 @@ pub fn launch(
         domain,
         exec_status: status_r,
     })
+}
+
+/// Puts the calling thread one Landlock domain below the supervisor's workers.
+fn enter_tree_layer(layer: RulesetCreated) -> Result<(), LaunchError> {
+    match layer.restrict_self() {
+        Ok(st) if st.ruleset == landlock::RulesetStatus::FullyEnforced => Ok(()),
+        Ok(st) => Err(LaunchError::NotEnforced(st.ruleset)),
+        Err(e) => Err(LaunchError::Landlock(e)),
+    }
 }
 
 /// Installs the filter on the calling thread and forks the tree's first process.

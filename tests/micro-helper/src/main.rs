@@ -669,6 +669,58 @@ unsafe fn supervisor(pid: &str) {
         sys(libc::syscall(libc::SYS_kill, -1, 0)),
     )
     .ok();
+    supervisor_threads(pid);
+}
+
+/// The supervisor's other threads: a signal aimed at one thread (tgkill, a thread pidfd) is
+/// checked against that thread, not the process, and SIGKILL to any thread ends the process.
+unsafe fn supervisor_threads(pid: i32) {
+    let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|&t| t != pid)
+                .collect()
+        })
+        .unwrap_or_default();
+    println!("supervisor threads: {}", tids.len());
+    let each = |op: &str, call: &dyn Fn(i32) -> i64| {
+        let mut seen: Vec<String> = tids
+            .iter()
+            .map(|&t| match sys(call(t)) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => name(e),
+            })
+            .collect();
+        seen.sort();
+        seen.dedup();
+        println!("{op}: {}", seen.join(","));
+    };
+    each("threads: tgkill(0)", &|t| {
+        libc::syscall(libc::SYS_tgkill, pid, t, 0)
+    });
+    each("threads: ptrace(ATTACH)", &|t| {
+        libc::syscall(libc::SYS_ptrace, libc::PTRACE_ATTACH, t, 0, 0)
+    });
+    each("threads: open(mem)", &|t| {
+        let mem = cstr(&format!("/proc/{pid}/task/{t}/mem"));
+        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, mem.as_ptr(), libc::O_RDWR)
+    });
+    const PIDFD_THREAD: i64 = libc::O_EXCL as i64;
+    each("threads: pidfd_send_signal(0)", &|t| {
+        let fd = libc::syscall(libc::SYS_pidfd_open, t, PIDFD_THREAD);
+        if fd < 0 {
+            return fd;
+        }
+        let r = libc::syscall(libc::SYS_pidfd_send_signal, fd, 0, 0, 0);
+        libc::close(fd as i32);
+        r
+    });
+    each("threads: tgkill(SIGKILL)", &|t| {
+        libc::syscall(libc::SYS_tgkill, pid, t, libc::SIGKILL)
+    });
+    each("threads: tkill(SIGKILL)", &|t| {
+        libc::syscall(libc::SYS_tkill, t, libc::SIGKILL)
+    });
 }
 
 /// bind PORT: a TCP socket bound to 127.0.0.1:PORT and listening.
