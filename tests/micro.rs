@@ -291,6 +291,7 @@ fn a_read_only_file_cannot_be_written_truncated_renamed_or_unlinked_and_a_denied
         r#"
         before=$(md5sum /etc/passwd)
         /mt/micro-helper file /etc/passwd
+        /mt/micro-helper file-names /etc/passwd
         [ "$before" = "$(md5sum /etc/passwd)" ] && echo unchanged
         cat /etc/passwd > /dev/null && echo readable
         /mt/micro-helper read /mt/secret
@@ -306,6 +307,9 @@ fn a_read_only_file_cannot_be_written_truncated_renamed_or_unlinked_and_a_denied
         "rename(away): EACCES",
         "link(into /tmp): EXDEV",
         "unlink: EACCES",
+        "open(/proc/self/root/…): EACCES",
+        "open(symlink, O_WRONLY): EACCES",
+        "open(/proc/self/fd/N, O_WRONLY): EACCES",
         "unchanged",
         "readable",
         "open(O_RDONLY): EACCES",
@@ -330,6 +334,117 @@ fn a_read_only_file_cannot_be_written_truncated_renamed_or_unlinked_and_a_denied
         is(e, "file", "file", "blocked")
             && e["file"]["path"] == "/mt/secret"
             && message_has(e, "(deny)")
+    });
+    assert_other_names_reported(&r);
+}
+
+/// `micro-helper file-names /etc/passwd` wrote through three other names: each refusal is
+/// reported under the file's own name.
+fn assert_other_names_reported(r: &Run) {
+    let by_other_name = r
+        .events
+        .iter()
+        .filter(|e| {
+            is(e, "file", "file", "blocked")
+                && e["file"]["path"] == "/etc/passwd"
+                && e["process"]["args"][1] == "file-names"
+        })
+        .count();
+    assert_eq!(by_other_name, 3, "{:?}", r.blocked());
+}
+
+/// Docker's default capabilities, added back after `--cap-drop ALL`.
+const DOCKER_DEFAULT_CAPS: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+#[test]
+fn root_with_dockers_default_capabilities_gets_around_nothing_either() {
+    if !ready() {
+        return;
+    }
+    // The threat model's attacker: root with what Docker grants by default (DAC override,
+    // chroot, kill, raw sockets…); only no_new_privs is kept.
+    let caps: Vec<String> = DOCKER_DEFAULT_CAPS
+        .iter()
+        .flat_map(|c| ["--cap-add".to_string(), c.to_string()])
+        .collect();
+    let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+    let r = run_with(
+        &enforce_profile("\"127.0.0.1\""),
+        "none",
+        &caps,
+        &[],
+        r#"
+        grep -q '^CapEff:.*a80425fb' /proc/self/status && echo "default caps"
+        before=$(md5sum /etc/passwd)
+        cp /mt/micro-helper /tmp/drift; chmod +x /tmp/drift
+        /mt/micro-helper file-names /etc/passwd
+        /mt/micro-helper chroot /tmp /etc/passwd /drift
+        [ "$before" = "$(md5sum /etc/passwd)" ] && echo unchanged
+        /tmp/drift marker; echo "drift=$?"
+        /mt/micro-helper read /mt/secret
+        /mt/micro-helper raw-socket
+        /mt/micro-helper supervisor 1
+        exit 6
+        "#,
+    );
+    let out = r.stdout();
+    for line in [
+        "default caps",
+        "open(/proc/self/root/…): EACCES",
+        "open(symlink, O_WRONLY): EACCES",
+        "open(/proc/self/fd/N, O_WRONLY): EACCES",
+        "chroot: ok",
+        "chroot: openat(old root, O_WRONLY): EACCES",
+        "chroot: execve: EACCES",
+        "unchanged",
+        "drift=126",
+        "open(O_RDONLY): EACCES",
+        "socket(AF_PACKET): EPERM",
+        "socket(AF_INET, SOCK_RAW): EPERM",
+        "kill(SIGKILL): EPERM",
+    ] {
+        r.assert_out(line);
+    }
+    assert!(!out.contains("DRIFT-RAN"), "{out}");
+    assert_threads_unreachable(&r);
+    assert_eq!(r.code(), Some(6), "{out}\n{}", text(&r.out.stderr));
+
+    assert_other_names_reported(&r);
+    r.event("write through the old root after chroot", |e| {
+        is(e, "file", "file", "blocked")
+            && e["file"]["path"] == "/etc/passwd"
+            && e["process"]["args"][1] == "chroot"
+    });
+    let drift: Vec<&Value> = r
+        .events
+        .iter()
+        .filter(|e| is(e, "exec", "drift", "blocked") && e["process"]["exe"] == "/tmp/drift")
+        .collect();
+    assert_eq!(
+        drift.len(),
+        2,
+        "the chrooted and the direct exec: {drift:?}"
+    );
+    r.event("denied read", |e| {
+        is(e, "file", "file", "blocked") && e["file"]["path"] == "/mt/secret"
+    });
+    r.event("raw socket", |e| {
+        is(e, "network", "network", "blocked") && e["network"]["op"] == "raw_socket"
     });
 }
 

@@ -119,7 +119,11 @@ pub fn resolve(
         false,
     )?;
     let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
-    if let Some(fd) = open_path(base_fd.as_raw_fd(), &path, nofollow, absolute) {
+    // A caller in a root of its own (chroot) gets its absolute symlinks resolved in it. That
+    // also refuses magic links (`/proc/self/fd/N`, `/proc/self/root/…`), so a caller in our
+    // root is resolved plainly: its absolute symlinks mean what they mean for us.
+    let in_root = absolute && !same_root(t);
+    if let Some(fd) = open_path(base_fd.as_raw_fd(), &path, nofollow, in_root) {
         return describe_fd(&fd);
     }
     // Not there (yet): resolve the directory it would be created in.
@@ -129,7 +133,7 @@ pub fn resolve(
         Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
         None => (&b"."[..], trimmed),
     };
-    let dfd = open_path(base_fd.as_raw_fd(), dir, libc::O_DIRECTORY, absolute)?;
+    let dfd = open_path(base_fd.as_raw_fd(), dir, libc::O_DIRECTORY, in_root)?;
     let parent = describe_fd(&dfd)?;
     Some(Resolved {
         path: parent
