@@ -295,6 +295,11 @@ impl Plan {
                  with sendmsg on an inet socket: EPERM, because what such a call reaches cannot \
                  be checked race-free"
                     .into(),
+                "unix sockets by path (a mounted /var/run/docker.sock, say) are not egress: \
+                 the profile has no rule for them, Landlock does not mediate connecting to \
+                 one, and only the socket file's permissions apply; abstract ones are scoped to the tree (Landlock ABI 6, \
+                 with egress_allow)"
+                    .into(),
             ],
         };
         if r.mode != Mode::Off {

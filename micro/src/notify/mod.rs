@@ -94,10 +94,13 @@ fn dispatch(ctx: &Arc<Context>, req: &Request) -> Option<Reply> {
 /// A call through another ABI (i386 `int 0x80`, x32): the filter cannot read its numbers as
 /// ours, so the process is killed, as it would be without a supervisor.
 fn foreign_abi(ctx: &Context, req: &Request) -> Reply {
-    let (tgid, process) = match target::Target::open(&ctx.listener, req, false) {
-        Ok(t) => (t.tgid, Some(t.process())),
-        Err(_) => (req.tid, None),
+    // Only a caller still waiting is known to be the one that made the call: a tid from a
+    // stale notification may name another process by now, so that one is left alone (the
+    // call fails anyway).
+    let Ok(t) = target::Target::open(&ctx.listener, req, false) else {
+        return Reply::Errno(libc::ENOSYS);
     };
+    let (tgid, process) = (t.tgid, Some(t.process()));
     let abi = if req.arch == NATIVE_ARCH {
         "x32"
     } else {
@@ -116,7 +119,28 @@ fn foreign_abi(ctx: &Context, req: &Request) -> Reply {
         file: None,
         network: None,
     });
-    // SAFETY: killing a process of the tree (checked pending above).
-    unsafe { libc::kill(tgid as i32, libc::SIGKILL) };
+    kill_caller(&ctx.listener, req.id, tgid);
     Reply::Errno(libc::ENOSYS)
+}
+
+/// SIGKILL to the caller's process, through a pidfd taken while its call is still pending, so
+/// a reused pid is never hit.
+fn kill_caller(l: &Listener, id: u64, tgid: u32) {
+    // SAFETY: pidfd_open and pidfd_send_signal on an fd we own and close.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, tgid, 0);
+        if pidfd < 0 {
+            return;
+        }
+        if l.valid(id) {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd,
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
+        libc::close(pidfd as i32);
+    }
 }
