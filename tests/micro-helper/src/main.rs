@@ -327,9 +327,8 @@ unsafe fn memfd_exec() {
             name.as_ptr(),
             libc::MFD_EXEC,
         ))
-        .map(|fd| {
+        .inspect(|&fd| {
             libc::syscall(libc::SYS_close, fd);
-            fd
         }),
     )
     .ok();
