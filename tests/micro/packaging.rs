@@ -11,15 +11,17 @@ struct Built {
     volume: Option<String>,
 }
 
+/// `docker ARGS` for cleaning up: what is already gone is no error.
+fn quiet(args: &[&str]) {
+    let _ = Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for Built {
     fn drop(&mut self) {
-        let quiet = |args: &[&str]| {
-            let _ = Command::new("docker")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        };
         if let Some(v) = &self.volume {
             quiet(&["volume", "rm", "-f", v]);
         }
@@ -49,13 +51,6 @@ fn remove_leftovers() {
     };
     let dead =
         |name: &str| pid_in(name).is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
-    let quiet = |args: &[&str]| {
-        let _ = Command::new("docker")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    };
     for c in list(&[
         "ps",
         "-a",
