@@ -24,9 +24,10 @@ cargo xtask <command>
              containers (the agent's, and seawall-micro's with no agent), and the BPF LSM tests
              in a qemu VM (vm-test)
   vm-test    only the BPF LSM tests, in a qemu VM with Debian's kernel
-  bench-micro [--rounds N]
+  bench-micro [--rounds N] [--profile FILE]
              exec, open and connect loops in a container with and without seawall-micro (needs
-             the image seawall-test/bench from `cargo xtask bench`); prints a markdown table
+             the image seawall-test/bench from `cargo xtask bench`; the profile defaults to the
+             bench's, images left out); prints a markdown table
 ";
 
 pub fn root() -> PathBuf {
@@ -135,11 +136,20 @@ pub fn micro_binaries() -> Result<()> {
 }
 
 fn bench_micro_command(args: &[String]) -> Result<()> {
-    let rounds = match args {
-        [] => 5,
-        [flag, n] if flag == "--rounds" => n.parse().context("--rounds N")?,
-        _ => bail!("cargo xtask bench-micro [--rounds N]"),
-    };
+    let usage = "cargo xtask bench-micro [--rounds N] [--profile FILE]";
+    let (mut rounds, mut profile) = (5, bench_micro::DEFAULT_PROFILE.to_string());
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| usage.to_string())?;
+        match flag.as_str() {
+            "--rounds" => rounds = value.parse().context("--rounds N")?,
+            "--profile" => {
+                profile =
+                    std::fs::read_to_string(value).with_context(|| format!("reading {value}"))?
+            }
+            _ => bail!("{usage}"),
+        }
+    }
     micro_binaries()?;
     let image = "seawall-test/bench:latest";
     let present = Command::new("docker")
@@ -154,7 +164,7 @@ fn bench_micro_command(args: &[String]) -> Result<()> {
         micro_bin: &micro_bin,
         image,
         swload: "/bench/swload",
-        profile: bench_micro::DEFAULT_PROFILE,
+        profile: &profile,
         rounds,
         open_n: 200_000,
         exec_n: 1_000,
