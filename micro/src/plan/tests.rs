@@ -87,3 +87,22 @@ fn landlock_port_rules_only_when_ports_say_it_all() {
         .iter()
         .any(|s| s.contains("abstract unix sockets")));
 }
+
+#[test]
+fn the_shipped_example_profile_loads_and_a_full_kernel_enforces_all_of_it() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/micro/app.toml");
+    let (p, warnings) = seawall_profile::load_file_with_warnings(&path).unwrap();
+    // The only warning is the one that says it is a seawall-micro profile.
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].message.starts_with("no `images`"),
+        "{warnings:?}"
+    );
+    let plan = Plan::new(&p, FULL);
+    assert!(plan.refusals().is_empty(), "{:?}", plan.refusals());
+    assert!(plan.landlock_drift && plan.landlock_exec && plan.landlock_files);
+    assert!(plan.net_on_behalf && plan.memfd_noexec);
+    assert_eq!(plan.watch_files, FileWatch::All);
+    assert_eq!(plan.raw_sockets, Mode::Enforce);
+    assert!(plan.tcp.bind.as_ref().is_some_and(|b| b.contains(&8080)));
+}
