@@ -159,7 +159,11 @@ impl Events {
                     ev.container = Some(who.container.clone());
                     ev.file = d.file;
                     ev.network = d.network;
-                    let _ = writeln!(out, "{}", ev.to_json_line());
+                    // One write per line: stderr is shared with the tree, and a pipe keeps a
+                    // write of up to PIPE_BUF bytes whole among other writers.
+                    let mut line = ev.to_json_line();
+                    line.push('\n');
+                    let _ = out.write_all(line.as_bytes());
                     let _ = out.flush();
                     if let Some((_, d)) = &delivery {
                         if let Err(e) = d.publish(&ev) {

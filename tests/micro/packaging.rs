@@ -79,8 +79,11 @@ fn remove_leftovers() {
 
 const DEPLOY_PROFILE: &str = "[profile]\nname = \"deploy-test\"\nmode = \"enforce\"\n[drift]\nprevent = true\n[files]\nread_only = [\"/etc/passwd\"]\n";
 
-/// What each delivery runs: drift refused, a read-only file kept, benign work done.
+/// What each delivery runs: drift refused, a read-only file kept, benign work done. The shell's
+/// own complaints go to stdout: stderr carries seawall-micro's event lines, and a program that
+/// writes a line in pieces (`sh: ` then the message) would otherwise split one of them.
 const SCRIPT: &str = r#"
+    exec 2>&1
     cp /bin/busybox /tmp/copy; /tmp/copy echo COPY-RAN; echo "copy=$?"
     echo x >> /etc/passwd; echo "write=$?"
     echo "pid1=$(cat /proc/1/comm)"
