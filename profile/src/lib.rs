@@ -34,7 +34,10 @@ pub use learn::{derive_name, learn_profile, LearnError, LearnRequest, LearnedPro
 pub use net::{NetRule, PortRange, Protocol};
 pub use path_rule::{PathGlobs, PathRule};
 pub use pod::{NamespacePattern, PodMatch, PodRef, PodSelector};
-pub use set::{check_path, load_file, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
+pub use set::{
+    check_path, load_file, load_file_with_warnings, ProfileSet, DEFAULT_PROFILES_DIR,
+    DEFAULT_PROFILE_NAME,
+};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -121,25 +121,28 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
         }
     }
     let pods = super::pod::parse_pod_selector(d, pt.table);
-    if images.is_empty()
-        && pods.is_empty()
-        && pt.table.get("namespaces").is_none()
-        && pt.table.get("pod_labels").is_none()
-        && name != DEFAULT_PROFILE_NAME
-        && !is_default_file
-        && image_list.as_ref().is_none_or(Vec::is_empty)
-    {
-        let span = pt
-            .table
-            .get("images")
-            .and_then(Item::span)
-            .or(pt.span.clone());
-        d.error(
-            &Some(span.unwrap_or(0..0)),
+    let is_default = name == DEFAULT_PROFILE_NAME || is_default_file;
+    let pod_selector = !pods.is_empty()
+        || pt.table.get("namespaces").is_some()
+        || pt.table.get("pod_labels").is_some();
+    match &image_list {
+        // No `images` and no pod selector: a profile for `seawall-micro`, which applies it to the
+        // process tree it wraps. The host agent loads it but matches it to no container, so say so.
+        None if !is_default && !pod_selector && pt.table.get("images").is_none() => d.warning(
+            &pt.span,
+            "no `images`: this profile is for seawall-micro (`seawall-micro --profile FILE -- \
+             CMD`), which applies it to the processes it starts; the host agent matches it to no \
+             container. For the agent, add `images = [\"nginx*\"]`, `images = [\"sha256:...\"]` \
+             or a Kubernetes selector `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`",
+        ),
+        Some(list) if list.is_empty() && images.is_empty() && !pod_selector && !is_default => d.error(
+            &pt.table.get("images").and_then(Item::span),
             "this profile matches no container; add `images = [\"nginx*\"]` (globs on the image \
              reference), `images = [\"sha256:...\"]` (digests), or a Kubernetes selector \
-             `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`",
-        );
+             `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`; or remove `images` for a \
+             seawall-micro profile",
+        ),
+        _ => {}
     }
 
     if (is_default_file || name == DEFAULT_PROFILE_NAME) && !images.is_empty() {

@@ -233,6 +233,13 @@ pub fn check_path(path: &Path) -> CheckReport {
 /// Loads one profile file on its own (`seawall profile diff`): the profile, or every problem
 /// with it, as `seawall profile check` would print them.
 pub fn load_file(path: &Path) -> Result<Profile, CheckReport> {
+    load_file_with_warnings(path).map(|(profile, _)| profile)
+}
+
+/// [`load_file`] that also returns the file's warnings, for a caller that shows them
+/// (`seawall-micro --profile FILE`, where `images` may be absent: the profile applies to the
+/// process tree, not to images).
+pub fn load_file_with_warnings(path: &Path) -> Result<(Profile, Vec<Diagnostic>), CheckReport> {
     if !path.is_file() {
         return Err(whole_path_error(
             path,
@@ -241,7 +248,7 @@ pub fn load_file(path: &Path) -> Result<Profile, CheckReport> {
     }
     let (mut loaded, report) = analyze(path);
     match loaded.pop() {
-        Some(l) if report.is_ok() => Ok(l.profile),
+        Some(l) if report.is_ok() => Ok((l.profile, report.diagnostics)),
         _ => Err(report),
     }
 }

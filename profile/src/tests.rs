@@ -256,8 +256,8 @@ fn structural_errors() {
         "{d:?}"
     );
 
-    let d = diags("web.toml", "[profile]\nname = \"web\"\n");
-    assert_eq!(d, ["1:1: error: this profile matches no container; add `images = [\"nginx*\"]` (globs on the image reference), `images = [\"sha256:...\"]` (digests), or a Kubernetes selector `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`"]);
+    let d = diags("web.toml", "[profile]\nname = \"web\"\nimages = []\n");
+    assert_eq!(d, ["3:10: error: this profile matches no container; add `images = [\"nginx*\"]` (globs on the image reference), `images = [\"sha256:...\"]` (digests), or a Kubernetes selector `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`; or remove `images` for a seawall-micro profile"]);
 
     let d = diags("web.toml", "[profile]\nimages = [\"x\"]\n");
     assert!(
@@ -433,6 +433,40 @@ fn array_of_tables_form_for_egress() {
         .clone()
         .unwrap();
     assert_eq!(rules, [NetRule::parse("10.0.0.0/8:80-90/tcp").unwrap()]);
+}
+
+#[test]
+fn a_profile_without_images_is_a_micro_profile() {
+    let text = "[profile]\nname = \"app\"\nmode = \"enforce\"\n[drift]\nprevent = true\n";
+    let d = diags("app.toml", text);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("1:1: warning: no `images`: this profile is for seawall-micro"),
+        "{d:?}"
+    );
+    let dir = dir_with(&[("app.toml", text)]);
+    let report = check_path(dir.path());
+    assert!(report.is_ok());
+    assert_eq!(report.summary(), "1 profile ok, 1 warning");
+
+    let (p, warnings) = load_file_with_warnings(&dir.path().join("app.toml")).unwrap();
+    assert_eq!(
+        (p.name.as_str(), p.mode, p.drift.mode),
+        ("app", Mode::Enforce, Mode::Enforce)
+    );
+    assert!(p.images.is_empty());
+    assert_eq!(warnings.len(), 1);
+
+    // The agent loads it, but it applies to no image: the default does.
+    let set = ProfileSet::load_dir(dir.path()).unwrap();
+    assert_eq!(set.for_image("app:1", None).name, "default");
+    assert_eq!(set.warnings().len(), 1);
+
+    let err = load_file(dir.path()).unwrap_err();
+    assert!(err.diagnostics[0].message.contains("not a file"));
+    let bad = dir_with(&[("bad.toml", "[profile]\nname = \"x\"\nmode = \"on\"\n")]);
+    let err = load_file(&bad.path().join("bad.toml")).unwrap_err();
+    assert!(!err.is_ok());
 }
 
 #[test]
