@@ -187,5 +187,7 @@ pub fn process_info(pid: u32) -> Process {
             .unwrap_or_default(),
         args,
         args_truncated: false,
+        // What the kernel resolved about an exec is the host agent's to say.
+        ..Default::default()
     }
 }
