@@ -23,7 +23,9 @@ use aya::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::loader::{safe_attach_point, SOCK_ADDR_PROGRAMS, SOCK_CREATE_PROGRAM};
+use crate::loader::{
+    safe_attach_point, LISTEN_GATE_PROGRAM, SOCK_ADDR_PROGRAMS, SOCK_CREATE_PROGRAM,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -66,6 +68,7 @@ pub struct KernelState {
     parents: HashMap<MapData, u64, u32>,
     containers: HashMap<MapData, u64, ContainerPolicy>,
     init: HashMap<MapData, u64, u32>,
+    roots: HashMap<MapData, u64, agent_common::ContainerRoot>,
     origin: HashMap<MapData, u32, u32>,
     path_rules: HashMap<MapData, PathRuleKey, u32>,
     net_rules: HashMap<MapData, NetRuleKey, NetRule>,
@@ -80,6 +83,7 @@ pub struct KernelState {
 struct NetLinks {
     addr: Vec<(&'static str, CgroupSockAddrLinkId)>,
     sock: Option<CgroupSockLinkId>,
+    skb: Option<aya::programs::cgroup_skb::CgroupSkbLinkId>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
@@ -100,6 +104,7 @@ impl KernelState {
             parents: take(&mut ebpf, MAP_CONTAINER_PARENTS)?,
             containers: take(&mut ebpf, MAP_CONTAINERS)?,
             init: take(&mut ebpf, MAP_CONTAINER_INIT)?,
+            roots: take(&mut ebpf, agent_common::MAP_CONTAINER_ROOTS)?,
             origin: take(&mut ebpf, MAP_TASK_ORIGIN)?,
             path_rules: take(&mut ebpf, MAP_PATH_RULES)?,
             net_rules: take(&mut ebpf, MAP_NET_RULES)?,
@@ -190,13 +195,33 @@ impl KernelState {
         } else {
             links.sock = Some(id);
         }
+        let prog: &mut aya::programs::CgroupSkb = self
+            .ebpf
+            .program_mut(LISTEN_GATE_PROGRAM)
+            .expect("loaded at start")
+            .try_into()
+            .expect("type checked at load");
+        let id = prog
+            .attach(
+                open()?,
+                aya::programs::CgroupSkbAttachType::Ingress,
+                LINK_MODE,
+            )
+            .map_err(attach_err)?;
+        if let Some(pins) = self.pins.as_mut() {
+            let link = prog.take_link(id).map_err(attach_err)?;
+            pin_link(pins, &format!("{LISTEN_GATE_PROGRAM}-{tag}"), link, dir)?;
+        } else {
+            links.skb = Some(id);
+        }
         Ok(links)
     }
 
-    /// Forgets a container: its policy and init.
+    /// Forgets a container: its policy, init and recorded root.
     pub fn remove_container(&mut self, cgroup_id: u64) {
         let _ = self.containers.remove(&cgroup_id);
         let _ = self.init.remove(&cgroup_id);
+        let _ = self.roots.remove(&cgroup_id);
     }
 
     /// Detaches the network programs from a container parent.
@@ -217,6 +242,15 @@ impl KernelState {
                     .ebpf
                     .program_mut(SOCK_CREATE_PROGRAM)
                     .map(<&mut CgroupSock>::try_from)
+                {
+                    let _ = p.detach(id);
+                }
+            }
+            if let Some(id) = links.skb {
+                if let Some(Ok(p)) = self
+                    .ebpf
+                    .program_mut(LISTEN_GATE_PROGRAM)
+                    .map(<&mut aya::programs::CgroupSkb>::try_from)
                 {
                     let _ = p.detach(id);
                 }

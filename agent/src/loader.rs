@@ -31,6 +31,9 @@ pub const SOCK_ADDR_PROGRAMS: &[&str] = &[
 /// cgroup sock program refusing raw/packet sockets.
 pub const SOCK_CREATE_PROGRAM: &str = "sock_create";
 
+/// cgroup_skb ingress program keeping `listen_allow` on listeners on kernel-chosen ports.
+pub const LISTEN_GATE_PROGRAM: &str = "listen_gate";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("this seawall binary was built without its kernel programs (AYA_BUILD_SKIP was set): rebuild with `cargo xtask run` or `cargo build` with bpf-linker installed")]
@@ -96,6 +99,22 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         _pad_offsets: 0,
         file_f_flags: f("file", "f_flags")?,
         socket_type: f("socket", "type")?,
+        bprm_filename: f("linux_binprm", "filename")?,
+        bprm_interp: f("linux_binprm", "interp")?,
+        mm_env_start: f("mm_struct", "env_start")?,
+        mm_env_end: f("mm_struct", "env_end")?,
+        mm_exe_file: f("mm_struct", "exe_file")?,
+        vma_vm_file: f("vm_area_struct", "vm_file")?,
+        vma_vm_flags: f("vm_area_struct", "vm_flags")?,
+        file_f_mode: f("file", "f_mode")?,
+        socket_sk: f("socket", "sk")?,
+        sock_num: f("sock", "__sk_common.skc_num")?,
+        sock_protocol: f("sock", "sk_protocol")?,
+        msghdr_msg_name: f("msghdr", "msg_name")?,
+        msghdr_msg_namelen: f("msghdr", "msg_namelen")?,
+        dentry_d_inode: f("dentry", "d_inode")?,
+        inode_i_mode: f("inode", "i_mode")?,
+        _pad_tail: 0,
     })
 }
 
@@ -182,6 +201,18 @@ pub fn load(
         })?;
     prog.load().map_err(|source| LoadError::Program {
         name: SOCK_CREATE_PROGRAM,
+        source,
+    })?;
+    let prog: &mut aya::programs::CgroupSkb = ebpf
+        .program_mut(LISTEN_GATE_PROGRAM)
+        .ok_or(LoadError::Missing(LISTEN_GATE_PROGRAM))?
+        .try_into()
+        .map_err(|source| LoadError::Program {
+            name: LISTEN_GATE_PROGRAM,
+            source,
+        })?;
+    prog.load().map_err(|source| LoadError::Program {
+        name: LISTEN_GATE_PROGRAM,
         source,
     })?;
     Ok(ebpf)

@@ -8,8 +8,25 @@ use aya::{programs::Lsm, Btf, Ebpf};
 /// Program name (the function in `agent-ebpf/src/lsm.rs`) and the LSM hook it attaches to.
 pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("bprm_check_security", "bprm_check_security"),
+    ("mmap_file", "mmap_file"),
+    ("file_mprotect", "file_mprotect"),
+    ("ptrace_access_check", "ptrace_access_check"),
+    ("ptrace_traceme", "ptrace_traceme"),
     ("file_open", "file_open"),
+    ("path_unlink", "path_unlink"),
+    ("path_rmdir", "path_rmdir"),
+    ("path_mkdir", "path_mkdir"),
+    ("path_mknod", "path_mknod"),
+    ("path_symlink", "path_symlink"),
+    ("path_truncate", "path_truncate"),
+    ("path_chmod", "path_chmod"),
+    ("path_chown", "path_chown"),
+    ("path_link", "path_link"),
+    ("path_rename", "path_rename"),
+    ("socket_create", "socket_create"),
     ("socket_connect", "socket_connect"),
+    ("socket_sendmsg", "socket_sendmsg"),
+    ("socket_listen", "socket_listen"),
 ];
 
 /// Loads and attaches every LSM program of `ebpf`. The links live as long as `ebpf`.
@@ -34,11 +51,23 @@ pub fn load_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
         prog.attach()
             .map_err(|e| format!("BPF LSM: attaching {name} (hook {hook}): {}", chain(&e)))?;
     }
-    Ok(())
+    set_backend(ebpf, agent_common::BACKEND_LSM)
+}
+
+/// Tells the kernel programs which backend is live (`MAP_BACKEND`): with BPF LSM attached,
+/// the fallback-only exec heuristics stand down.
+pub fn set_backend(ebpf: &mut Ebpf, bits: u32) -> Result<(), String> {
+    let map = ebpf
+        .map_mut(agent_common::MAP_BACKEND)
+        .ok_or_else(|| format!("map {} missing from the object", agent_common::MAP_BACKEND))?;
+    let mut backend: aya::maps::Array<&mut aya::maps::MapData, u32> =
+        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    backend.set(0, bits, 0).map_err(|e| e.to_string())
 }
 
 /// Unloads (and so detaches) the LSM programs, e.g. after a partial [`load_lsm`] failure.
 pub fn unload_lsm(ebpf: &mut Ebpf) {
+    let _ = set_backend(ebpf, 0);
     for &(name, _) in LSM_PROGRAMS {
         if let Some(prog) = ebpf.program_mut(name) {
             if let Ok(prog) = <&mut Lsm>::try_from(prog) {
