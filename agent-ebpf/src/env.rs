@@ -151,9 +151,11 @@ extern "C" fn value_step(i: u64, ctx: *mut c_void) -> i64 {
         unsafe { *c.buf.add(((c.start + i) as usize) & (ENV_CHUNK - 1)) }
     };
     if end || b == b':' || b == b' ' || b == b';' {
+        // A directory element (`LD_LIBRARY_PATH=/opt/lib`) is inside a `/opt/lib/**` rule too.
         let ok = c.elem_len > 0
             && (c.listed != 0
                 || listed(c.profile_id, FORM_EXACT, c.h)
+                || listed(c.profile_id, FORM_TREE, fnv1a_step(c.h, b'/'))
                 || (c.last_dir != 0 && listed(c.profile_id, FORM_DIR, c.last_dir)));
         if !ok {
             c.bad = 1;
@@ -184,16 +186,15 @@ extern "C" fn value_step(i: u64, ctx: *mut c_void) -> i64 {
 pub fn scan(task: u64, p: &ContainerPolicy) -> u32 {
     let o = offsets();
     // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    let range = unsafe {
-        read_ptr(task, o.task_mm).and_then(|mm| {
-            let start: u64 = read(mm, o.mm_env_start)?;
-            let end: u64 = read(mm, o.mm_env_end)?;
-            Ok((start, end))
-        })
-    };
-    let Ok((start, end)) = range else {
+    let mm = unsafe { read_ptr(task, o.task_mm) }.unwrap_or(0);
+    if mm == 0 {
         return EXEC_ENV_UNSCANNED;
-    };
+    }
+    let start: u64 = unsafe { read(mm, o.mm_env_start) }.unwrap_or(0);
+    let end: u64 = unsafe { read(mm, o.mm_env_end) }.unwrap_or(0);
+    if start == 0 || end < start {
+        return EXEC_ENV_UNSCANNED;
+    }
     let Some(scratch) = SCRATCH_ENV.get_ptr_mut(0) else {
         return EXEC_ENV_UNSCANNED;
     };

@@ -132,42 +132,44 @@ pub(crate) fn describe_file(ev: &mut ExecEvent, task: u64, file: u64, container:
         ev.flags |= EXEC_UNREADABLE;
         return;
     }
-    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    let facts = unsafe {
-        read_ptr(file, o.file_f_inode).and_then(|inode| {
-            let sb = read_ptr(inode, o.inode_i_sb)?;
-            let magic: u64 = read(sb, o.sb_s_magic)?;
-            let nlink: u32 = read(inode, o.inode_i_nlink)?;
-            Ok((inode, sb, magic, nlink))
-        })
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address. Each read falls back to a
+    // defined value and a flag (no `Result` carried across helper calls: the verifier refuses
+    // code that may compare an uninitialised register).
+    let inode = unsafe { read_ptr(file, o.file_f_inode) }.unwrap_or(0);
+    let sb = if inode == 0 {
+        0
+    } else {
+        unsafe { read_ptr(inode, o.inode_i_sb) }.unwrap_or(0)
     };
-    match facts {
-        Err(_) => ev.flags |= EXEC_UNREADABLE,
-        Ok((inode, sb, magic, nlink)) if root.flags & EXEC_ROOT_NOT_OVERLAY == 0 => {
-            if sb != root.sb {
-                ev.flags |= EXEC_FOREIGN_FS;
-            } else if magic == OVERLAYFS_SUPER_MAGIC {
-                match unsafe { read::<u64>(inode, o.ovl_upperdentry_from_inode) } {
-                    Ok(0) => {}
-                    Ok(_) => ev.flags |= EXEC_UPPER_LAYER,
-                    Err(_) => ev.flags |= EXEC_UNREADABLE,
-                }
-            }
-            if nlink == 0 {
-                ev.flags |= EXEC_UNLINKED;
+    let magic: u64 = if sb == 0 {
+        0
+    } else {
+        unsafe { read(sb, o.sb_s_magic) }.unwrap_or(0)
+    };
+    let nlink: u32 = if inode == 0 {
+        1
+    } else {
+        unsafe { read(inode, o.inode_i_nlink) }.unwrap_or(1)
+    };
+    if inode == 0 || sb == 0 || magic == 0 {
+        ev.flags |= EXEC_UNREADABLE;
+    } else if root.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
+        if sb != root.sb {
+            ev.flags |= EXEC_FOREIGN_FS;
+        } else if magic == OVERLAYFS_SUPER_MAGIC {
+            let upper: u64 = unsafe { read(inode, o.ovl_upperdentry_from_inode) }.unwrap_or(1);
+            if upper != 0 {
+                ev.flags |= EXEC_UPPER_LAYER;
             }
         }
-        Ok(_) => {}
+        if nlink == 0 {
+            ev.flags |= EXEC_UNLINKED;
+        }
     }
     let f_path = file + o.file_f_path as u64;
-    let walked = unsafe {
-        read_ptr(f_path, o.path_mnt).and_then(|mnt| {
-            let dentry = read_ptr(f_path, o.path_dentry)?;
-            Ok((mnt, dentry))
-        })
-    }
-    .and_then(|(mnt, dentry)| build_path(ev, mnt, dentry, root.mnt, root.dentry));
-    if walked.is_err() {
+    let mnt = unsafe { read_ptr(f_path, o.path_mnt) }.unwrap_or(0);
+    let dentry = unsafe { read_ptr(f_path, o.path_dentry) }.unwrap_or(0);
+    if mnt == 0 || dentry == 0 || build_path(ev, mnt, dentry, root.mnt, root.dentry).is_err() {
         ev.flags |= EXEC_UNREADABLE;
     }
 }
@@ -230,15 +232,12 @@ fn fallback_doors(
         }
     }
     // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    let names = unsafe {
-        read::<u64>(bprm, o.bprm_filename).and_then(|f| Ok((f, read::<u64>(bprm, o.bprm_interp)?)))
-    };
-    match names {
-        Ok((filename, interp)) if filename != interp && via_descriptor(filename) => {
-            ev.flags |= EXEC_SCRIPT_VIA_FD;
-        }
-        Ok(_) => {}
-        Err(_) => ev.flags |= EXEC_UNREADABLE,
+    let filename: u64 = unsafe { read(bprm, o.bprm_filename) }.unwrap_or(0);
+    let interp: u64 = unsafe { read(bprm, o.bprm_interp) }.unwrap_or(0);
+    if filename == 0 || interp == 0 {
+        ev.flags |= EXEC_UNREADABLE;
+    } else if filename != interp && via_descriptor(filename) {
+        ev.flags |= EXEC_SCRIPT_VIA_FD;
     }
     ev.flags |= crate::env::scan(task, p);
 }

@@ -25,20 +25,48 @@ pub struct Reference {
     pub flags: u32,
 }
 
-/// The task's own root: (mnt, dentry, sb, sb magic, mnt root).
+/// The task's own root. Every field is defined (zero) when `ok` is false: the verifier refuses
+/// a program that could compare an uninitialised register, which a `Result` destructured
+/// after helper calls can compile to.
+#[derive(Clone, Copy)]
+struct TaskRoot {
+    ok: bool,
+    mnt: u64,
+    dentry: u64,
+    sb: u64,
+    magic: u64,
+    mnt_root: u64,
+}
+
 #[inline(always)]
-fn task_root(task: u64) -> Result<(u64, u64, u64, u64, u64), i64> {
+fn task_root(task: u64) -> TaskRoot {
     let o = offsets();
     // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    unsafe {
-        let fs = read_ptr(task, o.task_fs)?;
-        let mnt = read_ptr(fs, o.fs_root + o.path_mnt)?;
-        let dentry = read_ptr(fs, o.fs_root + o.path_dentry)?;
-        let sb = read_ptr(dentry, o.dentry_d_sb)?;
-        let magic: u64 = read(sb, o.sb_s_magic)?;
-        let mnt_root: u64 = read(mnt, o.vfsmount_mnt_root)?;
-        Ok((mnt, dentry, sb, magic, mnt_root))
-    }
+    let r = unsafe {
+        read_ptr(task, o.task_fs).and_then(|fs| {
+            let mnt = read_ptr(fs, o.fs_root + o.path_mnt)?;
+            let dentry = read_ptr(fs, o.fs_root + o.path_dentry)?;
+            let sb = read_ptr(dentry, o.dentry_d_sb)?;
+            let magic: u64 = read(sb, o.sb_s_magic)?;
+            let mnt_root: u64 = read(mnt, o.vfsmount_mnt_root)?;
+            Ok(TaskRoot {
+                ok: true,
+                mnt,
+                dentry,
+                sb,
+                magic,
+                mnt_root,
+            })
+        })
+    };
+    r.unwrap_or(TaskRoot {
+        ok: false,
+        mnt: 0,
+        dentry: 0,
+        sb: 0,
+        magic: 0,
+        mnt_root: 0,
+    })
 }
 
 /// The root of container `cgroup` for `task`, recording it on the container's first exec from
@@ -49,10 +77,7 @@ pub fn reference(cgroup: u64, task: u64) -> Reference {
     let own = task_root(task);
     // SAFETY: the value is copied out at once.
     if let Some(r) = unsafe { CONTAINER_ROOTS.get(cgroup) }.copied() {
-        let chrooted = match own {
-            Ok((mnt, dentry, ..)) => mnt != r.mnt || dentry != r.dentry,
-            Err(_) => true,
-        };
+        let chrooted = !own.ok || own.mnt != r.mnt || own.dentry != r.dentry;
         return Reference {
             sb: r.sb,
             mnt: r.mnt,
@@ -60,14 +85,22 @@ pub fn reference(cgroup: u64, task: u64) -> Reference {
             flags: if chrooted { EXEC_CHROOTED } else { 0 },
         };
     }
-    let Ok((mnt, dentry, sb, magic, mnt_root)) = own else {
+    if !own.ok {
         return Reference {
             sb: 0,
             mnt: 0,
             dentry: 0,
             flags: EXEC_UNREADABLE | EXEC_ROOT_UNKNOWN,
         };
-    };
+    }
+    let TaskRoot {
+        mnt,
+        dentry,
+        sb,
+        magic,
+        mnt_root,
+        ..
+    } = own;
     // The root of an overlay mount: the container's rootfs (no process in a default container
     // can mount another overlay, and a sub-directory root is not the root of its mount).
     if magic == OVERLAYFS_SUPER_MAGIC && dentry == mnt_root {
@@ -110,22 +143,17 @@ pub fn reference(cgroup: u64, task: u64) -> Reference {
 /// The task's own root, for host processes (events only, nothing is decided for them).
 #[inline(always)]
 pub fn host(task: u64) -> Reference {
-    match task_root(task) {
-        Ok((mnt, dentry, sb, magic, _)) => Reference {
-            sb,
-            mnt,
-            dentry,
-            flags: if magic == OVERLAYFS_SUPER_MAGIC {
-                0
-            } else {
-                EXEC_ROOT_NOT_OVERLAY
-            },
-        },
-        Err(_) => Reference {
-            sb: 0,
-            mnt: 0,
-            dentry: 0,
-            flags: EXEC_UNREADABLE | EXEC_ROOT_NOT_OVERLAY,
+    let r = task_root(task);
+    Reference {
+        sb: r.sb,
+        mnt: r.mnt,
+        dentry: r.dentry,
+        flags: if !r.ok {
+            EXEC_UNREADABLE | EXEC_ROOT_NOT_OVERLAY
+        } else if r.magic == OVERLAYFS_SUPER_MAGIC {
+            0
+        } else {
+            EXEC_ROOT_NOT_OVERLAY
         },
     }
 }

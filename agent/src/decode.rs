@@ -150,10 +150,17 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             let e: ExecEvent = read(bytes, "exec event")?;
             let path_len = (e.path_len as usize).min(e.path.len());
             let args_len = (e.args_len as usize).min(e.args.len());
+            // A truncated path is only the tail the kernel kept: marked, never passed off as a
+            // real path.
+            let mark = if e.flags & agent_common::EXEC_PATH_TRUNCATED != 0 {
+                "…"
+            } else {
+                ""
+            };
             KernelEvent::Exec {
                 header: header(&e.header),
                 flags: e.flags,
-                path: String::from_utf8_lossy(&e.path[..path_len]).into_owned(),
+                path: format!("{mark}{}", String::from_utf8_lossy(&e.path[..path_len])),
                 args: split_args(&e.args[..args_len]),
             }
         }

@@ -99,6 +99,59 @@ fn severity(control: u32, action: Action) -> Severity {
     }
 }
 
+/// Why an exec (or an executable mapping) matched its control, in words, from its `EXEC_*`
+/// flags: for drift the door first (how the code got in), then what is wrong with the file; for
+/// the exec lists why the path could not be trusted, if it could not.
+pub fn exec_reason(control: u32, flags: u32) -> &'static str {
+    use agent_common::*;
+    const DRIFT: &[(u32, &str)] = &[
+        (EXEC_VIA_PTRACE, " (ptrace attach to another process)"),
+        (EXEC_VIA_PROC_MEM, " (write access to process memory)"),
+        (
+            EXEC_VIA_MMAP,
+            " (file mapped executable, not from the image)",
+        ),
+        (EXEC_LOADER, " (the dynamic loader run as a program)"),
+        (
+            EXEC_PRELOAD_ENV,
+            " (LD_PRELOAD/LD_AUDIT/LD_LIBRARY_PATH names a library not on the drift allow list)",
+        ),
+        (
+            EXEC_ENV_UNSCANNED,
+            " (environment too large to check for LD_* variables)",
+        ),
+        (
+            EXEC_SCRIPT_VIA_FD,
+            " (script run through a file descriptor)",
+        ),
+        (
+            EXEC_UNREADABLE,
+            " (what the kernel needed to check could not be read)",
+        ),
+        (EXEC_ROOT_UNKNOWN, " (the container's root is not known)"),
+        (EXEC_UPPER_LAYER, " (written inside the container)"),
+        (EXEC_FOREIGN_FS, " (not on the image's filesystem)"),
+        (EXEC_UNLINKED, " (deleted or memory-only file)"),
+        (EXEC_OUTSIDE_ROOT, " (not below the container's root)"),
+    ];
+    const PATH: &[(u32, &str)] = &[
+        (EXEC_PATH_TRUNCATED, " (path too deep or too long to check)"),
+        (EXEC_OUTSIDE_ROOT, " (not below the container's root)"),
+        (EXEC_UNREADABLE, " (path could not be read)"),
+        (EXEC_ROOT_UNKNOWN, " (the container's root is not known)"),
+    ];
+    let table = if control == CONTROL_DRIFT {
+        DRIFT
+    } else {
+        PATH
+    };
+    table
+        .iter()
+        .find(|(bit, _)| flags & bit != 0)
+        .map(|(_, why)| *why)
+        .unwrap_or("")
+}
+
 /// Builds events; owns the numbering.
 pub struct Enricher {
     pub node: String,
@@ -183,15 +236,7 @@ impl Enricher {
                 p.exe = path.clone();
                 p.args = args.clone();
                 p.args_truncated = flags & EXEC_ARGS_TRUNCATED != 0;
-                let why = if flags & EXEC_UPPER_LAYER != 0 {
-                    " (written inside the container)"
-                } else if flags & EXEC_FOREIGN_FS != 0 {
-                    " (not on the image's filesystem)"
-                } else if flags & EXEC_UNLINKED != 0 {
-                    " (deleted or memory-only file)"
-                } else {
-                    ""
-                };
+                let why = exec_reason(control, *flags);
                 let message = match action {
                     Action::Allowed => format!("exec {path}"),
                     a => format!("{}: exec {path}{why} {a}", control_name(control)),
@@ -211,12 +256,16 @@ impl Enricher {
                     NET_OP_SENDMSG => "sendmsg",
                     NET_OP_RAW_SOCKET => "raw_socket",
                     agent_common::NET_OP_ACCEPT => "accept",
+                    agent_common::NET_OP_LISTEN => "listen",
+                    agent_common::NET_OP_ICMP => "icmp",
                     _ => "unknown",
                 };
                 let protocol = match *protocol {
                     PROTO_TCP => "tcp",
                     PROTO_UDP => "udp",
                     PROTO_RAW => "raw",
+                    agent_common::PROTO_ICMP => "icmp",
+                    agent_common::PROTO_ICMPV6 => "icmpv6",
                     _ => "other",
                 };
                 let message = match action {

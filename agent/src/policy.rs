@@ -242,8 +242,8 @@ pub fn compile_profile(p: &Profile, profile_id: u32) -> Result<CompiledProfile, 
 pub fn exec_verdict(p: &Profile, flags: u32, path: &str) -> (u32, u32) {
     use agent_common::{
         ACTION_ALLOWED, ACTION_AUDITED, ACTION_BLOCKED, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT,
-        CONTROL_EXEC, CONTROL_NONE, EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_ROOT_NOT_OVERLAY,
-        EXEC_UNLINKED, EXEC_UPPER_LAYER,
+        CONTROL_EXEC, CONTROL_NONE, EXEC_DRIFT_FLAGS, EXEC_FILE_DRIFT_FLAGS,
+        EXEC_FROM_EXEC_SESSION, EXEC_PATH_UNTRUSTED, EXEC_ROOT_NOT_OVERLAY,
     };
     let action = |m: Mode| match m {
         Mode::Enforce => ACTION_BLOCKED,
@@ -253,17 +253,22 @@ pub fn exec_verdict(p: &Profile, flags: u32, path: &str) -> (u32, u32) {
     if flags & EXEC_ROOT_NOT_OVERLAY != 0 {
         return (CONTROL_NONE, ACTION_ALLOWED);
     }
-    let drift = flags & (EXEC_UPPER_LAYER | EXEC_FOREIGN_FS | EXEC_UNLINKED) != 0;
-    if p.drift.mode != Mode::Off && drift && !p.drift.allow.iter().any(|r| r.matches(path)) {
+    // As in the kernel: an untrusted path matches no allow list and every deny list.
+    let untrusted = flags & EXEC_PATH_UNTRUSTED != 0;
+    let file_drift = flags & EXEC_FILE_DRIFT_FLAGS != 0;
+    let door_drift = flags & (EXEC_DRIFT_FLAGS & !EXEC_FILE_DRIFT_FLAGS) != 0;
+    let drift_allowed = !untrusted && p.drift.allow.iter().any(|r| r.matches(path));
+    if p.drift.mode != Mode::Off && ((file_drift && !drift_allowed) || door_drift) {
         return (CONTROL_DRIFT, action(p.drift.mode));
     }
     if p.exec.mode != Mode::Off {
-        let denied = p.exec.deny.iter().any(|r| r.matches(path));
+        let denied =
+            !p.exec.deny.is_empty() && (untrusted || p.exec.deny.iter().any(|r| r.matches(path)));
         let not_allowed = p
             .exec
             .allow
             .as_ref()
-            .is_some_and(|a| !a.iter().any(|r| r.matches(path)));
+            .is_some_and(|a| untrusted || !a.iter().any(|r| r.matches(path)));
         if denied || not_allowed {
             return (CONTROL_EXEC, action(p.exec.mode));
         }
