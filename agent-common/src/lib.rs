@@ -236,8 +236,8 @@ pub const EXEC_DRIFT_FLAGS: u32 = EXEC_UPPER_LAYER
     | EXEC_LOADER
     | EXEC_SCRIPT_VIA_FD
     | EXEC_ENV_UNSCANNED;
-/// Flags under which a path is not trustworthy: it never matches an allow list and always
-/// counts as matching a deny list (fail closed).
+/// Flags under which a path is not trustworthy: it never matches an allow list, and counts as
+/// matching a deny list that has directory rules (fail closed).
 pub const EXEC_PATH_UNTRUSTED: u32 =
     EXEC_PATH_TRUNCATED | EXEC_OUTSIDE_ROOT | EXEC_UNREADABLE | EXEC_ROOT_UNKNOWN;
 /// Drift flags that come from the executed file; a drift allow list can exempt its path.
@@ -306,6 +306,13 @@ pub const RULES_FILE_READ_ONLY: u32 = 1 << 6;
 /// [`ContainerPolicy::rules`]: the agent makes kernel-enforced mounts (read-only binds, masks)
 /// in the container's mount namespace: its first exec is held until they are in place.
 pub const RULES_FILE_MOUNTS: u32 = 1 << 7;
+/// [`ContainerPolicy::rules`]: the exec deny list has `dir/*` or `dir/**` rules, which a path
+/// the kernel could not build whole might fall under (an exact rule cannot: it is shorter).
+pub const RULES_EXEC_DENY_TREES: u32 = 1 << 8;
+/// [`ContainerPolicy::rules`]: the file deny list has `dir/*` or `dir/**` rules.
+pub const RULES_FILE_DENY_TREES: u32 = 1 << 9;
+/// [`ContainerPolicy::rules`]: the file read-only list has `dir/*` or `dir/**` rules.
+pub const RULES_FILE_READ_ONLY_TREES: u32 = 1 << 10;
 
 /// [`PathRuleKey::list`]: exec allow list.
 pub const LIST_EXEC_ALLOW: u32 = 1;

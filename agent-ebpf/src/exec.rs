@@ -11,7 +11,7 @@ use agent_common::{
     EXEC_PATH_UNTRUSTED, EXEC_ROOT_NOT_OVERLAY, EXEC_SCRIPT_VIA_FD, EXEC_UNLINKED, EXEC_UNREADABLE,
     EXEC_UPPER_LAYER, HEARTBEAT_FRESH_NS, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY,
     ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW,
-    RULES_EXEC_DENY, RULES_FILE_MOUNTS,
+    RULES_EXEC_DENY, RULES_EXEC_DENY_TREES, RULES_FILE_MOUNTS,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
@@ -193,7 +193,8 @@ pub(crate) fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
     }
     if p.exec_mode != 0 {
         let denied = p.rules & RULES_EXEC_DENY != 0
-            && (untrusted || path_listed(ev, p.profile_id, LIST_EXEC_DENY));
+            && ((untrusted && p.rules & RULES_EXEC_DENY_TREES != 0)
+                || path_listed(ev, p.profile_id, LIST_EXEC_DENY));
         let not_allowed = p.rules & RULES_EXEC_ALLOW != 0
             && (untrusted || !path_listed(ev, p.profile_id, LIST_EXEC_ALLOW));
         if denied || not_allowed {

@@ -4,9 +4,8 @@ use seawall_proto::event::{Action, Event, Kind, Network, Process, Severity};
 
 use agent_common::{
     ACTION_AUDITED, ACTION_BLOCKED, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT, CONTROL_EXEC,
-    CONTROL_FILE, CONTROL_NETWORK, EXEC_ARGS_TRUNCATED, EXEC_FOREIGN_FS, EXEC_UNLINKED,
-    EXEC_UPPER_LAYER, NET_OP_BIND, NET_OP_CONNECT, NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_RAW,
-    PROTO_TCP, PROTO_UDP,
+    CONTROL_FILE, CONTROL_NETWORK, EXEC_ARGS_TRUNCATED, NET_OP_BIND, NET_OP_CONNECT,
+    NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_RAW, PROTO_TCP, PROTO_UDP,
 };
 
 use crate::{
@@ -389,7 +388,7 @@ mod tests {
         // header.control @4, header.action @8, flags @64
         raw[4..8].copy_from_slice(&CONTROL_DRIFT.to_ne_bytes());
         raw[8..12].copy_from_slice(&ACTION_BLOCKED.to_ne_bytes());
-        raw[64..68].copy_from_slice(&EXEC_UPPER_LAYER.to_ne_bytes());
+        raw[64..68].copy_from_slice(&agent_common::EXEC_UPPER_LAYER.to_ne_bytes());
         let ev = decode::decode(&raw).unwrap();
         let mut e = Enricher::new("n".into(), 1);
         let out = e

@@ -19,7 +19,8 @@ use agent_common::{
     COUNTER_UNREADABLE, EVENT_EXEC, EVENT_FILE, EXEC_PATH_TRUNCATED, EXEC_UNREADABLE,
     EXEC_VIA_PROC_MEM, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_OPEN,
     FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, LIST_FILE_DENY, LIST_FILE_READ_ONLY,
-    LIST_FILE_RULE_DIRS, PATH_BUF, RULES_FILE_DENY, RULES_FILE_READ_ONLY,
+    LIST_FILE_RULE_DIRS, PATH_BUF, RULES_FILE_DENY, RULES_FILE_DENY_TREES, RULES_FILE_READ_ONLY,
+    RULES_FILE_READ_ONLY_TREES,
 };
 use aya_ebpf::{
     helpers::{
@@ -170,14 +171,19 @@ fn check(
     if build_path(ev, mnt, dentry, r.mnt, r.dentry).is_err() {
         ev.flags |= EXEC_UNREADABLE;
     }
-    // Outside the root (a pipe through /proc/self/fd): no rule can name it.
-    let uncertain = ev.flags & (EXEC_PATH_TRUNCATED | EXEC_UNREADABLE) != 0;
-    let listed = |list| uncertain || path_listed(ev, p.profile_id, list);
-    let matched = (p.rules & RULES_FILE_DENY != 0 && listed(LIST_FILE_DENY))
+    // A path that could not be read may be anything; a truncated one is deeper than any exact
+    // rule, so only directory rules could hold it. Outside the root (a pipe reopened through
+    // /proc/self/fd): no rule can name it.
+    let unreadable = ev.flags & EXEC_UNREADABLE != 0;
+    let truncated = ev.flags & EXEC_PATH_TRUNCATED != 0;
+    let listed = |list, trees_bit| {
+        unreadable || (truncated && p.rules & trees_bit != 0) || path_listed(ev, p.profile_id, list)
+    };
+    let matched = (p.rules & RULES_FILE_DENY != 0 && listed(LIST_FILE_DENY, RULES_FILE_DENY_TREES))
         || (touch != Touch::Read
             && p.rules & RULES_FILE_READ_ONLY != 0
-            && listed(LIST_FILE_READ_ONLY))
-        || (touch == Touch::RenameDir && listed(LIST_FILE_RULE_DIRS));
+            && listed(LIST_FILE_READ_ONLY, RULES_FILE_READ_ONLY_TREES))
+        || (touch == Touch::RenameDir && listed(LIST_FILE_RULE_DIRS, 0));
     if !matched {
         return Ok(0);
     }
