@@ -237,7 +237,8 @@ fn preload_script() -> String {
          LD_LIBRARY_PATH=/opt/lib: {DYN_TRUE}; echo emptyelem=$?; \
          env {} LD_PRELOAD=/tmp/evil.so {DYN_TRUE}; echo padded=$?; \
          LD_PRELOAD= {DYN_TRUE}; echo empty=$?; \
-         LD_LIBRARY_PATH=/opt/lib {DYN_TRUE}; echo allowed=$?",
+         LD_LIBRARY_PATH=/opt/lib {DYN_TRUE}; echo allowed=$?; \
+         echo /tmp/evil.so > /etc/ld.so.preload; echo preloadfile=$?; {DYN_TRUE}; echo after=$?",
         padding.join(" ")
     )
 }
@@ -265,6 +266,12 @@ fn ld_preload_ld_audit_and_ld_library_path_of_a_dropped_library_are_drift() {
         Some(0),
         "an empty LD_PRELOAD loads nothing: {s}"
     );
+    assert_ne!(
+        rc(&s, "preloadfile"),
+        Some(0),
+        "/etc/ld.so.preload was written: {s}"
+    );
+    assert_eq!(rc(&s, "after"), Some(0), "{s}");
     assert_eq!(
         rc(&s, "allowed"),
         Some(0),
@@ -608,4 +615,361 @@ fn wait_logs(c: &Container, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     logs
+}
+
+/// Scripts the exec tracepoint cannot see (it only sees their interpreter): on a tmpfs, a
+/// `--tmpfs` mount, a volume, and with a name that is not UTF-8 — each refused with EPERM by
+/// fanotify on that mount, and reported with its bytes intact; an image script still runs.
+#[test]
+fn scripts_on_other_filesystems_and_with_odd_names_are_refused() {
+    if !privileged() {
+        return;
+    }
+    let Some(image) = attack_image() else { return };
+    let vol = tempfile::tempdir().unwrap();
+    let agent = agent_with("enforce", "[drift]\nprevent = true\n");
+    let mount = format!("{}:/data", vol.path().display());
+    let script = format!(
+        "w() {{ printf '#!/bin/sh\\necho DROPPED-RAN\\n' > \"$1\"; chmod +x \"$1\"; \"$1\"; }}; \
+         w /dev/s.sh; echo dev=$?; w /scratch/s.sh; echo scratch=$?; w /data/s.sh; echo data=$?; \
+         w \"$(printf '/tmp/\\377\\376.sh')\"; echo odd=$?; {IMAGE_SCRIPT}; echo image=$?"
+    );
+    let (c, out) = run_in(
+        &image,
+        "scripts",
+        &[
+            "--network",
+            "none",
+            "--tmpfs",
+            "/scratch:exec",
+            "-v",
+            &mount,
+        ],
+        &script,
+    );
+    let s = text(&out.stdout);
+    assert!(!s.contains("DROPPED-RAN"), "a dropped script ran: {s}");
+    for key in ["dev", "scratch", "data", "odd"] {
+        assert_eq!(rc(&s, key), Some(126), "{key}: {s} {}", text(&out.stderr));
+    }
+    assert!(
+        s.contains("IMAGE-SCRIPT-RAN") && rc(&s, "image") == Some(0),
+        "an image script runs: {s}"
+    );
+    for exe in [
+        "/dev/s.sh",
+        "/scratch/s.sh",
+        "/data/s.sh",
+        "/tmp/\\xff\\xfe.sh",
+    ] {
+        let e = drift_event(&agent, &c, exe);
+        assert_eq!(e["action"], "blocked", "{e}");
+        assert_eq!(e["kind"], "exec");
+    }
+}
+
+#[test]
+fn a_script_on_a_tmpfs_is_reported_in_audit() {
+    if !privileged() {
+        return;
+    }
+    let Some(image) = attack_image() else { return };
+    let agent = agent_with("audit", "[drift]\nprevent = true\n");
+    let (c, out) = run_in(
+        &image,
+        "scripts-audit",
+        &["--network", "none"],
+        "printf '#!/bin/sh\\necho SCRIPT-RAN\\n' > /dev/s.sh; chmod +x /dev/s.sh; /dev/s.sh; echo dev=$?",
+    );
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("SCRIPT-RAN") && rc(&s, "dev") == Some(0),
+        "audit lets it run: {s}"
+    );
+    assert_eq!(drift_event(&agent, &c, "/dev/s.sh")["action"], "audited");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Class 5: file rules on the file, not on one of its names.
+// ---------------------------------------------------------------------------------------------
+
+const FILE_RULES: &str = "[files]\nread_only = [\"/etc/passwd\", \"/etc/app/**\"]\n\
+                          deny = [\"/etc/group\", \"/etc/secrets/**\", \"/etc/hostname\"]\n";
+
+/// Each attempt prints `k<N>=<exit>` after the helper's own line (`… errno=E` or `… ok`).
+fn file_attacks() -> Vec<(&'static str, String, &'static str)> {
+    let a = ATTACK;
+    vec![
+        // (what, command, expected helper line)
+        (
+            "write from a second thread",
+            format!("{a} write thread /etc/passwd"),
+            "thread errno=1",
+        ),
+        (
+            "write through openat2",
+            format!("{a} write openat2 /etc/passwd"),
+            "openat2 errno=1",
+        ),
+        (
+            "write through int 0x80",
+            format!("{a} write int80 /etc/passwd"),
+            "int80 errno=1",
+        ),
+        (
+            "append from the shell",
+            "echo EVIL >> /etc/passwd".to_string(),
+            "",
+        ),
+        (
+            "hard link of a read-only file",
+            format!("{a} fsop link /etc/passwd /tmp/p"),
+            "link errno=18",
+        ),
+        (
+            "rename away of a read-only file",
+            format!("{a} fsop rename /etc/passwd /tmp/p"),
+            "rename errno=16",
+        ),
+        (
+            "unlink of a read-only file",
+            format!("{a} fsop unlink /etc/passwd"),
+            "unlink errno=16",
+        ),
+        (
+            "write below a read-only tree",
+            format!("{a} write open /etc/app/app.conf"),
+            "open errno=30",
+        ),
+        (
+            "create below a read-only tree",
+            format!("{a} write creat /etc/app/new"),
+            "creat errno=30",
+        ),
+        (
+            "truncate(2) below a read-only tree",
+            format!("{a} fsop truncate /etc/app/app.conf"),
+            "truncate errno=30",
+        ),
+        (
+            "chmod below a read-only tree",
+            format!("{a} fsop chmod /etc/app/app.conf"),
+            "chmod errno=30",
+        ),
+        (
+            "rename below a read-only tree",
+            format!("{a} fsop rename /etc/app/app.conf /etc/app/x"),
+            "rename errno=30",
+        ),
+        (
+            "hard link out of a read-only tree",
+            format!("{a} fsop link /etc/app/app.conf /tmp/l"),
+            "link errno=18",
+        ),
+        (
+            "read of a denied file",
+            format!("{a} read /etc/group"),
+            "read errno=1",
+        ),
+        (
+            "read of a denied Docker bind mount",
+            format!("{a} read /etc/hostname"),
+            "read errno=1",
+        ),
+        (
+            "rename away of a denied file",
+            format!("{a} fsop rename /etc/group /tmp/g"),
+            "rename errno=16",
+        ),
+        (
+            "hard link of a denied file",
+            format!("{a} fsop link /etc/group /tmp/g"),
+            "link errno=18",
+        ),
+        (
+            "read below a denied tree",
+            format!("{a} read /etc/secrets/key"),
+            "read errno=2",
+        ),
+        (
+            "rename of a denied tree",
+            format!("{a} fsop rename /etc/secrets /tmp/s"),
+            "rename errno=16",
+        ),
+        (
+            "unmount a protection",
+            format!("{a} fsop umount /etc/passwd"),
+            "umount errno=1",
+        ),
+        (
+            "remount a protection writable",
+            format!("{a} fsop mount-rw /etc/app"),
+            "mount-rw errno=1",
+        ),
+    ]
+}
+
+#[test]
+fn file_rules_hold_through_other_names_threads_and_syscalls() {
+    if !privileged() {
+        return;
+    }
+    let Some(image) = attack_image() else { return };
+    let agent = agent_with("enforce", FILE_RULES);
+    let attacks = file_attacks();
+    let mut script = String::from("md5sum /etc/passwd /etc/app/app.conf > /tmp/before; ");
+    for (i, (_, cmd, _)) in attacks.iter().enumerate() {
+        script.push_str(&format!("{cmd}; echo k{i}=$?; "));
+    }
+    script.push_str(
+        "md5sum /etc/passwd /etc/app/app.conf > /tmp/after; cmp /tmp/before /tmp/after; echo same=$?; \
+         test -e /etc/app/new; echo created=$?; cat /etc/passwd > /dev/null; echo read_ro=$?; \
+         cat /etc/app/app.conf > /dev/null; echo read_tree=$?; echo ok > /tmp/ok; echo tmp=$?",
+    );
+    let (c, out) = run_in(&image, "file-rules", &["--network", "none"], &script);
+    let s = text(&out.stdout);
+    for (i, (what, _, line)) in attacks.iter().enumerate() {
+        assert_ne!(
+            rc(&s, &format!("k{i}")),
+            Some(0),
+            "{what} went through: {s}"
+        );
+        assert!(
+            line.is_empty() || s.contains(line),
+            "{what}: expected `{line}`: {s}"
+        );
+    }
+    assert_eq!(rc(&s, "same"), Some(0), "a read-only file changed: {s}");
+    assert_eq!(
+        rc(&s, "created"),
+        Some(1),
+        "a refused create left a file: {s}"
+    );
+    for key in ["read_ro", "read_tree", "tmp"] {
+        assert_eq!(
+            rc(&s, key),
+            Some(0),
+            "benign {key} failed: {s} {}",
+            text(&out.stderr)
+        );
+    }
+    let id = c.id();
+    // The write opens are refused by fanotify and reported, whatever thread or ABI made them.
+    let writes = agent
+        .wait_for(Duration::from_secs(15), |_| {
+            agent
+                .events()
+                .iter()
+                .filter(|e| {
+                    e["kind"] == "file"
+                        && e["action"] == "blocked"
+                        && e["file"]["path"] == "/etc/passwd"
+                        && e["container"]["id"] == id.as_str()
+                })
+                .count()
+                >= 4
+        })
+        .is_some();
+    assert!(
+        writes,
+        "four blocked writes of /etc/passwd: {:?}",
+        agent.events()
+    );
+    agent.expect("blocked read of /etc/group", |e| {
+        e["kind"] == "file" && e["action"] == "blocked" && e["file"]["path"] == "/etc/group"
+    });
+}
+
+#[test]
+fn file_rules_in_audit_report_and_let_it_happen() {
+    if !privileged() {
+        return;
+    }
+    let Some(image) = attack_image() else { return };
+    let agent = agent_with("audit", FILE_RULES);
+    let (c, out) = run_in(
+        &image,
+        "file-audit",
+        &["--network", "none"],
+        &format!(
+            "{ATTACK} write thread /etc/passwd; echo w=$?; cat /etc/group > /dev/null; echo r=$?"
+        ),
+    );
+    let s = text(&out.stdout);
+    assert_eq!(rc(&s, "w"), Some(0), "{s}");
+    assert_eq!(rc(&s, "r"), Some(0), "{s}");
+    let id = c.id();
+    for path in ["/etc/passwd", "/etc/group"] {
+        let e = agent.expect(&format!("audited {path}"), |e| {
+            e["kind"] == "file" && e["file"]["path"] == path && e["container"]["id"] == id.as_str()
+        });
+        assert_eq!(e["action"], "audited");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Class 7: saying what is not covered.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn status_and_profile_check_say_what_this_backend_cannot_enforce() {
+    if !privileged() {
+        return;
+    }
+    let body = "[drift]\nprevent = true\n[network]\nblock_raw_sockets = true\n";
+    let agent = agent_with("enforce", body);
+    let out = Command::new(agent_bin())
+        .args(["status", "--json", "--api-socket"])
+        .arg(&agent.api)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = |class: &str| {
+        s["coverage"]
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["class"] == class).cloned())
+            .unwrap_or_else(|| panic!("no coverage line {class}: {s}"))
+    };
+    let lsm = s["backends"]["lsm_unavailable"].is_null();
+    if lsm {
+        assert_eq!(line("packet_socket")["coverage"], "enforced");
+    } else {
+        assert_eq!(line("packet_socket")["coverage"], "not_visible");
+        assert!(line("packet_socket")["closes"]
+            .as_str()
+            .unwrap()
+            .contains("BPF LSM"));
+        assert_eq!(line("executable_mapping")["coverage"], "not_visible");
+    }
+    assert_eq!(line("loopback_alias")["coverage"], "enforced");
+    assert_eq!(line("changed_root")["coverage"], "enforced");
+    let txt = Command::new(agent_bin())
+        .args(["status", "--api-socket"])
+        .arg(&agent.api)
+        .output()
+        .unwrap();
+    assert!(
+        text(&txt.stdout).contains("coverage on this backend"),
+        "{}",
+        text(&txt.stdout)
+    );
+
+    let check = Command::new(agent_bin())
+        .args(["profile", "check"])
+        .arg(&agent.profiles)
+        .output()
+        .unwrap();
+    let c = text(&check.stdout);
+    assert!(
+        check.status.success(),
+        "warnings do not fail the check: {c}"
+    );
+    if !lsm {
+        assert!(
+            c.contains("warning") && c.contains("AF_PACKET") && c.contains("closed by BPF LSM"),
+            "{c}"
+        );
+        assert!(c.contains("dlopen"), "{c}");
+    }
 }

@@ -303,9 +303,10 @@ pub const RULES_NET_LISTEN: u32 = 1 << 4;
 pub const RULES_FILE_DENY: u32 = 1 << 5;
 /// [`ContainerPolicy::rules`]: a file read-only list ([`LIST_FILE_READ_ONLY`]) exists.
 pub const RULES_FILE_READ_ONLY: u32 = 1 << 6;
-/// [`ContainerPolicy::rules`]: the agent makes kernel-enforced mounts (read-only binds, masks)
-/// in the container's mount namespace: its first exec is held until they are in place.
-pub const RULES_FILE_MOUNTS: u32 = 1 << 7;
+/// [`ContainerPolicy::rules`]: the agent prepares the container at its first exec — marks its
+/// mounts for fanotify and makes the kernel-enforced mounts of its file rules inside its mount
+/// namespace — so that exec is held (SIGSTOP) until the agent is done (fallback backend).
+pub const RULES_HOLD_FIRST_EXEC: u32 = 1 << 7;
 /// [`ContainerPolicy::rules`]: the exec deny list has `dir/*` or `dir/**` rules, which a path
 /// the kernel could not build whole might fall under (an exact rule cannot: it is shorter).
 pub const RULES_EXEC_DENY_TREES: u32 = 1 << 8;

@@ -11,7 +11,7 @@ use agent_common::{
     EXEC_PATH_UNTRUSTED, EXEC_ROOT_NOT_OVERLAY, EXEC_SCRIPT_VIA_FD, EXEC_UNLINKED, EXEC_UNREADABLE,
     EXEC_UPPER_LAYER, HEARTBEAT_FRESH_NS, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY,
     ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW,
-    RULES_EXEC_DENY, RULES_EXEC_DENY_TREES, RULES_FILE_MOUNTS,
+    RULES_EXEC_DENY, RULES_EXEC_DENY_TREES, RULES_HOLD_FIRST_EXEC,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
@@ -98,7 +98,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
             unsafe { bpf_send_signal(SIGKILL) };
             count(COUNTER_KILLS);
         } else if agent_alive()
-            && (!m.configured || (m.policy.rules & RULES_FILE_MOUNTS != 0 && first_exec))
+            && (!m.configured || (m.policy.rules & RULES_HOLD_FIRST_EXEC != 0 && first_exec))
         {
             // A container younger than its own policy, or one whose kernel-enforced mounts the
             // agent makes at its first exec: stop the new image before its first instruction

@@ -102,6 +102,14 @@ pub const MATRIX: &[Row] = &[
         closes: None,
     },
     Row {
+        class: "loader_config_files",
+        control: "drift",
+        what: "a library named in /etc/ld.so.preload or a rewritten /etc/ld.so.cache",
+        fallback: cell(Enforced, "both are read-only mounts under drift enforce (an empty preload file is created first): EROFS", "soundness::ld_preload_ld_audit_and_ld_library_path_of_a_dropped_library_are_drift"),
+        lsm: cell(Enforced, "the loader's mapping of a non-image library is EPERM, as for LD_PRELOAD", "vm-test: preload_dropped_library_not_run"),
+        closes: None,
+    },
+    Row {
         class: "executable_mapping",
         control: "drift",
         what: "an image program mapping a dropped file executable (dlopen, mmap/mprotect PROT_EXEC, memfd)",
@@ -145,17 +153,17 @@ pub const MATRIX: &[Row] = &[
         class: "script_on_other_filesystem",
         control: "drift",
         what: "a #! script on a tmpfs (/dev, --tmpfs) or a volume",
-        fallback: cell(NotVisible, "fanotify marks the container's overlay only", ""),
+        fallback: cell(Enforced, "fanotify exec permission on every mount of the container: EPERM", "soundness::scripts_on_other_filesystems_and_with_odd_names_are_refused"),
         lsm: cell(Enforced, "bprm_check_security: EPERM (not on the root filesystem)", "vm-test: script_on_tmpfs_eperm"),
-        closes: Some(LSM),
+        closes: None,
     },
     Row {
         class: "script_non_utf8_name",
         control: "drift",
         what: "a #! script whose name is not valid UTF-8",
-        fallback: cell(NotVisible, "the fanotify check looks the name up as text", ""),
+        fallback: cell(Enforced, "judged on the event's descriptor and the path's bytes; the event shows them as \\xHH", "soundness::scripts_on_other_filesystems_and_with_odd_names_are_refused"),
         lsm: cell(Enforced, "paths are bytes in the kernel: EPERM, the event keeps the bytes", "vm-test: script_non_utf8_name_eperm, event_script_non_utf8_blocked"),
-        closes: Some(LSM),
+        closes: None,
     },
     Row {
         class: "script_through_descriptor",
@@ -182,20 +190,52 @@ pub const MATRIX: &[Row] = &[
         closes: None,
     },
     Row {
-        class: "file_rules_other_syscalls",
+        class: "ruled_file_other_name",
         control: "file",
-        what: "hard link, rename away and back, unlink, truncate(2), chmod, chown of a ruled file",
-        fallback: cell(NotVisible, "fanotify sees opens only", ""),
-        lsm: cell(Enforced, "path_* hooks on the ruled path: EPERM", "vm-test: file_hard_link_*, file_rename_*, file_unlink_eperm, file_truncate_syscall_eperm, file_chmod_eperm, file_chown_eperm"),
+        what: "hard link, rename away and back, unlink of a file under an exact or dir/** rule",
+        fallback: cell(Enforced, "its name is a mount point or below a read-only mount: EXDEV, EBUSY, EROFS (not reported)", "soundness::file_rules_hold_through_other_names_threads_and_syscalls"),
+        lsm: cell(Enforced, "path_link / path_rename / path_unlink on the ruled path: EPERM", "vm-test: file_hard_link_*, file_rename_*, file_unlink_eperm"),
+        closes: None,
+    },
+    Row {
+        class: "ruled_file_truncate_chmod",
+        control: "file",
+        what: "truncate(2), chmod, chown of a file under an exact read_only rule",
+        fallback: cell(NotVisible, "not opens; a read-only mount would refuse them but also the write opens fanotify reports (below a dir/** rule they are EROFS)", ""),
+        lsm: cell(Enforced, "path_truncate / path_chmod / path_chown: EPERM", "vm-test: file_truncate_syscall_eperm, file_chmod_eperm, file_chown_eperm"),
         closes: Some(LSM),
+    },
+    Row {
+        class: "glob_rule_other_syscalls",
+        control: "file",
+        what: "unlink, rename, link, truncate(2) of a file under a dir/* rule or a glob",
+        fallback: cell(NotVisible, "fanotify sees opens only; write the rule as an exact path or dir/**", ""),
+        lsm: cell(NotVisible, "dir/* is matched in the kernel; a full glob only by fanotify, on opens", ""),
+        closes: None,
     },
     Row {
         class: "file_rules_other_thread_or_abi",
         control: "file",
-        what: "a write open from another thread, openat2, the 32-bit entry point",
-        fallback: cell(NotVisible, "the opener's flags are read from /proc/<pid>/syscall of the process, not the thread", ""),
+        what: "a write open from another thread, openat2, the 32-bit entry point, io_uring",
+        fallback: cell(Enforced, "flags read from the blocked thread; any syscall but the 64-bit open family counts as a write (fail closed): EPERM", "soundness::file_rules_hold_through_other_names_threads_and_syscalls"),
         lsm: cell(Enforced, "file_open reads the kernel's own flags: EPERM", "vm-test: file_write_other_thread_eperm, file_write_openat2_eperm, file_write_int80_eperm"),
-        closes: Some(LSM),
+        closes: None,
+    },
+    Row {
+        class: "refused_create",
+        control: "file",
+        what: "a refused O_CREAT below a read-only rule leaving an empty file",
+        fallback: cell(Enforced, "below a dir/** rule the mount refuses the create (EROFS); under a glob the empty file stays", "soundness::file_rules_hold_through_other_names_threads_and_syscalls"),
+        lsm: cell(Enforced, "path_mknod refuses it before the file exists", "vm-test: file_create_in_read_only_tree_eperm, file_refused_create_left_nothing"),
+        closes: None,
+    },
+    Row {
+        class: "files_on_other_mounts",
+        control: "file",
+        what: "a ruled file on a volume or one of Docker's bind mounts (/etc/hostname, /etc/hosts)",
+        fallback: cell(Enforced, "every mount of the container is marked", "soundness::file_rules_hold_through_other_names_threads_and_syscalls"),
+        lsm: cell(Enforced, "file_open sees every file", "vm-test: file_deny_read_eperm"),
+        closes: None,
     },
     Row {
         class: "packet_socket",
@@ -339,14 +379,16 @@ pub fn profile_gaps(profile: &Profile, backend: BackendKind, facts: &KernelFacts
         }
     }
     let f = &profile.files;
-    if f.mode != Mode::Off && !(f.deny.is_empty() && f.read_only.is_empty()) {
-        for class in [
-            "file_rules_other_syscalls",
-            "file_rules_other_thread_or_abi",
-        ] {
-            out.extend(warn(class, "files"));
+    if f.mode != Mode::Off {
+        let exact_read_only = f
+            .read_only
+            .patterns()
+            .iter()
+            .any(|p| matches!(PathRule::parse(p), Ok(PathRule::Exact(_))));
+        if exact_read_only {
+            out.extend(warn("ruled_file_truncate_chmod", "files.read_only"));
         }
-        let globs: Vec<&String> = f
+        let globs: Vec<String> = f
             .deny
             .patterns()
             .iter()
@@ -357,12 +399,11 @@ pub fn profile_gaps(profile: &Profile, backend: BackendKind, facts: &KernelFacts
                     Ok(PathRule::Exact(_) | PathRule::Tree(_))
                 )
             })
+            .map(|g| format!("`{g}`"))
             .collect();
-        if !globs.is_empty() && backend == BackendKind::BpfLsm {
-            out.push(format!(
-                "files: {} cannot be matched in the kernel (not an exact path or dir/**): fanotify decides its opens in userspace",
-                globs.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
-            ));
+        if !globs.is_empty() {
+            let asks = format!("files {}", globs.join(", "));
+            out.extend(warn("glob_rule_other_syscalls", &asks));
         }
     }
     if profile.network.mode != Mode::Off && profile.network.block_raw_sockets {
@@ -471,7 +512,7 @@ mod tests {
                     || w.contains("AF_PACKET") && w.contains("BPF LSM")),
             "{w:?}"
         );
-        assert!(w.iter().any(|w| w.contains("hard link")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("truncate(2)")), "{w:?}");
         let w = profile_gaps(p, BackendKind::BpfLsm, &KernelFacts::default());
         assert!(w.iter().all(|w| !w.contains("AF_PACKET")), "{w:?}");
         assert!(w.iter().any(|w| w.contains("`/etc/*.conf`")), "{w:?}");

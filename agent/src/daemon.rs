@@ -77,7 +77,13 @@ struct Pipeline {
     created: HashMap<String, ContainerInfo>,
     drops_seen: u64,
     status: Arc<Mutex<Status>>,
-    files: Option<crate::fileguard::FileGuard>,
+    files: Option<crate::fanotify::FileGuard>,
+    /// Whether the BPF LSM programs are attached (then the kernel enforces file rules on the
+    /// inode and no mounts are needed).
+    lsm_active: bool,
+    /// Containers prepared at their first exec (or at once, when already running): the pid
+    /// whose mount namespace was used, and the kernel-enforced mounts made there.
+    prepared: HashMap<u64, (u32, Vec<crate::fanotify::enforced::PlannedMount>)>,
     delivery: Option<crate::delivery::Delivery>,
     /// The agent's own container cgroup when it runs as a container: never policed.
     own_cgroup: Option<u64>,
@@ -126,13 +132,19 @@ impl Pipeline {
             )
             .name
             .clone();
-        let policy = self
+        let mut policy = self
             .compiled
             .by_name
             .get(&profile)
             .map(|c| c.policy)
             .unwrap_or_else(|| self.compiled.default_policy());
         info.profile = profile.clone();
+        let chosen = self.profile_named(&profile).clone();
+        if self.needs_preparing(&chosen) {
+            // Its mounts are marked and its file rules mounted at its first exec, which the
+            // kernel holds until then.
+            policy.rules |= agent_common::RULES_HOLD_FIRST_EXEC;
+        }
         if info.storage_driver != "overlay2" && !info.storage_driver.is_empty() {
             tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
         }
@@ -150,17 +162,18 @@ impl Pipeline {
         if info.init_pid != 0 {
             self.seed_processes(cgroup_id, &info).await;
         }
-        if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
-            let profile = self
-                .profiles
-                .profiles()
-                .find(|p| p.name == info.profile)
-                .unwrap_or_else(|| self.profiles.default_profile());
-            if let Err(e) =
-                files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile)
-            {
-                tracing::warn!(container_id = %info.id, error = %e, "file controls unavailable for this container");
-            }
+        if let Some(files) = &mut self.files {
+            files.prepare(cgroup_id, &chosen);
+        }
+        // Running already (or prepared before, and this is a reload): prepare it now.
+        let pid = self
+            .prepared
+            .get(&cgroup_id)
+            .map(|(pid, _)| *pid)
+            .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .or((info.init_pid != 0).then_some(info.init_pid));
+        if let Some(pid) = pid {
+            self.prepare_container(cgroup_id, pid, &chosen);
         }
         tracing::info!(container_id = %info.id, name = %info.name, image = %info.image, cgroup_id, profile = %profile, "monitoring container");
         let first_time = self.containers.get(cgroup_id).is_none();
@@ -182,6 +195,72 @@ impl Pipeline {
             self.emit(ev);
         }
         self.refresh_status();
+    }
+
+    /// The profile called `name` (the default one when there is none).
+    fn profile_named(&self, name: &str) -> &crate::profile::Profile {
+        self.profiles
+            .profiles()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| self.profiles.default_profile())
+    }
+
+    /// Whether a container under `profile` must be prepared at its first exec: on the
+    /// fallback, when fanotify watches it or its file rules become kernel-enforced mounts.
+    fn needs_preparing(&self, profile: &crate::profile::Profile) -> bool {
+        use crate::{fanotify::enforced, profile::Mode};
+        !self.lsm_active
+            && (self.files.as_ref().is_some_and(|f| f.needs(profile))
+                || !enforced::plan(&profile.files, profile.drift.mode == Mode::Enforce).is_empty())
+    }
+
+    /// Inside the mount namespace of `pid` (a process of the container): makes the
+    /// kernel-enforced mounts of its file rules (removing those a reload dropped), then marks
+    /// every mount for fanotify, the new ones included.
+    fn prepare_container(&mut self, cgroup_id: u64, pid: u32, profile: &crate::profile::Profile) {
+        use crate::{fanotify::enforced, profile::Mode};
+        let mut made = Vec::new();
+        if !self.lsm_active {
+            let plan = enforced::plan(&profile.files, profile.drift.mode == Mode::Enforce);
+            let old = self
+                .prepared
+                .remove(&cgroup_id)
+                .map(|(_, m)| m)
+                .unwrap_or_default();
+            let stale: Vec<_> = old.iter().filter(|m| !plan.contains(m)).cloned().collect();
+            if let Err(e) = enforced::remove(pid, &stale) {
+                tracing::warn!(container_cgroup_id = cgroup_id, error = %e, "removing mounts of dropped file rules failed");
+            }
+            made.extend(old.into_iter().filter(|m| plan.contains(m)));
+            let new: Vec<_> = plan.iter().filter(|m| !made.contains(m)).cloned().collect();
+            match enforced::apply(pid, &new) {
+                Ok(applied) => {
+                    if !applied.made.is_empty() {
+                        tracing::info!(
+                            container_cgroup_id = cgroup_id,
+                            mounts = applied.made.len(),
+                            missing = applied.missing.len(),
+                            "file rules kernel-enforced by mounts in the container"
+                        );
+                    }
+                    made.extend(applied.made);
+                }
+                Err(e) => {
+                    tracing::error!(container_cgroup_id = cgroup_id, error = %e, "making the container's file rules kernel-enforced failed: fanotify still decides its opens");
+                    self.agent_event(
+                        Action::Allowed,
+                        Severity::High,
+                        format!("file rules of container cgroup {cgroup_id} are not kernel-enforced: {e}"),
+                    );
+                }
+            }
+        }
+        self.prepared.insert(cgroup_id, (pid, made));
+        if let Some(files) = &mut self.files {
+            if let Err(e) = files.watch_mounts(cgroup_id, pid) {
+                tracing::warn!(container_cgroup_id = cgroup_id, error = %e, "file controls unavailable for this container");
+            }
+        }
     }
 
     /// Seeds the process table and the processes' origins of a container that was already
@@ -328,12 +407,22 @@ impl Pipeline {
         if let KernelEvent::Exec {
             header,
             flags,
-            path,
+            path_bytes,
             ..
         } = &mut ev
         {
             if *flags & agent_common::EXEC_HELD != 0 {
-                self.release_held(header, *flags, path);
+                let cg = header.container_cgroup_id;
+                if !self.prepared.contains_key(&cg) {
+                    if let Some(c) = self.containers.get(cg) {
+                        let chosen = self.profile_named(&c.profile.clone()).clone();
+                        if self.needs_preparing(&chosen) {
+                            self.prepare_container(cg, header.pid, &chosen);
+                        }
+                    }
+                }
+                let bytes = path_bytes.clone();
+                self.release_held(header, *flags, &bytes);
             }
         }
         if let Some(out) = self
@@ -346,7 +435,7 @@ impl Pipeline {
 
     /// A process the kernel stopped at its first instruction because its container's own
     /// policy was not written yet: decide under the container's profile, then kill or resume.
-    fn release_held(&mut self, header: &mut decode::Header, flags: u32, path: &str) {
+    fn release_held(&mut self, header: &mut decode::Header, flags: u32, path: &[u8]) {
         let cg = header.container_cgroup_id;
         let profile = match self.containers.get(cg) {
             Some(c) => self
@@ -419,6 +508,7 @@ impl Pipeline {
                 self.created.remove(&l.container_id);
                 if let Some((cg, info)) = self.containers.remove_container(&l.container_id) {
                     let _ = self.kernel.call(move |k| k.remove_container(cg)).await;
+                    self.prepared.remove(&cg);
                     if let Some(files) = &mut self.files {
                         files.unwatch_container(cg);
                     }
@@ -695,6 +785,7 @@ pub async fn run(
         cfg.pin.then_some(&mut link_pins),
     )?;
     let lsm = crate::lsm::load_lsm(&mut ebpf);
+    let lsm_active = lsm.is_ok();
     if let Err(e) = &lsm {
         crate::lsm::unload_lsm(&mut ebpf);
         tracing::info!(reason = %e, "BPF LSM backend unavailable: using the fallbacks");
@@ -744,7 +835,7 @@ pub async fn run(
         })
         .await??;
 
-    let files = match crate::fileguard::FileGuard::start(cfg.audit_files) {
+    let files = match crate::fanotify::FileGuard::start(cfg.audit_files) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::warn!(error = %e, "file controls unavailable");
@@ -827,6 +918,8 @@ pub async fn run(
         created: HashMap::new(),
         drops_seen: 0,
         status: status.clone(),
+        lsm_active,
+        prepared: HashMap::new(),
         files,
         delivery,
         own_cgroup,
@@ -884,6 +977,14 @@ pub async fn run(
             .trim()
             .into();
         s.backends = Some(backends.clone());
+        s.coverage = crate::coverage::lines(
+            if lsm_active {
+                crate::coverage::BackendKind::BpfLsm
+            } else {
+                crate::coverage::BackendKind::Fallback
+            },
+            &crate::coverage::KernelFacts::probe(),
+        );
         s.started = crate::enrich::Clock::now();
         s.version = env!("CARGO_PKG_VERSION").into();
     }
@@ -930,7 +1031,7 @@ pub async fn run(
             }
             Some(fev) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
                 let containers = &p.containers;
-                if let Some(ev) = crate::fileguard::to_event(&fev, &mut p.enricher, containers, &p.procs) {
+                if let Some(ev) = crate::fanotify::to_event(&fev, &mut p.enricher, containers, &p.procs) {
                     p.emit(ev);
                 }
                 p.sinks.flush();

@@ -284,10 +284,24 @@ impl Enricher {
                 )
             }
             KernelEvent::File {
-                open_flags, path, ..
+                open_flags,
+                op,
+                path,
+                ..
             } => {
-                let flags = crate::fileguard::flags_text(*open_flags as i32);
-                let message = format!("file: open {path} {flags} {action}");
+                let flags = crate::fanotify::opener::flags_text(*open_flags as i32);
+                let op = match *op {
+                    agent_common::FILE_OP_UNLINK => "unlink",
+                    agent_common::FILE_OP_RENAME => "rename",
+                    agent_common::FILE_OP_LINK => "link",
+                    agent_common::FILE_OP_TRUNCATE => "truncate",
+                    agent_common::FILE_OP_CHMOD => "chmod",
+                    agent_common::FILE_OP_CHOWN => "chown",
+                    agent_common::FILE_OP_CREATE => "create",
+                    _ => "open",
+                };
+                let flags = if op == "open" { flags } else { op.to_string() };
+                let message = format!("file: {op} {path} {flags} {action}");
                 return Some(Event {
                     seq: self.next_seq(),
                     time: self.clock.from_boot_ns(h.ktime_ns),

@@ -278,7 +278,8 @@ pub fn holding_dirs(rule: &PathRule) -> Vec<String> {
 /// The exec decision the kernel takes (`agent-ebpf/src/exec.rs::decide`), taken in userspace
 /// for a process the kernel held because its container's own policy was not written yet.
 /// Returns (`CONTROL_*`, `ACTION_*`).
-pub fn exec_verdict(p: &Profile, flags: u32, path: &str) -> (u32, u32) {
+pub fn exec_verdict(p: &Profile, flags: u32, path: impl AsRef<[u8]>) -> (u32, u32) {
+    let path = path.as_ref();
     use agent_common::{
         ACTION_ALLOWED, ACTION_AUDITED, ACTION_BLOCKED, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT,
         CONTROL_EXEC, CONTROL_NONE, EXEC_DRIFT_FLAGS, EXEC_FILE_DRIFT_FLAGS,
@@ -296,18 +297,18 @@ pub fn exec_verdict(p: &Profile, flags: u32, path: &str) -> (u32, u32) {
     let untrusted = flags & EXEC_PATH_UNTRUSTED != 0;
     let file_drift = flags & EXEC_FILE_DRIFT_FLAGS != 0;
     let door_drift = flags & (EXEC_DRIFT_FLAGS & !EXEC_FILE_DRIFT_FLAGS) != 0;
-    let drift_allowed = !untrusted && p.drift.allow.iter().any(|r| r.matches(path));
+    let drift_allowed = !untrusted && p.drift.allow.iter().any(|r| r.matches_bytes(path));
     if p.drift.mode != Mode::Off && ((file_drift && !drift_allowed) || door_drift) {
         return (CONTROL_DRIFT, action(p.drift.mode));
     }
     if p.exec.mode != Mode::Off {
         let deny_trees = p.exec.deny.iter().any(|r| !matches!(r, PathRule::Exact(_)));
-        let denied = (untrusted && deny_trees) || p.exec.deny.iter().any(|r| r.matches(path));
+        let denied = (untrusted && deny_trees) || p.exec.deny.iter().any(|r| r.matches_bytes(path));
         let not_allowed = p
             .exec
             .allow
             .as_ref()
-            .is_some_and(|a| untrusted || !a.iter().any(|r| r.matches(path)));
+            .is_some_and(|a| untrusted || !a.iter().any(|r| r.matches_bytes(path)));
         if denied || not_allowed {
             return (CONTROL_EXEC, action(p.exec.mode));
         }

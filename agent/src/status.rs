@@ -17,6 +17,10 @@ pub struct Status {
     pub kills: u64,
     pub denies: u64,
     pub collector: Option<String>,
+    /// Per control and way around it: enforced, reported only or not visible on this host's
+    /// backend (`coverage.rs`).
+    #[serde(default)]
+    pub coverage: Vec<crate::coverage::CoverageLine>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -48,6 +52,26 @@ impl std::fmt::Display for Status {
                 "  BPF LSM:        {}",
                 b.lsm_unavailable.as_deref().unwrap_or("in use")
             )?;
+        }
+        if !self.coverage.is_empty() {
+            writeln!(
+                f,
+                "coverage on this backend (control, way around it: what holds):"
+            )?;
+            for c in &self.coverage {
+                writeln!(
+                    f,
+                    "  {:<18} {:<30} {:<14} {}{}",
+                    c.control,
+                    c.class,
+                    c.coverage.as_str(),
+                    c.how,
+                    c.closes
+                        .as_deref()
+                        .map(|x| format!(" [closed by {x}]"))
+                        .unwrap_or_default()
+                )?;
+            }
         }
         writeln!(f, "profiles: {}", self.profiles.join(", "))?;
         writeln!(

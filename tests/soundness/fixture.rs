@@ -21,6 +21,8 @@ pub const EVIL_SO: &str = "/usr/share/attack/evil.so";
 pub const DYN_TRUE: &str = "/usr/bin/dyntrue";
 /// The image's dynamic loader.
 pub const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+/// A `#!` script of the image (running it is not drift).
+pub const IMAGE_SCRIPT: &str = "/usr/local/bin/image-script.sh";
 
 /// Built artefacts, or why they could not be built.
 struct Built {
@@ -93,6 +95,20 @@ fn build() -> Result<Built, String> {
          RUN [\"/bin/busybox\", \"mkdir\", \"-p\", \"/lib64\"]\n\
          RUN [\"/bin/busybox\", \"ln\", \"-s\", \"/lib/x86_64-linux-gnu/{loader_name}\", \"{LOADER}\"]\n"
     );
+    std::fs::write(
+        dir.join("image-script.sh"),
+        "#!/bin/sh\necho IMAGE-SCRIPT-RAN\n",
+    )
+    .map_err(|e| e.to_string())?;
+    for (f, text) in [("app.conf", "app\n"), ("key", "secret key\n")] {
+        std::fs::write(dir.join(f), text).map_err(|e| e.to_string())?;
+    }
+    let dockerfile = format!(
+        "{dockerfile}COPY image-script.sh {IMAGE_SCRIPT}\n\
+         RUN [\"/bin/busybox\", \"chmod\", \"755\", \"{IMAGE_SCRIPT}\"]\n\
+         COPY app.conf /etc/app/app.conf\n\
+         COPY key /etc/secrets/key\n"
+    );
     std::fs::write(dir.join("Dockerfile"), dockerfile).map_err(|e| e.to_string())?;
     let image = format!("{}:latest", unique_name("seawall-test/busybox-attack"))
         .replace("sw-seawall-test/", "seawall-test/");
@@ -147,14 +163,6 @@ pub fn start_in(image: &str, tag: &str, extra: &[&str], script: &str) -> Contain
         String::from_utf8_lossy(&out.stderr)
     );
     Container { name }
-}
-
-/// `docker exec` of `sh -c script`.
-pub fn exec_in(c: &Container, script: &str) -> Output {
-    Command::new("docker")
-        .args(["exec", &c.name, "sh", "-c", script])
-        .output()
-        .expect("docker exec")
 }
 
 /// `n` nested directories `a/a/…` (the shell builds them with one `mkdir -p`).

@@ -12,6 +12,9 @@ use aya::{maps::RingBuf, Ebpf};
 
 use crate::{run::Report, setup::deep_path, Ports};
 
+/// A predicate over a blocked network record: (op, family, port, address).
+type NetPredicate<'a> = &'a dyn Fn(u32, u32, u16, &[u8; 16]) -> bool;
+
 /// One blocked record, decoded.
 enum Blocked {
     Exec {
@@ -106,7 +109,7 @@ pub fn checks(ebpf: &mut Ebpf, report: &mut Report, ports: &Ports) {
             |e| matches!(e, Blocked::File { op: o, path: p } if *o == op && p.as_slice() == path),
         )
     };
-    let net = |f: &dyn Fn(u32, u32, u16, &[u8; 16]) -> bool| {
+    let net = |f: NetPredicate| {
         events
             .iter()
             .any(|e| matches!(e, Blocked::Net { op, family, port, addr } if f(*op, *family, *port, addr)))
