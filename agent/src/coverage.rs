@@ -234,7 +234,7 @@ pub const MATRIX: &[Row] = &[
         control: "file",
         what: "a ruled file on a volume or one of Docker's bind mounts (/etc/hostname, /etc/hosts)",
         fallback: cell(Enforced, "every mount of the container is marked", "soundness::file_rules_hold_through_other_names_threads_and_syscalls"),
-        lsm: cell(Enforced, "file_open sees every file", "vm-test: file_deny_read_eperm"),
+        lsm: cell(Enforced, "file_open sees every file", "vm-test: file_deny_on_tmpfs_eperm"),
         closes: None,
     },
     Row {

@@ -205,13 +205,13 @@ impl Pipeline {
             .unwrap_or_else(|| self.profiles.default_profile())
     }
 
-    /// Whether a container under `profile` must be prepared at its first exec: on the
-    /// fallback, when fanotify watches it or its file rules become kernel-enforced mounts.
+    /// Whether a container under `profile` must be prepared at its first exec: when fanotify
+    /// watches it, or (on the fallback) its file rules become kernel-enforced mounts.
     fn needs_preparing(&self, profile: &crate::profile::Profile) -> bool {
         use crate::{fanotify::enforced, profile::Mode};
-        !self.lsm_active
-            && (self.files.as_ref().is_some_and(|f| f.needs(profile))
-                || !enforced::plan(&profile.files, profile.drift.mode == Mode::Enforce).is_empty())
+        self.files.as_ref().is_some_and(|f| f.needs(profile))
+            || (!self.lsm_active
+                && !enforced::plan(&profile.files, profile.drift.mode == Mode::Enforce).is_empty())
     }
 
     /// Inside the mount namespace of `pid` (a process of the container): makes the
@@ -255,9 +255,14 @@ impl Pipeline {
                 }
             }
         }
+        let read_only: Vec<Vec<u8>> = made
+            .iter()
+            .filter(|m| m.kind == enforced::MountKind::ReadOnly)
+            .map(|m| m.path.as_bytes().to_vec())
+            .collect();
         self.prepared.insert(cgroup_id, (pid, made));
         if let Some(files) = &mut self.files {
-            if let Err(e) = files.watch_mounts(cgroup_id, pid) {
+            if let Err(e) = files.watch_mounts(cgroup_id, pid, &read_only) {
                 tracing::warn!(container_cgroup_id = cgroup_id, error = %e, "file controls unavailable for this container");
             }
         }
@@ -835,7 +840,7 @@ pub async fn run(
         })
         .await??;
 
-    let files = match crate::fanotify::FileGuard::start(cfg.audit_files) {
+    let files = match crate::fanotify::FileGuard::start(cfg.audit_files, !lsm_active) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::warn!(error = %e, "file controls unavailable");

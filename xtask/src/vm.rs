@@ -56,6 +56,7 @@ const EXPECTED: &[&str] = &[
     "file_deny_truncate_eperm",
     "file_read_only",
     "file_unlisted_writable",
+    "file_deny_on_tmpfs_eperm",
     "file_tmp_writable",
     "file_write_other_thread_eperm",
     "file_write_openat2_eperm",

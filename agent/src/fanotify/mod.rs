@@ -59,6 +59,9 @@ struct Watched {
     layers: Option<Layers>,
     scripts: bool,
     opens: bool,
+    /// Read-only bind mounts the agent made (`dir/**` read-only rules): a write open there
+    /// fails in the kernel before it reaches us, so what does reach us is a read.
+    read_only_mounts: Vec<u64>,
 }
 
 /// One open or exec the guard saw.
@@ -80,6 +83,8 @@ pub struct FileEvent {
 pub struct FileGuard {
     fd: Arc<OwnedFd>,
     audit_all: bool,
+    /// Whether scripts are judged here (the fallback: BPF LSM judges them in the kernel).
+    judge_scripts: bool,
     /// Mount id of each marked mount → its container.
     by_mount: Arc<Mutex<HashMap<u64, Arc<Watched>>>>,
     /// Container → its marked mounts (id, marked path).
@@ -99,19 +104,20 @@ pub enum FileGuardError {
     Mark { path: String, source: io::Error },
 }
 
-/// Whether a profile needs the guard for this container at all.
-fn wanted(profile: &Profile, audit_all: bool) -> (bool, bool) {
+/// Whether a profile needs the guard for this container at all: (opens, scripts).
+fn wanted(profile: &Profile, audit_all: bool, judge_scripts: bool) -> (bool, bool) {
     let f = &profile.files;
     let opens = audit_all
         || (f.mode != Mode::Off
             && !(f.deny.is_empty() && f.read_only.is_empty() && f.monitor.is_empty()));
-    (opens, profile.drift.mode != Mode::Off)
+    (opens, judge_scripts && profile.drift.mode != Mode::Off)
 }
 
 impl FileGuard {
     /// Starts the fanotify group and its reader thread. `audit_all` reports every open in
-    /// monitored containers (`--audit-files`).
-    pub fn start(audit_all: bool) -> Result<Self, FileGuardError> {
+    /// monitored containers (`--audit-files`); `judge_scripts` is false where BPF LSM judges
+    /// every binfmt stage of an exec itself.
+    pub fn start(audit_all: bool, judge_scripts: bool) -> Result<Self, FileGuardError> {
         // SAFETY: plain syscall; the fd is owned below.
         let raw = unsafe {
             libc::fanotify_init(
@@ -138,6 +144,7 @@ impl FileGuard {
         Ok(Self {
             fd,
             audit_all,
+            judge_scripts,
             by_mount,
             marked: HashMap::new(),
             pending: HashMap::new(),
@@ -152,7 +159,7 @@ impl FileGuard {
 
     /// Whether the container's mounts must be marked before its first process runs.
     pub fn needs(&self, profile: &Profile) -> bool {
-        let (opens, scripts) = wanted(profile, self.audit_all);
+        let (opens, scripts) = wanted(profile, self.audit_all, self.judge_scripts);
         opens || scripts
     }
 
@@ -169,13 +176,18 @@ impl FileGuard {
 
     /// Marks every mount of the container `pid` is in, under its recorded profile (the old
     /// marks are replaced: a reload, or new mounts made by the agent).
-    pub fn watch_mounts(&mut self, cgroup_id: u64, pid: u32) -> Result<usize, FileGuardError> {
+    pub fn watch_mounts(
+        &mut self,
+        cgroup_id: u64,
+        pid: u32,
+        read_only: &[Vec<u8>],
+    ) -> Result<usize, FileGuardError> {
         let Some(profile) = self.pending.get(&cgroup_id).cloned() else {
             return Ok(0);
         };
         self.unwatch_container(cgroup_id);
         self.pending.insert(cgroup_id, profile.clone());
-        let (opens, scripts) = wanted(&profile, self.audit_all);
+        let (opens, scripts) = wanted(&profile, self.audit_all, self.judge_scripts);
         if !(opens || scripts) {
             return Ok(0);
         }
@@ -192,6 +204,11 @@ impl FileGuard {
                 .map(|(upper, lowers)| Layers { upper, lowers }),
             scripts,
             opens,
+            read_only_mounts: mounts
+                .iter()
+                .filter(|m| read_only.contains(&m.mount_point))
+                .map(|m| m.id)
+                .collect(),
         });
         let mut mask = 0;
         if opens {
@@ -437,6 +454,7 @@ fn locate(
         nlink: stx.stx_nlink as u64,
         ino: stx.stx_ino,
         on_root: stx.stx_mnt_id == w.root_mount,
+        mount: stx.stx_mnt_id,
     };
     Some((w, facts, path))
 }
@@ -455,6 +473,15 @@ fn handle_open(
     if !audit_all && !could_match(&w.policy, &path) {
         // No rule can match this inode's path, whoever opens it: allow, and cache the answer
         // when the inode has a single link (a hard link elsewhere could carry a ruled path).
+        return (None, facts.nlink == 1);
+    }
+    if !audit_all
+        && w.read_only_mounts.contains(&facts.mount)
+        && !w.policy.deny.matches_bytes(&path)
+        && !w.policy.monitor.matches_bytes(&path)
+    {
+        // Below a read-only mount: the kernel refused any write before it reached us, so this
+        // is a read, and no per-open round trip is needed any more.
         return (None, facts.nlink == 1);
     }
     // Scope: only processes inside this container are ever denied.

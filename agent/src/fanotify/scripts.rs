@@ -39,6 +39,8 @@ pub struct FileFacts {
     pub ino: u64,
     /// Whether it lies on the container's root mount.
     pub on_root: bool,
+    /// The mount it was reached through.
+    pub mount: u64,
 }
 
 /// Whether the file starts with `#!`, read from the event's descriptor.
@@ -106,6 +108,7 @@ mod tests {
             nlink: 1,
             ino,
             on_root: true,
+            mount: 1,
         }
     }
 

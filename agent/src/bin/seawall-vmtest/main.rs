@@ -60,6 +60,7 @@ pub struct Ports {
 fn run(report: &mut Report) -> Result<(), String> {
     setup::mount_filesystems()?;
     setup::build_image()?;
+    setup::scratch()?;
     let container_cg = setup::make_cgroup(setup::CG_CONTAINER)?;
     setup::make_cgroup(setup::CG_SIBLING)?;
     // Ping sockets for uid 0 (the VM's own sysctl; the VM is thrown away afterwards).

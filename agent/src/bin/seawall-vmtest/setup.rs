@@ -185,7 +185,7 @@ fn profile_text(denied_port: u16) -> String {
          [drift]\nprevent = true\n\
          [exec]\ndeny = [\"/bin/denied\"]\n\
          allow = [\"/bin/*\", \"/usr/bin/*\", \"/usr/local/**\", \"/lib/**\", \"/lib64/*\"]\n\
-         [files]\ndeny = [\"/etc/secret\"]\nread_only = [\"/etc/readonly\", \"/etc/ro.d/**\"]\n\
+         [files]\ndeny = [\"/etc/secret\", \"/scratch/secret\"]\nread_only = [\"/etc/readonly\", \"/etc/ro.d/**\"]\n\
          [network]\negress_deny = [\"127.0.0.1:{denied_port}/tcp\", \"127.0.0.3/32\"]\n\
          listen_allow = [8080]\nblock_raw_sockets = true\n"
     )
@@ -243,9 +243,15 @@ pub fn enter(cgroup: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// What a container has besides its root: its own `/proc`, and a tmpfs it can write and exec
-/// from (as Docker's `/dev` and `--tmpfs` mounts are).
+/// A tmpfs the container can write and exec from (as Docker's `/dev` and `--tmpfs` mounts
+/// are), mounted before the container's namespace is made, with a denied file already on it.
+pub fn scratch() -> Result<(), String> {
+    let dir = format!("{MERGED}/scratch");
+    mount("tmpfs", &dir, "tmpfs", None)?;
+    fs::write(format!("{dir}/secret"), "on a tmpfs\n").map_err(|e| format!("{dir}/secret: {e}"))
+}
+
+/// What a container has besides its root and its tmpfs: its own `/proc`.
 pub fn container_mounts() -> Result<(), String> {
-    mount("proc", "/proc", "proc", None)?;
-    mount("tmpfs", "/scratch", "tmpfs", None)
+    mount("proc", "/proc", "proc", None)
 }
