@@ -15,8 +15,8 @@ use agent_common::{
     PATH_MAX_OFF,
 };
 use proptest::prelude::*;
-use seawall::policy::path_key;
-use seawall::profile::PathRule;
+use seawall::policy::compile::path_key;
+use seawall_profile::PathRule;
 
 const PROFILE: u32 = 9;
 const LIST: u32 = LIST_EXEC_ALLOW;
@@ -131,10 +131,10 @@ proptest! {
             "[profile]\nname = \"p\"\nimages = [\"x\"]\nmode = \"enforce\"\n[exec]\nallow = [\"/**\"]\n",
         )
         .unwrap();
-        let set = seawall::profile::ProfileSet::load_dir(dir.path()).unwrap();
+        let set = seawall_profile::ProfileSet::load_dir(dir.path()).unwrap();
         let profile = set.for_image("x", None);
         let path = String::from_utf8_lossy(&p).into_owned();
-        let (control, action) = seawall::policy::exec_verdict(profile, flag, &path);
+        let (control, action) = seawall::policy::verdict::exec_verdict(profile, flag, &path);
         prop_assert_eq!((control, action), (agent_common::CONTROL_EXEC, agent_common::ACTION_BLOCKED));
     }
 }

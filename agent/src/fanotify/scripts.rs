@@ -12,7 +12,7 @@
 //! proven image file is worth caching (ignore mark), whatever it is.
 
 use std::{
-    os::{fd::AsRawFd, unix::ffi::OsStrExt, unix::fs::MetadataExt},
+    os::{fd::BorrowedFd, unix::ffi::OsStrExt, unix::fs::MetadataExt},
     path::{Path, PathBuf},
 };
 
@@ -44,11 +44,9 @@ pub struct FileFacts {
 }
 
 /// Whether the file starts with `#!`, read from the event's descriptor.
-pub fn is_script(fd: &impl AsRawFd) -> bool {
+pub fn is_script(fd: BorrowedFd<'_>) -> bool {
     let mut magic = [0u8; 2];
-    // SAFETY: valid fd and buffer.
-    let n = unsafe { libc::pread(fd.as_raw_fd(), magic.as_mut_ptr().cast(), 2, 0) };
-    n == 2 && magic == *b"#!"
+    nix::sys::uio::pread(fd, &mut magic, 0) == Ok(2) && magic == *b"#!"
 }
 
 fn host_path(layer: &Path, path: &[u8]) -> PathBuf {

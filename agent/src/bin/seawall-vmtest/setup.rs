@@ -155,15 +155,16 @@ pub fn make_cgroup(path: &str) -> Result<u64, String> {
 /// Loads the object with offsets from this kernel's BTF: vmlinux plus, when overlayfs is a
 /// module (as in Debian's kernel), the overlay module's split BTF for `ovl_inode`.
 pub fn load() -> Result<Ebpf, String> {
-    let base = seawall::btf::Btf::from_sys().map_err(|e| format!("vmlinux BTF: {e}"))?;
+    let base = seawall_btf::Btf::from_sys().map_err(|e| format!("vmlinux BTF: {e}"))?;
     let overlay = Path::new("/sys/kernel/btf/overlay");
     let btf = if base.has_type("ovl_inode") || !overlay.exists() {
         base
     } else {
-        seawall::btf::Btf::from_file_with_base(overlay, &base)
+        seawall_btf::Btf::from_file_with_base(overlay, &base)
             .map_err(|e| format!("overlay BTF: {e}"))?
     };
-    let offsets = seawall::loader::resolve_offsets(&btf).map_err(|e| format!("offsets: {e}"))?;
+    let offsets =
+        seawall::kernel::offsets::resolve_offsets(&btf).map_err(|e| format!("offsets: {e}"))?;
     let host: u32 = 0;
     EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)
@@ -174,7 +175,9 @@ pub fn load() -> Result<Ebpf, String> {
 
 /// Attaches every LSM program of the agent's table (and tells the exec hook LSM is live).
 pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
-    seawall::lsm::load_lsm(ebpf)
+    let kbtf = aya::Btf::from_sys_fs().map_err(|e| format!("vmlinux BTF for aya: {e}"))?;
+    seawall::kernel::lsm::load_lsm(ebpf, &kbtf)
+        .map_err(|e| seawall_service::ErrorChain(&e).to_string())
 }
 
 /// The container's profile: everything enforcing. `denied_port` is the TCP port of 127.0.0.1
@@ -196,10 +199,10 @@ pub fn register(ebpf: &mut Ebpf, cgroup: u64, denied_port: u16) -> Result<(), St
     let dir = "/tmp/vm-profiles";
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     fs::write(format!("{dir}/vm.toml"), profile_text(denied_port)).map_err(|e| e.to_string())?;
-    let set = seawall::profile::ProfileSet::load_dir(Path::new(dir))
+    let set = seawall_profile::ProfileSet::load_dir(Path::new(dir))
         .map_err(|report| format!("the VM profile is invalid: {report}"))?;
     let profile = set.for_image("vm", None);
-    let compiled = seawall::policy::compile_profile(profile, PROFILE_ID)
+    let compiled = seawall::policy::compile::compile_profile(profile, PROFILE_ID)
         .map_err(|e| format!("compiling the VM profile: {e}"))?;
 
     let mut containers: HashMap<&mut MapData, u64, ContainerPolicy> =
