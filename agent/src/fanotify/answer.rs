@@ -163,12 +163,7 @@ impl Answerer {
         if r != 0 {
             return None;
         }
-        let w = self
-            .by_mount
-            .lock()
-            .ok()?
-            .get(&stx.stx_mnt_id)
-            .cloned()?;
+        let w = self.by_mount.lock().ok()?.get(&stx.stx_mnt_id).cloned()?;
         let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
         let mut path = link.as_os_str().as_bytes().to_vec();
         if stx.stx_nlink == 0 {

@@ -468,7 +468,7 @@ mod tests {
             .expect("README.md");
         assert!(
             readme.contains(&markdown()),
-            "README.md's coverage matrix is not the one in agent/src/coverage.rs; paste:\n{}",
+            "README.md's coverage matrix is not the one in agent/src/kernel/coverage.rs; paste:\n{}",
             markdown()
         );
     }

@@ -37,7 +37,10 @@ pub enum LsmError {
     },
     #[error("BPF LSM: map {} missing from the object", agent_common::MAP_BACKEND)]
     MissingBackendMap,
-    #[error("BPF LSM: telling the kernel programs the backend (map {})", agent_common::MAP_BACKEND)]
+    #[error(
+        "BPF LSM: telling the kernel programs the backend (map {})",
+        agent_common::MAP_BACKEND
+    )]
     Backend(#[source] aya::maps::MapError),
 }
 

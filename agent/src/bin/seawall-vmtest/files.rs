@@ -156,7 +156,10 @@ pub fn checks() -> Vec<String> {
     );
     check("file_unlisted_writable", expect_open_ok("/etc/plain", true));
     // A file on another mount (a tmpfs) than the container's root.
-    check("file_deny_on_tmpfs_eperm", expect_open_eperm("/scratch/secret", false));
+    check(
+        "file_deny_on_tmpfs_eperm",
+        expect_open_eperm("/scratch/secret", false),
+    );
     check(
         "file_tmp_writable",
         fs::write("/tmp/note", "x").map_err(|e| e.to_string()),
