@@ -417,6 +417,26 @@ fn a_truncated_path_never_matches_an_allow_list() {
 // Class 6: network rules for every way out.
 // ---------------------------------------------------------------------------------------------
 
+/// Whether `c` got at least `n` network events with `action` for `port` (15 s at most).
+fn network_events(agent: &Agent, c: &Container, action: &str, port: u16, n: usize) -> bool {
+    let id = c.id();
+    agent
+        .wait_for(Duration::from_secs(15), |_| {
+            agent
+                .events()
+                .iter()
+                .filter(|e| {
+                    e["kind"] == "network"
+                        && e["action"] == action
+                        && e["network"]["port"] == port
+                        && e["container"]["id"] == id.as_str()
+                })
+                .count()
+                >= n
+        })
+        .is_some()
+}
+
 #[test]
 fn a_denied_loopback_address_cannot_be_reached_by_another_name() {
     if !privileged() {
@@ -473,23 +493,11 @@ fn a_denied_loopback_address_cannot_be_reached_by_another_name() {
         server.join().unwrap().as_deref().map(str::trim),
         Some("ATTACK")
     );
-    let id = c.id();
-    let n = agent
-        .wait_for(Duration::from_secs(15), |_| {
-            agent
-                .events()
-                .iter()
-                .filter(|e| {
-                    e["kind"] == "network"
-                        && e["action"] == "blocked"
-                        && e["network"]["port"] == dport
-                        && e["container"]["id"] == id.as_str()
-                })
-                .count()
-                >= aliases.len()
-        })
-        .is_some();
-    assert!(n, "one blocked connect per alias: {:?}", agent.events());
+    assert!(
+        network_events(&agent, &c, "blocked", dport, aliases.len()),
+        "one blocked connect per alias: {:?}",
+        agent.events()
+    );
 }
 
 #[test]
@@ -589,6 +597,99 @@ fn listen_allow_holds_for_kernel_chosen_ports() {
         TcpStream::connect(("127.0.0.1", allowed_port)).is_ok()
     });
     assert!(ok, "the allowed port accepts: {}", wait_logs(&c, ""));
+}
+
+/// The network bypasses in audit mode: each goes through (the alias reaches the listener, the
+/// ping is sent, the kernel-chosen port accepts) and each is reported as audited.
+#[test]
+fn network_bypasses_in_audit_are_reported_and_let_through() {
+    if !privileged() {
+        return;
+    }
+    let Some(image) = attack_image() else { return };
+    let denied = TcpListener::bind("[::]:0").unwrap();
+    let dport = denied.local_addr().unwrap().port();
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let allowed_port = free.local_addr().unwrap().port();
+    drop(free);
+    let agent = agent_with(
+        "audit",
+        &format!(
+            "[network]\negress_deny = [\"127.0.0.1:{dport}/tcp\"]\nlisten_allow = [{allowed_port}]\n"
+        ),
+    );
+    let aliases = ["127.0.0.2", "0.0.0.0", "::1", "::ffff:127.0.0.1"];
+    let mut script = String::new();
+    for (i, a) in aliases.iter().enumerate() {
+        script.push_str(&format!("{ATTACK} connect {a} {dport}; echo a{i}=$?; "));
+    }
+    let (c, out) = run_in(&image, "net-audit", &["--network", "host"], &script);
+    let s = text(&out.stdout);
+    for (i, a) in aliases.iter().enumerate() {
+        assert_eq!(
+            rc(&s, &format!("a{i}")),
+            Some(0),
+            "audit lets {a} through: {s}"
+        );
+    }
+    denied.set_nonblocking(true).unwrap();
+    let accepted = (0..50)
+        .scan(0, |n, _| {
+            while denied.accept().is_ok() {
+                *n += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            Some(*n)
+        })
+        .find(|&n| n >= aliases.len())
+        .unwrap_or(0);
+    assert_eq!(accepted, aliases.len(), "each alias reached the listener");
+    assert!(
+        network_events(&agent, &c, "audited", dport, aliases.len()),
+        "one audited connect per alias: {:?}",
+        agent.events()
+    );
+    // Ping sockets need the container's own network namespace (Docker opens its ping range).
+    let (c, out) = run_in(
+        &image,
+        "icmp-audit",
+        &["--network", "none"],
+        &format!("{ATTACK} ping 127.0.0.1; echo ping=$?"),
+    );
+    let s = text(&out.stdout);
+    assert_eq!(rc(&s, "ping"), Some(0), "audit lets the ping out: {s}");
+    assert!(s.contains("ping-send ok"), "{s}");
+    let id = c.id();
+    let e = agent.expect("audited icmp socket", |e| {
+        e["kind"] == "network"
+            && e["network"]["op"] == "icmp"
+            && e["container"]["id"] == id.as_str()
+    });
+    assert_eq!(e["action"], "audited");
+
+    let c = start_in(
+        &image,
+        "listen0-audit",
+        &["--network", "host"],
+        &format!("{ATTACK} listen bind0 6"),
+    );
+    let port = wait_for_port(&c);
+    let reached = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    assert!(reached, "audit: the listener on port {port} is reachable");
+    let logs = wait_logs(&c, "listen ");
+    assert!(logs.contains("listen accepted"), "{logs}");
+    let id = c.id();
+    let e = agent.expect("audited listener", |e| {
+        e["kind"] == "network"
+            && e["network"]["op"] == "listen"
+            && e["network"]["port"] == port
+            && e["container"]["id"] == id.as_str()
+    });
+    assert_eq!(e["action"], "audited");
 }
 
 /// The port the helper printed.
