@@ -36,6 +36,16 @@ pub const MAP_TASK_ORIGIN: &str = "TASK_ORIGIN";
 pub const MAP_PATH_RULES: &str = "PATH_RULES";
 /// [`NetRuleKey`] → [`NetRule`]: compiled network rules of every profile.
 pub const MAP_NET_RULES: &str = "NET_RULES";
+/// Container cgroup id → [`ContainerRoot`]: the root filesystem and root mount the container's
+/// init entered, against which every exec path and drift decision is taken.
+pub const MAP_CONTAINER_ROOTS: &str = "CONTAINER_ROOTS";
+/// Array of one u32, `BACKEND_*` bits: which enforcement backend is live, written by the agent
+/// after it attached (or failed to attach) the BPF LSM programs.
+pub const MAP_BACKEND: &str = "BACKEND";
+
+/// [`MAP_BACKEND`] bit: the BPF LSM programs are attached and decide exec, mmap, ptrace, file
+/// and socket operations; the fallback-only heuristics at exec (loader, `LD_*`) stand down.
+pub const BACKEND_LSM: u32 = 1 << 0;
 
 // ---------------------------------------------------------------------------------------------
 // Sizes.
@@ -52,8 +62,16 @@ pub const NAME_BUF: usize = 256;
 pub const ARGS_BUF: usize = 512;
 /// Bytes of a cgroup path in [`CgroupEvent`].
 pub const CGROUP_PATH_BUF: usize = 256;
-/// Deepest directory nesting the kernel walks when it builds a path.
-pub const MAX_PATH_DEPTH: usize = 24;
+/// Deepest directory nesting the kernel walks when it builds a path; deeper paths are flagged
+/// truncated and never match an allow list (a path of `PATH_MAX_OFF` bytes has at most 256
+/// components, so this bound and the byte bound cut at about the same place).
+pub const MAX_PATH_DEPTH: usize = 160;
+/// Bytes of one environment string (or piece of one) the exec hook reads at a time when it
+/// looks for `LD_PRELOAD`, `LD_AUDIT` and `LD_LIBRARY_PATH`.
+pub const ENV_CHUNK: usize = 512;
+/// Most environment pieces the exec hook reads; a larger environment is flagged
+/// [`EXEC_ENV_UNSCANNED`] and treated as if it preloaded a library (fail closed).
+pub const MAX_ENV_CHUNKS: u32 = 8192;
 /// Most network rules per list (allow, deny, listen) per profile.
 pub const MAX_NET_RULES: u32 = 32;
 /// Deepest cgroup level at which a container parent is looked for.
@@ -85,6 +103,9 @@ pub const COUNTER_RINGBUF_DROPS: u32 = 0;
 pub const COUNTER_KILLS: u32 = 1;
 /// Operations denied with EPERM by a control in enforce mode.
 pub const COUNTER_DENIES: u32 = 2;
+/// Decisions taken on kernel memory that could not be read (fail closed: counted as drift or
+/// as a rule match, never as allowed).
+pub const COUNTER_UNREADABLE: u32 = 3;
 /// Number of counters.
 pub const COUNTER_COUNT: u32 = 4;
 
@@ -136,6 +157,12 @@ pub const NET_OP_RAW_SOCKET: u32 = 4;
 /// [`NetEvent::op`]: an inbound TCP connection was established on a container's listener
 /// (the peer's address and port; the accepting process is not known yet).
 pub const NET_OP_ACCEPT: u32 = 5;
+/// [`NetEvent::op`]: `listen(2)` (BPF LSM), or a connection request reaching a container's TCP
+/// listener on a port `listen_allow` does not name (fallback: the request is dropped, so a
+/// listener on a kernel-chosen port gets nothing); `port` is the listener's local port.
+pub const NET_OP_LISTEN: u32 = 6;
+/// [`NetEvent::op`]: an ICMP datagram ("ping") socket was created, or sent to `addr`.
+pub const NET_OP_ICMP: u32 = 7;
 
 /// `AF_INET`.
 pub const FAMILY_INET: u32 = 2;
@@ -152,6 +179,10 @@ pub const PROTO_TCP: u32 = 6;
 pub const PROTO_UDP: u32 = 17;
 /// Raw socket.
 pub const PROTO_RAW: u32 = 255;
+/// ICMP (an `IPPROTO_ICMP` datagram socket).
+pub const PROTO_ICMP: u32 = 1;
+/// ICMPv6 (an `IPPROTO_ICMPV6` datagram socket).
+pub const PROTO_ICMPV6: u32 = 58;
 
 /// `TASK_ORIGIN` value: descended from the container's init.
 pub const ORIGIN_INIT: u32 = 1;
@@ -174,11 +205,70 @@ pub const EXEC_FOREIGN_FS: u32 = 1 << 3;
 pub const EXEC_UNLINKED: u32 = 1 << 4;
 /// The process was entered with `docker exec` (or its descendant).
 pub const EXEC_FROM_EXEC_SESSION: u32 = 1 << 5;
-/// The process's root is not an overlay filesystem: drift and exec rules were not evaluated.
+/// The container has not started yet (no root recorded, no init) and the process's root is not
+/// an overlay: a runtime helper joining the cgroup before it enters the container's mount
+/// namespace. Drift and exec rules were not evaluated. Once the container has started this flag
+/// is never set; [`EXEC_ROOT_UNKNOWN`] is.
 pub const EXEC_ROOT_NOT_OVERLAY: u32 = 1 << 6;
-/// The container's own policy was not written yet: the process was stopped (SIGSTOP) before
-/// its first instruction, and the agent decides (SIGKILL or SIGCONT) once the policy is known.
+/// The container's own policy was not written yet, or the agent makes kernel-enforced mounts in
+/// its namespace at its first exec: the process was stopped (SIGSTOP) before its first
+/// instruction, and the agent decides (SIGKILL or SIGCONT) once it is done.
 pub const EXEC_HELD: u32 = 1 << 7;
+/// The container has started but its root filesystem is not known (no overlay root was seen):
+/// drift cannot be judged, so it counts as drift (fail closed).
+pub const EXEC_ROOT_UNKNOWN: u32 = 1 << 8;
+/// The file is not below the container's root at all (walking up never met it): memfd, pipe, or
+/// a file reached through a descriptor from outside. Drift; its path matches no allow list.
+pub const EXEC_OUTSIDE_ROOT: u32 = 1 << 9;
+/// Kernel memory the decision needed could not be read: drift, and the path matches no allow
+/// list (fail closed).
+pub const EXEC_UNREADABLE: u32 = 1 << 10;
+/// Not an exec: a file mapped executable (`mmap`/`mprotect` with `PROT_EXEC`, BPF LSM).
+pub const EXEC_VIA_MMAP: u32 = 1 << 11;
+/// Not an exec: `ptrace` attach (or `PTRACE_TRACEME`), `/proc/<pid>/mem` or
+/// `process_vm_writev` access to another process (BPF LSM); `target_tgid` is the tracee.
+pub const EXEC_VIA_PTRACE: u32 = 1 << 12;
+/// Not an exec: an open of `/proc/<pid>/mem` for writing (BPF LSM `file_open`).
+pub const EXEC_VIA_PROC_MEM: u32 = 1 << 13;
+/// The new image's environment sets `LD_PRELOAD`, `LD_AUDIT` or `LD_LIBRARY_PATH` to something
+/// the drift allow list does not name (fallback backend: the loader would map it unseen).
+pub const EXEC_PRELOAD_ENV: u32 = 1 << 14;
+/// The executed file is the dynamic loader run as a program (`ld.so /path`): on the fallback
+/// the files it maps are unseen, so it is drift unless the drift allow list names it.
+pub const EXEC_LOADER: u32 = 1 << 15;
+/// A script (`#!`) was executed through a descriptor path (`/proc/self/fd/N`, `/dev/fd/N`):
+/// on the fallback the script's file is unseen (memfd, deleted), so it is drift.
+pub const EXEC_SCRIPT_VIA_FD: u32 = 1 << 16;
+/// The environment was too large to scan for `LD_*` variables: treated as
+/// [`EXEC_PRELOAD_ENV`] (fail closed).
+pub const EXEC_ENV_UNSCANNED: u32 = 1 << 17;
+/// The process's root is not the container's root (it called `chroot`): the path is still
+/// the file's path from the container's root (informational).
+pub const EXEC_CHROOTED: u32 = 1 << 18;
+
+/// Flags that make an exec (or an executable mapping) drift.
+pub const EXEC_DRIFT_FLAGS: u32 = EXEC_UPPER_LAYER
+    | EXEC_FOREIGN_FS
+    | EXEC_UNLINKED
+    | EXEC_ROOT_UNKNOWN
+    | EXEC_OUTSIDE_ROOT
+    | EXEC_UNREADABLE
+    | EXEC_PRELOAD_ENV
+    | EXEC_LOADER
+    | EXEC_SCRIPT_VIA_FD
+    | EXEC_ENV_UNSCANNED;
+/// Flags under which a path is not trustworthy: it never matches an allow list, and counts as
+/// matching a deny list that has directory rules (fail closed).
+pub const EXEC_PATH_UNTRUSTED: u32 =
+    EXEC_PATH_TRUNCATED | EXEC_OUTSIDE_ROOT | EXEC_UNREADABLE | EXEC_ROOT_UNKNOWN;
+/// Drift flags that come from the executed file; a drift allow list can exempt its path.
+pub const EXEC_FILE_DRIFT_FLAGS: u32 = EXEC_UPPER_LAYER
+    | EXEC_FOREIGN_FS
+    | EXEC_UNLINKED
+    | EXEC_ROOT_UNKNOWN
+    | EXEC_OUTSIDE_ROOT
+    | EXEC_UNREADABLE
+    | EXEC_SCRIPT_VIA_FD;
 
 // ---------------------------------------------------------------------------------------------
 // Policy.
@@ -234,6 +324,17 @@ pub const RULES_NET_LISTEN: u32 = 1 << 4;
 pub const RULES_FILE_DENY: u32 = 1 << 5;
 /// [`ContainerPolicy::rules`]: a file read-only list ([`LIST_FILE_READ_ONLY`]) exists.
 pub const RULES_FILE_READ_ONLY: u32 = 1 << 6;
+/// [`ContainerPolicy::rules`]: the agent prepares the container at its first exec — marks its
+/// mounts for fanotify and makes the kernel-enforced mounts of its file rules inside its mount
+/// namespace — so that exec is held (SIGSTOP) until the agent is done (fallback backend).
+pub const RULES_HOLD_FIRST_EXEC: u32 = 1 << 7;
+/// [`ContainerPolicy::rules`]: the exec deny list has `dir/*` or `dir/**` rules, which a path
+/// the kernel could not build whole might fall under (an exact rule cannot: it is shorter).
+pub const RULES_EXEC_DENY_TREES: u32 = 1 << 8;
+/// [`ContainerPolicy::rules`]: the file deny list has `dir/*` or `dir/**` rules.
+pub const RULES_FILE_DENY_TREES: u32 = 1 << 9;
+/// [`ContainerPolicy::rules`]: the file read-only list has `dir/*` or `dir/**` rules.
+pub const RULES_FILE_READ_ONLY_TREES: u32 = 1 << 10;
 
 /// [`PathRuleKey::list`]: exec allow list.
 pub const LIST_EXEC_ALLOW: u32 = 1;
@@ -244,8 +345,12 @@ pub const LIST_DRIFT_ALLOW: u32 = 3;
 /// [`PathRuleKey::list`]: files no process of the container may open at all.
 pub const LIST_FILE_DENY: u32 = 4;
 /// [`PathRuleKey::list`]: files the container may open only for reading (an open with write
-/// access, `O_CREAT`, `O_TRUNC` or `O_APPEND` is denied).
+/// access, `O_CREAT`, `O_TRUNC` or `O_APPEND` is denied), and may not unlink, rename, link,
+/// truncate, chmod or chown.
 pub const LIST_FILE_READ_ONLY: u32 = 5;
+/// [`PathRuleKey::list`]: directories that hold a file rule ([`FORM_EXACT`] hashes of every
+/// ancestor of a deny or read-only path): renaming one would move ruled files to other names.
+pub const LIST_FILE_RULE_DIRS: u32 = 6;
 
 /// [`PathRuleKey::form`]: the whole path equals the rule.
 pub const FORM_EXACT: u32 = 1;
@@ -352,9 +457,10 @@ pub struct ExecEvent {
     pub path_len: u32,
     /// Bytes of `args` in use.
     pub args_len: u32,
-    /// Explicit padding.
-    pub _pad: u32,
-    /// Path of the executed file as seen from the process's root.
+    /// [`EXEC_VIA_PTRACE`]: the traced process's tgid (0 otherwise).
+    pub target_tgid: u32,
+    /// Path of the executed (or mapped) file from the container's root (bytes, not always
+    /// UTF-8).
     pub path: [u8; PATH_BUF],
     /// argv, NUL-separated.
     pub args: [u8; ARGS_BUF],
@@ -404,17 +510,38 @@ pub struct NetEvent {
     pub addr: [u8; 16],
 }
 
-/// A file open that matched a file rule (`file_open` BPF LSM hook).
+/// [`FileEvent::op`]: `open(2)` and friends (`open_flags` says how).
+pub const FILE_OP_OPEN: u32 = 1;
+/// [`FileEvent::op`]: `unlink(2)` / `rmdir(2)`.
+pub const FILE_OP_UNLINK: u32 = 2;
+/// [`FileEvent::op`]: `rename(2)` from or onto the path.
+pub const FILE_OP_RENAME: u32 = 3;
+/// [`FileEvent::op`]: `link(2)` of the path, or a new link at it.
+pub const FILE_OP_LINK: u32 = 4;
+/// [`FileEvent::op`]: `truncate(2)`.
+pub const FILE_OP_TRUNCATE: u32 = 5;
+/// [`FileEvent::op`]: `chmod(2)`.
+pub const FILE_OP_CHMOD: u32 = 6;
+/// [`FileEvent::op`]: `chown(2)`.
+pub const FILE_OP_CHOWN: u32 = 7;
+/// [`FileEvent::op`]: creating the path (`O_CREAT`, `mknod`, `mkdir`, `symlink`).
+pub const FILE_OP_CREATE: u32 = 8;
+
+/// An operation on a file that matched a file rule (BPF LSM `file_open` and `path_*` hooks).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileEvent {
     /// Common head.
     pub header: EventHeader,
-    /// `file.f_flags` of the open (`O_*`).
+    /// `file.f_flags` of the open (`O_*`); 0 for other operations.
     pub open_flags: u32,
     /// Bytes of `path` in use (no NUL).
     pub path_len: u32,
-    /// Path of the opened file as seen from the process's root.
+    /// `FILE_OP_*`.
+    pub op: u32,
+    /// `EXEC_PATH_TRUNCATED` / `EXEC_UNREADABLE` when the path is not trustworthy.
+    pub flags: u32,
+    /// Path of the file from the container's root (bytes, not always UTF-8).
     pub path: [u8; PATH_BUF],
 }
 
@@ -433,6 +560,19 @@ pub struct CgroupEvent {
     pub _pad: u32,
     /// Path relative to the cgroup v2 root, e.g. `/docker/<id>`.
     pub path: [u8; CGROUP_PATH_BUF],
+}
+
+/// The root a container's init entered, recorded at its first exec whose root is the root of an
+/// overlay mount. The pointers are compared, never dereferenced (the container may be gone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerRoot {
+    /// `super_block *` of the container's root filesystem.
+    pub sb: u64,
+    /// `vfsmount *` of the container's root mount.
+    pub mnt: u64,
+    /// `dentry *` of the container's root directory.
+    pub dentry: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,6 +661,38 @@ pub struct KernelOffsets {
     /// `cgroup_root.hierarchy_id`: 0 for the unified (v2) hierarchy, the only one container
     /// cgroup ids are taken from; v1 hierarchies have ids of their own that may collide.
     pub cgroup_root_hierarchy_id: u32,
+    /// `linux_binprm.filename` (the name `execve` was given).
+    pub bprm_filename: u32,
+    /// `linux_binprm.interp` (differs from `filename` after `#!` or binfmt_misc).
+    pub bprm_interp: u32,
+    /// `mm_struct.env_start`.
+    pub mm_env_start: u32,
+    /// `mm_struct.env_end`.
+    pub mm_env_end: u32,
+    /// `mm_struct.exe_file`.
+    pub mm_exe_file: u32,
+    /// `vm_area_struct.vm_file`.
+    pub vma_vm_file: u32,
+    /// `vm_area_struct.vm_flags`.
+    pub vma_vm_flags: u32,
+    /// `file.f_mode` (`FMODE_*`).
+    pub file_f_mode: u32,
+    /// `socket.sk`.
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_num` (local port, host order).
+    pub sock_num: u32,
+    /// `sock.sk_protocol`.
+    pub sock_protocol: u32,
+    /// `msghdr.msg_name`.
+    pub msghdr_msg_name: u32,
+    /// `msghdr.msg_namelen`.
+    pub msghdr_msg_namelen: u32,
+    /// `dentry.d_inode`.
+    pub dentry_d_inode: u32,
+    /// `inode.i_mode`.
+    pub inode_i_mode: u32,
+    /// Explicit padding to keep the struct a multiple of 8 bytes.
+    pub _pad_tail: u32,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -668,13 +840,14 @@ const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 16 + PATH_BUF + 
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 16 + 16);
-const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 8 + PATH_BUF);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 16 + PATH_BUF);
+const _: () = assert!(core::mem::size_of::<ContainerRoot>() == 24);
 const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 64 + 16 + CGROUP_PATH_BUF);
 const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 44);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 38 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 54 * 4);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -685,6 +858,7 @@ mod pod {
     unsafe impl aya::Pod for NetRuleKey {}
     unsafe impl aya::Pod for NetRule {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for ContainerRoot {}
 }
 
 #[cfg(test)]

@@ -44,6 +44,22 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     socket_type: 0,
     cgroup_root: 0,
     cgroup_root_hierarchy_id: 0,
+    bprm_filename: 0,
+    bprm_interp: 0,
+    mm_env_start: 0,
+    mm_env_end: 0,
+    mm_exe_file: 0,
+    vma_vm_file: 0,
+    vma_vm_flags: 0,
+    file_f_mode: 0,
+    socket_sk: 0,
+    sock_num: 0,
+    sock_protocol: 0,
+    msghdr_msg_name: 0,
+    msghdr_msg_namelen: 0,
+    dentry_d_inode: 0,
+    inode_i_mode: 0,
+    _pad_tail: 0,
 };
 
 /// 1 when the agent wants events of host processes too.

@@ -9,12 +9,15 @@
 mod accept;
 mod cgroup;
 mod container;
+mod env;
 mod exec;
 mod kernel;
+mod listen;
 mod lsm;
 mod maps;
 mod net;
 mod process;
+mod root;
 mod walk;
 
 #[cfg(not(test))]

@@ -188,8 +188,42 @@ fn profile_check(path: &std::path::Path) -> anyhow::Result<std::process::ExitCod
     let report = seawall_profile::check_path(path);
     print!("{report}");
     Ok(if report.is_ok() {
+        print_coverage_gaps(path);
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
     })
+}
+
+/// `profile check`'s warnings: what the profiles ask for that this kernel's backend cannot
+/// enforce, with the kernel feature that would close each gap. The backend is what this kernel
+/// offers (`bpf` in its LSM list), which the running agent confirms by loading.
+fn print_coverage_gaps(path: &std::path::Path) {
+    use crate::kernel::coverage::{profile_gaps, BackendKind, KernelFacts};
+    let profiles: Vec<seawall_profile::Profile> = if path.is_dir() {
+        seawall_profile::ProfileSet::load_dir(path)
+            .map(|set| set.profiles().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        seawall_profile::load_file(path).into_iter().collect()
+    };
+    let facts = KernelFacts::probe();
+    let backend = if facts.bpf_lsm_listed == Some(true) {
+        BackendKind::BpfLsm
+    } else {
+        BackendKind::Fallback
+    };
+    let name = match backend {
+        BackendKind::BpfLsm => "BPF LSM",
+        BackendKind::Fallback => "the fallback (no bpf in this kernel's LSM list)",
+    };
+    for p in &profiles {
+        for gap in profile_gaps(p, backend, &facts) {
+            println!(
+                "{}: warning: profile {} on {name}: {gap}",
+                p.source.display(),
+                p.name
+            );
+        }
+    }
 }

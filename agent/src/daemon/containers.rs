@@ -1,5 +1,6 @@
 //! Containers coming and going: what the sources report, cgroups the kernel saw appear, and
-//! registration (profile → policy in the kernel, file marks, process seeding, the table).
+//! registration (profile → policy in the kernel, file controls prepared, process seeding, the
+//! table).
 
 use std::{
     collections::HashMap,
@@ -154,6 +155,7 @@ impl Daemon {
             if let Some(files) = &mut self.files {
                 files.unwatch_container(cg);
             }
+            self.prepared.remove(&cg);
             self.held.remove(&cg);
             let mut ev = self.events.event(
                 Kind::Container,
@@ -310,13 +312,19 @@ impl Daemon {
             )
             .name
             .clone();
-        let policy = self
+        let mut policy = self
             .compiled
             .by_name
             .get(&profile)
             .map(|c| c.policy)
             .unwrap_or_else(|| self.compiled.default_policy());
         info.profile = profile.clone();
+        let chosen = self.profile_named(&profile).clone();
+        if self.needs_preparing(&chosen) {
+            // Its mounts are made and marked at its first exec, which the kernel holds until
+            // then (a running container is prepared below, at once).
+            policy.rules |= agent_common::RULES_HOLD_FIRST_EXEC;
+        }
         if !matches!(info.storage_driver.as_str(), "overlay2" | "overlay" | "") {
             tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
         }
@@ -326,20 +334,13 @@ impl Daemon {
         if info.init_pid != 0 {
             self.seed_processes(cgroup_id, &info).await;
         }
-        let mut files_watched = false;
-        if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
-            let profile = self
-                .profiles
-                .profiles()
-                .find(|p| p.name == info.profile)
-                .unwrap_or_else(|| self.profiles.default_profile());
-            match files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile) {
-                // Only `--audit-files` reports every open; a file rule reports what it matches.
-                Ok(()) => files_watched = self.cfg.audit_files,
-                Err(e) => {
-                    tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "file controls unavailable for this container")
-                }
-            }
+        // Only `--audit-files` reports every open; a file rule reports what it matches.
+        let files_watched = self.files.is_some() && self.cfg.audit_files;
+        if let Some(files) = &mut self.files {
+            files.prepare(cgroup_id, &chosen);
+        }
+        if let Some(pid) = self.running_pid(cgroup_id, info.init_pid) {
+            self.prepare_container(cgroup_id, pid, &chosen);
         }
         tracing::info!(
             container_id = %info.id,

@@ -13,7 +13,7 @@ use crate::{
     kernel::decode::{Header, KernelEvent},
     output::{clock::Clock, file_event},
     policy::verdict,
-    runtime::{cgroup, procs::ProcessInfo},
+    runtime::procs::ProcessInfo,
 };
 
 impl Daemon {
@@ -104,11 +104,14 @@ impl Daemon {
         if let KernelEvent::Exec {
             header,
             flags,
-            path,
+            path_bytes,
             ..
         } = &mut ev
         {
-            let (flags, path) = (*flags, path.clone());
+            // Its file controls first (mounts, marks), then its verdict: nothing of the
+            // container runs before both.
+            self.prepare_at_first_exec(header.container_cgroup_id, header.pid);
+            let (flags, path) = (*flags, path_bytes.clone());
             self.release_held(header, flags, &path);
         }
         self.emit_kernel(&ev);
@@ -116,7 +119,7 @@ impl Daemon {
 
     /// A process the kernel stopped at its first instruction because its container's own
     /// policy was not written yet: decide under the container's profile, then kill or resume.
-    fn release_held(&mut self, header: &mut Header, flags: u32, path: &str) {
+    fn release_held(&mut self, header: &mut Header, flags: u32, path: &[u8]) {
         let cg = header.container_cgroup_id;
         let profile = match self.containers.get(cg) {
             Some(c) => self
@@ -131,11 +134,7 @@ impl Daemon {
         header.action = action;
         // Signal only the process the kernel held, and only while it is still in that
         // container's cgroup (it cannot have been replaced while stopped, but check anyway).
-        let still_there = cgroup::pid_cgroup(header.pid)
-            .and_then(|p| self.parents.container_dir_of_init(&p))
-            .and_then(|d| cgroup::cgroup_id(&d).ok())
-            == Some(cg);
-        if !still_there {
+        if !self.pid_in_container(header.pid, cg) {
             return;
         }
         let signal = if action == agent_common::ACTION_BLOCKED {

@@ -10,6 +10,7 @@ pub mod config;
 mod containers;
 mod kernel_events;
 mod learning;
+mod prepare;
 mod profiles;
 mod start;
 mod summary;
@@ -36,9 +37,10 @@ use tokio::{
 };
 
 use crate::{
-    fanotify::FileGuard,
+    fanotify::{enforced::PlannedMount, FileGuard},
     kernel::{
         backends::Backends,
+        coverage,
         decode::KernelEvent,
         maps::KernelError,
         owner::{KernelHandle, OwnerExit},
@@ -159,6 +161,12 @@ struct Daemon {
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Status>>,
     files: Option<FileGuard>,
+    /// Whether the BPF LSM programs are attached (then the kernel decides file rules on the
+    /// inode, and no mounts are made).
+    lsm_active: bool,
+    /// Containers whose file controls are prepared (`prepare.rs`): the pid whose mount
+    /// namespace was used, and the kernel-enforced mounts made there.
+    prepared: HashMap<u64, (u32, Vec<PlannedMount>)>,
     delivery: Option<Delivery>,
     /// The agent's own container cgroup when it runs as a container: never policed.
     own_cgroup: Option<u64>,
@@ -257,8 +265,10 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         own_cgroup,
         lsm_unavailable,
     } = started;
+    let lsm_active = lsm_unavailable.is_none();
     let files = match FileGuard::start(
         cfg.audit_files,
+        !lsm_active,
         health.register("fanotify thread", LOOP_BOUND),
     ) {
         Ok(g) => Some(g),
@@ -358,6 +368,8 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         metrics,
         status: status.clone(),
         files,
+        lsm_active,
+        prepared: HashMap::new(),
         delivery,
         own_cgroup,
         unresolved: HashMap::new(),
@@ -387,6 +399,14 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
             .trim()
             .into();
         s.backends = Some(backends.clone());
+        s.coverage = coverage::lines(
+            if lsm_active {
+                coverage::BackendKind::BpfLsm
+            } else {
+                coverage::BackendKind::Fallback
+            },
+            &coverage::KernelFacts::probe(),
+        );
         s.started = Clock::now();
         s.version = env!("CARGO_PKG_VERSION").into();
     }

@@ -53,6 +53,22 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         socket_type: f("socket", "type")?,
         cgroup_root: f("cgroup", "root")?,
         cgroup_root_hierarchy_id: f("cgroup_root", "hierarchy_id")?,
+        bprm_filename: f("linux_binprm", "filename")?,
+        bprm_interp: f("linux_binprm", "interp")?,
+        mm_env_start: f("mm_struct", "env_start")?,
+        mm_env_end: f("mm_struct", "env_end")?,
+        mm_exe_file: f("mm_struct", "exe_file")?,
+        vma_vm_file: f("vm_area_struct", "vm_file")?,
+        vma_vm_flags: f("vm_area_struct", "vm_flags")?,
+        file_f_mode: f("file", "f_mode")?,
+        socket_sk: f("socket", "sk")?,
+        sock_num: f("sock", "__sk_common.skc_num")?,
+        sock_protocol: f("sock", "sk_protocol")?,
+        msghdr_msg_name: f("msghdr", "msg_name")?,
+        msghdr_msg_namelen: f("msghdr", "msg_namelen")?,
+        dentry_d_inode: f("dentry", "d_inode")?,
+        inode_i_mode: f("inode", "i_mode")?,
+        _pad_tail: 0,
     })
 }
 

@@ -26,6 +26,10 @@ pub struct Status {
     /// `enforce_after` clocks of the profiles in force.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promotions: Vec<PromotionStatus>,
+    /// Per control and way around it: enforced, reported only or not visible on this host's
+    /// backend (`coverage.rs`).
+    #[serde(default)]
+    pub coverage: Vec<crate::kernel::coverage::CoverageLine>,
 }
 
 /// One container engine the agent reads.
@@ -73,6 +77,26 @@ impl std::fmt::Display for Status {
                 "  BPF LSM:        {}",
                 b.lsm_unavailable.as_deref().unwrap_or("in use")
             )?;
+        }
+        if !self.coverage.is_empty() {
+            writeln!(
+                f,
+                "coverage on this backend (control, way around it: what holds):"
+            )?;
+            for c in &self.coverage {
+                writeln!(
+                    f,
+                    "  {:<18} {:<30} {:<14} {}{}",
+                    c.control,
+                    c.class,
+                    c.coverage.as_str(),
+                    c.how,
+                    c.closes
+                        .as_deref()
+                        .map(|x| format!(" [closed by {x}]"))
+                        .unwrap_or_default()
+                )?;
+            }
         }
         writeln!(f, "profiles: {}", self.profiles.join(", "))?;
         writeln!(
