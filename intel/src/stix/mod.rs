@@ -11,6 +11,7 @@
 //! hash or an address. A valid pattern Seawall cannot enforce is not an error: it is listed in
 //! [`Feed::unsupported`] with the reason.
 
+mod lex;
 mod pattern;
 
 use std::collections::HashMap;
@@ -26,7 +27,8 @@ use crate::error::{LineProblem, Problem, StixProblem};
 use crate::feed::{Entry, Feed, FeedFormat, Unsupported};
 use crate::indicator::{excerpt, Indicator, IpNet, Sha256};
 
-pub use pattern::{Gap, PatternIndicators, SyntaxError, ValueKind};
+pub use lex::SyntaxError;
+pub use pattern::{Gap, PatternIndicators, ValueKind};
 
 /// Why an indicator's pattern is not (fully) enforced.
 #[derive(Debug, Clone, PartialEq, Eq)]
