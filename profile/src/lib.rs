@@ -75,6 +75,8 @@ pub struct Profile {
     pub files: FilePolicy,
     /// Control `network`.
     pub network: NetworkPolicy,
+    /// Control `intel` (`[intel] mode`); `None` follows the agent's `intel_mode`.
+    pub intel: Option<Mode>,
 }
 
 impl Profile {
