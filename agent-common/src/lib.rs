@@ -31,6 +31,18 @@ pub const MAP_TASK_ORIGIN: &str = "TASK_ORIGIN";
 pub const MAP_PATH_RULES: &str = "PATH_RULES";
 /// [`NetRuleKey`] → [`NetRule`]: compiled network rules of every profile.
 pub const MAP_NET_RULES: &str = "NET_RULES";
+/// LPM trie of the IPv4 networks the intel feeds list: key `{ prefix_len: u32, data: [u8; 4] }`
+/// (the address in network byte order) → [`INTEL_LISTED`].
+pub const MAP_INTEL_V4: &str = "INTEL_V4";
+/// LPM trie of the IPv6 networks the intel feeds list: key `{ prefix_len: u32, data: [u8; 16] }`
+/// → [`INTEL_LISTED`]. IPv4-mapped networks are in [`MAP_INTEL_V4`].
+pub const MAP_INTEL_V6: &str = "INTEL_V6";
+/// Container cgroup id → intel mode (0 off, [`MODE_AUDIT`], [`MODE_ENFORCE`]); key 0 holds the
+/// mode of every container without an entry of its own (the agent's `intel_mode`).
+pub const MAP_INTEL_MODE: &str = "INTEL_MODE";
+/// Container cgroup id → [`ASSURANCE_REFUSED`]: image assurance refused the container in
+/// enforce mode, so every exec in it is refused.
+pub const MAP_ASSURANCE: &str = "ASSURANCE";
 
 // ---------------------------------------------------------------------------------------------
 // Sizes.
@@ -53,6 +65,13 @@ pub const MAX_PATH_DEPTH: usize = 24;
 pub const MAX_NET_RULES: u32 = 32;
 /// Deepest cgroup level at which a container parent is looked for.
 pub const MAX_CGROUP_LEVEL: u32 = 8;
+/// Most IPv4 networks [`MAP_INTEL_V4`] holds (an LPM trie allocates per entry, so an unused
+/// capacity costs nothing).
+pub const INTEL_V4_MAX_ENTRIES: u32 = 1 << 20;
+/// Most IPv6 networks [`MAP_INTEL_V6`] holds.
+pub const INTEL_V6_MAX_ENTRIES: u32 = 1 << 18;
+/// Most containers with an intel mode or an assurance refusal of their own.
+pub const INTEL_CONTAINERS_MAX: u32 = 8192;
 
 // ---------------------------------------------------------------------------------------------
 // Counters (indexes into `COUNTERS`).
@@ -96,6 +115,10 @@ pub const CONTROL_CONTAINER_EXEC: u32 = 3;
 pub const CONTROL_NETWORK: u32 = 4;
 /// File deny/read-only/monitor rules.
 pub const CONTROL_FILE: u32 = 5;
+/// A destination (or, decided by the agent, an executed file) listed by an intel feed.
+pub const CONTROL_INTEL: u32 = 6;
+/// The container's image is not approved (`[assurance]`).
+pub const CONTROL_ASSURANCE: u32 = 7;
 
 /// The operation went ahead; no control applied.
 pub const ACTION_ALLOWED: u32 = 0;
@@ -213,6 +236,11 @@ pub const RULES_NET_LISTEN: u32 = 1 << 4;
 pub const RULES_FILE_DENY: u32 = 1 << 5;
 /// [`ContainerPolicy::rules`]: a file read-only list ([`LIST_FILE_READ_ONLY`]) exists.
 pub const RULES_FILE_READ_ONLY: u32 = 1 << 6;
+
+/// Value of [`MAP_INTEL_V4`] and [`MAP_INTEL_V6`] entries.
+pub const INTEL_LISTED: u32 = 1;
+/// Value of [`MAP_ASSURANCE`] entries.
+pub const ASSURANCE_REFUSED: u32 = 1;
 
 /// [`PathRuleKey::list`]: exec allow list.
 pub const LIST_EXEC_ALLOW: u32 = 1;

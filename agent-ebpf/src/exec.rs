@@ -79,6 +79,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
         if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
             decide(ev, &m.policy);
         }
+        crate::assurance::refuse(ev, m.cgroup_id);
         if ev.header.action == ACTION_BLOCKED {
             // SAFETY: plain helper call; signals the current task only, which the gate above
             // proved is in a monitored container.

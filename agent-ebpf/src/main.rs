@@ -7,9 +7,11 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod accept;
+mod assurance;
 mod cgroup;
 mod container;
 mod exec;
+mod intel;
 mod kernel;
 mod lsm;
 mod maps;

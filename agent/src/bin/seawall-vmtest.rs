@@ -38,6 +38,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 
+#[path = "vmtest/intel.rs"]
+mod intel;
+
 /// The kernel programs, embedded by `build.rs` like the agent's own copy.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/seawall"));
 
@@ -108,6 +111,7 @@ fn run(report: &mut Report) -> Result<(), String> {
     build_image()?;
     let container_cg = make_cgroup(CG_CONTAINER)?;
     make_cgroup(CG_SIBLING)?;
+    let refused_cg = make_cgroup(intel::CG_REFUSED)?;
 
     let denied = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listen: {e}"))?;
     let allowed = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listen: {e}"))?;
@@ -123,19 +127,27 @@ fn run(report: &mut Report) -> Result<(), String> {
         }
     }
     register(&mut ebpf, container_cg, denied_port)?;
+    intel::setup(&mut ebpf, report, refused_cg)?;
 
     // Inside the container.
     for line in in_child(|| {
         enter(CG_CONTAINER)?;
-        Ok(container_checks(denied_port, allowed_port))
+        let mut lines = container_checks(denied_port, allowed_port);
+        lines.extend(intel::container_checks());
+        Ok(lines)
     })? {
         report.line(&line);
     }
     // Same filesystem, same operations, from a cgroup that is not registered: nothing denied.
     for line in in_child(|| {
         enter(CG_SIBLING)?;
-        Ok(scope_checks(denied_port))
+        let mut lines = scope_checks(denied_port);
+        lines.extend(intel::scope_checks());
+        Ok(lines)
     })? {
+        report.line(&line);
+    }
+    for line in in_child(|| Ok(intel::refused_checks()))? {
         report.line(&line);
     }
     event_checks(&mut ebpf, report, denied_port);
@@ -550,6 +562,7 @@ fn event_checks(ebpf: &mut Ebpf, report: &mut Report, denied_port: u16) {
         },
     );
     let (mut drift, mut listed, mut file, mut net) = (false, false, false, false);
+    let mut intel_events = intel::Events::default();
     match ebpf.map_mut(MAP_EVENTS).map(RingBuf::try_from) {
         Some(Ok(mut ring)) => {
             while let Some(item) = ring.next() {
@@ -559,6 +572,7 @@ fn event_checks(ebpf: &mut Ebpf, report: &mut Report, denied_port: u16) {
                 }
                 // SAFETY: the length was checked; records are Pod and read unaligned.
                 let h: EventHeader = unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) };
+                intel_events.note(&h, b);
                 if h.action != ACTION_BLOCKED {
                     continue;
                 }
@@ -605,4 +619,5 @@ fn event_checks(ebpf: &mut Ebpf, report: &mut Report, denied_port: u16) {
     );
     report.check("event_file_blocked", seen(file, "open of /etc/secret"));
     report.check("event_net_blocked", seen(net, "connect"));
+    intel_events.report(report);
 }
