@@ -11,6 +11,7 @@ pub mod decode;
 pub mod docker;
 pub mod enrich;
 pub mod fileguard;
+pub mod intel;
 pub mod kernel;
 pub mod loader;
 pub mod lsm;
