@@ -10,18 +10,29 @@
 //! - [`ProfileSet::load_dir`] is all-or-nothing: a reload with any error leaves the caller holding
 //!   its previous set.
 
+mod behaviour;
 mod diag;
+mod diff;
+mod duration;
 mod image;
+mod learn;
 mod net;
 mod parse;
 mod path_rule;
 mod set;
 
+pub use behaviour::{
+    is_protectable, BehaviourLimits, Destination, ImageBehaviour, ListenPort, Observed, Seen,
+    Transport, UnixSeconds, MAX_KEY_BYTES, PROTECTABLE_READS,
+};
 pub use diag::{CheckReport, Diagnostic, Position, Severity};
+pub use diff::{diff_profiles, Change, ProfileDiff};
+pub use duration::{parse_duration, DurationError, HumanDuration};
 pub use image::ImagePattern;
+pub use learn::{derive_name, learn_profile, LearnError, LearnRequest, LearnedProfile};
 pub use net::{NetRule, PortRange, Protocol};
 pub use path_rule::{PathGlobs, PathRule};
-pub use set::{check_path, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
+pub use set::{check_path, load_file, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -77,6 +88,9 @@ pub struct Profile {
     pub network: NetworkPolicy,
     /// Control `intel` (`[intel] mode`); `None` follows the agent's `intel_mode`.
     pub intel: Option<Mode>,
+    /// `[profile] enforce_after`: an audit profile that switches itself to enforce after a
+    /// period without violations.
+    pub enforce_after: Option<Promotion>,
 }
 
 impl Profile {
@@ -84,6 +98,36 @@ impl Profile {
     pub fn is_default(&self) -> bool {
         self.name == DEFAULT_PROFILE_NAME
     }
+
+    /// The profile as it is once `enforce_after` has fired: profile mode `enforce`, every control
+    /// that inherits the profile's mode enforcing, controls with their own `mode` unchanged, and
+    /// no further promotion. `None` when the profile has no `enforce_after`.
+    pub fn promoted(&self) -> Option<Profile> {
+        let p = self.enforce_after.as_ref()?;
+        Some(Profile {
+            mode: Mode::Enforce,
+            drift: p.drift.clone(),
+            exec: p.exec.clone(),
+            files: p.files.clone(),
+            network: p.network.clone(),
+            enforce_after: None,
+            ..self.clone()
+        })
+    }
+}
+
+/// `[profile] enforce_after = "7d"`: stay in audit, and enforce once this long has passed with no
+/// violation (any violation restarts the clock). Keeping the clock is the agent's job.
+#[derive(Debug, Clone)]
+pub struct Promotion {
+    /// How long the profile must run without a violation.
+    pub after: std::time::Duration,
+    // The controls as they are once promoted. Inheritance of the profile's mode is resolved while
+    // parsing, so they are parsed a second time with the profile's mode as `enforce`.
+    drift: DriftPolicy,
+    exec: ExecPolicy,
+    files: FilePolicy,
+    network: NetworkPolicy,
 }
 
 /// Control `drift`: executing a file that was not in the image.

@@ -7,16 +7,17 @@ use std::path::Path;
 use toml_edit::{ImDocument, Item, TableLike, Value};
 
 use super::diag::{did_you_mean, FileDiags};
+use super::duration::parse_duration;
 use super::net::{parse_cidr, NET_RULE_SYNTAX};
 use super::{
     DriftPolicy, ExecPolicy, FilePolicy, ImagePattern, Mode, NetRule, NetworkPolicy, PathGlobs,
-    PathRule, PortRange, Profile, Protocol, DEFAULT_PROFILE_NAME,
+    PathRule, PortRange, Profile, Promotion, Protocol, DEFAULT_PROFILE_NAME,
 };
 
 type Span = Option<Range<usize>>;
 
 const ROOT_KEYS: &[&str] = &["profile", "drift", "exec", "files", "network", "intel"];
-const PROFILE_KEYS: &[&str] = &["name", "images", "mode", "description"];
+const PROFILE_KEYS: &[&str] = &["name", "images", "mode", "description", "enforce_after"];
 const DRIFT_KEYS: &[&str] = &["prevent", "allow", "mode"];
 const EXEC_KEYS: &[&str] = &["allow", "deny", "block_container_exec", "mode"];
 const FILES_KEYS: &[&str] = &["deny", "read_only", "monitor", "mode"];
@@ -142,6 +143,19 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
     let files = parse_files(d, root, mode);
     let network = parse_network(d, root, mode);
     let intel = parse_intel(d, root);
+    let enforce_after = parse_enforce_after(d, pt.table, mode).map(|after| {
+        // Each control resolves "inherit the profile's mode" while it is parsed, so the promoted
+        // controls are the same tables read again with `enforce` as the profile's mode. Their
+        // problems were reported just above; the second reading's go nowhere.
+        let mut again = FileDiags::new(path, d.text);
+        Promotion {
+            after,
+            drift: parse_drift(&mut again, root, Mode::Enforce),
+            exec: parse_exec(&mut again, root, Mode::Enforce),
+            files: parse_files(&mut again, root, Mode::Enforce),
+            network: parse_network(&mut again, root, Mode::Enforce),
+        }
+    });
 
     if d.error_count() > errors_before {
         return None;
@@ -158,13 +172,41 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             files,
             network,
             intel,
+            enforce_after,
         },
         name_span,
         image_spans,
     })
 }
 
-fn valid_name(name: &str) -> bool {
+/// `[profile] enforce_after`: only meaningful for a profile that audits.
+fn parse_enforce_after(
+    d: &mut FileDiags<'_>,
+    t: &dyn TableLike,
+    profile_mode: Mode,
+) -> Option<std::time::Duration> {
+    let span = t.get("enforce_after").and_then(Item::span);
+    let text = get_str(d, t, "profile", "enforce_after")?;
+    let after = match parse_duration(&text) {
+        Ok(after) => after,
+        Err(e) => {
+            d.error(&span, format!("`profile.enforce_after`: {e}"));
+            return None;
+        }
+    };
+    if profile_mode == Mode::Enforce {
+        d.error(
+            &span,
+            "`enforce_after` switches an audit profile to enforce, but this profile already has \
+             `mode = \"enforce\"`; write `mode = \"audit\"` to have it promoted, or remove \
+             `enforce_after`",
+        );
+        return None;
+    }
+    Some(after)
+}
+
+pub(crate) fn valid_name(name: &str) -> bool {
     name.chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric())

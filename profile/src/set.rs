@@ -38,15 +38,10 @@ impl ProfileSet {
     /// `default.toml`, [`ProfileSet::builtin_default`]'s default applies.
     pub fn load_dir(dir: &Path) -> Result<ProfileSet, CheckReport> {
         if !dir.is_dir() {
-            let mut report = CheckReport::default();
-            report.diagnostics.push(Diagnostic {
-                severity: Severity::Error,
-                file: dir.to_path_buf(),
-                position: None,
-                message: "not a directory; `--profiles` takes a directory of `*.toml` profiles"
-                    .into(),
-            });
-            return Err(report);
+            return Err(whole_path_error(
+                dir,
+                "not a directory; `--profiles` takes a directory of `*.toml` profiles",
+            ));
         }
         let (loaded, report) = analyze(dir);
         if !report.is_ok() {
@@ -152,6 +147,7 @@ fn builtin_default_profile() -> Profile {
             block_raw_sockets: false,
         },
         intel: None,
+        enforce_after: None,
     }
 }
 
@@ -159,6 +155,34 @@ fn builtin_default_profile() -> Profile {
 /// overlapping image patterns are only visible across files). This is `seawall profile check`.
 pub fn check_path(path: &Path) -> CheckReport {
     analyze(path).1
+}
+
+/// Loads one profile file on its own (`seawall profile diff`): the profile, or every problem
+/// with it, as `seawall profile check` would print them.
+pub fn load_file(path: &Path) -> Result<Profile, CheckReport> {
+    if !path.is_file() {
+        return Err(whole_path_error(
+            path,
+            "not a file; pass one profile file (`*.toml`)",
+        ));
+    }
+    let (mut loaded, report) = analyze(path);
+    match loaded.pop() {
+        Some(l) if report.is_ok() => Ok(l.profile),
+        _ => Err(report),
+    }
+}
+
+/// A report of one error about a path as a whole (no position in it).
+fn whole_path_error(path: &Path, message: &str) -> CheckReport {
+    let mut report = CheckReport::default();
+    report.diagnostics.push(Diagnostic {
+        severity: Severity::Error,
+        file: path.to_path_buf(),
+        position: None,
+        message: message.into(),
+    });
+    report
 }
 
 fn analyze(path: &Path) -> (Vec<Loaded>, CheckReport) {

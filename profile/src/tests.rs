@@ -460,3 +460,66 @@ fn intel_mode_overrides_the_agent_default_and_ignores_the_profile_mode() {
         "{d:?}"
     );
 }
+
+#[test]
+fn enforce_after_promotes_only_the_controls_that_inherit() {
+    let text = "[profile]\nname = \"web\"\nimages = [\"nginx*\"]\nenforce_after = \"1d12h\"\n\
+                [drift]\nprevent = true\n[exec]\nallow = [\"/bin/sh\"]\nblock_container_exec = true\n\
+                [files]\nmode = \"audit\"\nread_only = [\"/etc/**\"]\n[network]\nmode = \"off\"\n";
+    let dir = dir_with(&[("web.toml", text)]);
+    let set = ProfileSet::load_dir(dir.path()).unwrap();
+    let p = set.for_image("nginx", None);
+    // As written: everything audits until the agent promotes it.
+    assert_eq!(p.mode, Mode::Audit);
+    assert_eq!(
+        (p.drift.mode, p.exec.mode, p.exec.container_exec),
+        (Mode::Audit, Mode::Audit, Mode::Audit)
+    );
+    let promotion = p.enforce_after.as_ref().unwrap();
+    assert_eq!(promotion.after.as_secs(), 36 * 3600);
+
+    let q = p.promoted().unwrap();
+    assert_eq!(q.mode, Mode::Enforce);
+    assert_eq!(
+        (q.drift.mode, q.exec.mode, q.exec.container_exec),
+        (Mode::Enforce, Mode::Enforce, Mode::Enforce)
+    );
+    // A control that says its own mode keeps it: the operator chose it.
+    assert_eq!((q.files.mode, q.network.mode), (Mode::Audit, Mode::Off));
+    assert_eq!(q.exec.allow, p.exec.allow);
+    assert!(q.files.read_only.matches("/etc/passwd"));
+    assert!(q.enforce_after.is_none() && q.promoted().is_none());
+
+    // Without the key nothing is promoted.
+    assert!(ProfileSet::load_dir(dir_with(&[("web.toml", HEAD)]).path())
+        .unwrap()
+        .for_image("nginx", None)
+        .promoted()
+        .is_none());
+}
+
+#[test]
+fn enforce_after_errors() {
+    let d = diags("web.toml", &format!("{HEAD}enforce_after = \"7 days\"\n"));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("4:17: error: `profile.enforce_after`: `7 days` is not a duration"),
+        "{d:?}"
+    );
+    let d = diags("web.toml", &format!("{HEAD}enforce_after = 7\n"));
+    assert!(
+        d[0].starts_with("4:17: error: `profile.enforce_after` must be a string"),
+        "{d:?}"
+    );
+    let d = diags(
+        "web.toml",
+        &format!("{HEAD}mode = \"enforce\"\nenforce_after = \"7d\"\n"),
+    );
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("5:17: error: `enforce_after` switches an audit profile to enforce"),
+        "{d:?}"
+    );
+    let d = diags("web.toml", &format!("{HEAD}enfroce_after = \"7d\"\n"));
+    assert!(d[0].contains("did you mean `enforce_after`?"), "{d:?}");
+}
