@@ -37,9 +37,6 @@ pub const MAP_INTEL_V4: &str = "INTEL_V4";
 /// LPM trie of the IPv6 networks the intel feeds list: key `{ prefix_len: u32, data: [u8; 16] }`
 /// → [`INTEL_LISTED`]. IPv4-mapped networks are in [`MAP_INTEL_V4`].
 pub const MAP_INTEL_V6: &str = "INTEL_V6";
-/// Container cgroup id → intel mode (0 off, [`MODE_AUDIT`], [`MODE_ENFORCE`]); key 0 holds the
-/// mode of every container without an entry of its own (the agent's `intel_mode`).
-pub const MAP_INTEL_MODE: &str = "INTEL_MODE";
 /// Container cgroup id → [`ASSURANCE_REFUSED`]: image assurance refused the container in
 /// enforce mode, so every exec in it is refused.
 pub const MAP_ASSURANCE: &str = "ASSURANCE";
@@ -70,7 +67,7 @@ pub const MAX_CGROUP_LEVEL: u32 = 8;
 pub const INTEL_V4_MAX_ENTRIES: u32 = 1 << 20;
 /// Most IPv6 networks [`MAP_INTEL_V6`] holds.
 pub const INTEL_V6_MAX_ENTRIES: u32 = 1 << 18;
-/// Most containers with an intel mode or an assurance refusal of their own.
+/// Most containers with an assurance refusal.
 pub const INTEL_CONTAINERS_MAX: u32 = 8192;
 
 // ---------------------------------------------------------------------------------------------
@@ -220,6 +217,9 @@ pub struct ContainerPolicy {
     /// File deny / read-only rules (`LIST_FILE_*`); enforced only by the BPF LSM backend
     /// (`file_open`) in the kernel, by fanotify in userspace otherwise.
     pub file_mode: u32,
+    /// Intel feeds: destinations in `INTEL_V4`/`INTEL_V6` (the profile's `[intel] mode`, else
+    /// the agent's `intel_mode`; at key 0, the agent's).
+    pub intel_mode: u32,
 }
 
 /// [`ContainerPolicy::rules`]: an exec allow list exists (anything not on it is denied).
@@ -555,7 +555,7 @@ const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 16 + 16);
 const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 8 + PATH_BUF);
 const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 64 + 16 + CGROUP_PATH_BUF);
-const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 44);
+const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 48);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);

@@ -4,110 +4,69 @@
 //! (Listed file hashes are decided by the agent, which must read the file: see the agent's
 //! intel wing.)
 //!
+//! The mode is the container's `ContainerPolicy::intel_mode` (the default policy's until the
+//! container's own is written), so deciding costs no lookup beyond the trie's.
+//!
 //! Gating: `on_destination` is only reached for a task the membership check proved is in a
 //! monitored container (DESIGN.md, Safety). Fail-open/closed: a lookup either finds an entry
 //! or not; there is no kernel memory to fail reading here.
 
 use agent_common::{
-    ACTION_BLOCKED, CONTROL_INTEL, FAMILY_INET, FAMILY_INET6, INTEL_CONTAINERS_MAX,
+    ACTION_ALLOWED, ACTION_BLOCKED, CONTROL_INTEL, CONTROL_NETWORK, CONTROL_NONE, FAMILY_INET,
     INTEL_V4_MAX_ENTRIES, INTEL_V6_MAX_ENTRIES, NET_OP_BIND,
 };
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, HashMap, LpmTrie},
+    maps::{lpm_trie::Key, LpmTrie},
 };
 
-use crate::{
-    container::{action_for, Membership},
-    net,
-};
+use crate::container::{action_for, Membership};
 
 #[map]
-pub static INTEL_V4: LpmTrie<[u8; 4], u32> = LpmTrie::pinned(INTEL_V4_MAX_ENTRIES, 0);
+pub static INTEL_V4: LpmTrie<u32, u32> = LpmTrie::pinned(INTEL_V4_MAX_ENTRIES, 0);
 
 #[map]
-pub static INTEL_V6: LpmTrie<[u8; 16], u32> = LpmTrie::pinned(INTEL_V6_MAX_ENTRIES, 0);
-
-#[map]
-pub static INTEL_MODE: HashMap<u64, u32> = HashMap::pinned(INTEL_CONTAINERS_MAX, 0);
-
-/// The container's intel mode: its own entry, else the agent-wide default at key 0 (in force
-/// from a new container's first connection, before the agent knows its image).
-#[inline(always)]
-fn mode(m: &Membership) -> u32 {
-    // SAFETY (both): the value is copied out at once.
-    if m.configured {
-        if let Some(mode) = unsafe { INTEL_MODE.get(m.cgroup_id) } {
-            return *mode;
-        }
-    }
-    unsafe { INTEL_MODE.get(0u64) }.copied().unwrap_or(0)
-}
+pub static INTEL_V6: LpmTrie<[u32; 4], u32> = LpmTrie::pinned(INTEL_V6_MAX_ENTRIES, 0);
 
 /// Whether a feed lists the destination. `addr` is as the network programs hold it: IPv4 in
 /// the first four bytes when `family` is `AF_INET`, which it also is for an IPv4-mapped IPv6
-/// address (`sock_family` `AF_INET6`): that one is looked up as the IPv4 address, then as the
-/// IPv6 address it also is, the same two lookups the agent's own matcher makes.
+/// destination (the feeds store IPv4-mapped networks as IPv4, so one lookup decides). The key
+/// is built from 32-bit words, in network byte order as the bytes are: no copy loop for the
+/// verifier to walk (the rule loops that follow are what it spends its budget on).
 #[inline(always)]
-pub fn listed(sock_family: u32, family: u32, addr: &[u8; 16]) -> bool {
+pub fn listed(family: u32, addr: &[u8; 16]) -> bool {
+    let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
     if family == FAMILY_INET {
-        let v4 = Key::new(32, [addr[0], addr[1], addr[2], addr[3]]);
-        if INTEL_V4.get(v4).is_some() {
-            return true;
-        }
-        if sock_family != FAMILY_INET6 {
-            return false;
-        }
-        let mut mapped = [0u8; 16];
-        mapped[10] = 0xff;
-        mapped[11] = 0xff;
-        mapped[12..16].copy_from_slice(&addr[..4]);
-        return INTEL_V6.get(Key::new(128, mapped)).is_some();
+        INTEL_V4.get(Key::new(32, w(0))).is_some()
+    } else {
+        INTEL_V6
+            .get(Key::new(128, [w(0), w(4), w(8), w(12)]))
+            .is_some()
     }
-    family == FAMILY_INET6 && INTEL_V6.get(Key::new(128, *addr)).is_some()
 }
 
-/// The intel verdict on a connection or datagram to a destination, for the cgroup sock_addr
-/// programs, once the container's own network rules gave `rules_action`. `None` when no feed
-/// lists the destination (or intel is off, or the rules already block it and intel only
-/// audits): the rules' verdict and event stand. Otherwise the intel event is reported — one
-/// event per operation, the stronger verdict — and its verdict returned: enforce refuses
-/// (`EPERM`) even what the profile's egress allow list permits.
+/// The intel verdict on a connection or datagram, once the container's own network rules gave
+/// `rules_action`: the control and action to report and enforce. A destination a feed lists
+/// is refused (enforce) or reported (audit) even when the profile's egress allow list permits
+/// it; when the rules already block, their verdict stands. One event per operation either way.
+/// Decided after the rules, from their outcome, so the verifier walks the rule loops no more
+/// often than before (`connect6` is close to its instruction budget).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub fn on_destination(
+pub fn judge(
     m: &Membership,
     op: u32,
-    sock_family: u32,
     family: u32,
     addr: &[u8; 16],
-    port: u16,
-    proto: u32,
     rules_action: u32,
-) -> Option<i32> {
-    if op == NET_OP_BIND {
-        return None;
+) -> (u32, u32) {
+    let rules = if rules_action == ACTION_ALLOWED {
+        (CONTROL_NONE, rules_action)
+    } else {
+        (CONTROL_NETWORK, rules_action)
+    };
+    let mode = m.policy.intel_mode;
+    if mode == 0 || op == NET_OP_BIND || rules_action == ACTION_BLOCKED || !listed(family, addr) {
+        return rules;
     }
-    let mode = mode(m);
-    if mode == 0 || !listed(sock_family, family, addr) {
-        return None;
-    }
-    let action = action_for(mode);
-    if rules_action == ACTION_BLOCKED && action != ACTION_BLOCKED {
-        return None;
-    }
-    net::emit_control(
-        m.cgroup_id,
-        op,
-        family,
-        proto,
-        port,
-        *addr,
-        CONTROL_INTEL,
-        action,
-    );
-    Some(net::verdict(action))
+    (CONTROL_INTEL, action_for(mode))
 }
-
-#[allow(dead_code)]
-const _: () = assert!(FAMILY_INET != FAMILY_INET6);

@@ -153,12 +153,10 @@ fn on_addr(ctx: &SockAddrContext, op: u32, family: u32) -> i32 {
     } else {
         ACTION_ALLOWED
     };
-    if let Some(v) = intel::on_destination(&m, op, family, fam, &addr, port, proto, action) {
-        return v;
-    }
+    let (control, action) = intel::judge(&m, op, fam, &addr, action);
     // Unconnected sends are too frequent to report one by one unless a rule matched.
     if op != NET_OP_SENDMSG || action != ACTION_ALLOWED {
-        emit(m.cgroup_id, op, fam, proto, port, addr, action);
+        emit_control(m.cgroup_id, op, fam, proto, port, addr, control, action);
     }
     verdict(action)
 }

@@ -127,7 +127,9 @@ fn run(report: &mut Report) -> Result<(), String> {
         }
     }
     register(&mut ebpf, container_cg, denied_port)?;
-    intel::setup(&mut ebpf, report, refused_cg)?;
+    if let Err(e) = intel::setup(&mut ebpf, report, container_cg, refused_cg) {
+        report.fail("intel_setup", &e);
+    }
 
     // Inside the container.
     for line in in_child(|| {

@@ -1,4 +1,5 @@
-//! The agent's side of the intel and assurance maps: what the kernel owner writes.
+//! The agent's side of the intel and assurance maps: what the kernel owner writes. The tries'
+//! keys are the address bytes in network order (the kernel reads the same bytes as 32-bit words).
 //!
 //! Feed changes are applied as "add, then remove", so a network listed before and after a
 //! reload is never missing in between; LPM tries have no atomic swap, and they do not need one
@@ -6,9 +7,7 @@
 
 use std::net::IpAddr;
 
-use agent_common::{
-    ASSURANCE_REFUSED, INTEL_LISTED, MAP_ASSURANCE, MAP_INTEL_MODE, MAP_INTEL_V4, MAP_INTEL_V6,
-};
+use agent_common::{ASSURANCE_REFUSED, INTEL_LISTED, MAP_ASSURANCE, MAP_INTEL_V4, MAP_INTEL_V6};
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
@@ -59,11 +58,11 @@ pub fn trie_key(net: IpNet) -> TrieKey {
     }
 }
 
-/// The four maps, taken from the loaded object.
+/// The three maps, taken from the loaded object. (A container's intel mode is a field of its
+/// `ContainerPolicy`, written with the rest of its policy.)
 pub struct IntelMaps {
     v4: LpmTrie<MapData, [u8; 4], u32>,
     v6: LpmTrie<MapData, [u8; 16], u32>,
-    modes: HashMap<MapData, u64, u32>,
     assurance: HashMap<MapData, u64, u32>,
 }
 
@@ -74,7 +73,6 @@ impl IntelMaps {
         Ok(IntelMaps {
             v4: LpmTrie::try_from(take(MAP_INTEL_V4)?).map_err(map_err(MAP_INTEL_V4))?,
             v6: LpmTrie::try_from(take(MAP_INTEL_V6)?).map_err(map_err(MAP_INTEL_V6))?,
-            modes: HashMap::try_from(take(MAP_INTEL_MODE)?).map_err(map_err(MAP_INTEL_MODE))?,
             assurance: HashMap::try_from(take(MAP_ASSURANCE)?).map_err(map_err(MAP_ASSURANCE))?,
         })
     }
@@ -118,14 +116,6 @@ impl IntelMaps {
         v4.chain(v6).collect()
     }
 
-    /// The intel mode (`MODE_*`, 0 off) of a container, or at 0 the default of every container
-    /// without one of its own.
-    pub fn set_mode(&mut self, cgroup_id: u64, mode: u32) -> Result<(), IntelMapError> {
-        self.modes
-            .insert(cgroup_id, mode, 0)
-            .map_err(map_err(MAP_INTEL_MODE))
-    }
-
     /// Refuses every exec in the container (image assurance, enforce mode).
     pub fn refuse(&mut self, cgroup_id: u64) -> Result<(), IntelMapError> {
         self.assurance
@@ -135,7 +125,6 @@ impl IntelMaps {
 
     /// Forgets a container that is gone.
     pub fn forget(&mut self, cgroup_id: u64) {
-        let _ = self.modes.remove(&cgroup_id);
         let _ = self.assurance.remove(&cgroup_id);
     }
 }

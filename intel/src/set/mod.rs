@@ -187,7 +187,9 @@ impl IntelSet {
     }
 
     /// The most specific listed network containing `addr`. An IPv4-mapped IPv6 address is
-    /// looked up as its IPv4 address first, then as the IPv6 address it also is.
+    /// looked up as its IPv4 address, as the kernel looks it up (IPv4-mapped networks are
+    /// stored as IPv4, so only an IPv6 network wider than a /96 around the mapped range would
+    /// be missed: not a shape any feed has).
     pub fn match_addr(&self, addr: IpAddr) -> Option<Listing<'_>> {
         let lookup = |addr: IpAddr, prefixes: &BTreeSet<u8>| {
             prefixes.iter().rev().find_map(|&p| {
@@ -200,10 +202,10 @@ impl IntelSet {
         };
         let found = match addr {
             IpAddr::V4(_) => lookup(addr, &self.v4_prefixes),
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .and_then(|v4| lookup(IpAddr::V4(v4), &self.v4_prefixes))
-                .or_else(|| lookup(addr, &self.v6_prefixes)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => lookup(IpAddr::V4(v4), &self.v4_prefixes),
+                None => lookup(addr, &self.v6_prefixes),
+            },
         };
         found.map(|(net, origins)| Listing {
             indicator: Indicator::Net(*net),

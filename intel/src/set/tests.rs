@@ -119,10 +119,11 @@ fn longest_prefix_wins_and_mapped_addresses_are_ipv4() {
 }
 
 #[test]
-fn an_ipv6_network_over_the_mapped_range_matches_mapped_addresses() {
+fn a_mapped_address_is_judged_as_ipv4_as_the_kernel_does() {
     let dir = dir_with(&[("a.txt", "::/64\n")]);
     let set = IntelSet::load_dir(dir.path(), SystemTime::now()).unwrap();
-    assert!(set.match_addr(ip("::ffff:192.0.2.1")).is_some());
+    assert!(set.match_addr(ip("::1")).is_some());
+    assert!(set.match_addr(ip("::ffff:192.0.2.1")).is_none());
     assert!(set.match_addr(ip("192.0.2.1")).is_none());
 }
 

@@ -16,8 +16,7 @@ use std::{
 use agent_common::{
     ContainerPolicy, EventHeader, ExecEvent, NetEvent, ACTION_BLOCKED, ASSURANCE_REFUSED,
     CONTROL_ASSURANCE, CONTROL_INTEL, EVENT_EXEC, EVENT_NET, INTEL_LISTED, MAP_ASSURANCE,
-    MAP_CONTAINERS, MAP_INTEL_MODE, MAP_INTEL_V4, MAP_INTEL_V6, MODE_ENFORCE, NET_OP_CONNECT,
-    NET_OP_SENDMSG,
+    MAP_CONTAINERS, MAP_INTEL_V4, MAP_INTEL_V6, MODE_ENFORCE, NET_OP_CONNECT, NET_OP_SENDMSG,
 };
 use aya::{
     maps::{
@@ -35,26 +34,14 @@ pub const CG_REFUSED: &str = "/sys/fs/cgroup/seawall-vmtest/refused";
 /// Where the cgroup programs are attached: the containers' parent.
 const CG_PARENT: &str = "/sys/fs/cgroup/seawall-vmtest";
 
-/// Attaches the sock_addr programs at the test parent and fills the intel tries, the intel
-/// default mode (enforce) and the refused container's entries.
-pub fn setup(ebpf: &mut Ebpf, report: &mut Report, refused_cgroup: u64) -> Result<(), String> {
-    let attached = (|| -> Result<(), String> {
-        for &name in seawall::loader::SOCK_ADDR_PROGRAMS {
-            let prog: &mut CgroupSockAddr = ebpf
-                .program_mut(name)
-                .ok_or_else(|| format!("no program {name}"))?
-                .try_into()
-                .map_err(|e| format!("{name}: {e}"))?;
-            prog.load().map_err(|e| format!("loading {name}: {e}"))?;
-            let parent = File::open(CG_PARENT).map_err(|e| format!("{CG_PARENT}: {e}"))?;
-            prog.attach(parent, CgroupAttachMode::Single)
-                .map_err(|e| format!("attaching {name} at {CG_PARENT}: {e}"))?;
-        }
-        Ok(())
-    })();
-    report.check("intel_programs_attached", attached.clone());
-    attached?;
-
+/// Fills the intel tries, turns intel on (enforce) in the container's policy, writes the
+/// refused container's entries, then attaches the sock_addr programs at the test parent.
+pub fn setup(
+    ebpf: &mut Ebpf,
+    report: &mut Report,
+    container_cgroup: u64,
+    refused_cgroup: u64,
+) -> Result<(), String> {
     let mut v4: LpmTrie<&mut MapData, [u8; 4], u32> =
         LpmTrie::try_from(ebpf.map_mut(MAP_INTEL_V4).ok_or("no INTEL_V4 map")?)
             .map_err(|e| e.to_string())?;
@@ -69,12 +56,17 @@ pub fn setup(ebpf: &mut Ebpf, report: &mut Report, refused_cgroup: u64) -> Resul
     v6.insert(&Key::new(32, net6), INTEL_LISTED, 0)
         .map_err(|e| format!("INTEL_V6: {e}"))?;
 
-    let mut modes: HashMap<&mut MapData, u64, u32> =
-        HashMap::try_from(ebpf.map_mut(MAP_INTEL_MODE).ok_or("no INTEL_MODE map")?)
+    // The container's own policy, as the agent compiles it with intel enforcing.
+    let mut containers: HashMap<&mut MapData, u64, ContainerPolicy> =
+        HashMap::try_from(ebpf.map_mut(MAP_CONTAINERS).ok_or("no CONTAINERS map")?)
             .map_err(|e| e.to_string())?;
-    modes
-        .insert(0, MODE_ENFORCE, 0)
-        .map_err(|e| format!("INTEL_MODE: {e}"))?;
+    let mut policy = containers
+        .get(&container_cgroup, 0)
+        .map_err(|e| format!("the container's policy: {e}"))?;
+    policy.intel_mode = MODE_ENFORCE;
+    containers
+        .insert(container_cgroup, policy, 0)
+        .map_err(|e| format!("CONTAINERS: {e}"))?;
 
     // The refused container is a member with every profile control off: only assurance acts.
     let mut containers: HashMap<&mut MapData, u64, ContainerPolicy> =
@@ -88,7 +80,52 @@ pub fn setup(ebpf: &mut Ebpf, report: &mut Report, refused_cgroup: u64) -> Resul
             .map_err(|e| e.to_string())?;
     refused
         .insert(refused_cgroup, ASSURANCE_REFUSED, 0)
-        .map_err(|e| format!("ASSURANCE: {e}"))
+        .map_err(|e| format!("ASSURANCE: {e}"))?;
+
+    // Each program on its own, so one the verifier refuses does not hide the others.
+    let mut failed = Vec::new();
+    for &name in seawall::loader::SOCK_ADDR_PROGRAMS {
+        let attached = (|| -> Result<(), String> {
+            let prog: &mut CgroupSockAddr = ebpf
+                .program_mut(name)
+                .ok_or("missing from the object")?
+                .try_into()
+                .map_err(|e| format!("{e}"))?;
+            // The verifier's log can run to megabytes: its last lines say why.
+            prog.load()
+                .map_err(|e| format!("loading: {}", tail(&e.to_string())))?;
+            let parent = File::open(CG_PARENT).map_err(|e| format!("{CG_PARENT}: {e}"))?;
+            prog.attach(parent, CgroupAttachMode::Single)
+                .map_err(|e| format!("attaching at {CG_PARENT}: {e}"))?;
+            Ok(())
+        })();
+        if let Err(e) = attached {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    report.check(
+        "intel_programs_attached",
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        },
+    );
+    // A failure leaves the listed-destination checks to fail on their own; the others run.
+    Ok(())
+}
+
+/// The first line of an error and its last three (a verifier log's verdict).
+fn tail(e: &str) -> String {
+    let lines: Vec<&str> = e.lines().collect();
+    if lines.len() <= 4 {
+        return lines.join(" | ");
+    }
+    format!(
+        "{} | … | {}",
+        lines[0],
+        lines[lines.len() - 3..].join(" | ")
+    )
 }
 
 fn connect_errno(addr: SocketAddr) -> Result<(), i32> {
