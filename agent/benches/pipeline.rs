@@ -10,10 +10,12 @@ use agent_common::{
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use seawall::{
-    containers::{ContainerInfo, ContainerTable},
-    decode::decode,
-    enrich::Enricher,
-    proctable::{ProcessInfo, ProcessTable},
+    kernel::decode::decode,
+    output::event::Enricher,
+    runtime::{
+        procs::{ProcessInfo, ProcessTable},
+        table::{ContainerInfo, ContainerTable},
+    },
 };
 
 const CGROUP: u64 = 77;

@@ -1,30 +1,24 @@
-//! Seawall agent: loader, container runtime client, profile compiler, event pipeline and sinks.
-//!
-//! The binary (`main.rs`) is a thin CLI over these modules.
+//! Seawall agent. The wings below follow the two data flows, in order:
+//! kernel events → `kernel` → `output` → sinks, and container engines → `runtime` → `policy` →
+//! `kernel` (map writes); `fanotify` is the userspace file sensor beside the kernel's; `ops`
+//! answers operators; `daemon` wires it all into one loop; `cli` is the command line.
 
-pub mod api;
-pub mod cgroupfs;
-pub mod config;
-pub mod containers;
+/// The `seawall` command line: clap definitions and the subcommands.
+pub mod cli;
+/// Wiring and the one event loop (`daemon::run`), with its configuration.
 pub mod daemon;
-pub mod decode;
-pub mod docker;
-pub mod enrich;
-pub mod fileguard;
+/// The fanotify file sensor: answers permission events and reports plain file records.
+pub mod fanotify;
+/// Threat intelligence (feeds of listed hashes and addresses) and image assurance, on this node.
 pub mod intel;
+/// The only code that touches aya: the program table, loading, BTF offsets, the kernel owner
+/// (every map write), the ring-buffer reader, record decoding, bpffs pins and the LSM backend.
 pub mod kernel;
-pub mod loader;
-pub mod lsm;
-pub mod metrics;
-pub mod notify;
+/// What operators ask the running agent: local API, status, metrics, systemd notify, health.
+pub mod ops;
+/// The one event builder (records + tables → `Event`) and the sinks events go to.
 pub mod output;
-pub mod pins;
+/// Profiles → kernel map entries (the compiler), and the verdicts userspace takes itself.
 pub mod policy;
-pub mod proctable;
-pub mod status;
-
-// The profile language, the BTF reader and the collector client are crates of their own (shared
-// with the collector's tests and seawall-micro); re-exported under their old paths.
-pub use seawall_btf as btf;
-pub use seawall_delivery as delivery;
-pub use seawall_profile as profile;
+/// Container engines → the runtime-agnostic container table, cgroupfs and the process table.
+pub mod runtime;

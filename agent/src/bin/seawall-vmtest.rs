@@ -119,10 +119,14 @@ fn run(report: &mut Report) -> Result<(), String> {
     let allowed_port = allowed.local_addr().map_err(|e| e.to_string())?.port();
 
     let mut ebpf = load()?;
-    match seawall::lsm::load_lsm(&mut ebpf) {
+    let kbtf = aya::Btf::from_sys_fs().map_err(|e| format!("vmlinux BTF for aya: {e}"))?;
+    match seawall::kernel::lsm::load_lsm(&mut ebpf, &kbtf) {
         Ok(()) => report.pass("lsm_programs_attached"),
         Err(e) => {
-            report.fail("lsm_programs_attached", &e);
+            report.fail(
+                "lsm_programs_attached",
+                &seawall_service::ErrorChain(&e).to_string(),
+            );
             return Ok(());
         }
     }
@@ -244,15 +248,16 @@ fn make_cgroup(path: &str) -> Result<u64, String> {
 /// Loads the object with offsets from this kernel's BTF: vmlinux plus, when overlayfs is a
 /// module (as in Debian's kernel), the overlay module's split BTF for `ovl_inode`.
 fn load() -> Result<Ebpf, String> {
-    let base = seawall::btf::Btf::from_sys().map_err(|e| format!("vmlinux BTF: {e}"))?;
+    let base = seawall_btf::Btf::from_sys().map_err(|e| format!("vmlinux BTF: {e}"))?;
     let overlay = Path::new("/sys/kernel/btf/overlay");
     let btf = if base.has_type("ovl_inode") || !overlay.exists() {
         base
     } else {
-        seawall::btf::Btf::from_file_with_base(overlay, &base)
+        seawall_btf::Btf::from_file_with_base(overlay, &base)
             .map_err(|e| format!("overlay BTF: {e}"))?
     };
-    let offsets = seawall::loader::resolve_offsets(&btf).map_err(|e| format!("offsets: {e}"))?;
+    let offsets =
+        seawall::kernel::offsets::resolve_offsets(&btf).map_err(|e| format!("offsets: {e}"))?;
     let host: u32 = 0;
     EbpfLoader::new()
         .override_global("OFFSETS", &offsets, true)

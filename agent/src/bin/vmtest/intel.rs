@@ -27,6 +27,8 @@ use aya::{
     Ebpf,
 };
 
+use seawall::kernel::programs::Hook;
+
 use super::{exec, expect_eperm, line, Report};
 
 /// The cgroup of the container image assurance refused.
@@ -84,7 +86,10 @@ pub fn setup(
 
     // Each program on its own, so one the verifier refuses does not hide the others.
     let mut failed = Vec::new();
-    for &name in seawall::loader::SOCK_ADDR_PROGRAMS {
+    let sock_addr = seawall::kernel::programs::PROGRAMS
+        .iter()
+        .filter(|p| matches!(p.hook, Hook::CgroupSockAddr(_)));
+    for name in sock_addr.map(|p| p.name) {
         let attached = (|| -> Result<(), String> {
             let prog: &mut CgroupSockAddr = ebpf
                 .program_mut(name)

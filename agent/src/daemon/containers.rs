@@ -1,0 +1,357 @@
+//! Containers coming and going: what the sources report, cgroups the kernel saw appear, and
+//! registration (profile → policy in the kernel, file marks, process seeding, the table).
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use agent_common::{ORIGIN_EXEC_SESSION, ORIGIN_INIT};
+use seawall_proto::event::{Action, Kind, Severity};
+use seawall_service::ErrorChain;
+
+use super::Daemon;
+use crate::runtime::{
+    cgroup, procs,
+    table::{Change, ContainerInfo},
+    SourceEvent,
+};
+
+/// How long an unknown container cgroup is not looked up again.
+const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
+/// How long a cgroup waits for its source's answer (an inspect times out after 5 s) before it
+/// is registered with what is known, under the default profile.
+pub(super) const LOOKUP_WAIT: Duration = Duration::from_secs(6);
+/// Containers created but not yet seen running, kept at most.
+const CREATED_MAX: usize = 1024;
+
+/// A cgroup waiting for its source's answer.
+#[derive(Debug)]
+pub(super) struct Awaiting {
+    cgroup_id: u64,
+    dir: PathBuf,
+    since: Instant,
+}
+
+impl Daemon {
+    /// The container's cgroup directory from a cgroup path (`/docker/<id>/sub` →
+    /// `<root>/docker/<id>`), when it is below a container parent.
+    pub(super) fn container_dir(&self, cgroup_path: &str) -> Option<PathBuf> {
+        let full = self.cgroup_root.join(cgroup_path.trim_start_matches('/'));
+        for (parent, _) in &self.parents {
+            if let Ok(rest) = full.strip_prefix(parent) {
+                let first = rest.components().next()?;
+                return Some(parent.join(first));
+            }
+        }
+        None
+    }
+
+    /// The directory of a container cgroup by id (its inode), if it still exists.
+    pub(super) fn dir_of(&self, cgroup_id: u64) -> Option<PathBuf> {
+        self.parents.iter().find_map(|(parent, _)| {
+            std::fs::read_dir(parent).ok()?.flatten().find_map(|e| {
+                let m = e.metadata().ok()?;
+                (m.is_dir() && m.ino() == cgroup_id).then(|| e.path())
+            })
+        })
+    }
+
+    /// What a container source reported.
+    pub(super) async fn on_source(&mut self, news: SourceEvent) {
+        match news {
+            SourceEvent::Created(info) => {
+                if let Some(w) = self.awaiting.remove(&info.id) {
+                    self.register(w.cgroup_id, info).await;
+                } else if let Some(cg) = self.containers.cgroup_of(&info.id) {
+                    // A fuller answer for a container registered with what was known.
+                    self.register(cg, info).await;
+                } else {
+                    if self.created.len() >= CREATED_MAX {
+                        self.created.clear();
+                    }
+                    self.created.insert(info.id.clone(), info);
+                }
+            }
+            SourceEvent::Unknown { id } => {
+                if let Some(w) = self.awaiting.remove(&id) {
+                    self.register_unknown(w.cgroup_id, id).await;
+                }
+            }
+            SourceEvent::Started(info) => self.started(info).await,
+            SourceEvent::Stopped { id } => self.stopped(&id).await,
+            SourceEvent::Resync(running) => {
+                let live: std::collections::HashSet<String> =
+                    running.iter().map(|i| i.id.clone()).collect();
+                let gone: Vec<String> = self
+                    .containers
+                    .ids()
+                    .filter(|id| !live.contains(*id))
+                    .map(str::to_string)
+                    .collect();
+                for id in gone {
+                    self.stopped(&id).await;
+                }
+                for info in running {
+                    self.started(info).await;
+                }
+            }
+            SourceEvent::Unreachable => {}
+        }
+    }
+
+    /// A running container: found by its init's cgroup.
+    async fn started(&mut self, info: ContainerInfo) {
+        let Some(cg_path) = cgroup::pid_cgroup(info.init_pid) else {
+            return;
+        };
+        let Some(dir) = self.container_dir(&cg_path) else {
+            tracing::warn!(container_id = %info.id, cgroup = %cg_path, "container cgroup is not under a configured container parent: not monitored (add its parent to container_parents)");
+            return;
+        };
+        let Ok(cg) = cgroup::cgroup_id(&dir) else {
+            return;
+        };
+        self.awaiting.remove(&info.id);
+        self.register(cg, info).await;
+    }
+
+    async fn stopped(&mut self, id: &str) {
+        self.created.remove(id);
+        self.awaiting.remove(id);
+        if let Some((cg, info)) = self.containers.remove_container(id) {
+            if let Err(e) = self.kernel.remove_container(cg).await {
+                tracing::error!(container_id = %id, error = %ErrorChain(&e), "removing the container's policy failed");
+            }
+            if let Some(files) = &mut self.files {
+                files.unwatch_container(cg);
+            }
+            self.held.remove(&cg);
+            let mut ev = self.events.event(
+                Kind::Container,
+                Action::Allowed,
+                "lifecycle",
+                Severity::Info,
+                format!("container {} ({}) stopped", info.name, info.image),
+            );
+            ev.container = Some(info.to_event());
+            self.emit(ev);
+            self.refresh_status();
+        }
+    }
+
+    /// A container cgroup the table does not know: find its directory by inode and ask.
+    pub(super) async fn resolve(&mut self, cgroup_id: u64) {
+        if cgroup_id == 0 || self.containers.get(cgroup_id).is_some() {
+            return;
+        }
+        if let Some(t) = self.unresolved.get(&cgroup_id) {
+            if t.elapsed() < UNRESOLVED_RETRY {
+                return;
+            }
+        }
+        match self.dir_of(cgroup_id) {
+            Some(dir) => self.add_by_dir(cgroup_id, dir).await,
+            None => {
+                self.unresolved.insert(cgroup_id, Instant::now());
+            }
+        }
+    }
+
+    /// A container cgroup appeared (or was found): its policy now if its metadata is known,
+    /// otherwise as soon as its source answers.
+    pub(super) async fn add_by_dir(&mut self, cgroup_id: u64, dir: PathBuf) {
+        if Some(cgroup_id) == self.own_cgroup {
+            return;
+        }
+        self.unresolved.remove(&cgroup_id);
+        let id = dir
+            .file_name()
+            .and_then(|n| cgroup::container_id_from_path(&n.to_string_lossy()));
+        if let Some(info) = id.as_ref().and_then(|id| self.created.remove(id)) {
+            self.register(cgroup_id, info).await;
+            return;
+        }
+        match (&self.lookup, id) {
+            (Some(lookup), Some(id)) => {
+                if self.awaiting.contains_key(&id) {
+                    return;
+                }
+                if lookup.request(&id) {
+                    self.awaiting.insert(
+                        id,
+                        Awaiting {
+                            cgroup_id,
+                            dir,
+                            since: Instant::now(),
+                        },
+                    );
+                } else {
+                    self.register_unknown(cgroup_id, id).await;
+                }
+            }
+            (_, id) => {
+                let info = ContainerInfo {
+                    id: id.unwrap_or_else(|| dir.display().to_string()),
+                    ..Default::default()
+                };
+                self.register(cgroup_id, info).await;
+            }
+        }
+    }
+
+    /// Whether a lookup for this container cgroup is still out.
+    pub(super) fn awaiting_cgroup(&self, cgroup_id: u64) -> bool {
+        self.awaiting.values().any(|w| w.cgroup_id == cgroup_id)
+    }
+
+    /// Lookups unanswered for too long: register with what is known (the default profile).
+    pub(super) async fn expire_waits(&mut self) {
+        let late: Vec<String> = self
+            .awaiting
+            .iter()
+            .filter(|(_, w)| w.since.elapsed() > LOOKUP_WAIT)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            if let Some(w) = self.awaiting.remove(&id) {
+                tracing::warn!(container_id = %id, dir = %w.dir.display(), "the container engine did not answer in time: monitoring with the default profile");
+                self.register_unknown(w.cgroup_id, id).await;
+            }
+        }
+        self.release_expired_holds().await;
+    }
+
+    /// Registers a container its source could not describe: the id only, the default profile.
+    async fn register_unknown(&mut self, cgroup_id: u64, id: String) {
+        let info = ContainerInfo {
+            id,
+            ..Default::default()
+        };
+        self.register(cgroup_id, info).await;
+    }
+
+    /// Applies the matching profile to a container and records it in the table; then
+    /// releases execs the kernel held for it.
+    pub(super) async fn register(&mut self, cgroup_id: u64, mut info: ContainerInfo) {
+        if Some(cgroup_id) == self.own_cgroup {
+            tracing::info!(container_id = %info.id, "the agent's own container is exempt from policy");
+            return;
+        }
+        let digest = info
+            .image_digests
+            .iter()
+            .find_map(|d| d.split('@').nth(1))
+            .map(str::to_string);
+        let profile = self
+            .profiles
+            .for_image(
+                &info.image,
+                digest.as_deref().or(Some(info.image_id.as_str())),
+            )
+            .name
+            .clone();
+        let policy = self
+            .compiled
+            .by_name
+            .get(&profile)
+            .map(|c| c.policy)
+            .unwrap_or_else(|| self.compiled.default_policy());
+        info.profile = profile.clone();
+        if info.storage_driver != "overlay2" && !info.storage_driver.is_empty() {
+            tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
+        }
+        if let Err(e) = self.kernel.set_container(cgroup_id, policy).await {
+            tracing::error!(container_id = %info.id, error = %ErrorChain(&e), "applying the container's policy failed");
+        }
+        if info.init_pid != 0 {
+            self.seed_processes(cgroup_id, &info).await;
+        }
+        if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
+            let profile = self
+                .profiles
+                .profiles()
+                .find(|p| p.name == info.profile)
+                .unwrap_or_else(|| self.profiles.default_profile());
+            if let Err(e) =
+                files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile)
+            {
+                tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "file controls unavailable for this container");
+            }
+        }
+        tracing::info!(container_id = %info.id, name = %info.name, image = %info.image, cgroup_id, profile = %profile, "monitoring container");
+        match self.containers.upsert(cgroup_id, info.clone()) {
+            Change::Added => {
+                let mut ev = self.events.event(
+                    Kind::Container,
+                    Action::Allowed,
+                    "lifecycle",
+                    Severity::Info,
+                    format!(
+                        "monitoring container {} ({}) with profile {profile}",
+                        info.name, info.image
+                    ),
+                );
+                ev.container = Some(info.to_event());
+                self.emit(ev);
+            }
+            Change::Updated => {}
+            Change::TableFull => {
+                tracing::error!(container_id = %info.id, "container table full: events of this container lack its metadata");
+            }
+        }
+        self.release_held_for(cgroup_id);
+        self.refresh_status();
+    }
+
+    /// Seeds the process table and the processes' origins of a container that was already
+    /// running: descendants of its init vs. anything else (`docker exec` sessions).
+    async fn seed_processes(&mut self, cgroup_id: u64, info: &ContainerInfo) {
+        let Some(cg_path) = cgroup::pid_cgroup(info.init_pid) else {
+            return;
+        };
+        let mut members = Vec::new();
+        for pid in procs::list_pids() {
+            if cgroup::pid_cgroup(pid)
+                .is_some_and(|p| p == cg_path || p.starts_with(&format!("{cg_path}/")))
+            {
+                if let Some(p) = procs::read_proc(pid) {
+                    members.push((pid, p));
+                }
+            }
+        }
+        let parent_of: HashMap<u32, u32> = members.iter().map(|(pid, p)| (*pid, p.ppid)).collect();
+        let origins: Vec<(u32, u32)> = members
+            .iter()
+            .map(|(pid, _)| {
+                let mut cur = *pid;
+                let mut hops = 0;
+                while cur != info.init_pid && hops < 64 {
+                    match parent_of.get(&cur) {
+                        Some(&pp) => cur = pp,
+                        None => break,
+                    }
+                    hops += 1;
+                }
+                let origin = if cur == info.init_pid {
+                    ORIGIN_INIT
+                } else {
+                    ORIGIN_EXEC_SESSION
+                };
+                (*pid, origin)
+            })
+            .collect();
+        for (pid, p) in members {
+            self.procs.insert(pid, p);
+        }
+        if let Err(e) = self
+            .kernel
+            .seed_container(cgroup_id, info.init_pid, origins)
+            .await
+        {
+            tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "recording the container's processes failed");
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! `seawall agent`: wires the kernel programs, the container sources, the profiles and the
+//! sinks together and runs the one event loop until shutdown.
+//!
+//! Shaped like mini-redis's `server::run`: [`run`] takes its dependencies ([`Agent`]) and its
+//! shutdown future. Inside, every task it starts (ring reader, container sources, local API,
+//! metrics endpoint, watchdog) is joined before it returns, and the kernel owner thread is
+//! stopped and joined last.
+
+pub mod config;
+mod containers;
+mod kernel_events;
+mod profiles;
+mod start;
+mod summary;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use seawall_delivery::Delivery;
+use seawall_profile::ProfileSet;
+use seawall_proto::event::{Action, Event, Kind, Severity};
+use seawall_service::{
+    health::{self, Health},
+    notify::{watchdog_interval, Notifier},
+    ErrorChain,
+};
+use tokio::{
+    net::{TcpListener, UnixListener},
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
+
+use crate::{
+    fanotify::FileGuard,
+    kernel::{
+        backends::Backends,
+        decode::KernelEvent,
+        maps::KernelError,
+        owner::{KernelHandle, OwnerExit},
+        programs::Control,
+        ring,
+    },
+    ops::{api, metrics::Metrics, status::Status},
+    output::{clock::Clock, event::Enricher, sinks::Sinks},
+    policy::compile::{CompileError, CompiledSet},
+    runtime::{
+        docker,
+        procs::ProcessTable,
+        table::{ContainerInfo, ContainerTable},
+        Lookup, SourceEvent,
+    },
+};
+use config::AgentConfig;
+
+/// Kernel records handled per loop turn before lifecycle events, SIGHUP and the tick get a
+/// look in: a flood of kernel events cannot starve them.
+const KERNEL_BATCH: usize = 256;
+/// fanotify records handled per loop turn, for the same reason.
+const FILE_BATCH: usize = 256;
+/// How long the loop may go without a turn before the watchdog stops (it turns at least on
+/// every 500 ms tick).
+const LOOP_BOUND: Duration = Duration::from_secs(10);
+/// How long each task of a shutting-down agent gets to finish before it is cut.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Where events go: the sinks and, with a collector, the delivery whose spool numbering the
+/// events continue.
+pub struct Output {
+    /// stdout/file JSON lines, the local API bus, forwarders (the spool).
+    pub sinks: Sinks,
+    /// Delivery to the collector, when configured.
+    pub delivery: Option<Delivery>,
+    /// The `seq` of the first event this agent emits.
+    pub first_seq: u64,
+}
+
+/// A source of containers the daemon runs as a task of its own.
+#[derive(Debug, Clone)]
+pub enum ContainerSource {
+    /// The Docker engine at this socket.
+    Docker {
+        /// The engine's unix socket.
+        socket: String,
+    },
+}
+
+/// Everything [`run`] needs, built by its caller.
+pub struct Agent {
+    /// The resolved configuration.
+    pub config: AgentConfig,
+    /// The local API socket, already bound.
+    pub api: UnixListener,
+    /// The Prometheus endpoint, when configured, already bound.
+    pub metrics_listener: Option<TcpListener>,
+    /// The metrics registry the daemon updates.
+    pub metrics: Arc<Metrics>,
+    /// What `seawall status` shows, kept current by the daemon.
+    pub status: Arc<Mutex<Status>>,
+    /// Liveness of the daemon's parts; the watchdog follows it.
+    pub health: Health,
+    /// systemd's notification socket, when run as `Type=notify`.
+    pub notifier: Option<Notifier>,
+    /// Where events go.
+    pub output: Output,
+    /// Where containers come from.
+    pub sources: Vec<ContainerSource>,
+}
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("starting the agent")]
+    Start(#[from] start::StartError),
+    #[error("the kernel owner")]
+    Kernel(#[from] KernelError),
+    #[error("compiling the profiles")]
+    Compile(#[from] CompileError),
+    #[error("installing a SIGHUP handler")]
+    Signal(#[source] std::io::Error),
+    #[error("the kernel owner thread ended ({0:?}): policy can no longer be written")]
+    OwnerEnded(OwnerExit),
+}
+
+/// A shutdown signal every task can wait on.
+#[derive(Clone)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
+
+/// The loop's state: the tables, the compiled policy and where events go.
+struct Daemon {
+    cfg: AgentConfig,
+    cgroup_root: PathBuf,
+    parents: Vec<(PathBuf, u64)>,
+    kernel: KernelHandle,
+    lookup: Option<Lookup>,
+    profiles: ProfileSet,
+    compiled: CompiledSet,
+    next_profile_id: u32,
+    containers: ContainerTable,
+    procs: ProcessTable,
+    events: Enricher,
+    sinks: Sinks,
+    metrics: Arc<Metrics>,
+    status: Arc<Mutex<Status>>,
+    files: Option<FileGuard>,
+    delivery: Option<Delivery>,
+    /// The agent's own container cgroup when it runs as a container: never policed.
+    own_cgroup: Option<u64>,
+    /// Container cgroups not found under any parent, and when they were last looked for.
+    unresolved: HashMap<u64, Instant>,
+    /// Containers the engine reported created whose cgroup does not exist yet: known ahead,
+    /// so the policy is written the moment the cgroup appears.
+    created: HashMap<String, ContainerInfo>,
+    /// Lookups sent to a source, by container id: the cgroup waiting for the answer.
+    awaiting: HashMap<String, containers::Awaiting>,
+    /// Execs the kernel held (stopped) in containers whose lookup is still out, by cgroup.
+    held: HashMap<u64, Vec<(KernelEvent, Instant)>>,
+    drops_seen: u64,
+}
+
+/// How long start-up waits for the sources' first listing of running containers.
+const FIRST_LISTING_WAIT: Duration = Duration::from_secs(10);
+
+impl Daemon {
+    /// Handles what the sources send until each has listed its running containers (or said
+    /// its engine does not answer), for at most [`FIRST_LISTING_WAIT`].
+    async fn first_listing(&mut self, source_rx: &mut mpsc::Receiver<SourceEvent>) {
+        if self.lookup.is_none() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + FIRST_LISTING_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, source_rx.recv()).await {
+                Ok(Some(news)) => {
+                    let last = matches!(news, SourceEvent::Resync(_) | SourceEvent::Unreachable);
+                    self.on_source(news).await;
+                    if last {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        "the container engine has not listed its containers yet: going on without"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: Event) {
+        self.sinks.emit(&ev);
+    }
+
+    fn agent_event(&mut self, action: Action, severity: Severity, message: String) {
+        let ev = self
+            .events
+            .event(Kind::Agent, action, "agent", severity, message);
+        self.emit(ev);
+    }
+}
+
+/// Runs the agent until `shutdown` resolves: loads and attaches the programs, installs the
+/// profiles, tells systemd it is ready, then handles kernel records, file records, container
+/// news, SIGHUP and a 500 ms tick in one loop.
+pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let Agent {
+        config: cfg,
+        api,
+        metrics_listener,
+        metrics,
+        status,
+        health,
+        notifier,
+        output,
+        sources,
+    } = agent;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Stop(stop_rx);
+    let mut tasks = JoinSet::new();
+
+    // Invalid profiles stop the start before anything is loaded: there is no policy to keep.
+    let initial_profiles = profiles::initial(&cfg.profiles)?;
+    let started = start::kernel(&cfg, &health).await?;
+    let start::Started {
+        mut owner,
+        kernel,
+        ring,
+        cgroup_root,
+        parents,
+        own_cgroup,
+        lsm_unavailable,
+    } = started;
+    let files = match FileGuard::start(
+        cfg.audit_files,
+        health.register("fanotify thread", LOOP_BOUND),
+    ) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(error = %ErrorChain(&e), "file controls unavailable");
+            None
+        }
+    };
+    let backends = Backends::decide(&crate::kernel::backends::Probe {
+        lsm_unavailable,
+        fanotify_unavailable: files
+            .is_none()
+            .then(|| "fanotify could not be initialised".to_string()),
+    });
+    for (control, backend) in &backends.backend {
+        metrics.set_backend(*control, *backend);
+    }
+
+    // Local API and metrics: served from now on, joined at shutdown.
+    tasks.spawn(api::serve(
+        api,
+        status.clone(),
+        output.sinks.bus.clone(),
+        stop.wait(),
+    ));
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(seawall_service::metrics::serve(
+            listener,
+            metrics.registry(),
+            stop.wait(),
+        ));
+    }
+
+    let (kernel_tx, mut kernel_rx) = mpsc::channel(65_536);
+    tasks.spawn(ring::read_ring(
+        ring,
+        kernel_tx,
+        health.register("ring reader", LOOP_BOUND),
+        stop.wait(),
+    ));
+
+    let (source_tx, mut source_rx) = mpsc::channel::<SourceEvent>(1024);
+    let mut lookup = None;
+    for source in sources {
+        match source {
+            ContainerSource::Docker { socket } => {
+                let (l, requests) = Lookup::channel(1024);
+                lookup = Some(l);
+                tasks.spawn(docker::watch(
+                    socket,
+                    source_tx.clone(),
+                    requests,
+                    stop.wait(),
+                ));
+            }
+        }
+    }
+    drop(source_tx);
+
+    let node = cfg.node_name();
+    let Output {
+        mut sinks,
+        delivery,
+        first_seq,
+    } = output;
+    if delivery.is_some() {
+        status.lock().unwrap_or_else(|e| e.into_inner()).collector = cfg.collector.clone();
+    }
+    sinks.flush();
+    let mut d = Daemon {
+        cgroup_root,
+        parents,
+        kernel,
+        lookup,
+        profiles: ProfileSet::builtin_default(),
+        compiled: CompiledSet::default(),
+        next_profile_id: 0,
+        containers: ContainerTable::default(),
+        procs: ProcessTable::new(65_536),
+        events: Enricher::new(node.clone(), first_seq),
+        sinks,
+        metrics,
+        status: status.clone(),
+        files,
+        delivery,
+        own_cgroup,
+        unresolved: HashMap::new(),
+        created: HashMap::new(),
+        awaiting: HashMap::new(),
+        held: HashMap::new(),
+        drops_seen: 0,
+        cfg: cfg.clone(),
+    };
+    // Maps adopted from an earlier agent keep its rules: number on above them, and remove them
+    // once the new rules are in and every container points at them.
+    let adopted = d.kernel.adopted_rules().await?;
+    d.next_profile_id = adopted.max_profile_id;
+    d.install(initial_profiles).await?;
+    // The containers already running get their policy before the agent calls itself ready.
+    d.first_listing(&mut source_rx).await;
+    d.kernel.remove_rules(adopted.paths, adopted.nets).await?;
+    d.kernel.heartbeat().await?;
+
+    {
+        let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
+        s.node = node;
+        s.kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .into();
+        s.backends = Some(backends.clone());
+        s.started = Clock::now();
+        s.version = env!("CARGO_PKG_VERSION").into();
+    }
+    d.refresh_status();
+    summary::print(&backends, &d);
+    d.agent_event(
+        Action::Allowed,
+        Severity::Info,
+        format!(
+            "agent started: exec via {}, file via {}, network via {}",
+            backends.describe(Control::Exec),
+            backends.describe(Control::File),
+            backends.describe(Control::Network)
+        ),
+    );
+    let released = d.kernel.release_previous().await?;
+    if released > 0 {
+        tracing::info!(
+            links = released,
+            "took over from the earlier agent's programs"
+        );
+    }
+    if !cfg.pin {
+        // Links an earlier pinned agent left, when this one does not pin its own.
+        crate::kernel::pins::LinkPins::new(&cfg.bpffs).release_previous();
+    }
+    d.sinks.flush();
+    if let Some(n) = &notifier {
+        n.ready("enforcing");
+        if let Some(every) = watchdog_interval() {
+            tasks.spawn(health::watchdog(
+                n.clone(),
+                every,
+                health.clone(),
+                stop.wait(),
+            ));
+        }
+    }
+
+    let result = event_loop(
+        &mut d,
+        &mut owner,
+        &mut kernel_rx,
+        &mut source_rx,
+        notifier.as_ref(),
+        &health,
+        shutdown,
+    )
+    .await;
+
+    if let Some(n) = &notifier {
+        n.stopping();
+    }
+    d.agent_event(Action::Allowed, Severity::Info, "agent stopping".into());
+    d.sinks.flush();
+    let _ = stop_tx.send(true);
+    if let Some(files) = d.files.take() {
+        files.stop();
+    }
+    let joined = tokio::time::timeout(JOIN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                if e.is_panic() {
+                    tracing::error!(error = %e, "a task of the agent panicked");
+                }
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::warn!("tasks still running after the shutdown grace period: cut");
+        tasks.shutdown().await;
+    }
+    if let Some(delivery) = d.delivery.take() {
+        delivery.shutdown().await;
+    }
+    // The owner drops the object last: unpinned links detach here, pinned ones stay.
+    drop(d);
+    let owner_exit = owner.stop().await;
+    result?;
+    if owner_exit == OwnerExit::Panicked {
+        return Err(DaemonError::OwnerEnded(OwnerExit::Panicked));
+    }
+    if !cfg.pin {
+        // Not asked to outlive us: leave nothing behind in bpffs.
+        if let Err(e) = crate::kernel::pins::remove_all(&cfg.bpffs) {
+            tracing::warn!(dir = %cfg.bpffs.display(), error = %e, "removing bpffs pins failed");
+        }
+    } else {
+        tracing::info!(dir = %cfg.bpffs.display(), "programs stay pinned and enforcing; `seawall uninstall` removes them");
+    }
+    Ok(())
+}
+
+/// The one loop. Biased towards what must not wait (shutdown, the owner's death, SIGHUP, the
+/// tick, container news), and kernel and file records are taken in bounded batches, so a
+/// flood of them cannot starve the rest.
+async fn event_loop(
+    d: &mut Daemon,
+    owner: &mut crate::kernel::owner::KernelOwner,
+    kernel_rx: &mut mpsc::Receiver<KernelEvent>,
+    source_rx: &mut mpsc::Receiver<SourceEvent>,
+    notifier: Option<&Notifier>,
+    health: &Health,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let liveness = health.register("event loop", LOOP_BOUND);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::Signal)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut stamp = profiles::stamp(&d.cfg.profiles);
+    let mut file_rx = d.files.as_mut().map(|f| f.events());
+    tokio::pin!(shutdown);
+    loop {
+        liveness.beat();
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return Ok(()),
+            how = owner.exited() => {
+                tracing::error!(?how, "the kernel owner thread ended: no map writes are possible any more");
+                return Err(DaemonError::OwnerEnded(how));
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading profiles");
+                if let Some(n) = notifier {
+                    n.reloading();
+                }
+                d.reload().await;
+                stamp = profiles::stamp(&d.cfg.profiles);
+                if let Some(n) = notifier {
+                    n.ready("enforcing");
+                }
+            }
+            _ = tick.tick() => {
+                let now = profiles::stamp(&d.cfg.profiles);
+                if now != stamp {
+                    stamp = now;
+                    tracing::info!("profiles directory changed: reloading");
+                    d.reload().await;
+                }
+                d.expire_waits().await;
+                d.poll_counters().await;
+                if let Err(e) = d.kernel.heartbeat().await {
+                    tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
+                }
+            }
+            Some(news) = source_rx.recv() => d.on_source(news).await,
+            Some(first) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
+                d.on_file(first);
+                for _ in 1..FILE_BATCH {
+                    match file_rx.as_mut().map(|rx| rx.try_recv()) {
+                        Some(Ok(fev)) => d.on_file(fev),
+                        _ => break,
+                    }
+                }
+            }
+            Some(first) = kernel_rx.recv() => {
+                d.on_kernel(first).await;
+                for _ in 1..KERNEL_BATCH {
+                    match kernel_rx.try_recv() {
+                        Ok(ev) => d.on_kernel(ev).await,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        d.sinks.flush();
+    }
+}

@@ -1,0 +1,157 @@
+//! Start-up of the kernel side: the container parents, the load (adopting an earlier agent's
+//! pins), the LSM probe, the owner thread, and the agent's own cgroup exempted.
+
+use std::path::PathBuf;
+
+use aya::maps::{MapData, RingBuf};
+use seawall_service::{health::Health, ErrorChain};
+
+use super::{config::AgentConfig, LOOP_BOUND};
+use crate::{
+    kernel::{
+        loader::{self, LoadError, LoadOptions},
+        lsm,
+        maps::{KernelError, KernelState},
+        owner::{KernelHandle, KernelOwner},
+        pins::LinkPins,
+    },
+    runtime::cgroup::{self, CgroupError},
+};
+
+/// Why the agent could not start its kernel side.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the cgroup v2 hierarchy")]
+    Cgroup(#[from] CgroupError),
+    #[error("container_parents entry {0:?} is the cgroup root: containers are its children, never the root itself")]
+    ParentIsRoot(String),
+    #[error("creating container parent cgroup {path}")]
+    CreateParent {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the kernel programs")]
+    Load(#[from] LoadError),
+    #[error("the ring buffer map {0} is missing from the object")]
+    NoRing(&'static str),
+    #[error("opening the ring buffer")]
+    Ring(#[source] aya::maps::MapError),
+    #[error("the kernel owner")]
+    Kernel(#[from] KernelError),
+    #[error("invalid profiles in {dir}")]
+    Profiles {
+        dir: PathBuf,
+        #[source]
+        report: seawall_profile::CheckReport,
+    },
+}
+
+/// The kernel side, running.
+pub struct Started {
+    pub owner: KernelOwner,
+    pub kernel: KernelHandle,
+    pub ring: RingBuf<MapData>,
+    pub cgroup_root: PathBuf,
+    pub parents: Vec<(PathBuf, u64)>,
+    pub own_cgroup: Option<u64>,
+    /// Why BPF LSM is not in use, when it is not.
+    pub lsm_unavailable: Option<String>,
+}
+
+/// Loads and attaches everything, and returns the owner that now holds it.
+pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, StartError> {
+    let cgroup_root = cgroup::cgroup2_root()?;
+    let mut parents = Vec::new();
+    for p in &cfg.container_parents {
+        let dir = cgroup_root.join(p.trim_start_matches('/'));
+        if dir == cgroup_root {
+            return Err(StartError::ParentIsRoot(p.clone()));
+        }
+        if !dir.exists() {
+            // Created ahead of the engine so its id is known before the first container.
+            std::fs::create_dir_all(&dir).map_err(|source| StartError::CreateParent {
+                path: dir.clone(),
+                source,
+            })?;
+            tracing::info!(dir = %dir.display(), "created container parent cgroup");
+        }
+        let id = cgroup::cgroup_id(&dir)?;
+        parents.push((dir, id));
+    }
+
+    let mut link_pins = LinkPins::new(&cfg.bpffs);
+    if link_pins.adopting() {
+        tracing::info!(dir = %cfg.bpffs.display(), "an earlier agent's programs are still enforcing: adopting its maps, then taking over");
+    }
+    let loader::Loaded { mut ebpf, btf } = loader::load(
+        &LoadOptions {
+            host_events: cfg.host_events,
+            ringbuf_bytes: cfg.ringbuf_bytes,
+            bpffs: cfg.bpffs.clone(),
+        },
+        cfg.pin.then_some(&mut link_pins),
+    )?;
+    let lsm_unavailable = match lsm::load_lsm(&mut ebpf, &btf) {
+        Ok(()) => None,
+        Err(e) => {
+            lsm::unload_lsm(&mut ebpf);
+            let reason = ErrorChain(&e).to_string();
+            tracing::info!(%reason, "BPF LSM backend unavailable: using the fallbacks");
+            Some(reason)
+        }
+    };
+    drop(btf);
+    let ring = ebpf
+        .take_map(agent_common::MAP_EVENTS)
+        .ok_or(StartError::NoRing(agent_common::MAP_EVENTS))?;
+    let ring = RingBuf::try_from(ring).map_err(StartError::Ring)?;
+    release_freed_memory();
+    let state = KernelState::new(ebpf, cgroup_root.clone(), cfg.pin.then_some(link_pins))?;
+    // The owner shows liveness on every command; the loop's tick sends one every 500 ms.
+    let liveness = health.register("kernel owner", LOOP_BOUND);
+    let owner = KernelOwner::spawn(state, move || liveness.beat())?;
+    let kernel = owner.handle();
+
+    // Running as a container under a container parent: exempt our own cgroup (an explicit,
+    // all-off policy) before the parents make the default apply to it.
+    let own_cgroup = cgroup::pid_cgroup(std::process::id()).and_then(|p| {
+        let full = cgroup_root.join(p.trim_start_matches('/'));
+        parents.iter().find_map(|(parent, _)| {
+            let rest = full.strip_prefix(parent).ok()?;
+            let first = rest.components().next()?;
+            cgroup::cgroup_id(&parent.join(first)).ok()
+        })
+    });
+    if let Some(own) = own_cgroup {
+        tracing::info!(
+            cgroup_id = own,
+            "running inside a container: its cgroup is exempt from policy"
+        );
+        kernel
+            .set_container(own, agent_common::ContainerPolicy::default())
+            .await?;
+    }
+    for (dir, id) in &parents {
+        kernel.add_parent(*id, dir.clone()).await?;
+    }
+    Ok(Started {
+        owner,
+        kernel,
+        ring,
+        cgroup_root,
+        parents,
+        own_cgroup,
+        lsm_unavailable,
+    })
+}
+
+/// Loading parsed the kernel's BTF (~5 MiB per parse) and freed it: give those pages back
+/// instead of carrying them as resident memory for the agent's lifetime.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: plain libc call with no arguments to get wrong; nix has no malloc_trim.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,0 +1,12 @@
+//! Everything that touches aya: programs, maps, the ring buffer, pins. No other wing imports aya.
+
+pub mod backends;
+pub mod decode;
+pub mod loader;
+pub mod lsm;
+pub mod maps;
+pub mod offsets;
+pub mod owner;
+pub mod pins;
+pub mod programs;
+pub mod ring;
