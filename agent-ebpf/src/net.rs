@@ -4,10 +4,10 @@
 
 use agent_common::{
     ContainerPolicy, NetEvent, NetRule, NetRuleKey, ACTION_ALLOWED, ACTION_BLOCKED,
-    CONTROL_NETWORK, CONTROL_NONE, COUNTER_DENIES, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET,
-    FAMILY_INET6, FAMILY_PACKET, MAX_NET_RULES, NET_LIST_ALLOW, NET_LIST_DENY, NET_LIST_LISTEN,
-    NET_OP_BIND, NET_OP_CONNECT, NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_ANY, PROTO_RAW,
-    PROTO_TCP, PROTO_UDP, RULES_NET_ALLOW, RULES_NET_LISTEN,
+    CONTROL_NETWORK, COUNTER_DENIES, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET, FAMILY_INET6,
+    FAMILY_PACKET, MAX_NET_RULES, NET_LIST_ALLOW, NET_LIST_DENY, NET_LIST_LISTEN, NET_OP_BIND,
+    NET_OP_CONNECT, NET_OP_RAW_SOCKET, NET_OP_SENDMSG, PROTO_ANY, PROTO_RAW, PROTO_TCP, PROTO_UDP,
+    RULES_NET_ALLOW, RULES_NET_LISTEN,
 };
 use aya_ebpf::{
     macros::{cgroup_sock, cgroup_sock_addr},
@@ -16,7 +16,6 @@ use aya_ebpf::{
 
 use crate::{
     container::{self, action_for},
-    intel,
     kernel::fill_header,
     maps::{count, EVENTS, NET_RULES},
 };
@@ -153,16 +152,16 @@ fn on_addr(ctx: &SockAddrContext, op: u32, family: u32) -> i32 {
     } else {
         ACTION_ALLOWED
     };
-    let (control, action) = intel::judge(&m, op, fam, &addr, action);
+    let (control, action) = crate::intel::judge(&m, op, fam, &addr, action);
     // Unconnected sends are too frequent to report one by one unless a rule matched.
     if op != NET_OP_SENDMSG || action != ACTION_ALLOWED {
-        emit_control(m.cgroup_id, op, fam, proto, port, addr, control, action);
+        emit_as(control, m.cgroup_id, op, fam, proto, port, addr, action);
     }
     verdict(action)
 }
 
 #[inline(always)]
-pub(crate) fn verdict(action: u32) -> i32 {
+fn verdict(action: u32) -> i32 {
     if action == ACTION_BLOCKED {
         count(COUNTER_DENIES);
         DENY
@@ -248,25 +247,24 @@ pub(crate) fn emit(
     addr: [u8; 16],
     action: u32,
 ) {
-    let control = if action == ACTION_ALLOWED {
-        CONTROL_NONE
-    } else {
-        CONTROL_NETWORK
+    let control = match action {
+        ACTION_ALLOWED => agent_common::CONTROL_NONE,
+        _ => CONTROL_NETWORK,
     };
-    emit_control(cgroup, op, family, protocol, port, addr, control, action);
+    emit_as(control, cgroup, op, family, protocol, port, addr, action);
 }
 
-/// [`emit`] for a decision of another control than the network rules (e.g. intel).
+/// [`emit`] of a decision another control took (intel, after the rules).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn emit_control(
+pub(crate) fn emit_as(
+    control: u32,
     cgroup: u64,
     op: u32,
     family: u32,
     protocol: u32,
     port: u16,
     addr: [u8; 16],
-    control: u32,
     action: u32,
 ) {
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
