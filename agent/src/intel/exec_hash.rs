@@ -9,8 +9,9 @@
 //! kernel's `deny_write_access` a writer could still change the file. A file the container can
 //! write is in its upper layer or on a volume, which drift prevention refuses anyway.
 
-use std::{collections::HashMap, fs::File, io, os::unix::fs::MetadataExt};
+use std::{collections::HashMap, io, os::fd::BorrowedFd};
 
+use nix::sys::{stat::fstat, uio::pread};
 use ring::digest;
 use seawall_intel::Sha256;
 
@@ -29,13 +30,13 @@ pub struct FileVersion {
 
 impl FileVersion {
     /// The version of an open file.
-    pub fn of(file: &File) -> io::Result<FileVersion> {
-        let m = file.metadata()?;
+    pub fn of(file: BorrowedFd<'_>) -> io::Result<FileVersion> {
+        let m = fstat(file)?;
         Ok(FileVersion {
-            dev: m.dev(),
-            ino: m.ino(),
-            ctime: m.ctime(),
-            ctime_nsec: m.ctime_nsec(),
+            dev: m.st_dev,
+            ino: m.st_ino,
+            ctime: m.st_ctime,
+            ctime_nsec: m.st_ctime_nsec,
         })
     }
 }
@@ -55,7 +56,7 @@ impl ExecHashes {
     /// The SHA-256 of `file`'s content, from the cache when this version was hashed before.
     /// Reads from the start whatever the file's offset (the descriptor fanotify hands over is
     /// fresh, but the caller need not know that).
-    pub fn sha256(&mut self, file: &File) -> io::Result<Sha256> {
+    pub fn sha256(&mut self, file: BorrowedFd<'_>) -> io::Result<Sha256> {
         let version = FileVersion::of(file)?;
         if let Some(h) = self.known.get(&version) {
             return Ok(*h);
@@ -78,20 +79,19 @@ impl ExecHashes {
     }
 }
 
-fn hash_from_start(file: &File) -> io::Result<Sha256> {
-    use std::os::unix::fs::FileExt;
+fn hash_from_start(file: BorrowedFd<'_>) -> io::Result<Sha256> {
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
-    let mut offset = 0u64;
+    let mut offset = 0i64;
     loop {
-        let n = match file.read_at(&mut buf, offset) {
+        let n = match pread(file, &mut buf, offset) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         };
         ctx.update(&buf[..n]);
-        offset += n as u64;
+        offset += n as i64;
     }
     let d = ctx.finish();
     let mut out = [0u8; 32];
@@ -117,7 +117,11 @@ fn hash_reader(mut r: impl io::Read) -> io::Result<Sha256> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Seek, SeekFrom, Write};
+    use std::{
+        fs::File,
+        io::{Seek, SeekFrom, Write},
+        os::fd::AsFd,
+    };
 
     use super::*;
 
@@ -130,12 +134,15 @@ mod tests {
         let mut f = File::open(&path).unwrap();
         // Read from the start even when the offset moved.
         f.seek(SeekFrom::End(0)).unwrap();
-        let h = hashes.sha256(&f).unwrap();
+        let h = hashes.sha256(f.as_fd()).unwrap();
         assert_eq!(
             h.to_string(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(hashes.sha256(&File::open(&path).unwrap()).unwrap(), h);
+        assert_eq!(
+            hashes.sha256(File::open(&path).unwrap().as_fd()).unwrap(),
+            h
+        );
         assert_eq!(hashes.files_hashed(), 1, "the second exec is a cache hit");
 
         // A write makes a new version: hashed again, to the new content.
@@ -146,7 +153,7 @@ mod tests {
             .unwrap();
         w.write_all(b"d").unwrap();
         drop(w);
-        let h2 = hashes.sha256(&File::open(&path).unwrap()).unwrap();
+        let h2 = hashes.sha256(File::open(&path).unwrap().as_fd()).unwrap();
         assert_eq!(
             h2.to_string(),
             "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"
@@ -162,7 +169,7 @@ mod tests {
         let mut hashes = ExecHashes::default();
         assert_eq!(
             hashes
-                .sha256(&File::open(&empty).unwrap())
+                .sha256(File::open(&empty).unwrap().as_fd())
                 .unwrap()
                 .to_string(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -171,6 +178,9 @@ mod tests {
         let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&big, &bytes).unwrap();
         let streamed = hash_reader(&bytes[..]).unwrap();
-        assert_eq!(hashes.sha256(&File::open(&big).unwrap()).unwrap(), streamed);
+        assert_eq!(
+            hashes.sha256(File::open(&big).unwrap().as_fd()).unwrap(),
+            streamed
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod decode;
+pub mod intel;
 pub mod loader;
 pub mod lsm;
 pub mod maps;
