@@ -17,6 +17,10 @@ pub struct Status {
     pub kills: u64,
     pub denies: u64,
     pub collector: Option<String>,
+    #[serde(default)]
+    pub intel: Option<super::intel::IntelView>,
+    #[serde(default)]
+    pub assurance: Option<super::intel::AssuranceView>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -48,6 +52,12 @@ impl std::fmt::Display for Status {
             )?;
         }
         writeln!(f, "profiles: {}", self.profiles.join(", "))?;
+        if let Some(intel) = &self.intel {
+            write!(f, "{intel}")?;
+        }
+        if let Some(assurance) = &self.assurance {
+            write!(f, "{assurance}")?;
+        }
         writeln!(
             f,
             "ring buffer drops: {}  kills: {}  denies: {}",
