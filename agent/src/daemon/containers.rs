@@ -128,6 +128,7 @@ impl Daemon {
             if let Some(files) = &mut self.files {
                 files.unwatch_container(cg);
             }
+            self.intel_forget(cg, id);
             self.held.remove(&cg);
             let mut ev = self.events.event(
                 Kind::Container,
@@ -263,12 +264,9 @@ impl Daemon {
         if info.storage_driver != "overlay2" && !info.storage_driver.is_empty() {
             tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
         }
-        if let Err(e) = self.kernel.set_container(cgroup_id, policy).await {
-            tracing::error!(container_id = %info.id, error = %ErrorChain(&e), "applying the container's policy failed");
-        }
-        if info.init_pid != 0 {
-            self.seed_processes(cgroup_id, &info).await;
-        }
+        self.intel_register(cgroup_id, &info).await;
+        // Marks before the policy: until the policy is written the kernel holds the
+        // container's execs, so no exec slips between the two unchecked.
         if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
             let profile = self
                 .profiles
@@ -280,6 +278,12 @@ impl Daemon {
             {
                 tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "file controls unavailable for this container");
             }
+        }
+        if let Err(e) = self.kernel.set_container(cgroup_id, policy).await {
+            tracing::error!(container_id = %info.id, error = %ErrorChain(&e), "applying the container's policy failed");
+        }
+        if info.init_pid != 0 {
+            self.seed_processes(cgroup_id, &info).await;
         }
         tracing::info!(container_id = %info.id, name = %info.name, image = %info.image, cgroup_id, profile = %profile, "monitoring container");
         match self.containers.upsert(cgroup_id, info.clone()) {

@@ -40,6 +40,7 @@ pub(super) struct Answerer {
     pub tx: mpsc::Sender<FileEvent>,
     pub stop: Arc<AtomicBool>,
     pub liveness: Liveness,
+    pub intel: crate::intel::exec::ExecIntel,
 }
 
 impl Answerer {
@@ -86,6 +87,9 @@ impl Answerer {
 
     /// Decides one event, answers it, caches what can be cached; the record to report.
     fn answer(&self, event: &FanotifyEvent) -> Option<FileEvent> {
+        if super::intel::answered(self, event) {
+            return None;
+        }
         let file = event.fd()?;
         let pid = event.pid() as u32;
         let exec = event.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM);
@@ -136,7 +140,7 @@ impl Answerer {
     /// stat, and its path as seen inside the container: opened through the container's own
     /// root mount the fd's path already reads that way; through the host's view of the merged
     /// directory it carries that prefix, which is stripped.
-    fn locate(&self, file: BorrowedFd<'_>) -> Option<(Watched, FileStat, String)> {
+    pub(super) fn locate(&self, file: BorrowedFd<'_>) -> Option<(Watched, FileStat, String)> {
         use std::os::fd::AsRawFd;
         let st = fstat(file).ok()?;
         let w = self.by_dev.lock().ok()?.get(&st.st_dev).cloned()?;
@@ -225,7 +229,7 @@ impl Answerer {
     }
 
     /// Whether `pid` is in the container cgroup `cgroup_id` (or below it).
-    fn opener_in(&self, pid: u32, cgroup_id: u64) -> bool {
+    pub(super) fn opener_in(&self, pid: u32, cgroup_id: u64) -> bool {
         crate::runtime::cgroup::pid_cgroup(pid)
             .and_then(|p| {
                 self.cgroup_root

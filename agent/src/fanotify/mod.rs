@@ -20,6 +20,7 @@
 //! Docker's bind-mounted /etc/hosts, /etc/hostname, /etc/resolv.conf).
 
 mod answer;
+mod intel;
 
 use std::{
     collections::HashMap,
@@ -85,6 +86,7 @@ pub struct FileGuard {
     rx: Option<mpsc::Receiver<FileEvent>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    intel: crate::intel::exec::ExecIntel,
 }
 
 /// Why the sensor cannot start or watch a container.
@@ -113,7 +115,11 @@ pub enum FileGuardError {
 impl FileGuard {
     /// Starts the fanotify group and its thread. `audit_all` reports every open in monitored
     /// containers (`--audit-files`); the thread beats `liveness` at least every second.
-    pub fn start(audit_all: bool, liveness: Liveness) -> Result<Self, FileGuardError> {
+    pub fn start(
+        audit_all: bool,
+        liveness: Liveness,
+        intel: crate::intel::exec::ExecIntel,
+    ) -> Result<Self, FileGuardError> {
         let group = Fanotify::init(
             InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_UNLIMITED_QUEUE,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
@@ -131,6 +137,7 @@ impl FileGuard {
             tx,
             stop: stop.clone(),
             liveness,
+            intel: intel.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("seawall-fanotify".into())
@@ -144,6 +151,7 @@ impl FileGuard {
             rx: Some(rx),
             stop,
             thread: Some(thread),
+            intel,
         })
     }
 
@@ -185,6 +193,7 @@ impl FileGuard {
         if scripts {
             mask |= MaskFlags::FAN_OPEN_EXEC_PERM;
         }
+        mask |= intel::exec_mask(&self.intel, cgroup_id);
         if mask.is_empty() {
             self.unwatch_container(cgroup_id);
             return Ok(());
