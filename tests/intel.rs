@@ -818,3 +818,95 @@ fn an_image_with_a_finding_at_max_severity_is_refused_and_a_bad_report_stops_the
     let stderr = text(&out.stderr);
     assert!(stderr.contains("broken.json"), "{stderr}");
 }
+
+/// A container whose entrypoint is a listed file: the kernel holds the first exec until the
+/// container's policy is written (before fanotify marks exist), and the agent judges the held
+/// process's executable — nothing of it runs.
+#[test]
+fn a_listed_entrypoint_never_runs() {
+    if !privileged() {
+        return;
+    }
+    let name = unique_name("dropper");
+    let mut bytes = std::fs::read("/bin/busybox").expect("busybox-static on the host");
+    bytes.extend_from_slice(format!("\n{name}\n").as_bytes());
+    let hash = sha256_hex(&bytes);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("dropper");
+    std::fs::write(&file, &bytes).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tag = format!("seawall-test/busybox-dropper:{name}");
+    let ok = Command::new("docker")
+        .args(["create", "--name", &name, IMAGE, "true"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "docker create");
+    let copied = Command::new("docker")
+        .arg("cp")
+        .arg(&file)
+        .arg(format!("{name}:/bin/dropper"))
+        .status()
+        .is_ok_and(|s| s.success());
+    let committed = copied
+        && Command::new("docker")
+            .args(["commit", &name, &tag])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    drop(Container { name });
+    let image = Tag(tag);
+    assert!(committed, "docker cp + commit {}", image.0);
+
+    let dir = intel_dir(work.path(), &[("hashes.txt", &format!("{hash}\n"))]);
+    let agent = Agent::start(
+        &[("default.toml", DEFAULT_PROFILE)],
+        &["--intel-dir", dir.to_str().unwrap()],
+    );
+    let cname = unique_name("intel-entry");
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--name",
+            &cname,
+            "--network",
+            "none",
+            &image.0,
+            "/bin/dropper",
+            "echo",
+            "SHOULD-NOT-PRINT",
+        ])
+        .output()
+        .expect("docker run");
+    let c = Container { name: cname };
+    assert!(!out.status.success(), "the listed entrypoint succeeded");
+    assert!(
+        !text(&out.stdout).contains("SHOULD-NOT-PRINT"),
+        "the listed entrypoint ran: {}",
+        text(&out.stdout)
+    );
+    let e = intel_event(&agent, "intel block of the entrypoint", &c.id(), &hash);
+    assert_eq!(e["kind"], "exec");
+    assert_eq!(e["action"], "blocked");
+    assert_eq!(e["intel"]["type"], "sha256");
+    assert_eq!(e["intel"]["source"], "hashes.txt");
+    assert_eq!(e["process"]["exe"], "/bin/dropper");
+    // Its image's own busybox still runs.
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &image.0,
+            "echo",
+            "IMAGE-RUNS",
+        ])
+        .output()
+        .expect("docker run");
+    assert!(
+        text(&out.stdout).contains("IMAGE-RUNS"),
+        "{}",
+        text(&out.stderr)
+    );
+}
