@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the agent (as root): load the kernel programs, watch containers, enforce profiles,
     /// and write one JSON event per line.
-    Agent(AgentOptions),
+    Agent(Box<AgentOptions>),
     /// Show what the running agent is doing: backends, containers and their profiles, drops.
     Status {
         /// Local API socket of the agent.

@@ -51,7 +51,7 @@ pub enum IntelStartError {
     Feeds {
         dir: PathBuf,
         #[source]
-        source: FeedsError,
+        source: Box<FeedsError>,
     },
     #[error("image assurance")]
     Assurance(#[source] AssuranceError),
@@ -93,7 +93,7 @@ impl NodeIntel {
             .map(|dir| {
                 IntelFeeds::load(dir).map_err(|source| IntelStartError::Feeds {
                     dir: dir.clone(),
-                    source,
+                    source: Box::new(source),
                 })
             })
             .transpose()?;

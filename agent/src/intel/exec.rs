@@ -127,9 +127,7 @@ impl ExecIntel {
             (f.set.clone(), f.modes.get(&cgroup_id).copied()?)
         };
         let action = action_for(mode)?;
-        if set.hashes().next().is_none() {
-            return None;
-        }
+        set.hashes().next()?;
         let hash: Sha256 = match self
             .hashes
             .lock()
