@@ -354,13 +354,37 @@ fn an_exec_of_a_listed_hash_is_refused_while_an_unlisted_image_binary_runs() {
         &[("default.toml", DEFAULT_PROFILE), ("busybox.toml", &p)],
         &["--intel-dir", dir.to_str().unwrap()],
     );
+    let hashed_before = status_json(&agent)["intel"]["files_hashed"]
+        .as_u64()
+        .expect("files_hashed");
     let (c, out) = run_sh(
         "intel-hash",
         "none",
+        // Run through a symlink named `echo`, so busybox (argv[0]) runs its echo applet.
         "cp /bin/busybox /tmp/dropper && echo >> /tmp/dropper && chmod +x /tmp/dropper; \
-         /tmp/dropper echo SHOULD-NOT-PRINT; echo rc=$?; /bin/busybox echo IMAGE-RUNS",
+         ln -s /tmp/dropper /tmp/echo; \
+         for i in 1 2 3; do /tmp/echo SHOULD-NOT-PRINT; echo rc=$?; done; \
+         /bin/busybox echo IMAGE-RUNS; /bin/busybox true; /bin/busybox true; \
+         echo >> /tmp/dropper; /tmp/echo CHANGED-RUNS",
     );
     let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| *l == "rc=126").count(),
+        3,
+        "every exec of the listed file refused: {stdout}"
+    );
+    assert!(
+        stdout.contains("CHANGED-RUNS"),
+        "a changed file is a new version with another hash: {stdout} {}",
+        text(&out.stderr)
+    );
+    // Each file version read once: the image's busybox, the listed copy (refused three times)
+    // and its changed version. (Nothing else runs in a container while the host lock is held.)
+    let hashed = status_json(&agent)["intel"]["files_hashed"]
+        .as_u64()
+        .expect("files_hashed")
+        - hashed_before;
+    assert_eq!(hashed, 3, "file versions hashed");
     assert!(
         !stdout.contains("SHOULD-NOT-PRINT"),
         "the listed file ran: {stdout}"
