@@ -380,11 +380,20 @@ fn an_exec_of_a_listed_hash_is_refused_while_an_unlisted_image_binary_runs() {
     );
     // Each file version read once: the image's busybox, the listed copy (refused three times)
     // and its changed version. (Nothing else runs in a container while the host lock is held.)
-    let hashed = status_json(&agent)["intel"]["files_hashed"]
-        .as_u64()
-        .expect("files_hashed")
-        - hashed_before;
-    assert_eq!(hashed, 3, "file versions hashed");
+    // Status is refreshed with the feeds poll (every 2 s): wait for it, then look again so a
+    // count still rising is seen.
+    let hashed = || {
+        status_json(&agent)["intel"]["files_hashed"]
+            .as_u64()
+            .expect("files_hashed")
+            - hashed_before
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while hashed() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(hashed(), 3, "file versions hashed");
     assert!(
         !stdout.contains("SHOULD-NOT-PRINT"),
         "the listed file ran: {stdout}"
