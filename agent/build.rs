@@ -29,6 +29,9 @@ fn main() -> anyhow::Result<()> {
     }
     let toolchain_file = std::path::Path::new(&root_dir).join("rust-toolchain.toml");
     println!("cargo:rerun-if-changed={}", toolchain_file.display());
+    // aya-build watches agent-ebpf only; the kernel programs also compile agent-common's code
+    // (the ABI and rules shared with userspace), so a change there must rebuild them too.
+    println!("cargo:rerun-if-changed={root_dir}/../agent-common");
     let channel = pinned_channel(&toolchain_file)?;
     aya_build::build_ebpf(
         [Package {

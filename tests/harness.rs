@@ -7,7 +7,10 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -67,6 +70,9 @@ pub struct Agent {
     pub api: PathBuf,
     /// This test's own bpffs directory (removed with `seawall uninstall` on drop).
     pub bpffs: PathBuf,
+    /// This test's own state directory (learned behaviour, promotion clocks), shared with a
+    /// restarted agent and removed when the last of them goes; never the host's.
+    state: Arc<tempfile::TempDir>,
     extra: Vec<String>,
     stopped: bool,
 }
@@ -92,7 +98,8 @@ impl Agent {
         let events = dir.path().join("events.jsonl");
         let bpffs = PathBuf::from(format!("/sys/fs/bpf/seawall-test-{}", unique_name("bpf")));
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::spawn(dir, pdir, events, bpffs, extra)
+        let state = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::spawn(dir, pdir, events, bpffs, state, extra)
     }
 
     /// A new agent on the same profiles, output file and bpffs directory as `old` (which must
@@ -104,8 +111,14 @@ impl Agent {
             old.profiles.clone(),
             old.events.clone(),
             old.bpffs.clone(),
+            old.state.clone(),
             old.extra.clone(),
         )
+    }
+
+    /// The agent's state directory (`--state-dir`).
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
     }
 
     fn spawn(
@@ -113,6 +126,7 @@ impl Agent {
         pdir: PathBuf,
         events: PathBuf,
         bpffs: PathBuf,
+        state: Arc<tempfile::TempDir>,
         extra: Vec<String>,
     ) -> Agent {
         let api = dir.path().join("agent.sock");
@@ -130,6 +144,8 @@ impl Agent {
             .arg(&api)
             .arg("--bpffs")
             .arg(&bpffs)
+            .arg("--state-dir")
+            .arg(state.path())
             .args(&extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -144,6 +160,7 @@ impl Agent {
             profiles: pdir,
             api,
             bpffs,
+            state,
             extra,
             stopped: false,
         };
@@ -171,6 +188,22 @@ impl Agent {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.stopped = true;
+    }
+
+    /// SIGTERM and wait (10 s at most, then SIGKILL): the agent shuts down as a service
+    /// manager would stop it, saving its state; its pins stay for `restart_after`.
+    pub fn stop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.stopped = true;
     }
 
@@ -357,6 +390,15 @@ pub fn serve_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<Op
     })
 }
 
+/// A free loopback TCP port (nobody listens on it once this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Whether a connection arrives on `listener` within `wait`.
 pub fn got_connection(listener: &std::net::TcpListener, wait: Duration) -> bool {
     listener.set_nonblocking(true).expect("nonblocking");
@@ -369,3 +411,12 @@ pub fn got_connection(listener: &std::net::TcpListener, wait: Duration) -> bool 
     }
     false
 }
+
+#[path = "harness_engine.rs"]
+pub mod engine;
+
+#[path = "harness_containerd.rs"]
+pub mod containerd;
+
+#[path = "harness_podman.rs"]
+pub mod podman;

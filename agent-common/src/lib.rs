@@ -19,8 +19,13 @@ pub const HEARTBEAT_FRESH_NS: u64 = 2_000_000_000;
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU counters (`COUNTER_*` indexes), e.g. failed ring-buffer reservations.
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// Cgroup ids whose direct children are containers (e.g. `/sys/fs/cgroup/docker`).
+/// Cgroup id → `PARENT_*` kind: the cgroups containers live below (e.g. `/docker`, `/kubepods`).
 pub const MAP_CONTAINER_PARENTS: &str = "CONTAINER_PARENTS";
+/// Cgroup id → 1: cgroups the kernel recognised as containers by their runtime's naming when
+/// they were made below a [`PARENT_NESTED`] parent, so the default policy holds from their first
+/// exec, before the agent has written their own. Written by the kernel only (LRU: a removed
+/// cgroup's id is never reused, so old entries are harmless and age out).
+pub const MAP_CONTAINER_CGROUPS: &str = "CONTAINER_CGROUPS";
 /// Container cgroup id → [`ContainerPolicy`]; key 0 holds the default policy.
 pub const MAP_CONTAINERS: &str = "CONTAINERS";
 /// Container cgroup id → tgid of the container's init (first process that entered it).
@@ -40,6 +45,16 @@ pub const MAP_INTEL_V6: &str = "INTEL_V6";
 /// Container cgroup id → [`ASSURANCE_REFUSED`]: image assurance refused the container in
 /// enforce mode, so every exec in it is refused.
 pub const MAP_ASSURANCE: &str = "ASSURANCE";
+/// Container cgroup id → [`ContainerRoot`]: the root filesystem and root mount the container's
+/// init entered, against which every exec path and drift decision is taken.
+pub const MAP_CONTAINER_ROOTS: &str = "CONTAINER_ROOTS";
+/// Array of one u32, `BACKEND_*` bits: which enforcement backend is live, written by the agent
+/// after it attached (or failed to attach) the BPF LSM programs.
+pub const MAP_BACKEND: &str = "BACKEND";
+
+/// [`MAP_BACKEND`] bit: the BPF LSM programs are attached and decide exec, mmap, ptrace, file
+/// and socket operations; the fallback-only heuristics at exec (loader, `LD_*`) stand down.
+pub const BACKEND_LSM: u32 = 1 << 0;
 
 // ---------------------------------------------------------------------------------------------
 // Sizes.
@@ -56,8 +71,16 @@ pub const NAME_BUF: usize = 256;
 pub const ARGS_BUF: usize = 512;
 /// Bytes of a cgroup path in [`CgroupEvent`].
 pub const CGROUP_PATH_BUF: usize = 256;
-/// Deepest directory nesting the kernel walks when it builds a path.
-pub const MAX_PATH_DEPTH: usize = 24;
+/// Deepest directory nesting the kernel walks when it builds a path; deeper paths are flagged
+/// truncated and never match an allow list (a path of `PATH_MAX_OFF` bytes has at most 256
+/// components, so this bound and the byte bound cut at about the same place).
+pub const MAX_PATH_DEPTH: usize = 160;
+/// Bytes of one environment string (or piece of one) the exec hook reads at a time when it
+/// looks for `LD_PRELOAD`, `LD_AUDIT` and `LD_LIBRARY_PATH`.
+pub const ENV_CHUNK: usize = 512;
+/// Most environment pieces the exec hook reads; a larger environment is flagged
+/// [`EXEC_ENV_UNSCANNED`] and treated as if it preloaded a library (fail closed).
+pub const MAX_ENV_CHUNKS: u32 = 8192;
 /// Most network rules per list (allow, deny, listen) per profile.
 pub const MAX_NET_RULES: u32 = 32;
 /// Deepest cgroup level at which a container parent is looked for.
@@ -70,6 +93,23 @@ pub const INTEL_V6_MAX_ENTRIES: u32 = 1 << 18;
 /// Most containers with an assurance refusal.
 pub const INTEL_CONTAINERS_MAX: u32 = 8192;
 
+/// Hex digits of the container id in a container cgroup's name: Docker, containerd's CRI
+/// plugin, CRI-O and podman all make 64-digit ids.
+pub const CONTAINER_ID_HEX: usize = 64;
+
+// ---------------------------------------------------------------------------------------------
+// Container parent kinds (values of `CONTAINER_PARENTS`).
+// ---------------------------------------------------------------------------------------------
+
+/// Every direct child of the parent is a container (`/docker/<id>`). Any value other than
+/// [`PARENT_NESTED`] means this, so parents an earlier agent pinned with `1` keep their meaning.
+pub const PARENT_CHILDREN: u32 = 1;
+/// Containers sit at any depth below the parent beside cgroups that are not containers (QoS and
+/// pod levels, the runtimes' monitors, host services), and are recognised by name when their
+/// cgroup is made: `<prefix><64 hex>.scope` for `cri-containerd-`, `crio-`, `docker-`, `libpod-`;
+/// `<64 hex>` or `crio-<64 hex>` in a `pod<uid>` directory; `libpod-<64 hex>`.
+pub const PARENT_NESTED: u32 = 2;
+
 // ---------------------------------------------------------------------------------------------
 // Counters (indexes into `COUNTERS`).
 // ---------------------------------------------------------------------------------------------
@@ -80,6 +120,9 @@ pub const COUNTER_RINGBUF_DROPS: u32 = 0;
 pub const COUNTER_KILLS: u32 = 1;
 /// Operations denied with EPERM by a control in enforce mode.
 pub const COUNTER_DENIES: u32 = 2;
+/// Decisions taken on kernel memory that could not be read (fail closed: counted as drift or
+/// as a rule match, never as allowed).
+pub const COUNTER_UNREADABLE: u32 = 3;
 /// Number of counters.
 pub const COUNTER_COUNT: u32 = 4;
 
@@ -135,6 +178,12 @@ pub const NET_OP_RAW_SOCKET: u32 = 4;
 /// [`NetEvent::op`]: an inbound TCP connection was established on a container's listener
 /// (the peer's address and port; the accepting process is not known yet).
 pub const NET_OP_ACCEPT: u32 = 5;
+/// [`NetEvent::op`]: `listen(2)` (BPF LSM), or a connection request reaching a container's TCP
+/// listener on a port `listen_allow` does not name (fallback: the request is dropped, so a
+/// listener on a kernel-chosen port gets nothing); `port` is the listener's local port.
+pub const NET_OP_LISTEN: u32 = 6;
+/// [`NetEvent::op`]: an ICMP datagram ("ping") socket was created, or sent to `addr`.
+pub const NET_OP_ICMP: u32 = 7;
 
 /// `AF_INET`.
 pub const FAMILY_INET: u32 = 2;
@@ -151,6 +200,10 @@ pub const PROTO_TCP: u32 = 6;
 pub const PROTO_UDP: u32 = 17;
 /// Raw socket.
 pub const PROTO_RAW: u32 = 255;
+/// ICMP (an `IPPROTO_ICMP` datagram socket).
+pub const PROTO_ICMP: u32 = 1;
+/// ICMPv6 (an `IPPROTO_ICMPV6` datagram socket).
+pub const PROTO_ICMPV6: u32 = 58;
 
 /// `TASK_ORIGIN` value: descended from the container's init.
 pub const ORIGIN_INIT: u32 = 1;
@@ -173,11 +226,70 @@ pub const EXEC_FOREIGN_FS: u32 = 1 << 3;
 pub const EXEC_UNLINKED: u32 = 1 << 4;
 /// The process was entered with `docker exec` (or its descendant).
 pub const EXEC_FROM_EXEC_SESSION: u32 = 1 << 5;
-/// The process's root is not an overlay filesystem: drift and exec rules were not evaluated.
+/// The container has not started yet (no root recorded, no init) and the process's root is not
+/// an overlay: a runtime helper joining the cgroup before it enters the container's mount
+/// namespace. Drift and exec rules were not evaluated. Once the container has started this flag
+/// is never set; [`EXEC_ROOT_UNKNOWN`] is.
 pub const EXEC_ROOT_NOT_OVERLAY: u32 = 1 << 6;
-/// The container's own policy was not written yet: the process was stopped (SIGSTOP) before
-/// its first instruction, and the agent decides (SIGKILL or SIGCONT) once the policy is known.
+/// The container's own policy was not written yet, or the agent makes kernel-enforced mounts in
+/// its namespace at its first exec: the process was stopped (SIGSTOP) before its first
+/// instruction, and the agent decides (SIGKILL or SIGCONT) once it is done.
 pub const EXEC_HELD: u32 = 1 << 7;
+/// The container has started but its root filesystem is not known (no overlay root was seen):
+/// drift cannot be judged, so it counts as drift (fail closed).
+pub const EXEC_ROOT_UNKNOWN: u32 = 1 << 8;
+/// The file is not below the container's root at all (walking up never met it): memfd, pipe, or
+/// a file reached through a descriptor from outside. Drift; its path matches no allow list.
+pub const EXEC_OUTSIDE_ROOT: u32 = 1 << 9;
+/// Kernel memory the decision needed could not be read: drift, and the path matches no allow
+/// list (fail closed).
+pub const EXEC_UNREADABLE: u32 = 1 << 10;
+/// Not an exec: a file mapped executable (`mmap`/`mprotect` with `PROT_EXEC`, BPF LSM).
+pub const EXEC_VIA_MMAP: u32 = 1 << 11;
+/// Not an exec: `ptrace` attach (or `PTRACE_TRACEME`), `/proc/<pid>/mem` or
+/// `process_vm_writev` access to another process (BPF LSM); `target_tgid` is the tracee.
+pub const EXEC_VIA_PTRACE: u32 = 1 << 12;
+/// Not an exec: an open of `/proc/<pid>/mem` for writing (BPF LSM `file_open`).
+pub const EXEC_VIA_PROC_MEM: u32 = 1 << 13;
+/// The new image's environment sets `LD_PRELOAD`, `LD_AUDIT` or `LD_LIBRARY_PATH` to something
+/// the drift allow list does not name (fallback backend: the loader would map it unseen).
+pub const EXEC_PRELOAD_ENV: u32 = 1 << 14;
+/// The executed file is the dynamic loader run as a program (`ld.so /path`): on the fallback
+/// the files it maps are unseen, so it is drift unless the drift allow list names it.
+pub const EXEC_LOADER: u32 = 1 << 15;
+/// A script (`#!`) was executed through a descriptor path (`/proc/self/fd/N`, `/dev/fd/N`):
+/// on the fallback the script's file is unseen (memfd, deleted), so it is drift.
+pub const EXEC_SCRIPT_VIA_FD: u32 = 1 << 16;
+/// The environment was too large to scan for `LD_*` variables: treated as
+/// [`EXEC_PRELOAD_ENV`] (fail closed).
+pub const EXEC_ENV_UNSCANNED: u32 = 1 << 17;
+/// The process's root is not the container's root (it called `chroot`): the path is still
+/// the file's path from the container's root (informational).
+pub const EXEC_CHROOTED: u32 = 1 << 18;
+
+/// Flags that make an exec (or an executable mapping) drift.
+pub const EXEC_DRIFT_FLAGS: u32 = EXEC_UPPER_LAYER
+    | EXEC_FOREIGN_FS
+    | EXEC_UNLINKED
+    | EXEC_ROOT_UNKNOWN
+    | EXEC_OUTSIDE_ROOT
+    | EXEC_UNREADABLE
+    | EXEC_PRELOAD_ENV
+    | EXEC_LOADER
+    | EXEC_SCRIPT_VIA_FD
+    | EXEC_ENV_UNSCANNED;
+/// Flags under which a path is not trustworthy: it never matches an allow list, and counts as
+/// matching a deny list that has directory rules (fail closed).
+pub const EXEC_PATH_UNTRUSTED: u32 =
+    EXEC_PATH_TRUNCATED | EXEC_OUTSIDE_ROOT | EXEC_UNREADABLE | EXEC_ROOT_UNKNOWN;
+/// Drift flags that come from the executed file; a drift allow list can exempt its path.
+pub const EXEC_FILE_DRIFT_FLAGS: u32 = EXEC_UPPER_LAYER
+    | EXEC_FOREIGN_FS
+    | EXEC_UNLINKED
+    | EXEC_ROOT_UNKNOWN
+    | EXEC_OUTSIDE_ROOT
+    | EXEC_UNREADABLE
+    | EXEC_SCRIPT_VIA_FD;
 
 // ---------------------------------------------------------------------------------------------
 // Policy.
@@ -236,6 +348,17 @@ pub const RULES_NET_LISTEN: u32 = 1 << 4;
 pub const RULES_FILE_DENY: u32 = 1 << 5;
 /// [`ContainerPolicy::rules`]: a file read-only list ([`LIST_FILE_READ_ONLY`]) exists.
 pub const RULES_FILE_READ_ONLY: u32 = 1 << 6;
+/// [`ContainerPolicy::rules`]: the agent prepares the container at its first exec — marks its
+/// mounts for fanotify and makes the kernel-enforced mounts of its file rules inside its mount
+/// namespace — so that exec is held (SIGSTOP) until the agent is done (fallback backend).
+pub const RULES_HOLD_FIRST_EXEC: u32 = 1 << 7;
+/// [`ContainerPolicy::rules`]: the exec deny list has `dir/*` or `dir/**` rules, which a path
+/// the kernel could not build whole might fall under (an exact rule cannot: it is shorter).
+pub const RULES_EXEC_DENY_TREES: u32 = 1 << 8;
+/// [`ContainerPolicy::rules`]: the file deny list has `dir/*` or `dir/**` rules.
+pub const RULES_FILE_DENY_TREES: u32 = 1 << 9;
+/// [`ContainerPolicy::rules`]: the file read-only list has `dir/*` or `dir/**` rules.
+pub const RULES_FILE_READ_ONLY_TREES: u32 = 1 << 10;
 
 /// Value of [`MAP_INTEL_V4`] and [`MAP_INTEL_V6`] entries.
 pub const INTEL_LISTED: u32 = 1;
@@ -251,8 +374,12 @@ pub const LIST_DRIFT_ALLOW: u32 = 3;
 /// [`PathRuleKey::list`]: files no process of the container may open at all.
 pub const LIST_FILE_DENY: u32 = 4;
 /// [`PathRuleKey::list`]: files the container may open only for reading (an open with write
-/// access, `O_CREAT`, `O_TRUNC` or `O_APPEND` is denied).
+/// access, `O_CREAT`, `O_TRUNC` or `O_APPEND` is denied), and may not unlink, rename, link,
+/// truncate, chmod or chown.
 pub const LIST_FILE_READ_ONLY: u32 = 5;
+/// [`PathRuleKey::list`]: directories that hold a file rule ([`FORM_EXACT`] hashes of every
+/// ancestor of a deny or read-only path): renaming one would move ruled files to other names.
+pub const LIST_FILE_RULE_DIRS: u32 = 6;
 
 /// [`PathRuleKey::form`]: the whole path equals the rule.
 pub const FORM_EXACT: u32 = 1;
@@ -359,9 +486,10 @@ pub struct ExecEvent {
     pub path_len: u32,
     /// Bytes of `args` in use.
     pub args_len: u32,
-    /// Explicit padding.
-    pub _pad: u32,
-    /// Path of the executed file as seen from the process's root.
+    /// [`EXEC_VIA_PTRACE`]: the traced process's tgid (0 otherwise).
+    pub target_tgid: u32,
+    /// Path of the executed (or mapped) file from the container's root (bytes, not always
+    /// UTF-8).
     pub path: [u8; PATH_BUF],
     /// argv, NUL-separated.
     pub args: [u8; ARGS_BUF],
@@ -411,21 +539,43 @@ pub struct NetEvent {
     pub addr: [u8; 16],
 }
 
-/// A file open that matched a file rule (`file_open` BPF LSM hook).
+/// [`FileEvent::op`]: `open(2)` and friends (`open_flags` says how).
+pub const FILE_OP_OPEN: u32 = 1;
+/// [`FileEvent::op`]: `unlink(2)` / `rmdir(2)`.
+pub const FILE_OP_UNLINK: u32 = 2;
+/// [`FileEvent::op`]: `rename(2)` from or onto the path.
+pub const FILE_OP_RENAME: u32 = 3;
+/// [`FileEvent::op`]: `link(2)` of the path, or a new link at it.
+pub const FILE_OP_LINK: u32 = 4;
+/// [`FileEvent::op`]: `truncate(2)`.
+pub const FILE_OP_TRUNCATE: u32 = 5;
+/// [`FileEvent::op`]: `chmod(2)`.
+pub const FILE_OP_CHMOD: u32 = 6;
+/// [`FileEvent::op`]: `chown(2)`.
+pub const FILE_OP_CHOWN: u32 = 7;
+/// [`FileEvent::op`]: creating the path (`O_CREAT`, `mknod`, `mkdir`, `symlink`).
+pub const FILE_OP_CREATE: u32 = 8;
+
+/// An operation on a file that matched a file rule (BPF LSM `file_open` and `path_*` hooks).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileEvent {
     /// Common head.
     pub header: EventHeader,
-    /// `file.f_flags` of the open (`O_*`).
+    /// `file.f_flags` of the open (`O_*`); 0 for other operations.
     pub open_flags: u32,
     /// Bytes of `path` in use (no NUL).
     pub path_len: u32,
-    /// Path of the opened file as seen from the process's root.
+    /// `FILE_OP_*`.
+    pub op: u32,
+    /// `EXEC_PATH_TRUNCATED` / `EXEC_UNREADABLE` when the path is not trustworthy.
+    pub flags: u32,
+    /// Path of the file from the container's root (bytes, not always UTF-8).
     pub path: [u8; PATH_BUF],
 }
 
-/// A cgroup was created whose parent is a container parent (a new container).
+/// A container cgroup was created: a child of a [`PARENT_CHILDREN`] parent, or one recognised
+/// by name below a [`PARENT_NESTED`] parent.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CgroupEvent {
@@ -439,6 +589,19 @@ pub struct CgroupEvent {
     pub _pad: u32,
     /// Path relative to the cgroup v2 root, e.g. `/docker/<id>`.
     pub path: [u8; CGROUP_PATH_BUF],
+}
+
+/// The root a container's init entered, recorded at its first exec whose root is the root of an
+/// overlay mount. The pointers are compared, never dereferenced (the container may be gone).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContainerRoot {
+    /// `super_block *` of the container's root filesystem.
+    pub sb: u64,
+    /// `vfsmount *` of the container's root mount.
+    pub mnt: u64,
+    /// `dentry *` of the container's root directory.
+    pub dentry: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,6 +685,159 @@ pub struct KernelOffsets {
     pub _pad_offsets: u32,
     /// `socket.type` (`SOCK_*`, a `short`).
     pub socket_type: u32,
+    /// `cgroup.root` (the hierarchy a cgroup belongs to).
+    pub cgroup_root: u32,
+    /// `cgroup_root.hierarchy_id`: 0 for the unified (v2) hierarchy, the only one container
+    /// cgroup ids are taken from; v1 hierarchies have ids of their own that may collide.
+    pub cgroup_root_hierarchy_id: u32,
+    /// `linux_binprm.filename` (the name `execve` was given).
+    pub bprm_filename: u32,
+    /// `linux_binprm.interp` (differs from `filename` after `#!` or binfmt_misc).
+    pub bprm_interp: u32,
+    /// `mm_struct.env_start`.
+    pub mm_env_start: u32,
+    /// `mm_struct.env_end`.
+    pub mm_env_end: u32,
+    /// `mm_struct.exe_file`.
+    pub mm_exe_file: u32,
+    /// `vm_area_struct.vm_file`.
+    pub vma_vm_file: u32,
+    /// `vm_area_struct.vm_flags`.
+    pub vma_vm_flags: u32,
+    /// `file.f_mode` (`FMODE_*`).
+    pub file_f_mode: u32,
+    /// `socket.sk`.
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_num` (local port, host order).
+    pub sock_num: u32,
+    /// `sock.sk_protocol`.
+    pub sock_protocol: u32,
+    /// `msghdr.msg_name`.
+    pub msghdr_msg_name: u32,
+    /// `msghdr.msg_namelen`.
+    pub msghdr_msg_namelen: u32,
+    /// `dentry.d_inode`.
+    pub dentry_d_inode: u32,
+    /// `inode.i_mode`.
+    pub inode_i_mode: u32,
+    /// Explicit padding to keep the struct a multiple of 8 bytes.
+    pub _pad_tail: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Container cgroup names, the one rule both sides apply (bounded loops and masked indexes, as the
+// verifier needs them).
+// ---------------------------------------------------------------------------------------------
+
+/// The byte at `i`, masked into the buffer (the verifier needs every index provably in range).
+#[inline(always)]
+fn at(buf: &[u8; CGROUP_PATH_BUF], i: usize) -> u8 {
+    buf[i & (CGROUP_PATH_BUF - 1)]
+}
+
+#[inline(always)]
+fn starts_with(buf: &[u8; CGROUP_PATH_BUF], start: usize, prefix: &[u8]) -> bool {
+    let mut k = 0;
+    while k < prefix.len() {
+        if at(buf, start + k) != prefix[k] {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
+
+/// Whether the `CONTAINER_ID_HEX` bytes at `start` are hex digits.
+#[inline(always)]
+fn hex_id_at(buf: &[u8; CGROUP_PATH_BUF], start: usize) -> bool {
+    let mut k = 0;
+    while k < CONTAINER_ID_HEX {
+        if !at(buf, start + k).is_ascii_hexdigit() {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
+
+/// Where a last component of `leaf_len` bytes starts in a path of `len` bytes, when the byte
+/// before it is the `/` that makes it a component of its own.
+#[inline(always)]
+fn leaf_of(buf: &[u8; CGROUP_PATH_BUF], len: usize, leaf_len: usize) -> Option<usize> {
+    if len <= leaf_len {
+        return None;
+    }
+    let leaf = len - leaf_len;
+    (at(buf, leaf - 1) == b'/').then_some(leaf)
+}
+
+/// Whether the last component is `<prefix><64 hex><suffix>`.
+#[inline(always)]
+fn leaf_is(buf: &[u8; CGROUP_PATH_BUF], len: usize, prefix: &[u8], suffix: &[u8]) -> Option<usize> {
+    let leaf = leaf_of(buf, len, prefix.len() + CONTAINER_ID_HEX + suffix.len())?;
+    (starts_with(buf, leaf, prefix)
+        && starts_with(buf, leaf + prefix.len() + CONTAINER_ID_HEX, suffix)
+        && hex_id_at(buf, leaf + prefix.len()))
+    .then_some(leaf)
+}
+
+/// Whether the component that ends just before the `/` at `slash` is a `pod<uid>` directory
+/// (more than the three letters). Scans back at most [`POD_DIR_MAX`] bytes: one loop variable,
+/// so the verifier walks it once.
+#[inline(always)]
+fn in_pod_dir(buf: &[u8; CGROUP_PATH_BUF], slash: usize) -> bool {
+    let mut k = 1;
+    while k <= POD_DIR_MAX {
+        if k > slash {
+            return false;
+        }
+        if at(buf, slash - k) == b'/' {
+            return k > 4 && starts_with(buf, slash - k + 1, b"pod");
+        }
+        k += 1;
+    }
+    false
+}
+
+/// The longest pod directory name looked for: `pod` and a UUID is 39 bytes.
+const POD_DIR_MAX: usize = 64;
+
+/// Whether the last component of the cgroup path in `buf` (`len` bytes, no NUL) names a
+/// container, as the runtimes name them. The kernel decides with it at `cgroup_mkdir` (below a
+/// [`PARENT_NESTED`] parent) and the agent with the same code, so the two cannot disagree on
+/// which cgroup is a container:
+/// - `<prefix><64 hex>.scope` for `cri-containerd-` (containerd's CRI plugin), `crio-`,
+///   `docker-` (Docker and cri-dockerd) and `libpod-` (podman) under the systemd driver.
+///   CRI-O's and podman's monitors (`crio-conmon-<id>.scope`, `libpod-conmon-<id>.scope`) do
+///   not fit;
+/// - `<64 hex>` or `crio-<64 hex>` whose parent is a `pod<uid>` directory (cgroupfs driver);
+/// - `libpod-<64 hex>` (podman, cgroupfs; its monitor is `conmon`).
+///
+/// Host services (`foo.service`), sessions, slices and pod or QoS levels never fit. Every
+/// candidate has a fixed length, so the rule looks at the end of the path only and never
+/// searches it (a search for the last `/` is more than the verifier will walk).
+#[inline(always)]
+pub fn names_a_container(buf: &[u8; CGROUP_PATH_BUF], len: u32) -> bool {
+    let len = len as usize;
+    if len >= CGROUP_PATH_BUF {
+        return false;
+    }
+    const SCOPE: &[u8] = b".scope";
+    if leaf_is(buf, len, b"cri-containerd-", SCOPE).is_some()
+        || leaf_is(buf, len, b"crio-", SCOPE).is_some()
+        || leaf_is(buf, len, b"docker-", SCOPE).is_some()
+        || leaf_is(buf, len, b"libpod-", SCOPE).is_some()
+        || leaf_is(buf, len, b"libpod-", b"").is_some()
+    {
+        return true;
+    }
+    if let Some(leaf) = leaf_is(buf, len, b"", b"") {
+        return in_pod_dir(buf, leaf - 1);
+    }
+    if let Some(leaf) = leaf_is(buf, len, b"crio-", b"") {
+        return in_pod_dir(buf, leaf - 1);
+    }
+    false
 }
 
 /// `OVERLAYFS_SUPER_MAGIC`.
@@ -553,13 +869,14 @@ const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 16 + PATH_BUF + 
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 16 + 16);
-const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 8 + PATH_BUF);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 16 + PATH_BUF);
+const _: () = assert!(core::mem::size_of::<ContainerRoot>() == 24);
 const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 64 + 16 + CGROUP_PATH_BUF);
 const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 48);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 36 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 54 * 4);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -570,11 +887,14 @@ mod pod {
     unsafe impl aya::Pod for NetRuleKey {}
     unsafe impl aya::Pod for NetRule {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for ContainerRoot {}
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::{format, string::ToString};
 
     #[test]
     fn fnv_matches_reference_vectors() {
@@ -582,6 +902,66 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    /// `names_a_container` of a path, as the kernel sees it.
+    fn names(path: &str) -> bool {
+        let mut buf = [0u8; CGROUP_PATH_BUF];
+        buf[..path.len()].copy_from_slice(path.as_bytes());
+        names_a_container(&buf, path.len() as u32)
+    }
+
+    const ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
+
+    #[test]
+    fn container_cgroups_of_every_runtime_and_driver_are_named_so() {
+        let pod =
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f6c4a4e_1b2c.slice";
+        for path in [
+            format!("{pod}/cri-containerd-{ID}.scope"),
+            format!("{pod}/crio-{ID}.scope"),
+            format!("{pod}/docker-{ID}.scope"),
+            format!("/kubepods/burstable/pod0f6c4a4e-1b2c/{ID}"),
+            format!("/kubepods/pod0f6c4a4e-1b2c/{ID}"),
+            format!("/kubepods/besteffort/pod0f6c4a4e-1b2c/crio-{ID}"),
+            format!("/system.slice/docker-{ID}.scope"),
+            format!("/machine.slice/libpod-{ID}.scope"),
+            format!("/libpod_parent/libpod-{ID}"),
+        ] {
+            assert!(names(&path), "{path}");
+        }
+    }
+
+    #[test]
+    fn host_services_pods_monitors_and_near_misses_are_not_containers() {
+        let short = &ID[..63];
+        for path in [
+            "/system.slice/foo.service".to_string(),
+            "/system.slice/containerd.service".to_string(),
+            "/user.slice/user-1000.slice/session-3.scope".to_string(),
+            "/init.scope".to_string(),
+            "/kubepods".to_string(),
+            "/kubepods/burstable".to_string(),
+            "/kubepods/burstable/pod0f6c4a4e-1b2c".to_string(),
+            "/kubepods.slice/kubepods-burstable.slice".to_string(),
+            format!("/kubepods/pod0f6c4a4e/crio-conmon-{ID}"),
+            format!("/kubepods.slice/kubepods-pod1.slice/crio-conmon-{ID}.scope"),
+            format!("/machine.slice/libpod-conmon-{ID}.scope"),
+            "/libpod_parent/conmon".to_string(),
+            // A bare id needs a pod directory: `/docker/<id>` is a child rule, not a name rule.
+            format!("/docker/{ID}"),
+            format!("/kubepods/burstable/{ID}"),
+            format!("/kubepods/pod/{ID}"),
+            format!("/kubepods/burstable/pod1/{short}"),
+            format!("/system.slice/docker-{short}.scope"),
+            format!("/system.slice/docker-{ID}.service"),
+            format!("/system.slice/docker-{ID}x.scope"),
+            format!("/system.slice/docker-{}.scope", ID.replace('3', "g")),
+            "".to_string(),
+            "/".to_string(),
+        ] {
+            assert!(!names(&path), "{path}");
+        }
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! Visibility only: nothing is denied here.
 
 use agent_common::{
-    NetEvent, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET, FAMILY_INET6, MAX_CGROUP_LEVEL,
-    NET_OP_ACCEPT, PROTO_TCP,
+    NetEvent, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET, FAMILY_INET6, NET_OP_ACCEPT, PROTO_TCP,
 };
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_boot_ns, macros::btf_tracepoint,
@@ -13,8 +12,9 @@ use aya_ebpf::{
 };
 
 use crate::{
+    container,
     kernel::{offsets, read, read_ptr},
-    maps::{count, CONTAINERS, CONTAINER_PARENTS, EVENTS},
+    maps::{count, EVENTS},
 };
 
 const TCP_ESTABLISHED: i32 = 1;
@@ -24,34 +24,6 @@ const TCP_SYN_RECV: i32 = 3;
 pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let _ = try_state(&ctx);
     0
-}
-
-/// The container cgroup a cgroup belongs to: itself or an ancestor with a policy entry, or the
-/// child of a container parent on its path.
-#[inline(always)]
-fn container_of(cgrp: u64) -> Result<Option<u64>, i64> {
-    let o = offsets();
-    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    let mut kn = unsafe { read_ptr(cgrp, o.cgroup_kn)? };
-    let mut child = 0u64;
-    let mut i = 0;
-    while i < MAX_CGROUP_LEVEL {
-        let id: u64 = unsafe { read(kn, o.kernfs_node_id)? };
-        if CONTAINERS.get_ptr(id).is_some() {
-            return Ok(Some(id));
-        }
-        if CONTAINER_PARENTS.get_ptr(id).is_some() {
-            return Ok(if child != 0 { Some(child) } else { None });
-        }
-        child = id;
-        let up: u64 = unsafe { read(kn, o.kernfs_node_parent)? };
-        if up == 0 {
-            return Ok(None);
-        }
-        kn = up;
-        i += 1;
-    }
-    Ok(None)
 }
 
 fn try_state(ctx: &BtfTracePointContext) -> Result<(), i64> {
@@ -64,7 +36,7 @@ fn try_state(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let o = offsets();
     // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
     let cgrp = unsafe { read_ptr(sk, o.sock_cgroup)? };
-    let Some(container) = container_of(cgrp)? else {
+    let Some(container) = container::of_cgroup(cgrp)? else {
         return Ok(());
     };
     let family: u16 = unsafe { read(sk, o.sock_family)? };

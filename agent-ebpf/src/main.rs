@@ -10,13 +10,16 @@ mod accept;
 mod assurance;
 mod cgroup;
 mod container;
+mod env;
 mod exec;
 mod intel;
 mod kernel;
+mod listen;
 mod lsm;
 mod maps;
 mod net;
 mod process;
+mod root;
 mod walk;
 
 #[cfg(not(test))]

@@ -3,7 +3,10 @@
 //! agent's bpffs directory, so a restarted agent adopts them (policy, process origins, and the
 //! events written while it was away) instead of starting from nothing.
 
-use agent_common::{ContainerPolicy, ExecEvent, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT};
+use agent_common::{
+    ContainerPolicy, ContainerRoot, ExecEvent, NetRule, NetRuleKey, PathRuleKey, BACKEND_LSM,
+    COUNTER_COUNT,
+};
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -39,6 +42,13 @@ pub static PATH_RULES: HashMap<PathRuleKey, u32> = HashMap::pinned(16_384, 0);
 #[map]
 pub static NET_RULES: HashMap<NetRuleKey, NetRule> = HashMap::pinned(8192, 0);
 
+#[map]
+pub static CONTAINER_ROOTS: HashMap<u64, ContainerRoot> = HashMap::pinned(8192, 0);
+
+/// Not pinned: the agent that loads the programs says which backend it attached.
+#[map]
+pub static BACKEND: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Per-CPU scratch for building an exec event (too big for the 512-byte stack).
 #[map]
 pub static SCRATCH_EXEC: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
@@ -50,4 +60,10 @@ pub fn count(index: u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *c += 1 };
     }
+}
+
+/// Whether the BPF LSM programs are live (the fallback-only heuristics then stand down).
+#[inline(always)]
+pub fn lsm_active() -> bool {
+    BACKEND.get(0).is_some_and(|b| *b & BACKEND_LSM != 0)
 }

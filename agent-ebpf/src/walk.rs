@@ -28,7 +28,20 @@ pub struct WalkState {
     root_dentry: u64,
     n: u64,
     truncated: u64,
+    /// 1 once the walk met the root; a walk that ends anywhere else (the top of the mount tree,
+    /// a disconnected dentry) was outside the root.
+    reached_root: u64,
     comps: [u64; MAX_PATH_DEPTH],
+}
+
+/// How a path walk ended.
+pub struct Walked {
+    /// Bytes of the path.
+    pub len: u32,
+    /// Deeper than [`MAX_PATH_DEPTH`] or longer than the buffer: only the tail was kept.
+    pub truncated: bool,
+    /// The walk never met the root: the path is not a path below it.
+    pub outside_root: bool,
 }
 
 #[map]
@@ -45,7 +58,9 @@ extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: ctx is the WalkCtx on the caller's stack; st is the per-CPU scratch.
     let st = unsafe { &mut *(*(ctx as *mut WalkCtx)).st };
     let o = offsets();
+    // Pointer comparisons only: the root may be a stored pointer of a container that is gone.
     if st.dentry == st.root_dentry && st.vfsmnt == st.root_mnt {
+        st.reached_root = 1;
         return 1;
     }
     // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
@@ -70,12 +85,16 @@ extern "C" fn walk_step(_i: u64, ctx: *mut c_void) -> i64 {
     let Ok(up) = (unsafe { read::<u64>(st.dentry, o.dentry_d_parent) }) else {
         return 1;
     };
-    if up == st.dentry || up == 0 {
-        return 1;
-    }
     let n = st.n as usize;
     if n >= MAX_PATH_DEPTH {
         st.truncated = 1;
+        return 1;
+    }
+    if up == st.dentry || up == 0 {
+        // A disconnected dentry (memfd, pipe, an anonymous inode): keep its own name, so the
+        // event says `memfd:x` rather than `/`, and stop outside the root.
+        st.comps[n] = st.dentry;
+        st.n += 1;
         return 1;
     }
     st.comps[n] = st.dentry;
@@ -135,7 +154,7 @@ extern "C" fn write_step(i: u64, ctx: *mut c_void) -> i64 {
 }
 
 /// Builds the path of (`mnt`, `dentry`) as seen from the root (`root_mnt`, `root_dentry`),
-/// crossing mounts, into `path`. Returns (length, truncated).
+/// crossing mounts, into `path`. The root is only compared with, never read.
 #[inline(always)]
 pub fn build_path(
     path: &mut [u8; PATH_BUF],
@@ -143,7 +162,7 @@ pub fn build_path(
     dentry: u64,
     root_mnt: u64,
     root_dentry: u64,
-) -> Result<(u32, bool), i64> {
+) -> Result<Walked, i64> {
     let st = SCRATCH_WALK.get_ptr_mut(0).ok_or(-1i64)?;
     // SAFETY: per-CPU scratch owned by this program invocation.
     unsafe {
@@ -153,6 +172,7 @@ pub fn build_path(
         (*st).root_dentry = root_dentry;
         (*st).n = 0;
         (*st).truncated = 0;
+        (*st).reached_root = 0;
     }
     let mut wctx = WalkCtx { st };
     // SAFETY: callback and context follow bpf_loop's contract.
@@ -184,8 +204,12 @@ pub fn build_path(
         len = 1;
     }
     // SAFETY: per-CPU scratch.
-    let truncated = unsafe { (*st).truncated != 0 };
-    Ok((len.min(PATH_BUF) as u32, truncated))
+    let (truncated, reached) = unsafe { ((*st).truncated != 0, (*st).reached_root != 0) };
+    Ok(Walked {
+        len: len.min(PATH_BUF) as u32,
+        truncated,
+        outside_root: !reached && !truncated,
+    })
 }
 
 #[repr(C)]

@@ -60,7 +60,7 @@ fn exec_record() -> Vec<u8> {
         flags: 0,
         path_len: path.len() as u32,
         args_len: 0,
-        _pad: 0,
+        target_tgid: 0,
         path: [0; PATH_BUF],
         args: [0; ARGS_BUF],
     };

@@ -1,5 +1,5 @@
 //! Seawall agent. The wings below follow the two data flows, in order:
-//! kernel events → `kernel` → `output` → sinks, and container engines → `runtime` → `policy` →
+//! kernel events → `kernel` → `output` → sinks (and `learn`), and container engines → `runtime` → `policy` →
 //! `kernel` (map writes); `fanotify` is the userspace file sensor beside the kernel's; `ops`
 //! answers operators; `daemon` wires it all into one loop; `cli` is the command line.
 
@@ -14,6 +14,9 @@ pub mod intel;
 /// The only code that touches aya: the program table, loading, BTF offsets, the kernel owner
 /// (every map write), the ring-buffer reader, record decoding, bpffs pins and the LSM backend.
 pub mod kernel;
+/// Learning per image for `seawall profile learn`, the state directory, and the
+/// `enforce_after` promotion clock.
+pub mod learn;
 /// What operators ask the running agent: local API, status, metrics, systemd notify, health.
 pub mod ops;
 /// The one event builder (records + tables → `Event`) and the sinks events go to.

@@ -361,6 +361,11 @@ pub struct ImageBehaviour {
     /// rule): without that, "never read" and "never written" mean nothing.
     #[serde(default)]
     pub(crate) files_watched: bool,
+    /// Whether raw and packet sockets of any of its containers were reported: the kernel
+    /// reports them only under a profile with `block_raw_sockets`, so without it "none seen"
+    /// means nothing.
+    #[serde(default)]
+    pub(crate) raw_sockets_watched: bool,
     /// Container ids, counted once per start.
     #[serde(default)]
     pub(crate) containers: Observed<String>,
@@ -391,6 +396,10 @@ pub struct ImageBehaviour {
     /// `AF_PACKET` / `SOCK_RAW` sockets opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) raw_sockets: Option<Seen>,
+    /// Events of its containers that were never learned because the agent fell behind: every
+    /// list may be incomplete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) missed: Option<Seen>,
 }
 
 /// Whether a path can be a key: absolute and not longer than [`MAX_KEY_BYTES`].
@@ -405,6 +414,7 @@ impl ImageBehaviour {
             image: image.into(),
             image_id,
             files_watched: false,
+            raw_sockets_watched: false,
             containers: Observed::default(),
             execs: Observed::default(),
             drift: Observed::default(),
@@ -415,6 +425,7 @@ impl ImageBehaviour {
             egress: Observed::default(),
             listens: Observed::default(),
             raw_sockets: None,
+            missed: None,
         }
     }
 
@@ -470,6 +481,49 @@ impl ImageBehaviour {
         self.files_watched = true;
     }
 
+    /// Whether raw and packet sockets of its containers were reported.
+    pub fn raw_sockets_watched(&self) -> bool {
+        self.raw_sockets_watched
+    }
+
+    /// Notes that raw and packet sockets of one of its containers are reported.
+    pub fn mark_raw_sockets_watched(&mut self) {
+        self.raw_sockets_watched = true;
+    }
+
+    /// Events that were never learned because the agent fell behind, if any.
+    pub fn missed(&self) -> Option<&Seen> {
+        self.missed.as_ref()
+    }
+
+    /// `count` events of its containers were never learned (the agent fell behind), the first
+    /// at `first` and the last at `last`.
+    pub fn record_missed(&mut self, count: u64, first: UnixSeconds, last: UnixSeconds) {
+        merge_opt(&mut self.missed, Some(&Seen { count, first, last }));
+    }
+
+    /// The last time anything of it was seen.
+    pub fn last_seen(&self) -> Option<UnixSeconds> {
+        let lists = [
+            &self.containers,
+            &self.execs,
+            &self.drift,
+            &self.files_read,
+            &self.files_written,
+            &self.write_dirs,
+        ];
+        let paths = lists.iter().flat_map(|o| o.iter().map(|(_, s)| s.last));
+        let others = [self.container_exec, self.raw_sockets, self.missed]
+            .into_iter()
+            .flatten()
+            .map(|s| s.last);
+        paths
+            .chain(self.egress.iter().map(|(_, s)| s.last))
+            .chain(self.listens.iter().map(|(_, s)| s.last))
+            .chain(others)
+            .max()
+    }
+
     /// A container of this image started (or was first seen).
     pub fn record_container(&mut self, id: &str, at: UnixSeconds, limits: &BehaviourLimits) {
         if id.len() > MAX_KEY_BYTES {
@@ -482,6 +536,12 @@ impl ImageBehaviour {
     /// An executable from the image ran (allowed, or reported by the exec control).
     pub fn record_exec(&mut self, path: &str, at: UnixSeconds, limits: &BehaviourLimits) {
         record_path(&mut self.execs, path, at, limits);
+    }
+
+    /// An executable ran whose path the kernel had to cut: it cannot be listed (a cut path
+    /// never matches an allow list), so it is counted as cut.
+    pub fn record_cut_exec(&mut self, at: UnixSeconds) {
+        self.execs.refuse(at);
     }
 
     /// An exec was drift.
@@ -536,6 +596,7 @@ impl ImageBehaviour {
     /// from several images).
     pub fn merge(&mut self, other: &ImageBehaviour) {
         self.files_watched |= other.files_watched;
+        self.raw_sockets_watched |= other.raw_sockets_watched;
         self.containers.merge(&other.containers);
         self.execs.merge(&other.execs);
         self.drift.merge(&other.drift);
@@ -546,6 +607,7 @@ impl ImageBehaviour {
         self.egress.merge(&other.egress);
         self.listens.merge(&other.listens);
         merge_opt(&mut self.raw_sockets, other.raw_sockets.as_ref());
+        merge_opt(&mut self.missed, other.missed.as_ref());
     }
 
     /// Only what was last seen at or after `since` (`seawall profile learn --since`).
@@ -555,6 +617,7 @@ impl ImageBehaviour {
             image: self.image.clone(),
             image_id: self.image_id.clone(),
             files_watched: self.files_watched,
+            raw_sockets_watched: self.raw_sockets_watched,
             containers: self.containers.since(since),
             execs: self.execs.since(since),
             drift: self.drift.since(since),
@@ -565,6 +628,7 @@ impl ImageBehaviour {
             egress: self.egress.since(since),
             listens: self.listens.since(since),
             raw_sockets: recent(&self.raw_sockets),
+            missed: recent(&self.missed),
         }
     }
 
@@ -682,6 +746,37 @@ mod tests {
         assert_eq!(dirs, ["/", "/etc", "/tmp"]);
         assert!(b.files_written.contains("/etc/motd"));
         assert!(!b.files_written.contains("/tmp/a"));
+    }
+
+    #[test]
+    fn cut_exec_paths_and_missed_events_are_counted_not_kept() {
+        let mut b = ImageBehaviour::new("busybox", None);
+        b.record_cut_exec(5);
+        assert!(b.execs().is_empty());
+        assert_eq!(b.execs().cut().unwrap().count, 1);
+        assert_eq!(b.cut_categories(), ["executables"]);
+        b.record_missed(10, 7, 9);
+        b.record_missed(1, 3, 3);
+        assert_eq!(
+            b.missed(),
+            Some(&Seen {
+                count: 11,
+                first: 3,
+                last: 9
+            })
+        );
+        assert_eq!(b.last_seen(), Some(9));
+        assert_eq!(b.since(10).missed(), None);
+        b.record_listen(
+            ListenPort {
+                port: 80,
+                protocol: Transport::Tcp,
+            },
+            42,
+            &LIMITS,
+        );
+        assert_eq!(b.last_seen(), Some(42));
+        assert_eq!(ImageBehaviour::new("x", None).last_seen(), None);
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct LearnedProfile {
     pub learned_from: Vec<(String, Option<String>)>,
     /// Categories whose list is incomplete because the agent's limit was reached.
     pub cut: Vec<&'static str>,
+    /// Events never learned because the agent fell behind (every list may be incomplete).
+    pub missed: u64,
 }
 
 /// Why no profile could be written.
@@ -140,6 +142,7 @@ pub fn learn_profile(
             .map(|b| (b.image.clone(), b.image_id.clone()))
             .collect(),
         cut: all.cut_categories(),
+        missed: all.missed.map_or(0, |m| m.count),
     })
 }
 

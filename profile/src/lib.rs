@@ -19,6 +19,7 @@ mod learn;
 mod net;
 mod parse;
 mod path_rule;
+mod pod;
 mod set;
 
 pub use behaviour::{
@@ -32,7 +33,11 @@ pub use image::ImagePattern;
 pub use learn::{derive_name, learn_profile, LearnError, LearnRequest, LearnedProfile};
 pub use net::{NetRule, PortRange, Protocol};
 pub use path_rule::{PathGlobs, PathRule};
-pub use set::{check_path, load_file, ProfileSet, DEFAULT_PROFILES_DIR, DEFAULT_PROFILE_NAME};
+pub use pod::{NamespacePattern, PodMatch, PodRef, PodSelector};
+pub use set::{
+    check_path, load_file, load_file_with_warnings, ProfileSet, DEFAULT_PROFILES_DIR,
+    DEFAULT_PROFILE_NAME,
+};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -78,6 +83,9 @@ pub struct Profile {
     pub mode: Mode,
     /// Which images this profile applies to.
     pub images: Vec<ImagePattern>,
+    /// `[profile] namespaces` / `pod_labels`: which Kubernetes pods it applies to (empty: it
+    /// selects by image only).
+    pub pods: PodSelector,
     /// Control `drift`.
     pub drift: DriftPolicy,
     /// Controls `exec` and `container_exec`.

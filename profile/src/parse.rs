@@ -17,7 +17,15 @@ use super::{
 type Span = Option<Range<usize>>;
 
 const ROOT_KEYS: &[&str] = &["profile", "drift", "exec", "files", "network", "intel"];
-const PROFILE_KEYS: &[&str] = &["name", "images", "mode", "description", "enforce_after"];
+const PROFILE_KEYS: &[&str] = &[
+    "name",
+    "images",
+    "namespaces",
+    "pod_labels",
+    "mode",
+    "description",
+    "enforce_after",
+];
 const DRIFT_KEYS: &[&str] = &["prevent", "allow", "mode"];
 const EXEC_KEYS: &[&str] = &["allow", "deny", "block_container_exec", "mode"];
 const FILES_KEYS: &[&str] = &["deny", "read_only", "monitor", "mode"];
@@ -113,21 +121,29 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             Err(e) => d.error(span, e),
         }
     }
-    if images.is_empty()
-        && name != DEFAULT_PROFILE_NAME
-        && !is_default_file
-        && image_list.as_ref().is_none_or(Vec::is_empty)
-    {
-        let span = pt
-            .table
-            .get("images")
-            .and_then(Item::span)
-            .or(pt.span.clone());
-        d.error(
-            &Some(span.unwrap_or(0..0)),
-            "this profile matches no image; add `images = [\"nginx*\"]` (globs on the image \
-             reference) or `images = [\"sha256:...\"]` (digests)",
-        );
+    let pods = super::pod::parse_pod_selector(d, pt.table);
+    let is_default = name == DEFAULT_PROFILE_NAME || is_default_file;
+    let pod_selector = !pods.is_empty()
+        || pt.table.get("namespaces").is_some()
+        || pt.table.get("pod_labels").is_some();
+    match &image_list {
+        // No `images` and no pod selector: a profile for `seawall-micro`, which applies it to the
+        // process tree it wraps. The host agent loads it but matches it to no container, so say so.
+        None if !is_default && !pod_selector && pt.table.get("images").is_none() => d.warning(
+            &pt.span,
+            "no `images`: this profile is for seawall-micro (`seawall-micro --profile FILE -- \
+             CMD`), which applies it to the processes it starts; the host agent matches it to no \
+             container. For the agent, add `images = [\"nginx*\"]`, `images = [\"sha256:...\"]` \
+             or a Kubernetes selector `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`",
+        ),
+        Some(list) if list.is_empty() && images.is_empty() && !pod_selector && !is_default => d.error(
+            &pt.table.get("images").and_then(Item::span),
+            "this profile matches no container; add `images = [\"nginx*\"]` (globs on the image \
+             reference), `images = [\"sha256:...\"]` (digests), or a Kubernetes selector \
+             `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`; or remove `images` for a \
+             seawall-micro profile",
+        ),
+        _ => {}
     }
 
     if (is_default_file || name == DEFAULT_PROFILE_NAME) && !images.is_empty() {
@@ -135,6 +151,17 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             &pt.table.get("images").and_then(Item::span),
             "the default profile applies to every container no other profile matches, so its \
              `images` are ignored; remove the line, or move these images to a profile of their own",
+        );
+    }
+
+    if (is_default_file || name == DEFAULT_PROFILE_NAME) && !pods.is_empty() {
+        d.warning(
+            &pt.table
+                .get("namespaces")
+                .or(pt.table.get("pod_labels"))
+                .and_then(Item::span),
+            "the default profile applies to every container no other profile matches, so its \
+             `namespaces` and `pod_labels` are ignored; move them to a profile of their own",
         );
     }
 
@@ -167,6 +194,7 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             description,
             mode,
             images,
+            pods,
             drift,
             exec,
             files,
@@ -372,7 +400,7 @@ fn check_keys(d: &mut FileDiags<'_>, table: &dyn TableLike, where_: &str, known:
     }
 }
 
-fn type_name(item: &Item) -> &'static str {
+pub(crate) fn type_name(item: &Item) -> &'static str {
     match item {
         Item::None => "nothing",
         Item::Table(_) | Item::Value(Value::InlineTable(_)) => "a table",
@@ -464,7 +492,7 @@ fn get_mode(
 }
 
 /// The strings of an array, each with its span; `None` when the key is absent or not an array.
-fn get_str_array(
+pub(crate) fn get_str_array(
     d: &mut FileDiags<'_>,
     t: &dyn TableLike,
     section: &str,

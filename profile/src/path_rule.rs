@@ -76,13 +76,19 @@ impl PathRule {
 
     /// Whether `path` (absolute, as seen inside the container) matches this rule.
     pub fn matches(&self, path: &str) -> bool {
+        self.matches_bytes(path.as_bytes())
+    }
+
+    /// [`PathRule::matches`] on the path's bytes, which need not be UTF-8 (file names are
+    /// bytes to the kernel). The rule is compared byte for byte, as the kernel hashes it.
+    pub fn matches_bytes(&self, path: &[u8]) -> bool {
         match self {
-            PathRule::Exact(p) => path == p,
+            PathRule::Exact(p) => path == p.as_bytes(),
             PathRule::Dir(d) => path
-                .strip_prefix(d.as_str())
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/')),
+                .strip_prefix(d.as_bytes())
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(&b'/')),
             PathRule::Tree(t) => path
-                .strip_prefix(t.as_str())
+                .strip_prefix(t.as_bytes())
                 .is_some_and(|rest| !rest.is_empty()),
         }
     }
@@ -180,6 +186,14 @@ impl PathGlobs {
     /// Whether `path` matches any pattern.
     pub fn matches(&self, path: &str) -> bool {
         self.set.is_match(path)
+    }
+
+    /// [`PathGlobs::matches`] on the path's bytes, which need not be UTF-8: a byte that is not
+    /// UTF-8 is matched by `*` and `?` like any other, never by a literal in a pattern.
+    pub fn matches_bytes(&self, path: &[u8]) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        self.set
+            .is_match(std::path::Path::new(std::ffi::OsStr::from_bytes(path)))
     }
 
     /// The patterns as written.

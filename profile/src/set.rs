@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::diag::{CheckReport, Diagnostic, FileDiags, Position, Severity};
 use super::parse::parse_profile;
+use super::pod::{PodRef, PodSelector};
 use super::{DriftPolicy, ExecPolicy, FilePolicy, Mode, NetworkPolicy, PathGlobs, Profile};
 
 /// The name (and file stem) of the fallback profile.
@@ -73,11 +74,56 @@ impl ProfileSet {
         }
     }
 
-    /// The profile for a container's image: a digest match first, then the most specific glob
-    /// (longest literal prefix, then a pattern without wildcards, then profile name order), else
-    /// the default.
+    /// The profile for a container of image `image_ref` outside any pod. Same as
+    /// [`ProfileSet::for_container`] with no pod.
     pub fn for_image(&self, image_ref: &str, image_digest: Option<&str>) -> &Profile {
-        let by_digest = self.others.iter().find(|p| {
+        self.for_container(image_ref, image_digest, None)
+    }
+
+    /// The profile for a container. Precedence (`profiles/README.md`, "Which profile applies"):
+    /// 1. a profile with a Kubernetes selector (`namespaces`, `pod_labels`) that selects the
+    ///    container's pod, and whose `images`, if it has any, match: the most `pod_labels`
+    ///    first, then one that also names images, then an exactly named namespace over a glob,
+    ///    then profile name order;
+    /// 2. an image digest match;
+    /// 3. the most specific image glob (longest literal prefix, then a pattern without
+    ///    wildcards, then profile name order);
+    /// 4. the default.
+    ///
+    /// A profile with a selector never applies outside the pods it selects, whatever its
+    /// images.
+    pub fn for_container(
+        &self,
+        image_ref: &str,
+        image_digest: Option<&str>,
+        pod: Option<PodRef<'_>>,
+    ) -> &Profile {
+        if let Some(pod) = pod {
+            let mut best: Option<(SelectorRank, &Profile)> = None;
+            for p in &self.others {
+                let Some(fit) = p.pods.fit(&pod) else {
+                    continue;
+                };
+                let images_fit = p.images.iter().any(|i| i.matches(image_ref, image_digest));
+                if !p.images.is_empty() && !images_fit {
+                    continue;
+                }
+                let rank = SelectorRank {
+                    pod_labels: fit.labels,
+                    names_images: !p.images.is_empty(),
+                    exact_namespace: fit.exact_namespace,
+                    namespace: fit.namespace,
+                };
+                if best.is_none_or(|(b, _)| rank > b) {
+                    best = Some((rank, p));
+                }
+            }
+            if let Some((_, p)) = best {
+                return p;
+            }
+        }
+        let by_image = || self.others.iter().filter(|p| p.pods.is_empty());
+        let by_digest = by_image().find(|p| {
             p.images
                 .iter()
                 .any(|i| i.specificity().is_none() && i.matches(image_ref, image_digest))
@@ -86,7 +132,7 @@ impl ProfileSet {
             return p;
         }
         let mut best: Option<((usize, bool), &Profile)> = None;
-        for p in &self.others {
+        for p in by_image() {
             for i in &p.images {
                 let Some(spec) = i.specificity() else {
                     continue;
@@ -114,6 +160,33 @@ impl ProfileSet {
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
     }
+
+    /// The set with every profile `promote` names (by its `enforce_after` having fired) in its
+    /// promoted form ([`Profile::promoted`]); profiles without `enforce_after` stay as they are.
+    pub fn with_promoted(&self, promote: impl Fn(&Profile) -> bool) -> ProfileSet {
+        let swap = |p: &Profile| {
+            if promote(p) {
+                p.promoted().unwrap_or_else(|| p.clone())
+            } else {
+                p.clone()
+            }
+        };
+        ProfileSet {
+            default: swap(&self.default),
+            others: self.others.iter().map(swap).collect(),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+/// How specifically a profile's Kubernetes selector picks a container; fields compare in
+/// order, larger wins (the precedence of [`ProfileSet::for_container`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SelectorRank {
+    pod_labels: usize,
+    names_images: bool,
+    exact_namespace: bool,
+    namespace: bool,
 }
 
 fn builtin_default_profile() -> Profile {
@@ -123,6 +196,7 @@ fn builtin_default_profile() -> Profile {
         description: Some("built-in default: report drift, nothing else".into()),
         mode: Mode::Audit,
         images: Vec::new(),
+        pods: PodSelector::default(),
         drift: DriftPolicy {
             mode: Mode::Audit,
             allow: Vec::new(),
@@ -160,6 +234,13 @@ pub fn check_path(path: &Path) -> CheckReport {
 /// Loads one profile file on its own (`seawall profile diff`): the profile, or every problem
 /// with it, as `seawall profile check` would print them.
 pub fn load_file(path: &Path) -> Result<Profile, CheckReport> {
+    load_file_with_warnings(path).map(|(profile, _)| profile)
+}
+
+/// [`load_file`] that also returns the file's warnings, for a caller that shows them
+/// (`seawall-micro --profile FILE`, where `images` may be absent: the profile applies to the
+/// process tree, not to images).
+pub fn load_file_with_warnings(path: &Path) -> Result<(Profile, Vec<Diagnostic>), CheckReport> {
     if !path.is_file() {
         return Err(whole_path_error(
             path,
@@ -168,7 +249,7 @@ pub fn load_file(path: &Path) -> Result<Profile, CheckReport> {
     }
     let (mut loaded, report) = analyze(path);
     match loaded.pop() {
-        Some(l) if report.is_ok() => Ok(l.profile),
+        Some(l) if report.is_ok() => Ok((l.profile, report.diagnostics)),
         _ => Err(report),
     }
 }

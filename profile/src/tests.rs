@@ -256,8 +256,8 @@ fn structural_errors() {
         "{d:?}"
     );
 
-    let d = diags("web.toml", "[profile]\nname = \"web\"\n");
-    assert_eq!(d, ["1:1: error: this profile matches no image; add `images = [\"nginx*\"]` (globs on the image reference) or `images = [\"sha256:...\"]` (digests)"]);
+    let d = diags("web.toml", "[profile]\nname = \"web\"\nimages = []\n");
+    assert_eq!(d, ["3:10: error: this profile matches no container; add `images = [\"nginx*\"]` (globs on the image reference), `images = [\"sha256:...\"]` (digests), or a Kubernetes selector `namespaces = [\"shop\"]` / `pod_labels = { app = \"web\" }`; or remove `images` for a seawall-micro profile"]);
 
     let d = diags("web.toml", "[profile]\nimages = [\"x\"]\n");
     assert!(
@@ -462,6 +462,40 @@ fn intel_mode_overrides_the_agent_default_and_ignores_the_profile_mode() {
 }
 
 #[test]
+fn a_profile_without_images_is_a_micro_profile() {
+    let text = "[profile]\nname = \"app\"\nmode = \"enforce\"\n[drift]\nprevent = true\n";
+    let d = diags("app.toml", text);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].starts_with("1:1: warning: no `images`: this profile is for seawall-micro"),
+        "{d:?}"
+    );
+    let dir = dir_with(&[("app.toml", text)]);
+    let report = check_path(dir.path());
+    assert!(report.is_ok());
+    assert_eq!(report.summary(), "1 profile ok, 1 warning");
+
+    let (p, warnings) = load_file_with_warnings(&dir.path().join("app.toml")).unwrap();
+    assert_eq!(
+        (p.name.as_str(), p.mode, p.drift.mode),
+        ("app", Mode::Enforce, Mode::Enforce)
+    );
+    assert!(p.images.is_empty());
+    assert_eq!(warnings.len(), 1);
+
+    // The agent loads it, but it applies to no image: the default does.
+    let set = ProfileSet::load_dir(dir.path()).unwrap();
+    assert_eq!(set.for_image("app:1", None).name, "default");
+    assert_eq!(set.warnings().len(), 1);
+
+    let err = load_file(dir.path()).unwrap_err();
+    assert!(err.diagnostics[0].message.contains("not a file"));
+    let bad = dir_with(&[("bad.toml", "[profile]\nname = \"x\"\nmode = \"on\"\n")]);
+    let err = load_file(&bad.path().join("bad.toml")).unwrap_err();
+    assert!(!err.is_ok());
+}
+
+#[test]
 fn enforce_after_promotes_only_the_controls_that_inherit() {
     let text = "[profile]\nname = \"web\"\nimages = [\"nginx*\"]\nenforce_after = \"1d12h\"\n\
                 [drift]\nprevent = true\n[exec]\nallow = [\"/bin/sh\"]\nblock_container_exec = true\n\
@@ -499,6 +533,26 @@ fn enforce_after_promotes_only_the_controls_that_inherit() {
 }
 
 #[test]
+fn a_set_with_promoted_profiles_swaps_only_those_named() {
+    let web = format!("{HEAD}enforce_after = \"7d\"\n[drift]\nprevent = true\n");
+    let db = "[profile]\nname = \"db\"\nimages = [\"postgres*\"]\nenforce_after = \"7d\"\n\
+              [drift]\nprevent = true\n";
+    let dir = dir_with(&[("web.toml", &web), ("db.toml", db)]);
+    let set = ProfileSet::load_dir(dir.path()).unwrap();
+    let promoted = set.with_promoted(|p| p.name == "web");
+    let web = promoted.for_image("nginx", None);
+    assert_eq!((web.mode, web.drift.mode), (Mode::Enforce, Mode::Enforce));
+    assert!(web.enforce_after.is_none());
+    let db = promoted.for_image("postgres:15", None);
+    assert_eq!((db.mode, db.drift.mode), (Mode::Audit, Mode::Audit));
+    assert!(db.enforce_after.is_some());
+    // The default has no enforce_after: asking to promote it changes nothing.
+    let all = set.with_promoted(|_| true);
+    assert_eq!(all.default_profile().mode, set.default_profile().mode);
+    assert_eq!(all.profiles().count(), set.profiles().count());
+}
+
+#[test]
 fn enforce_after_errors() {
     let d = diags("web.toml", &format!("{HEAD}enforce_after = \"7 days\"\n"));
     assert_eq!(d.len(), 1, "{d:?}");
@@ -522,4 +576,121 @@ fn enforce_after_errors() {
     );
     let d = diags("web.toml", &format!("{HEAD}enfroce_after = \"7d\"\n"));
     assert!(d[0].contains("did you mean `enforce_after`?"), "{d:?}");
+}
+
+#[test]
+fn kubernetes_selectors_beat_image_matches_in_the_documented_order() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let dir = dir_with(&[
+        ("default.toml", "[profile]\nname = \"default\"\n"),
+        (
+            "nginx.toml",
+            &format!("[profile]\nname = \"nginx\"\nimages = [\"nginx*\", \"{digest}\"]\n"),
+        ),
+        (
+            "shop.toml",
+            "[profile]\nname = \"shop\"\nnamespaces = [\"shop\"]\n",
+        ),
+        (
+            "teams.toml",
+            "[profile]\nname = \"teams\"\nnamespaces = [\"team-*\", \"shop\"]\n",
+        ),
+        (
+            "shop-nginx.toml",
+            "[profile]\nname = \"shop-nginx\"\nnamespaces = [\"shop\"]\nimages = [\"nginx*\"]\n",
+        ),
+        (
+            "web.toml",
+            "[profile]\nname = \"web\"\npod_labels = { app = \"web\" }\n",
+        ),
+        (
+            "web-front.toml",
+            "[profile]\nname = \"web-front\"\nnamespaces = [\"shop\"]\n\n[profile.pod_labels]\napp = \"web\"\ntier = \"front\"\n",
+        ),
+    ]);
+    let set = ProfileSet::load_dir(dir.path()).unwrap();
+    let l = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let none = l(&[]);
+    let web = l(&[("app", "web")]);
+    let web_front = l(&[("app", "web"), ("tier", "front")]);
+    let name = |image: &str,
+                d: Option<&str>,
+                ns: &str,
+                labels: &std::collections::BTreeMap<String, String>| {
+        set.for_container(
+            image,
+            d,
+            Some(PodRef {
+                namespace: ns,
+                labels,
+            }),
+        )
+        .name
+        .clone()
+    };
+    // Outside any pod a selector never applies: images only.
+    assert_eq!(set.for_image("nginx:1.27", None).name, "nginx");
+    assert_eq!(set.for_container("busybox", None, None).name, "default");
+    // A namespace beats an image match, even a digest.
+    assert_eq!(name("busybox", None, "shop", &none), "shop");
+    assert_eq!(name(digest, None, "team-a", &none), "teams");
+    // A selector that also names images (which match) beats one that does not.
+    assert_eq!(name("nginx:1.27", None, "shop", &none), "shop-nginx");
+    // ... but only when they match.
+    assert_eq!(name("redis:7", None, "shop", &none), "shop");
+    // More pod labels beat fewer, whatever the namespace or images say.
+    assert_eq!(name("nginx:1.27", None, "shop", &web), "web");
+    assert_eq!(name("nginx:1.27", None, "shop", &web_front), "web-front");
+    assert_eq!(name("busybox", None, "elsewhere", &web_front), "web");
+    // An exact namespace beats a glob at equal labels.
+    assert_eq!(name("busybox", None, "shop", &none), "shop");
+    // A pod no selector picks falls back to images, then the default.
+    assert_eq!(
+        name("nginx:1.27", Some(digest), "elsewhere", &none),
+        "nginx"
+    );
+    assert_eq!(name("busybox", None, "elsewhere", &none), "default");
+}
+
+#[test]
+fn kubernetes_selector_errors_have_positions() {
+    let d = diags(
+        "web.toml",
+        "[profile]\nname = \"web\"\nnamespaces = [\"Shop\"]\npod_labels = { app = 1 }\n",
+    );
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(
+        d[0].starts_with("3:15: error: profile.namespaces: `Shop`"),
+        "{d:?}"
+    );
+    assert!(
+        d[1].starts_with("4:22: error: `profile.pod_labels.app` must be a string"),
+        "{d:?}"
+    );
+    let d = diags(
+        "web.toml",
+        "[profile]\nname = \"web\"\npod_labels = \"app=web\"\n",
+    );
+    assert!(
+        d[0].starts_with("3:14: error: `profile.pod_labels` must be a table"),
+        "{d:?}"
+    );
+    // A selector is enough to match something: no `images` needed.
+    assert!(diags(
+        "web.toml",
+        "[profile]\nname = \"web\"\nnamespaces = [\"shop\"]\n"
+    )
+    .is_empty());
+    let d = diags(
+        "default.toml",
+        "[profile]\nname = \"default\"\nnamespaces = [\"shop\"]\n",
+    );
+    assert!(
+        d[0].contains("warning: the default profile applies to every container"),
+        "{d:?}"
+    );
 }

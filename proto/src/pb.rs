@@ -116,6 +116,9 @@ impl From<&DomainEvent> for generated::Event {
                 exe: p.exe.clone(),
                 args: p.args.clone(),
                 args_truncated: p.args_truncated,
+                exec_session: p.exec_session,
+                exe_truncated: p.exe_truncated,
+                exe_source: p.exe_source.clone(),
             }),
             container: e.container.as_ref().map(|c| generated::Container {
                 id: c.id.clone(),
@@ -191,6 +194,9 @@ impl TryFrom<generated::Event> for DomainEvent {
                 exe: p.exe,
                 args: p.args,
                 args_truncated: p.args_truncated,
+                exec_session: p.exec_session,
+                exe_truncated: p.exe_truncated,
+                exe_source: p.exe_source,
             }),
             container: e.container.map(|c| event::Container {
                 id: c.id,
@@ -243,6 +249,9 @@ mod tests {
                 exe: "/usr/bin/curl".into(),
                 args: vec!["curl".into(), "x".into()],
                 args_truncated: true,
+                exec_session: true,
+                exe_truncated: false,
+                exe_source: "image".into(),
             }),
             container: Some(event::Container {
                 id: "abc".into(),

@@ -1,6 +1,9 @@
 //! `cargo xtask setup | run | test | vm-test | bench`: everything a newcomer or CI runs.
 
 mod bench;
+// Its own command until the bench report takes its rows (it owns xtask/src/bench*).
+#[path = "bench/micro.rs"]
+mod bench_micro;
 mod setup;
 mod vm;
 
@@ -18,8 +21,13 @@ cargo xtask <command>
              Safe to run every time.
   run [ARGS] build, then run `seawall agent` as root with the repo's profiles/ (ARGS are passed on)
   test       every test: unit tests, collector tests, privileged integration tests against real
-             containers, and the BPF LSM tests in a qemu VM (vm-test)
+             containers (the agent's, and seawall-micro's with no agent), and the BPF LSM tests
+             in a qemu VM (vm-test)
   vm-test    only the BPF LSM tests, in a qemu VM with Debian's kernel
+  bench-micro [--rounds N] [--profile FILE]
+             exec, open and connect loops in a container with and without seawall-micro (needs
+             the image seawall-test/bench from `cargo xtask bench`; the profile defaults to the
+             bench's, images left out); prints a markdown table
 ";
 
 pub fn root() -> PathBuf {
@@ -77,6 +85,7 @@ fn main() -> Result<()> {
         }
         "test" => test(),
         "bench" => bench::bench(&args[1..]),
+        "bench-micro" => bench_micro_command(&args[1..]),
         "vm-test" => {
             setup::setup()?;
             vm::vm_test()
@@ -100,6 +109,99 @@ fn musl_cc() -> &'static str {
     "gcc"
 }
 
+/// seawall-micro and micro-helper, the attacker of its container tests (tests/micro.rs), both
+/// static so they run in any image. The helper keeps its own target dir: it is not a workspace
+/// member.
+pub fn micro_binaries() -> Result<()> {
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-p",
+            "seawall-micro",
+        ])
+        .env("CC_x86_64_unknown_linux_musl", musl_cc()))?;
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "--manifest-path",
+        ])
+        .arg(root().join("tests/micro-helper/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", root().join("target/micro-helper")))
+}
+
+fn bench_micro_command(args: &[String]) -> Result<()> {
+    let usage = "cargo xtask bench-micro [--rounds N] [--profile FILE]";
+    let (mut rounds, mut profile) = (5, bench_micro::DEFAULT_PROFILE.to_string());
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| usage.to_string())?;
+        match flag.as_str() {
+            "--rounds" => rounds = value.parse().context("--rounds N")?,
+            "--profile" => {
+                profile =
+                    std::fs::read_to_string(value).with_context(|| format!("reading {value}"))?
+            }
+            _ => bail!("{usage}"),
+        }
+    }
+    micro_binaries()?;
+    let image = "seawall-test/bench:latest";
+    let present = Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        bail!("no {image}: `cargo xtask bench` builds it");
+    }
+    let micro_bin = root().join("target/x86_64-unknown-linux-musl/release/seawall-micro");
+    let rows = bench_micro::measure(&bench_micro::Setup {
+        micro_bin: &micro_bin,
+        image,
+        swload: "/bench/swload",
+        profile: &profile,
+        rounds,
+        open_n: 200_000,
+        exec_n: 1_000,
+        tcp_n: 5_000,
+    })?;
+    print!("{}", bench_micro::markdown(&rows));
+    Ok(())
+}
+
+/// cargo-fuzz targets in `fuzz/` (its own workspace). Adding a target: its `[[bin]]` in
+/// `fuzz/Cargo.toml` and one line here.
+const FUZZ_TARGETS: &[&str] = &["spool_reader", "store_reader", "collector_request"];
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SECONDS: u32 = 30;
+
+/// Runs each fuzz target for [`FUZZ_SECONDS`] with the pinned nightly (installing cargo-fuzz
+/// when it is missing); a crash fails the step and leaves its input in `fuzz/artifacts/`.
+fn fuzz() -> Result<()> {
+    let toolchain = format!("+{}", setup::ebpf_toolchain()?);
+    let have = Command::new("cargo")
+        .args([&toolchain, "fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in FUZZ_TARGETS {
+        run(Command::new("cargo")
+            .current_dir(root())
+            .args([&toolchain, "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={FUZZ_SECONDS}")))?;
+    }
+    Ok(())
+}
+
 fn test() -> Result<()> {
     setup::setup()?;
     // Unit and collector tests, and the binaries the integration tests drive.
@@ -120,6 +222,7 @@ fn test() -> Result<()> {
         "--exclude",
         "agent-ebpf",
     ]))?;
+    fuzz()?;
     // The static binary the deploy test puts in the FROM-scratch agent image.
     run(cargo()
         .args([
@@ -133,6 +236,7 @@ fn test() -> Result<()> {
             "seawall",
         ])
         .env("CC_x86_64_unknown_linux_musl", musl_cc()))?;
+    micro_binaries()?;
     // Privileged tests against real containers: one agent at a time.
     run(cargo()
         .args([

@@ -24,30 +24,110 @@ const MUSL: &str = "x86_64-unknown-linux-musl";
 const BUSYBOX: &str = "/bin/busybox";
 const MODULES: &[&str] = &["overlay"];
 
-/// Every check `seawall-vmtest` prints; each must say PASS.
+/// Every check `seawall-vmtest` prints; each must say PASS (issue 9's classes on BPF LSM).
 const EXPECTED: &[&str] = &[
     "lsm_programs_attached",
     "exec_image_binary_allowed",
     "exec_drift_upper_layer_eperm",
     "exec_drift_script_eperm",
     "exec_deny_list_eperm",
+    "chroot_tmpfs_drift_eperm",
+    "chroot_subdir_deny_list_eperm",
+    "chroot_subdir_image_binary_allowed",
+    "script_on_tmpfs_eperm",
+    "script_non_utf8_name_eperm",
+    "script_deleted_fd_eperm",
+    "script_memfd_eperm",
+    "elf_memfd_eperm",
+    "mmap_exec_upper_eperm",
+    "mprotect_exec_upper_eperm",
+    "mmap_exec_memfd_eperm",
+    "mmap_exec_image_allowed",
+    "loader_on_dropped_file_fails",
+    "loader_on_image_program_runs",
+    "preload_dropped_library_not_run",
+    "preload_image_library_runs",
+    "ptrace_attach_eperm",
+    "ptrace_traceme_eperm",
+    "proc_self_mem_write_eperm",
+    "proc_self_mem_read_allowed",
+    "truncated_path_not_allowed_eperm",
     "file_deny_read_eperm",
     "file_deny_truncate_eperm",
     "file_read_only",
     "file_unlisted_writable",
+    "file_deny_on_tmpfs_eperm",
+    "file_tmp_writable",
+    "file_write_other_thread_eperm",
+    "file_write_openat2_eperm",
+    "file_write_int80_eperm",
+    "file_write_under_chroot_eperm",
+    "file_hard_link_read_only_eperm",
+    "file_hard_link_denied_eperm",
+    "file_rename_denied_away_eperm",
+    "file_rename_read_only_away_eperm",
+    "file_rename_onto_read_only_eperm",
+    "file_rename_holding_dir_eperm",
+    "file_unlink_eperm",
+    "file_truncate_syscall_eperm",
+    "file_chmod_eperm",
+    "file_chown_eperm",
+    "file_create_in_read_only_tree_eperm",
+    "file_read_only_tree_readable",
     "net_connect_denied_eperm",
     "net_connect_allowed",
+    "net_alias_0_eperm",
+    "net_alias_1_eperm",
+    "net_alias_2_eperm",
+    "net_alias_3_eperm",
+    "net_alias_4_eperm",
+    "net_packet_socket_eperm",
+    "net_raw_socket_eperm",
+    "net_icmp_send_denied_eperm",
+    "net_icmp_send_allowed",
+    "net_listen_port_zero_eperm",
+    "net_listen_unbound_eperm",
+    "net_listen_allowed_port",
     "scope_exec_drift_outside_allowed",
     "scope_exec_drift_script_outside_allowed",
     "scope_exec_deny_list_outside_allowed",
+    "scope_mmap_exec_outside_allowed",
+    "scope_ptrace_outside_allowed",
+    "scope_truncated_path_outside_allowed",
     "scope_file_outside_allowed",
+    "scope_file_link_outside_allowed",
     "scope_net_outside_allowed",
-    "file_denied_untouched",
+    "scope_packet_socket_outside_allowed",
+    "scope_listen_port_zero_outside_allowed",
+    "file_untouched_secret",
+    "file_untouched_readonly",
+    "file_refused_create_left_nothing",
     "event_exec_drift_blocked",
     "event_exec_deny_blocked",
+    "event_chroot_drift_blocked",
+    "event_chroot_deny_blocked",
+    "event_script_tmpfs_blocked",
+    "event_script_non_utf8_blocked",
+    "event_mmap_drift_blocked",
+    "event_loader_mmap_blocked",
+    "event_preload_mmap_blocked",
+    "event_ptrace_blocked",
+    "event_proc_mem_blocked",
+    "event_truncated_path_blocked",
     "event_file_blocked",
+    "event_file_link_blocked",
+    "event_file_rename_blocked",
+    "event_file_rename_dir_blocked",
+    "event_file_unlink_blocked",
+    "event_file_truncate_blocked",
+    "event_file_chmod_blocked",
+    "event_file_create_blocked",
     "event_net_blocked",
-    // agent/src/bin/vmtest/intel.rs
+    "event_net_alias_blocked",
+    "event_net_packet_blocked",
+    "event_net_icmp_blocked",
+    "event_net_listen_blocked",
+    // agent/src/bin/seawall-vmtest/intel.rs
     "intel_programs_attached",
     "intel_connect_listed_ip_eperm",
     "intel_connect_listed_cidr_eperm",
@@ -326,6 +406,7 @@ fn build_initramfs(path: &Path, kernel: &Kernel, bin: &Path) -> Result<()> {
     if has_interp(&test) {
         bail!("{} is not static", bin.display());
     }
+    let image_files = image_files(path.parent().unwrap_or(Path::new(".")))?;
 
     let mut init = String::from("#!/bin/busybox sh\n");
     init.push_str("/bin/busybox mount -t proc proc /proc\n");
@@ -351,6 +432,7 @@ fn build_initramfs(path: &Path, kernel: &Kernel, bin: &Path) -> Result<()> {
         "lib",
         "lib/modules",
         "vm",
+        "vmfiles",
     ] {
         c.dir(d);
     }
@@ -360,10 +442,37 @@ fn build_initramfs(path: &Path, kernel: &Kernel, bin: &Path) -> Result<()> {
     c.symlink("bin/sh", "busybox");
     c.file("init", 0o755, init.as_bytes());
     c.file("seawall-vmtest", 0o755, &test);
+    for (name, bytes) in &image_files {
+        c.file(&format!("vmfiles/{name}"), 0o755, bytes);
+    }
     for (name, ko) in &kernel.modules {
         c.file(&format!("lib/modules/{name}.ko"), 0o644, ko);
     }
     fs::write(path, c.finish()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// What the VM's image needs besides busybox, so the loader, `LD_PRELOAD` and executable
+/// mappings can be tried there: the host's glibc loader and libc, a glibc-linked `true`, and a
+/// library whose constructor prints `PRELOAD-RAN` (built from `tests/attack/evil.c`).
+fn image_files(dir: &Path) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let evil = dir.join("evil.so");
+    let src = workspace_root().join("tests/attack/evil.c");
+    run(Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&evil)
+        .arg(&src))
+    .context("building the VM's preload library (gcc is needed)")?;
+    let read = |p: &Path| fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let loader = fs::canonicalize("/lib64/ld-linux-x86-64.so.2")
+        .context("the host's glibc loader /lib64/ld-linux-x86-64.so.2")?;
+    let libc = fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6")
+        .context("the host's libc /lib/x86_64-linux-gnu/libc.so.6")?;
+    Ok(vec![
+        ("ld.so", read(&loader)?),
+        ("libc.so.6", read(&libc)?),
+        ("dyntrue", read(Path::new("/usr/bin/true"))?),
+        ("evil.so", read(&evil)?),
+    ])
 }
 
 /// Whether an ELF64 file has a PT_INTERP program header (is dynamically linked).

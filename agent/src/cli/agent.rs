@@ -8,7 +8,7 @@ use seawall_delivery::{CollectorConfig, Delivery};
 use seawall_service::{health::Health, notify::Notifier};
 
 use crate::{
-    daemon::{self, config::AgentConfig, Agent, ContainerSource, Output},
+    daemon::{self, config::AgentConfig, Agent, Output},
     ops::{api, metrics::Metrics, status::Status},
     output::sinks::Sinks,
 };
@@ -72,9 +72,7 @@ pub async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             delivery,
             first_seq,
         },
-        sources: vec![ContainerSource::Docker {
-            socket: cfg.docker_socket.clone(),
-        }],
+        sources: crate::runtime::sources::choose(&cfg.source_sockets()),
         config: cfg.clone(),
     };
     let result = daemon::run(agent, shutdown_signal(term)).await;

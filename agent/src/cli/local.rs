@@ -1,4 +1,5 @@
-//! Clients of the local agent's API: `seawall status` and `seawall events` without a collector.
+//! Clients of the local agent's API: `seawall status` and `seawall events` without a collector
+//! (and the request `seawall profile learn` sends).
 
 use std::path::PathBuf;
 
@@ -13,7 +14,10 @@ use tokio::{
 use crate::ops::status::Status;
 
 /// One request to the local agent; the raw answer stream.
-async fn request(path: &std::path::Path, what: &str) -> anyhow::Result<BufReader<UnixStream>> {
+pub(super) async fn request(
+    path: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<BufReader<UnixStream>> {
     let mut s = UnixStream::connect(path).await.with_context(|| {
         format!(
             "cannot reach the local agent at {} (is `seawall agent` running, and are you root?)",

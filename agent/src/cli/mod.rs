@@ -1,6 +1,7 @@
 //! The `seawall` command line: clap definitions and one function per subcommand.
 
 mod agent;
+mod learn;
 mod local;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ struct Cli {
 enum Command {
     /// Run the agent (as root): load the kernel programs, watch containers, enforce profiles,
     /// and write one JSON event per line.
+    // Boxed: its many options would make every other subcommand as large.
     Agent(Box<AgentOptions>),
     /// Show what the running agent is doing: backends, containers and their profiles, drops.
     Status {
@@ -66,6 +68,39 @@ enum ProfileCommand {
         /// A .toml file or a profiles directory.
         path: PathBuf,
     },
+    /// Write a profile from what the running agent saw the images' containers do: exact
+    /// paths and destinations, generalised only where many siblings were seen, each entry
+    /// commented with how often and when it was seen. Review it, then put it in the profiles
+    /// directory.
+    Learn {
+        /// Image reference glob or digest to learn from (they become the profile's `images`);
+        /// repeat for more.
+        #[arg(long = "image", value_name = "GLOB", required = true)]
+        images: Vec<String>,
+        /// Only what was last seen within this long, e.g. `2h` or `7d`.
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// The profile's mode: `audit` or `enforce`.
+        #[arg(long, value_name = "MODE", default_value = "audit")]
+        mode: String,
+        /// The profile's name [default: from the first image].
+        #[arg(long)]
+        name: Option<String>,
+        /// Write the profile to this file (atomically) instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Local API socket of the agent.
+        #[arg(long, default_value = defaults::API_SOCKET)]
+        api_socket: PathBuf,
+    },
+    /// What changes in what a profile allows and enforces, entry by entry (comments, order
+    /// and spelling do not count). Exit status 0 when the same, 1 when they differ.
+    Diff {
+        /// The profile as it was.
+        old: PathBuf,
+        /// The profile as it is (e.g. a new `profile learn`).
+        new: PathBuf,
+    },
 }
 
 fn init_logging() {
@@ -86,6 +121,27 @@ pub fn main() -> std::process::ExitCode {
         Command::Profile {
             command: ProfileCommand::Check { path },
         } => profile_check(&path),
+        Command::Profile {
+            command: ProfileCommand::Diff { old, new },
+        } => learn::diff(&old, &new),
+        Command::Profile {
+            command:
+                ProfileCommand::Learn {
+                    images,
+                    since,
+                    mode,
+                    name,
+                    output,
+                    api_socket,
+                },
+        } => async_command(learn::learn(learn::LearnArgs {
+            images,
+            since,
+            mode,
+            name,
+            output,
+            api_socket,
+        })),
         Command::Agent(options) => async_command(async move { agent::run(options.load()?).await }),
         Command::Status { api_socket, json } => async_command(local::status(api_socket, json)),
         Command::Events { args, api_socket } => async_command(async move {
@@ -132,8 +188,42 @@ fn profile_check(path: &std::path::Path) -> anyhow::Result<std::process::ExitCod
     let report = seawall_profile::check_path(path);
     print!("{report}");
     Ok(if report.is_ok() {
+        print_coverage_gaps(path);
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
     })
+}
+
+/// `profile check`'s warnings: what the profiles ask for that this kernel's backend cannot
+/// enforce, with the kernel feature that would close each gap. The backend is what this kernel
+/// offers (`bpf` in its LSM list), which the running agent confirms by loading.
+fn print_coverage_gaps(path: &std::path::Path) {
+    use crate::kernel::coverage::{profile_gaps, BackendKind, KernelFacts};
+    let profiles: Vec<seawall_profile::Profile> = if path.is_dir() {
+        seawall_profile::ProfileSet::load_dir(path)
+            .map(|set| set.profiles().cloned().collect())
+            .unwrap_or_default()
+    } else {
+        seawall_profile::load_file(path).into_iter().collect()
+    };
+    let facts = KernelFacts::probe();
+    let backend = if facts.bpf_lsm_listed == Some(true) {
+        BackendKind::BpfLsm
+    } else {
+        BackendKind::Fallback
+    };
+    let name = match backend {
+        BackendKind::BpfLsm => "BPF LSM",
+        BackendKind::Fallback => "the fallback (no bpf in this kernel's LSM list)",
+    };
+    for p in &profiles {
+        for gap in profile_gaps(p, backend, &facts) {
+            println!(
+                "{}: warning: profile {} on {name}: {gap}",
+                p.source.display(),
+                p.name
+            );
+        }
+    }
 }

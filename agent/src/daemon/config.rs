@@ -11,16 +11,28 @@ use seawall_intel::AssuranceConfig;
 use seawall_profile::Mode;
 use serde::Deserialize;
 
+use crate::runtime::sources::SourceSockets;
+
 /// Every default, in one place: `--help` shows these and `resolve` applies them.
 pub mod defaults {
     /// Profiles directory.
     pub const PROFILES: &str = "/etc/seawall/profiles";
     /// Event output: stdout.
     pub const OUTPUT: &str = "-";
-    /// Docker engine socket.
-    pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
-    /// cgroup directories (below the cgroup v2 root) whose children are containers.
+    /// Docker engine socket, read when it exists (or is configured).
+    pub const DOCKER_SOCKET: &str = seawall_engines::detect::DOCKER_SOCKET;
+    /// containerd's socket (its own API; the CRI on it is not read twice).
+    pub const CONTAINERD_SOCKET: &str = seawall_engines::detect::CONTAINERD_SOCKET;
+    /// A CRI runtime's socket (CRI-O's by default).
+    pub const CRI_SOCKET: &str = seawall_engines::detect::CRIO_SOCKET;
+    /// podman's Docker-compatible API socket.
+    pub const PODMAN_SOCKET: &str = seawall_engines::detect::PODMAN_SOCKET;
+    /// cgroup directories (below the cgroup v2 root) containers live below, made when missing.
+    /// Kubernetes' and podman's (`kubepods`, `kubepods.slice`, `libpod_parent`,
+    /// `machine.slice`) are added whenever they exist, without being listed.
     pub const CONTAINER_PARENTS: &[&str] = &["docker"];
+    /// The environment variable a DaemonSet sets to the node's name (downward API).
+    pub const NODE_NAME_ENV: &str = "NODE_NAME";
     /// Ring buffer size in bytes.
     pub const RINGBUF_BYTES: u32 = 8 << 20;
     /// Local API socket.
@@ -31,6 +43,12 @@ pub mod defaults {
     pub const SPOOL_MAX_BYTES: u64 = 256 << 20;
     /// bpffs directory for pinned maps and programs.
     pub const BPFFS: &str = "/sys/fs/bpf/seawall";
+    /// State kept across restarts: learned behaviour, promotion clocks.
+    pub const STATE_DIR: &str = "/var/lib/seawall/state";
+    /// Distinct entries learned per category (executables, destinations, …) of each image.
+    pub const LEARN_PER_CATEGORY: usize = 256;
+    /// Images whose behaviour is kept; the least recently seen goes first.
+    pub const LEARN_MAX_IMAGES: usize = 64;
     /// What a listed hash or destination gets when `intel_dir` is set.
     pub const INTEL_MODE: super::IntelMode = super::IntelMode::Enforce;
 }
@@ -81,19 +99,25 @@ pub struct AgentOptions {
     pub profiles: Option<PathBuf>,
     #[arg(long, value_name = "PATH|-", help = with_default("Where events go: `-` for stdout, or a file appended to", defaults::OUTPUT))]
     pub output: Option<String>,
-    #[arg(long, value_name = "PATH", help = with_default("Docker engine socket", defaults::DOCKER_SOCKET))]
+    #[arg(long, value_name = "PATH", help = with_default("Docker engine socket; unset: read if it exists", defaults::DOCKER_SOCKET))]
     pub docker_socket: Option<String>,
+    #[arg(long, value_name = "PATH", help = with_default("containerd socket (every namespace, k8s.io included); unset: read if it exists", defaults::CONTAINERD_SOCKET))]
+    pub containerd_socket: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", help = with_default("CRI runtime socket (CRI-O); unset: read if it exists", defaults::CRI_SOCKET))]
+    pub cri_socket: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", help = with_default("podman API socket; unset: read if it exists", defaults::PODMAN_SOCKET))]
+    pub podman_socket: Option<PathBuf>,
     /// Report every file open in monitored containers (costs a round trip per open there).
     #[arg(long)]
     pub audit_files: bool,
     /// Report host processes too (by default the host costs no userspace work).
     #[arg(long)]
     pub host_events: bool,
-    #[arg(long = "container-parent", value_name = "DIR", help = with_default("A cgroup directory (below the cgroup v2 root) whose children are containers; repeat for more", defaults::CONTAINER_PARENTS.join(", ")))]
+    #[arg(long = "container-parent", value_name = "DIR", help = with_default("A cgroup directory (below the cgroup v2 root) containers live below, made when missing; repeat for more. Every child of it is a container, except below kubepods, kubepods.slice, libpod_parent, machine.slice and system.slice, where containers are known by their runtime's names at any depth. kubepods, kubepods.slice, libpod_parent and machine.slice are added whenever they exist", defaults::CONTAINER_PARENTS.join(", ")))]
     pub container_parents: Option<Vec<String>>,
     #[arg(long, value_name = "BYTES", help = with_default("Kernel ring buffer size: a power of two of at least 4096", defaults::RINGBUF_BYTES))]
     pub ringbuf_bytes: Option<u32>,
-    /// Node name in events [default: the host name].
+    /// Node name in events [default: $NODE_NAME, else the host name].
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
     #[arg(long, value_name = "PATH", help = with_default("Local API socket (root-only)", defaults::API_SOCKET))]
@@ -135,6 +159,16 @@ pub struct AgentOptions {
     /// `[assurance]`: which images may run (config file only).
     #[arg(skip)]
     pub assurance: Option<AssuranceConfig>,
+    #[arg(long, value_name = "DIR", help = with_default("State kept across restarts: what each image did (for `seawall profile learn`) and enforce_after clocks", defaults::STATE_DIR))]
+    pub state_dir: Option<PathBuf>,
+    /// Do not record what containers do (`seawall profile learn` then has nothing to learn
+    /// from); enforce_after clocks still run.
+    #[arg(long)]
+    pub no_learn: bool,
+    #[arg(long, value_name = "N", help = with_default("Distinct entries learned per category (executables, files, destinations, ports) of each image; more are counted as cut", defaults::LEARN_PER_CATEGORY))]
+    pub learn_per_category: Option<usize>,
+    #[arg(long, value_name = "N", help = with_default("Images whose behaviour is kept; the least recently seen is dropped for a new one", defaults::LEARN_MAX_IMAGES))]
+    pub learn_max_images: Option<usize>,
 }
 
 /// The agent's resolved configuration: every value set.
@@ -144,17 +178,23 @@ pub struct AgentConfig {
     pub profiles: PathBuf,
     /// Where events go: `-` for stdout, or a file path (appended to).
     pub output: String,
-    /// Docker engine socket.
-    pub docker_socket: String,
+    /// Docker engine socket; `None`: the default, if it exists.
+    pub docker_socket: Option<String>,
+    /// containerd socket; `None`: the default, if it exists.
+    pub containerd_socket: Option<PathBuf>,
+    /// CRI runtime socket; `None`: the default, if it exists.
+    pub cri_socket: Option<PathBuf>,
+    /// podman API socket; `None`: the default, if it exists.
+    pub podman_socket: Option<PathBuf>,
     /// Report every file open in monitored containers (fanotify on their root filesystem).
     pub audit_files: bool,
     /// Also report host processes (off: the host costs no userspace work).
     pub host_events: bool,
-    /// cgroup directories (relative to the cgroup v2 root) whose children are containers.
+    /// cgroup directories (relative to the cgroup v2 root) containers live below.
     pub container_parents: Vec<String>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ringbuf_bytes: u32,
-    /// Node name in events (default: the host name).
+    /// Node name in events (default: `NODE_NAME`, else the host name).
     pub node: Option<String>,
     /// Local API socket (root-only).
     pub api_socket: PathBuf,
@@ -184,6 +224,14 @@ pub struct AgentConfig {
     pub intel_mode: IntelMode,
     /// Image assurance (`mode = "off"` unless configured).
     pub assurance: AssuranceConfig,
+    /// State kept across restarts (learned behaviour, promotion clocks).
+    pub state_dir: PathBuf,
+    /// Record what containers do, for `seawall profile learn`.
+    pub learn: bool,
+    /// Distinct entries learned per category of each image.
+    pub learn_per_category: usize,
+    /// Images whose behaviour is kept.
+    pub learn_max_images: usize,
 }
 
 impl Default for AgentConfig {
@@ -213,6 +261,10 @@ pub enum ConfigError {
     RingBuf(u32),
     #[error("config: intel_mode is set but intel_dir is not: name the directory of feeds")]
     IntelModeWithoutDir,
+    #[error(
+        "config: {key} = 0 would keep nothing; use at least 1, or no_learn = true to stop learning"
+    )]
+    LearnLimit { key: &'static str },
 }
 
 impl AgentOptions {
@@ -240,6 +292,9 @@ impl AgentOptions {
             profiles: self.profiles.or(file.profiles),
             output: self.output.or(file.output),
             docker_socket: self.docker_socket.or(file.docker_socket),
+            containerd_socket: self.containerd_socket.or(file.containerd_socket),
+            cri_socket: self.cri_socket.or(file.cri_socket),
+            podman_socket: self.podman_socket.or(file.podman_socket),
             audit_files: self.audit_files || file.audit_files,
             host_events: self.host_events || file.host_events,
             container_parents: self.container_parents.or(file.container_parents),
@@ -259,16 +314,24 @@ impl AgentOptions {
             intel_dir: self.intel_dir.or(file.intel_dir),
             intel_mode: self.intel_mode.or(file.intel_mode),
             assurance: self.assurance.or(file.assurance),
+            state_dir: self.state_dir.or(file.state_dir),
+            no_learn: self.no_learn || file.no_learn,
+            learn_per_category: self.learn_per_category.or(file.learn_per_category),
+            learn_max_images: self.learn_max_images.or(file.learn_max_images),
         }
     }
 
-    /// Flags over the `--config` file (when given), then the defaults.
+    /// Flags over the `--config` file (when given), then the node name from the environment
+    /// (`NODE_NAME`, set by a DaemonSet), then the defaults.
     pub fn load(self) -> Result<AgentConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => Self::from_file(path)?,
             None => AgentOptions::default(),
         };
-        self.over(file).resolve()
+        let mut options = self.over(file);
+        options.node =
+            node_name_over_env(options.node, std::env::var(defaults::NODE_NAME_ENV).ok());
+        options.resolve()
     }
 
     /// Fills every unset option from [`defaults`] and checks the result.
@@ -279,9 +342,10 @@ impl AgentOptions {
         let c = AgentConfig {
             profiles: self.profiles.unwrap_or_else(|| defaults::PROFILES.into()),
             output: self.output.unwrap_or_else(|| defaults::OUTPUT.into()),
-            docker_socket: self
-                .docker_socket
-                .unwrap_or_else(|| defaults::DOCKER_SOCKET.into()),
+            docker_socket: self.docker_socket,
+            containerd_socket: self.containerd_socket,
+            cri_socket: self.cri_socket,
+            podman_socket: self.podman_socket,
             audit_files: self.audit_files,
             host_events: self.host_events,
             container_parents: self.container_parents.unwrap_or_else(|| {
@@ -308,6 +372,12 @@ impl AgentOptions {
             intel_dir: self.intel_dir,
             intel_mode: self.intel_mode.unwrap_or(defaults::INTEL_MODE),
             assurance: self.assurance.unwrap_or_default(),
+            state_dir: self.state_dir.unwrap_or_else(|| defaults::STATE_DIR.into()),
+            learn: !self.no_learn,
+            learn_per_category: self
+                .learn_per_category
+                .unwrap_or(defaults::LEARN_PER_CATEGORY),
+            learn_max_images: self.learn_max_images.unwrap_or(defaults::LEARN_MAX_IMAGES),
         };
         c.validate()?;
         Ok(c)
@@ -327,10 +397,28 @@ impl AgentConfig {
         if !self.ringbuf_bytes.is_power_of_two() || self.ringbuf_bytes < 4096 {
             return Err(ConfigError::RingBuf(self.ringbuf_bytes));
         }
+        for (key, value) in [
+            ("learn_per_category", self.learn_per_category),
+            ("learn_max_images", self.learn_max_images),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::LearnLimit { key });
+            }
+        }
         Ok(())
     }
 
-    /// The node name events carry: configured, or the host name.
+    /// The container sockets as configured (`None`: that runtime's default, if present).
+    pub fn source_sockets(&self) -> SourceSockets {
+        SourceSockets {
+            docker: self.docker_socket.as_ref().map(PathBuf::from),
+            containerd: self.containerd_socket.clone(),
+            cri: self.cri_socket.clone(),
+            podman: self.podman_socket.clone(),
+        }
+    }
+
+    /// The node name events carry: configured (or `NODE_NAME`), or the host name.
     pub fn node_name(&self) -> String {
         self.node.clone().unwrap_or_else(|| {
             nix::unistd::gethostname()
@@ -339,6 +427,11 @@ impl AgentConfig {
                 .unwrap_or_else(|| "unknown".into())
         })
     }
+}
+
+/// A configured node name, else a non-empty `NODE_NAME`.
+fn node_name_over_env(configured: Option<String>, env: Option<String>) -> Option<String> {
+    configured.or_else(|| env.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()))
 }
 
 /// Why a TOML text is not a configuration.
@@ -364,7 +457,8 @@ mod tests {
     #[test]
     fn defaults_fit_a_stock_docker_host() {
         let c = AgentConfig::default();
-        assert_eq!(c.docker_socket, "/var/run/docker.sock");
+        assert_eq!(c.docker_socket, None, "read if it exists");
+        assert_eq!(c.containerd_socket, None);
         assert_eq!(c.container_parents, vec!["docker".to_string()]);
         assert!(!c.host_events);
         c.validate().unwrap();
@@ -399,7 +493,7 @@ mod tests {
             Cli::parse_from(["x", "--output", "-", "--docker-socket", "/run/d.sock"]).options;
         let c = flags.over(file).resolve().unwrap();
         assert_eq!(c.output, "-", "a flag beats the file");
-        assert_eq!(c.docker_socket, "/run/d.sock");
+        assert_eq!(c.docker_socket.as_deref(), Some("/run/d.sock"));
         assert_eq!(
             c.metrics.as_deref(),
             Some("127.0.0.1:9464"),
@@ -408,6 +502,67 @@ mod tests {
         assert!(c.pin, "a switch in the file stays on");
         assert_eq!(c.profiles, PathBuf::from(defaults::PROFILES));
         assert_eq!(c.bpffs, PathBuf::from(defaults::BPFFS));
+        assert_eq!(c.state_dir, PathBuf::from(defaults::STATE_DIR));
+        assert!(c.learn);
+    }
+
+    #[test]
+    fn learning_keys_in_the_file_and_as_flags() {
+        let c = AgentConfig::from_toml(
+            "state_dir = \"/srv/seawall\"\nno_learn = true\nlearn_per_category = 32\n",
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/seawall"));
+        assert!(!c.learn);
+        assert_eq!(
+            (c.learn_per_category, c.learn_max_images),
+            (32, defaults::LEARN_MAX_IMAGES)
+        );
+        let flags = Cli::parse_from(["x", "--learn-max-images", "3"]).options;
+        assert_eq!(flags.resolve().unwrap().learn_max_images, 3);
+        let err = AgentConfig::from_toml("learn_max_images = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("learn_max_images = 0"), "{err}");
+    }
+
+    #[test]
+    fn every_runtime_socket_is_a_flag_and_a_key() {
+        let file = AgentOptions::from_toml(
+            "containerd_socket = \"/run/k3s/containerd/containerd.sock\"\ncri_socket = \"/var/run/crio/crio.sock\"\n",
+        )
+        .unwrap();
+        let flags =
+            Cli::parse_from(["x", "--podman-socket", "/run/user/0/podman/podman.sock"]).options;
+        let c = flags.over(file).resolve().unwrap();
+        assert_eq!(
+            c.source_sockets(),
+            SourceSockets {
+                docker: None,
+                containerd: Some("/run/k3s/containerd/containerd.sock".into()),
+                cri: Some("/var/run/crio/crio.sock".into()),
+                podman: Some("/run/user/0/podman/podman.sock".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn the_node_name_comes_from_the_configuration_then_node_name() {
+        let env = |v: &str| Some(v.to_string());
+        assert_eq!(
+            node_name_over_env(Some("set".into()), env("node-1")).as_deref(),
+            Some("set")
+        );
+        assert_eq!(
+            node_name_over_env(None, env("node-1")).as_deref(),
+            Some("node-1")
+        );
+        assert_eq!(
+            node_name_over_env(None, env(" ")),
+            None,
+            "empty: the host name"
+        );
+        assert_eq!(node_name_over_env(None, None), None);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Containers coming and going: what the sources report, cgroups the kernel saw appear, and
-//! registration (profile → policy in the kernel, file marks, process seeding, the table).
+//! registration (profile → policy in the kernel, file controls prepared, process seeding, the
+//! table).
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use agent_common::{ORIGIN_EXEC_SESSION, ORIGIN_INIT};
+use seawall_profile::PodRef;
 use seawall_proto::event::{Action, Kind, Severity};
 use seawall_service::ErrorChain;
 
@@ -16,7 +17,7 @@ use super::Daemon;
 use crate::runtime::{
     cgroup, procs,
     table::{Change, ContainerInfo},
-    SourceEvent,
+    Runtime, SourceEvent,
 };
 
 /// How long an unknown container cgroup is not looked up again.
@@ -33,30 +34,38 @@ pub(super) struct Awaiting {
     cgroup_id: u64,
     dir: PathBuf,
     since: Instant,
+    /// The runtime its cgroup's name says, if it says one.
+    hint: Option<Runtime>,
 }
 
 impl Daemon {
     /// The container's cgroup directory from a cgroup path (`/docker/<id>/sub` →
-    /// `<root>/docker/<id>`), when it is below a container parent.
+    /// `<root>/docker/<id>`), when it is in a container below a container parent.
     pub(super) fn container_dir(&self, cgroup_path: &str) -> Option<PathBuf> {
-        let full = self.cgroup_root.join(cgroup_path.trim_start_matches('/'));
-        for (parent, _) in &self.parents {
-            if let Ok(rest) = full.strip_prefix(parent) {
-                let first = rest.components().next()?;
-                return Some(parent.join(first));
-            }
-        }
-        None
+        self.parents.container_dir(cgroup_path)
     }
 
-    /// The directory of a container cgroup by id (its inode), if it still exists.
-    pub(super) fn dir_of(&self, cgroup_id: u64) -> Option<PathBuf> {
-        self.parents.iter().find_map(|(parent, _)| {
-            std::fs::read_dir(parent).ok()?.flatten().find_map(|e| {
-                let m = e.metadata().ok()?;
-                (m.is_dir() && m.ino() == cgroup_id).then(|| e.path())
-            })
-        })
+    /// Registers the runtimes' nested parents that appeared since the start (a kubelet that
+    /// started after the agent makes `kubepods` then), before their first container.
+    pub(super) async fn watch_parents(&mut self) {
+        let mut known = self.parents.parents.clone();
+        known.extend(self.failed_parents.iter().cloned());
+        for p in super::start::detected_parents(&self.parents.root, &known) {
+            match self
+                .kernel
+                .add_parent(p.id, p.dir.clone(), p.kind.abi())
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(dir = %p.dir.display(), kind = ?p.kind, "container parent appeared");
+                    self.parents.parents.push(p);
+                }
+                Err(e) => {
+                    tracing::error!(dir = %p.dir.display(), error = %ErrorChain(&e), "registering a container parent failed: containers below it are not monitored");
+                    self.failed_parents.push(p);
+                }
+            }
+        }
     }
 
     /// What a container source reported.
@@ -76,20 +85,34 @@ impl Daemon {
                 }
             }
             SourceEvent::Unknown { id } => {
-                if let Some(w) = self.awaiting.remove(&id) {
-                    self.register_unknown(w.cgroup_id, id).await;
+                // Docker does not know it. A name that does not say Docker may still be
+                // another source's, which reports it without being asked: it waits for that.
+                let others = self
+                    .sources
+                    .iter()
+                    .any(|(s, _)| s.runtime != Runtime::Docker);
+                let theirs = self
+                    .awaiting
+                    .get(&id)
+                    .is_some_and(|w| w.hint.is_none() && others);
+                if !theirs {
+                    if let Some(w) = self.awaiting.remove(&id) {
+                        self.register_unknown(w.cgroup_id, id, w.hint).await;
+                    }
                 }
             }
             SourceEvent::Started(info) => self.started(info).await,
             SourceEvent::Stopped { id } => self.stopped(&id).await,
-            SourceEvent::Resync(running) => {
+            SourceEvent::Resync { source, running } => {
+                self.source_state(&source, true);
                 let live: std::collections::HashSet<String> =
                     running.iter().map(|i| i.id.clone()).collect();
+                // Only this source's rows: the others' containers are theirs to list.
                 let gone: Vec<String> = self
                     .containers
-                    .ids()
-                    .filter(|id| !live.contains(*id))
-                    .map(str::to_string)
+                    .iter()
+                    .filter(|(_, c)| c.listed_by(&source) && !live.contains(&c.id))
+                    .map(|(_, c)| c.id.clone())
                     .collect();
                 for id in gone {
                     self.stopped(&id).await;
@@ -97,8 +120,12 @@ impl Daemon {
                 for info in running {
                     self.started(info).await;
                 }
+                self.refresh_status();
             }
-            SourceEvent::Unreachable => {}
+            SourceEvent::Unreachable { source } => {
+                self.source_state(&source, false);
+                self.refresh_status();
+            }
         }
     }
 
@@ -107,7 +134,7 @@ impl Daemon {
         let Some(cg_path) = cgroup::pid_cgroup(info.init_pid) else {
             return;
         };
-        let Some(dir) = self.container_dir(&cg_path) else {
+        let Some(dir) = self.parents.container_dir_of_init(&cg_path) else {
             tracing::warn!(container_id = %info.id, cgroup = %cg_path, "container cgroup is not under a configured container parent: not monitored (add its parent to container_parents)");
             return;
         };
@@ -129,6 +156,7 @@ impl Daemon {
                 files.unwatch_container(cg);
             }
             self.intel_forget(cg, id);
+            self.prepared.remove(&cg);
             self.held.remove(&cg);
             let mut ev = self.events.event(
                 Kind::Container,
@@ -153,7 +181,7 @@ impl Daemon {
                 return;
             }
         }
-        match self.dir_of(cgroup_id) {
+        match self.parents.dir_of(cgroup_id) {
             Some(dir) => self.add_by_dir(cgroup_id, dir).await,
             None => {
                 self.unresolved.insert(cgroup_id, Instant::now());
@@ -168,39 +196,63 @@ impl Daemon {
             return;
         }
         self.unresolved.remove(&cgroup_id);
-        let id = dir
+        let named = dir
             .file_name()
             .and_then(|n| cgroup::container_id_from_path(&n.to_string_lossy()));
+        // The runtime the cgroup's name says; a name without a prefix below Docker's own
+        // parent is Docker's (elsewhere it may be containerd's or cri-dockerd's).
+        let hint = named
+            .as_ref()
+            .and_then(|(_, runtime)| *runtime)
+            .or_else(|| {
+                let parent = self.parents.parent_of(&dir)?;
+                (parent.kind == cgroup::ParentKind::Children).then_some(Runtime::Docker)
+            });
+        let id = named.map(|(id, _)| id);
         if let Some(info) = id.as_ref().and_then(|id| self.created.remove(id)) {
             self.register(cgroup_id, info).await;
             return;
         }
-        match (&self.lookup, id) {
-            (Some(lookup), Some(id)) => {
-                if self.awaiting.contains_key(&id) {
-                    return;
-                }
-                if lookup.request(&id) {
-                    self.awaiting.insert(
-                        id,
-                        Awaiting {
-                            cgroup_id,
-                            dir,
-                            since: Instant::now(),
-                        },
-                    );
-                } else {
-                    self.register_unknown(cgroup_id, id).await;
-                }
-            }
-            (_, id) => {
-                let info = ContainerInfo {
-                    id: id.unwrap_or_else(|| dir.display().to_string()),
-                    ..Default::default()
-                };
-                self.register(cgroup_id, info).await;
-            }
+        let Some(id) = id else {
+            let info = ContainerInfo {
+                id: dir.display().to_string(),
+                runtime: hint,
+                ..Default::default()
+            };
+            self.register(cgroup_id, info).await;
+            return;
+        };
+        if self.awaiting.contains_key(&id) {
+            return;
         }
+        // Docker answers lookups; containerd, CRI runtimes and podman report every container
+        // as it is made and started, so their containers wait for that report.
+        let ask_docker = matches!(hint, Some(Runtime::Docker) | None);
+        let asked = match &self.lookup {
+            Some(lookup) if ask_docker => lookup.request(&id),
+            _ => false,
+        };
+        let reports =
+            |wanted: &dyn Fn(Runtime) -> bool| self.sources.iter().any(|(s, _)| wanted(s.runtime));
+        let waits = asked
+            || match hint {
+                Some(Runtime::Docker) => false,
+                Some(r) => reports(&|s| s == r),
+                None => reports(&|s| s != Runtime::Docker),
+            };
+        if !waits {
+            self.register_unknown(cgroup_id, id, hint).await;
+            return;
+        }
+        self.awaiting.insert(
+            id,
+            Awaiting {
+                cgroup_id,
+                dir,
+                since: Instant::now(),
+                hint,
+            },
+        );
     }
 
     /// Whether a lookup for this container cgroup is still out.
@@ -219,16 +271,18 @@ impl Daemon {
         for id in late {
             if let Some(w) = self.awaiting.remove(&id) {
                 tracing::warn!(container_id = %id, dir = %w.dir.display(), "the container engine did not answer in time: monitoring with the default profile");
-                self.register_unknown(w.cgroup_id, id).await;
+                self.register_unknown(w.cgroup_id, id, w.hint).await;
             }
         }
         self.release_expired_holds().await;
     }
 
-    /// Registers a container its source could not describe: the id only, the default profile.
-    async fn register_unknown(&mut self, cgroup_id: u64, id: String) {
+    /// Registers a container its source could not describe: the id (and the runtime its
+    /// cgroup's name says) only, the default profile.
+    async fn register_unknown(&mut self, cgroup_id: u64, id: String, runtime: Option<Runtime>) {
         let info = ContainerInfo {
             id,
+            runtime,
             ..Default::default()
         };
         self.register(cgroup_id, info).await;
@@ -246,38 +300,38 @@ impl Daemon {
             .iter()
             .find_map(|d| d.split('@').nth(1))
             .map(str::to_string);
+        let pod = info.kubernetes.as_ref().map(|k| PodRef {
+            namespace: &k.namespace,
+            labels: &k.labels,
+        });
         let profile = self
             .profiles
-            .for_image(
+            .for_container(
                 &info.image,
                 digest.as_deref().or(Some(info.image_id.as_str())),
+                pod,
             )
             .name
             .clone();
-        let policy = self
+        let mut policy = self
             .compiled
             .by_name
             .get(&profile)
             .map(|c| c.policy)
             .unwrap_or_else(|| self.compiled.default_policy());
         info.profile = profile.clone();
-        if info.storage_driver != "overlay2" && !info.storage_driver.is_empty() {
-            tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
-        }
+        // Its intel mode and assurance verdict first: both are in force before its policy is,
+        // and a container whose executed files are hashed is prepared (marked) like one with
+        // file rules.
         self.intel_register(cgroup_id, &info).await;
-        // Marks before the policy: until the policy is written the kernel holds the
-        // container's execs, so no exec slips between the two unchecked.
-        if let (Some(files), Some(rootfs)) = (&mut self.files, &info.rootfs) {
-            let profile = self
-                .profiles
-                .profiles()
-                .find(|p| p.name == info.profile)
-                .unwrap_or_else(|| self.profiles.default_profile());
-            if let Err(e) =
-                files.watch_container(cgroup_id, rootfs, info.upperdir.as_deref(), profile)
-            {
-                tracing::warn!(container_id = %info.id, error = %ErrorChain(&e), "file controls unavailable for this container");
-            }
+        let chosen = self.profile_named(&profile).clone();
+        if self.needs_preparing(cgroup_id, &chosen) {
+            // Its mounts are made and marked at its first exec, which the kernel holds until
+            // then (a running container is prepared below, at once).
+            policy.rules |= agent_common::RULES_HOLD_FIRST_EXEC;
+        }
+        if !matches!(info.storage_driver.as_str(), "overlay2" | "overlay" | "") {
+            tracing::warn!(container_id = %info.id, driver = %info.storage_driver, "storage driver is not overlay2: drift and exec path rules cannot be evaluated for this container");
         }
         if let Err(e) = self.kernel.set_container(cgroup_id, policy).await {
             tracing::error!(container_id = %info.id, error = %ErrorChain(&e), "applying the container's policy failed");
@@ -285,8 +339,33 @@ impl Daemon {
         if info.init_pid != 0 {
             self.seed_processes(cgroup_id, &info).await;
         }
-        tracing::info!(container_id = %info.id, name = %info.name, image = %info.image, cgroup_id, profile = %profile, "monitoring container");
-        match self.containers.upsert(cgroup_id, info.clone()) {
+        // Only `--audit-files` reports every open; a file rule reports what it matches.
+        let files_watched = self.files.is_some() && self.cfg.audit_files;
+        if let Some(files) = &mut self.files {
+            files.prepare(cgroup_id, &chosen);
+        }
+        if let Some(pid) = self.running_pid(cgroup_id, info.init_pid) {
+            self.prepare_container(cgroup_id, pid, &chosen);
+        }
+        tracing::info!(
+            container_id = %info.id,
+            name = %info.name,
+            image = %info.image,
+            runtime = info.runtime.map(Runtime::as_str).unwrap_or(""),
+            pod = info.kubernetes.as_ref().map(|k| format!("{}/{}", k.namespace, k.pod)).unwrap_or_default(),
+            cgroup_id,
+            profile = %profile,
+            "monitoring container"
+        );
+        let image_was_unknown = self
+            .containers
+            .get(cgroup_id)
+            .is_some_and(|c| c.image.is_empty());
+        let change = self.containers.upsert(cgroup_id, info.clone());
+        if change == Change::Added || (change == Change::Updated && image_was_unknown) {
+            self.learn_container(&info, files_watched);
+        }
+        match change {
             Change::Added => {
                 let mut ev = self.events.event(
                     Kind::Container,

@@ -149,8 +149,8 @@ impl NodeIntel {
         let held = "a container's first exec held before its marks: /proc/<pid>/exe, SIGKILL";
         self.hashes_backend = match fanotify {
             None => format!(
-                "fanotify exec permission on the container's overlay (EPERM before the new image \
-                 exists); {held}; files on volumes and tmpfs not covered"
+                "fanotify exec permission on every mount of the container it marks (EPERM before \
+                 the new image exists); {held}"
             ),
             Some(why) => format!("only {held} (fanotify unavailable: {why})"),
         };

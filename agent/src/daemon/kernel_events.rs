@@ -13,7 +13,7 @@ use crate::{
     kernel::decode::{Header, KernelEvent},
     output::{clock::Clock, file_event},
     policy::verdict,
-    runtime::{cgroup, procs::ProcessInfo},
+    runtime::procs::ProcessInfo,
 };
 
 impl Daemon {
@@ -21,8 +21,10 @@ impl Daemon {
     pub(super) async fn on_kernel(&mut self, ev: KernelEvent) {
         match &ev {
             KernelEvent::CgroupMkdir { id, path, .. } => {
-                // A new container: its policy before its first exec.
-                if let Some(dir) = self.container_dir(path) {
+                // A new container: its policy before its first exec. A cgroup a container
+                // makes inside its own is not another container (it is in the outer one).
+                let full = self.parents.root.join(path.trim_start_matches('/'));
+                if let Some(dir) = self.container_dir(path).filter(|d| *d == full) {
                     self.add_by_dir(*id, dir).await;
                 }
                 return;
@@ -103,11 +105,14 @@ impl Daemon {
         if let KernelEvent::Exec {
             header,
             flags,
-            path,
+            path_bytes,
             ..
         } = &mut ev
         {
-            let (flags, path) = (*flags, path.clone());
+            // Its file controls first (mounts, marks), then its verdict: nothing of the
+            // container runs before both.
+            self.prepare_at_first_exec(header.container_cgroup_id, header.pid);
+            let (flags, path) = (*flags, path_bytes.clone());
             self.release_held(header, flags, &path);
         }
         self.emit_kernel(&ev);
@@ -115,7 +120,7 @@ impl Daemon {
 
     /// A process the kernel stopped at its first instruction because its container's own
     /// policy was not written yet: decide under the container's profile, then kill or resume.
-    fn release_held(&mut self, header: &mut Header, flags: u32, path: &str) {
+    fn release_held(&mut self, header: &mut Header, flags: u32, path: &[u8]) {
         let cg = header.container_cgroup_id;
         let profile = match self.containers.get(cg) {
             Some(c) => self
@@ -131,11 +136,7 @@ impl Daemon {
         header.action = action;
         // Signal only the process the kernel held, and only while it is still in that
         // container's cgroup (it cannot have been replaced while stopped, but check anyway).
-        let still_there = cgroup::pid_cgroup(header.pid)
-            .and_then(|p| self.container_dir(&p))
-            .and_then(|d| cgroup::cgroup_id(&d).ok())
-            == Some(cg);
-        if !still_there {
+        if !self.pid_in_container(header.pid, cg) {
             return;
         }
         let signal = if action == agent_common::ACTION_BLOCKED {

@@ -10,6 +10,8 @@ pub mod config;
 mod containers;
 mod intel;
 mod kernel_events;
+mod learning;
+mod prepare;
 mod profiles;
 mod start;
 mod summary;
@@ -17,7 +19,6 @@ mod summary;
 use std::{
     collections::HashMap,
     future::Future,
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -37,23 +38,26 @@ use tokio::{
 };
 
 use crate::{
-    fanotify::FileGuard,
+    fanotify::{enforced::PlannedMount, FileGuard},
     kernel::{
         backends::Backends,
+        coverage,
         decode::KernelEvent,
         maps::KernelError,
         owner::{KernelHandle, OwnerExit},
         programs::Control,
         ring,
     },
+    learn::{promotion::PromotionClock, Learner},
     ops::{api, metrics::Metrics, status::Status},
     output::{clock::Clock, event::Enricher, sinks::Sinks},
     policy::compile::{CompileError, CompiledSet},
     runtime::{
-        docker,
+        cgroup::ContainerParents,
+        docker, engines,
         procs::ProcessTable,
         table::{ContainerInfo, ContainerTable},
-        Lookup, SourceEvent,
+        Lookup, SourceEvent, SourceId,
     },
 };
 use config::AgentConfig;
@@ -80,15 +84,7 @@ pub struct Output {
     pub first_seq: u64,
 }
 
-/// A source of containers the daemon runs as a task of its own.
-#[derive(Debug, Clone)]
-pub enum ContainerSource {
-    /// The Docker engine at this socket.
-    Docker {
-        /// The engine's unix socket.
-        socket: String,
-    },
-}
+pub use crate::runtime::sources::ContainerSource;
 
 /// Everything [`run`] needs, built by its caller.
 pub struct Agent {
@@ -145,11 +141,20 @@ impl Stop {
 /// The loop's state: the tables, the compiled policy and where events go.
 struct Daemon {
     cfg: AgentConfig,
-    cgroup_root: PathBuf,
-    parents: Vec<(PathBuf, u64)>,
+    /// The cgroup2 mount and the container parents registered in the kernel.
+    parents: ContainerParents,
     kernel: KernelHandle,
+    /// Lookups by id, answered by the Docker source (the others report every container
+    /// themselves, before it runs).
     lookup: Option<Lookup>,
+    /// Every source, and whether it has listed (true) or is unreachable (false) last.
+    sources: Vec<(SourceId, Option<bool>)>,
+    /// Detected parents the kernel owner could not register (not tried again).
+    failed_parents: Vec<crate::runtime::cgroup::ContainerParent>,
+    /// The profiles in force: `loaded` with the promotions the clock made.
     profiles: ProfileSet,
+    /// The profiles as their files say.
+    loaded: ProfileSet,
     compiled: CompiledSet,
     next_profile_id: u32,
     containers: ContainerTable,
@@ -159,6 +164,12 @@ struct Daemon {
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Status>>,
     files: Option<FileGuard>,
+    /// Whether the BPF LSM programs are attached (then the kernel decides file rules on the
+    /// inode, and no mounts are made).
+    lsm_active: bool,
+    /// Containers whose file controls are prepared (`prepare.rs`): the pid whose mount
+    /// namespace was used, and the kernel-enforced mounts made there.
+    prepared: HashMap<u64, (u32, Vec<PlannedMount>)>,
     delivery: Option<Delivery>,
     /// The agent's own container cgroup when it runs as a container: never policed.
     own_cgroup: Option<u64>,
@@ -174,6 +185,10 @@ struct Daemon {
     drops_seen: u64,
     /// Threat intelligence and image assurance.
     intel: intel::NodeIntel,
+    /// Hands every event to learning; none with `--no-learn`.
+    learner: Option<Learner>,
+    /// The `enforce_after` clocks.
+    promotion: PromotionClock,
 }
 
 /// How long start-up waits for the sources' first listing of running containers.
@@ -183,31 +198,36 @@ impl Daemon {
     /// Handles what the sources send until each has listed its running containers (or said
     /// its engine does not answer), for at most [`FIRST_LISTING_WAIT`].
     async fn first_listing(&mut self, source_rx: &mut mpsc::Receiver<SourceEvent>) {
-        if self.lookup.is_none() {
-            return;
-        }
         let deadline = tokio::time::Instant::now() + FIRST_LISTING_WAIT;
-        loop {
+        while self.sources.iter().any(|(_, state)| state.is_none()) {
             match tokio::time::timeout_at(deadline, source_rx.recv()).await {
-                Ok(Some(news)) => {
-                    let last = matches!(news, SourceEvent::Resync(_) | SourceEvent::Unreachable);
-                    self.on_source(news).await;
-                    if last {
-                        return;
-                    }
-                }
+                Ok(Some(news)) => self.on_source(news).await,
                 Ok(None) => return,
                 Err(_) => {
-                    tracing::warn!(
-                        "the container engine has not listed its containers yet: going on without"
-                    );
+                    for (source, _) in self.sources.iter().filter(|(_, s)| s.is_none()) {
+                        tracing::warn!(runtime = %source.runtime, socket = %source.socket.display(), "the container engine has not listed its containers yet: going on without");
+                    }
                     return;
                 }
             }
         }
     }
 
+    /// Notes a source's state (listed, unreachable) for `seawall status`.
+    fn source_state(&mut self, source: &SourceId, up: bool) {
+        // A CRI socket says which runtime it is only once it answers: match on the socket.
+        match self
+            .sources
+            .iter_mut()
+            .find(|(s, _)| s.socket == source.socket)
+        {
+            Some(entry) => *entry = (source.clone(), Some(up)),
+            None => self.sources.push((source.clone(), Some(up))),
+        }
+    }
+
     fn emit(&mut self, ev: Event) {
+        self.learn_from(&ev);
         self.sinks.emit(&ev);
     }
 
@@ -251,8 +271,10 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         own_cgroup,
         lsm_unavailable,
     } = started;
+    let lsm_active = lsm_unavailable.is_none();
     let files = match FileGuard::start(
         cfg.audit_files,
+        !lsm_active,
         health.register("fanotify thread", LOOP_BOUND),
         node_intel.exec.clone(),
     ) {
@@ -278,11 +300,13 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
             .then_some("fanotify could not be initialised"),
     );
 
+    let learning = learning::start(&cfg, &stop, &mut tasks);
     // Local API and metrics: served from now on, joined at shutdown.
     tasks.spawn(api::serve(
         api,
         status.clone(),
         output.sinks.bus.clone(),
+        learning.query.clone(),
         stop.wait(),
     ));
     if let Some(listener) = metrics_listener {
@@ -303,7 +327,12 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
 
     let (source_tx, mut source_rx) = mpsc::channel::<SourceEvent>(1024);
     let mut lookup = None;
+    if sources.is_empty() {
+        tracing::warn!("no container engine socket found or configured: containers are monitored with the default profile and no metadata (set --docker-socket, --containerd-socket, --cri-socket or --podman-socket)");
+    }
+    let source_ids = sources.iter().map(|s| (s.id(), None)).collect();
     for source in sources {
+        tracing::info!(runtime = %source.id().runtime, socket = %source.id().socket.display(), "reading containers from this engine");
         match source {
             ContainerSource::Docker { socket } => {
                 let (l, requests) = Lookup::channel(1024);
@@ -314,6 +343,9 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
                     requests,
                     stop.wait(),
                 ));
+            }
+            ContainerSource::Engine(endpoint) => {
+                tasks.spawn(engines::watch(endpoint, source_tx.clone(), stop.wait()));
             }
         }
     }
@@ -330,11 +362,16 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     }
     sinks.flush();
     let mut d = Daemon {
-        cgroup_root,
-        parents,
+        parents: ContainerParents {
+            root: cgroup_root,
+            parents,
+        },
         kernel,
         lookup,
+        sources: source_ids,
+        failed_parents: Vec::new(),
         profiles: ProfileSet::builtin_default(),
+        loaded: ProfileSet::builtin_default(),
         compiled: CompiledSet::default(),
         next_profile_id: 0,
         containers: ContainerTable::default(),
@@ -344,6 +381,8 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         metrics,
         status: status.clone(),
         files,
+        lsm_active,
+        prepared: HashMap::new(),
         delivery,
         own_cgroup,
         unresolved: HashMap::new(),
@@ -352,6 +391,8 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         held: HashMap::new(),
         drops_seen: 0,
         intel: node_intel,
+        learner: learning.learner,
+        promotion: learning.promotion,
         cfg: cfg.clone(),
     };
     // Maps adopted from an earlier agent keep its rules: number on above them, and remove them
@@ -373,6 +414,14 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
             .trim()
             .into();
         s.backends = Some(backends.clone());
+        s.coverage = coverage::lines(
+            if lsm_active {
+                coverage::BackendKind::BpfLsm
+            } else {
+                coverage::BackendKind::Fallback
+            },
+            &coverage::KernelFacts::probe(),
+        );
         s.started = Clock::now();
         s.version = env!("CARGO_PKG_VERSION").into();
     }
@@ -514,14 +563,29 @@ async fn event_loop(
                     tracing::info!("profiles directory changed: reloading");
                     d.reload().await;
                 }
+                d.watch_parents().await;
                 d.expire_waits().await;
                 d.poll_intel().await;
                 d.poll_counters().await;
+                d.promote_due().await;
                 if let Err(e) = d.kernel.heartbeat().await {
                     tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
                 }
             }
-            Some(news) = source_rx.recv() => d.on_source(news).await,
+            Some(news) = source_rx.recv() => {
+                if matches!(news, SourceEvent::Stopped { .. }) {
+                    // A short-lived container's engine can report its end before we have
+                    // read what it did: take the kernel records already here while its row,
+                    // which names the container and pod in them, is still in the table.
+                    for _ in 0..KERNEL_BATCH {
+                        match kernel_rx.try_recv() {
+                            Ok(ev) => d.on_kernel(ev).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                d.on_source(news).await
+            }
             Some(listed) = listed_rx.recv() => d.on_listed_exec(listed),
             Some(first) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
                 d.on_file(first);

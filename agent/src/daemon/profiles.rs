@@ -35,9 +35,10 @@ pub fn stamp(dir: &Path) -> Option<SystemTime> {
 }
 
 impl Daemon {
-    /// Compiles `set` under fresh ids and swaps it in: at no moment is a container without a
-    /// complete policy.
-    pub(super) async fn install(&mut self, set: ProfileSet) -> Result<(), DaemonError> {
+    /// Compiles `loaded` (with the promotions its `enforce_after` clocks made) under fresh ids
+    /// and swaps it in: at no moment is a container without a complete policy.
+    pub(super) async fn install(&mut self, loaded: ProfileSet) -> Result<(), DaemonError> {
+        let set = self.promoted_set(loaded);
         let mut compiled = compile::compile_set(&set, &mut self.next_profile_id)?;
         self.intel.set_policy_modes(&mut compiled, &set);
         let old_paths = self.compiled.all_path_rules();
@@ -68,9 +69,10 @@ impl Daemon {
             .iter()
             .map(|(c, i)| (*c, i.clone()))
             .collect();
+        let live = self.parents.live_ids();
         for (cg, info) in rows {
             // A container whose cgroup went meanwhile gets no policy written for it.
-            if self.dir_of(cg).is_some() {
+            if live.contains(&cg) {
                 self.register(cg, info).await;
             }
         }

@@ -15,8 +15,18 @@ use crate::{
         owner::{KernelHandle, KernelOwner},
         pins::LinkPins,
     },
-    runtime::cgroup::{self, CgroupError},
+    runtime::cgroup::{self, CgroupError, ContainerParent, ContainerParents, ParentKind},
 };
+
+/// Nested parents registered whenever they exist, without being configured: Kubernetes'
+/// (both cgroup drivers) and podman's. Not `system.slice`: every host service lives there, so
+/// the network programs would run for them; Docker's systemd driver needs it configured.
+pub const DETECTED_PARENTS: &[&str] = &[
+    "kubepods",
+    "kubepods.slice",
+    "libpod_parent",
+    "machine.slice",
+];
 
 /// Why the agent could not start its kernel side.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +63,7 @@ pub struct Started {
     pub kernel: KernelHandle,
     pub ring: RingBuf<MapData>,
     pub cgroup_root: PathBuf,
-    pub parents: Vec<(PathBuf, u64)>,
+    pub parents: Vec<ContainerParent>,
     pub own_cgroup: Option<u64>,
     /// Why BPF LSM is not in use, when it is not.
     pub lsm_unavailable: Option<String>,
@@ -77,8 +87,15 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
             tracing::info!(dir = %dir.display(), "created container parent cgroup");
         }
         let id = cgroup::cgroup_id(&dir)?;
-        parents.push((dir, id));
+        if !parents.iter().any(|q: &ContainerParent| q.id == id) {
+            parents.push(ContainerParent {
+                dir,
+                id,
+                kind: ParentKind::of(p),
+            });
+        }
     }
+    parents.extend(detected_parents(&cgroup_root, &parents));
 
     let mut link_pins = LinkPins::new(&cfg.bpffs);
     if link_pins.adopting() {
@@ -115,14 +132,13 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
 
     // Running as a container under a container parent: exempt our own cgroup (an explicit,
     // all-off policy) before the parents make the default apply to it.
-    let own_cgroup = cgroup::pid_cgroup(std::process::id()).and_then(|p| {
-        let full = cgroup_root.join(p.trim_start_matches('/'));
-        parents.iter().find_map(|(parent, _)| {
-            let rest = full.strip_prefix(parent).ok()?;
-            let first = rest.components().next()?;
-            cgroup::cgroup_id(&parent.join(first)).ok()
-        })
-    });
+    let layout = ContainerParents {
+        root: cgroup_root.clone(),
+        parents: parents.clone(),
+    };
+    let own_cgroup = cgroup::pid_cgroup(std::process::id())
+        .and_then(|p| layout.container_dir_of_init(&p))
+        .and_then(|dir| cgroup::cgroup_id(&dir).ok());
     if let Some(own) = own_cgroup {
         tracing::info!(
             cgroup_id = own,
@@ -132,8 +148,9 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
             .set_container(own, agent_common::ContainerPolicy::default())
             .await?;
     }
-    for (dir, id) in &parents {
-        kernel.add_parent(*id, dir.clone()).await?;
+    for p in &parents {
+        kernel.add_parent(p.id, p.dir.clone(), p.kind.abi()).await?;
+        tracing::info!(dir = %p.dir.display(), kind = ?p.kind, "container parent");
     }
     Ok(Started {
         owner,
@@ -144,6 +161,22 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
         own_cgroup,
         lsm_unavailable,
     })
+}
+
+/// The [`DETECTED_PARENTS`] that exist below `root` and are not in `known`.
+pub fn detected_parents(root: &std::path::Path, known: &[ContainerParent]) -> Vec<ContainerParent> {
+    DETECTED_PARENTS
+        .iter()
+        .filter_map(|p| {
+            let dir = root.join(p);
+            let id = cgroup::cgroup_id(&dir).ok()?;
+            (!known.iter().any(|k| k.id == id)).then_some(ContainerParent {
+                dir,
+                id,
+                kind: ParentKind::Nested,
+            })
+        })
+        .collect()
 }
 
 /// Loading parsed the kernel's BTF (~5 MiB per parse) and freed it: give those pages back

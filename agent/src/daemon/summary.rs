@@ -7,7 +7,8 @@ use crate::{
         backends::Backends,
         programs::{self, AttachScope, Backend, Control},
     },
-    ops::status::ContainerStatus,
+    ops::status::{ContainerStatus, SourceStatus},
+    runtime::Runtime,
 };
 
 /// The startup summary on stderr, read from the program table and the probe.
@@ -36,16 +37,50 @@ pub(super) fn print(b: &Backends, d: &Daemon) {
         ));
     }
     text.push_str(&format!(
-        "  BPF LSM:        {}\n  profiles: {} ({} loaded)\n  containers monitored: {}",
+        "  BPF LSM:        {}\n  profiles: {} ({} loaded)\n",
         b.lsm_unavailable.as_deref().unwrap_or("in use"),
         d.cfg.profiles.display(),
         d.profiles.profiles().count(),
-        d.containers.len()
     ));
+    text.push_str("  container parents:");
+    for p in &d.parents.parents {
+        text.push_str(&format!(" {} ({:?})", p.dir.display(), p.kind));
+    }
+    text.push_str("\n  container sources:");
+    let sources = d.source_statuses();
+    if sources.is_empty() {
+        text.push_str(" none found (containers get the default profile, no metadata)");
+    }
+    for s in sources {
+        text.push_str(&format!("\n    {:<11} {} {}", s.runtime, s.socket, s.state));
+    }
+    text.push_str(&format!("\n  containers monitored: {}", d.containers.len()));
     eprintln!("{text}");
 }
 
 impl Daemon {
+    /// Each source, its state and how many of the table's containers it reported.
+    pub(super) fn source_statuses(&self) -> Vec<SourceStatus> {
+        self.sources
+            .iter()
+            .map(|(source, state)| SourceStatus {
+                runtime: source.runtime.to_string(),
+                socket: source.socket.display().to_string(),
+                state: match state {
+                    Some(true) => "listed",
+                    Some(false) => "unreachable",
+                    None => "connecting",
+                }
+                .into(),
+                containers: self
+                    .containers
+                    .iter()
+                    .filter(|(_, c)| c.source.as_ref() == Some(source))
+                    .count(),
+            })
+            .collect()
+    }
+
     /// Brings the containers in `seawall status` and the containers gauge up to date.
     pub(super) fn refresh_status(&self) {
         self.metrics.set_containers(self.containers.len() as u64);
@@ -57,6 +92,12 @@ impl Daemon {
                     id: c.id.clone(),
                     name: c.name.clone(),
                     image: c.image.clone(),
+                    runtime: c.runtime.map(Runtime::as_str).unwrap_or("").into(),
+                    pod: c
+                        .kubernetes
+                        .as_ref()
+                        .map(|k| format!("{}/{}", k.namespace, k.pod))
+                        .unwrap_or_default(),
                     cgroup_id: *cg,
                     profile: c.profile.clone(),
                     modes: self
@@ -78,6 +119,7 @@ impl Daemon {
                 .collect();
             s.containers.sort_by(|a, b| a.name.cmp(&b.name));
             s.profiles = self.profiles.profiles().map(|p| p.name.clone()).collect();
+            s.sources = self.source_statuses();
         }
     }
 }

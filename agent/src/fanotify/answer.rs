@@ -1,8 +1,20 @@
-//! The thread that answers fanotify permission events: which container the file belongs to,
-//! whether the opener is inside it, the verdict, the answer, the cache mark, the record.
+//! The thread that answers fanotify permission events: which container the file belongs to (by
+//! the mount it was reached through), whether the opener is inside it, the verdict, the answer,
+//! the cache mark, the record.
+//!
+//! Who opened the file, and how: the event's descriptor is opened by fanotify with the group's
+//! own `event_f_flags`, so its fdinfo says nothing about the opener's intent (checked: `flags:
+//! 0100000` whatever the opener asked). The opener's flags are the syscall arguments of the very
+//! thread that is blocked waiting for our answer (`FAN_REPORT_TID`), from `/proc/<tid>/syscall`.
+//! Fail closed: any syscall not known to be an `open(2)` of the 64-bit ABI — `openat2` (its
+//! flags live in memory another thread can change), the 32-bit entry points, x32, io_uring
+//! workers — has unknown flags, and unknown flags count as a write.
 
 use std::{
-    os::{fd::BorrowedFd, unix::fs::MetadataExt},
+    os::{
+        fd::{AsRawFd, BorrowedFd},
+        unix::{ffi::OsStrExt, fs::MetadataExt},
+    },
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -13,11 +25,7 @@ use std::{
 use nix::{
     errno::Errno,
     poll::{poll, PollFd, PollFlags, PollTimeout},
-    sys::{
-        fanotify::{Fanotify, FanotifyEvent, FanotifyResponse, MarkFlags, MaskFlags, Response},
-        stat::{fstat, FileStat},
-        uio::pread,
-    },
+    sys::fanotify::{Fanotify, FanotifyEvent, FanotifyResponse, MarkFlags, MaskFlags, Response},
 };
 use procfs::process::Syscall;
 use seawall_profile::Mode;
@@ -25,7 +33,10 @@ use seawall_proto::event::Action;
 use seawall_service::health::Liveness;
 use tokio::sync::mpsc;
 
-use super::{ByDev, FileEvent, Watched};
+use super::{
+    scripts::{self, FileFacts, Origin},
+    ByMount, FileEvent, Watched,
+};
 use crate::policy::verdict::{could_match, decide};
 
 /// How long one wait for events lasts: the thread beats and checks for shutdown this often.
@@ -34,7 +45,7 @@ const POLL_MS: u16 = 1000;
 /// Everything the answering thread holds.
 pub(super) struct Answerer {
     pub group: Arc<Fanotify>,
-    pub by_dev: ByDev,
+    pub by_mount: ByMount,
     pub audit_all: bool,
     pub cgroup_root: Option<PathBuf>,
     pub tx: mpsc::Sender<FileEvent>,
@@ -91,17 +102,17 @@ impl Answerer {
             return None;
         }
         let file = event.fd()?;
-        let pid = event.pid() as u32;
+        let tid = event.pid() as u32;
         let exec = event.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM);
-        let (record, cacheable) = if exec {
-            self.exec_permission(file, pid)
-        } else {
-            self.open_permission(file, pid)
+        let (record, cacheable) = match self.locate(file) {
+            None => (None, false),
+            Some((w, facts, path)) if exec => self.exec_permission(file, tid, &w, facts, path),
+            Some((w, facts, path)) => self.open_permission(tid, &w, facts, path),
         };
         if cacheable {
-            // No rule can ever match this inode's path: later opens skip the round trip. Not
-            // surviving modification: a cached answer about a file is dropped as soon as the
-            // file changes (a modified image script is upper).
+            // No rule can ever match this inode (or it is the image's): later opens skip the
+            // round trip. Not surviving modification: a cached answer about a file is dropped
+            // as soon as the file changes.
             let bit = if exec {
                 MaskFlags::FAN_OPEN_EXEC_PERM
             } else {
@@ -130,85 +141,122 @@ impl Answerer {
                 .group
                 .write_response(FanotifyResponse::new(file, response))
             {
-                tracing::warn!(error = %e, pid, "answering a fanotify permission event failed");
+                tracing::warn!(error = %e, tid, "answering a fanotify permission event failed");
             }
         }
         record
     }
 
-    /// The watched container an event's file belongs to (by superblock device), the file's
-    /// stat, and its path as seen inside the container: opened through the container's own
-    /// root mount the fd's path already reads that way; through the host's view of the merged
-    /// directory it carries that prefix, which is stripped.
-    pub(super) fn locate(&self, file: BorrowedFd<'_>) -> Option<(Watched, FileStat, String)> {
-        use std::os::fd::AsRawFd;
-        let st = fstat(file).ok()?;
-        let w = self.by_dev.lock().ok()?.get(&st.st_dev).cloned()?;
-        let host_path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
-        let host_path = host_path.to_string_lossy();
-        let path = match host_path.strip_prefix(w.merged.as_str()) {
-            Some("") => "/".to_string(),
-            Some(p) => p.to_string(),
-            None => host_path.into_owned(),
+    /// The watched container an event's file belongs to (by the mount it was reached
+    /// through), the facts of the file, and its path from the container's root, as bytes: the
+    /// mounts are marked through `/proc/<pid>/root`, so the descriptor's path already reads as
+    /// the container sees it.
+    pub(super) fn locate(
+        &self,
+        file: BorrowedFd<'_>,
+    ) -> Option<(Arc<Watched>, FileFacts, Vec<u8>)> {
+        // SAFETY: a plain struct the kernel fills.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd, empty path with AT_EMPTY_PATH, out-pointer. nix has no statx.
+        let r = unsafe {
+            libc::statx(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                libc::STATX_INO | libc::STATX_NLINK | libc::STATX_MNT_ID,
+                &mut stx,
+            )
         };
-        Some((w, st, path))
+        if r != 0 {
+            return None;
+        }
+        let w = self.by_mount.lock().ok()?.get(&stx.stx_mnt_id).cloned()?;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+        let mut path = link.as_os_str().as_bytes().to_vec();
+        if stx.stx_nlink == 0 {
+            if let Some(p) = path.strip_suffix(b" (deleted)") {
+                path = p.to_vec();
+            }
+        }
+        let facts = FileFacts {
+            nlink: stx.stx_nlink as u64,
+            ino: stx.stx_ino,
+            on_root: stx.stx_mnt_id == w.root_mount,
+            mount: stx.stx_mnt_id,
+        };
+        Some((w, facts, path))
     }
 
-    fn open_permission(&self, file: BorrowedFd<'_>, pid: u32) -> (Option<FileEvent>, bool) {
-        let Some((w, st, path)) = self.locate(file) else {
+    fn open_permission(
+        &self,
+        tid: u32,
+        w: &Watched,
+        facts: FileFacts,
+        path: Vec<u8>,
+    ) -> (Option<FileEvent>, bool) {
+        if !w.opens {
             return (None, false);
-        };
+        }
         if !self.audit_all && !could_match(&w.policy, &path) {
             // No rule can match this inode's path, whoever opens it: allow, and cache the
             // answer when the inode has a single link (a hard link elsewhere could carry a
             // ruled path).
-            return (None, st.st_nlink == 1);
+            return (None, facts.nlink == 1);
+        }
+        if !self.audit_all
+            && w.read_only_mounts.contains(&facts.mount)
+            && !w.policy.deny.matches_bytes(&path)
+            && !w.policy.monitor.matches_bytes(&path)
+        {
+            // Below a read-only mount the kernel refuses a write open (EROFS) before the
+            // permission event exists, so this is a read: no per-open round trip any more.
+            return (None, facts.nlink == 1);
         }
         // Scope: only processes inside this container are ever denied (the engine itself, or
         // `docker cp`, also open these files).
-        if !self.opener_in(pid, w.cgroup_id) {
+        if !self.opener_in(tid, w.cgroup_id) {
             return (None, false);
         }
-        let flags = pending_open_flags(pid);
+        let flags = pending_open_flags(tid);
         let (action, rule) = decide(&w.policy, &path, flags);
         if action == Action::Allowed && !self.audit_all {
             return (None, false);
         }
         let record = FileEvent {
             cgroup_id: w.cgroup_id,
-            pid,
+            pid: tid,
             path,
             flags,
             action,
             rule,
-            exec: false,
+            exec: None,
         };
         (Some(record), false)
     }
 
-    /// Permission to execute a file of the container. Files not in the overlay upper layer
-    /// are image files: allowed and cached. Upper-layer ELF binaries are left to the kernel's
-    /// exec hook (which kills them before their first instruction); upper-layer scripts (`#!`)
-    /// are drift here, decided under the container's drift policy, for processes inside the
-    /// container only.
-    fn exec_permission(&self, file: BorrowedFd<'_>, pid: u32) -> (Option<FileEvent>, bool) {
-        let Some((w, _, path)) = self.locate(file) else {
-            return (None, false);
-        };
-        let Some(upper) = &w.upper else {
-            return (None, false);
-        };
-        let in_upper = std::fs::symlink_metadata(format!("{upper}{path}"))
-            .map(|m| m.file_type().is_file())
-            .unwrap_or(false);
-        if !in_upper {
-            return (None, true);
-        }
-        let mut magic = [0u8; 2];
-        if pread(file, &mut magic, 0) != Ok(2) || magic != *b"#!" {
+    /// Permission to execute a file of the container: a `#!` script that is not the image's
+    /// file is drift (for processes inside the container only); proven image files are cached.
+    fn exec_permission(
+        &self,
+        file: BorrowedFd<'_>,
+        tid: u32,
+        w: &Watched,
+        facts: FileFacts,
+        path: Vec<u8>,
+    ) -> (Option<FileEvent>, bool) {
+        if !w.scripts {
             return (None, false);
         }
-        if w.drift.allow.iter().any(|r| r.matches(&path)) || !self.opener_in(pid, w.cgroup_id) {
+        let why = match scripts::origin(facts, &path, w.layers.as_ref()) {
+            Origin::Image => return (None, facts.nlink == 1),
+            Origin::Drift(why) => why,
+        };
+        if !scripts::is_script(file) {
+            // An ELF file: the kernel's exec hook kills it before its first instruction.
+            return (None, false);
+        }
+        let allowed = w.drift.allow.iter().any(|r| r.matches_bytes(&path));
+        if allowed || !self.opener_in(tid, w.cgroup_id) {
             return (None, false);
         }
         let action = match w.drift.mode {
@@ -218,19 +266,19 @@ impl Answerer {
         };
         let record = FileEvent {
             cgroup_id: w.cgroup_id,
-            pid,
+            pid: tid,
             path,
             flags: None,
             action,
             rule: "drift",
-            exec: true,
+            exec: Some(why),
         };
         (Some(record), false)
     }
 
-    /// Whether `pid` is in the container cgroup `cgroup_id` (or below it).
-    pub(super) fn opener_in(&self, pid: u32, cgroup_id: u64) -> bool {
-        crate::runtime::cgroup::pid_cgroup(pid)
+    /// Whether thread `tid` is in the container cgroup `cgroup_id` (or below it).
+    pub(super) fn opener_in(&self, tid: u32, cgroup_id: u64) -> bool {
+        crate::runtime::cgroup::pid_cgroup(tid)
             .and_then(|p| {
                 self.cgroup_root
                     .as_ref()
@@ -249,16 +297,19 @@ impl Answerer {
     }
 }
 
-/// open(2) flags of the syscall a task is blocked in, from `/proc/<pid>/syscall`.
-fn pending_open_flags(pid: u32) -> Option<i32> {
-    let syscall = procfs::process::Process::new(pid as i32)
+/// The open flags of the syscall thread `tid` is blocked in, when they are known.
+fn pending_open_flags(tid: u32) -> Option<i32> {
+    let syscall = procfs::process::Process::new(tid as i32)
         .ok()?
         .syscall()
         .ok()?;
     open_flags(&syscall)
 }
 
-/// The flags argument of an open(2), openat(2) or creat(2) a task is blocked in.
+/// The flags argument of an open(2), openat(2) or creat(2) a task is blocked in. Only the
+/// x86-64 open family is trusted: a 32-bit `int 0x80` shows its own numbers (5 is `open` there,
+/// `fstat` here), which never collide with an x86-64 open (i386 2/85/257 are fork/readlink/
+/// remap_file_pages, which open nothing).
 fn open_flags(syscall: &Syscall) -> Option<i32> {
     let Syscall::Blocked {
         syscall_number,
@@ -287,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_open_flags_from_proc_syscall_lines() {
+    fn only_the_64_bit_open_family_has_known_flags() {
         // openat(AT_FDCWD, p, O_WRONLY|O_CREAT|O_TRUNC, 0666)
         let line = "257 0xffffffffffffff9c 0x7ffd1234 0x241 0x1b6 0x0 0x0 0x7ffd0000 0x7f000000\n";
         assert_eq!(parse_syscall_flags(line), Some(0x241));
@@ -298,5 +349,19 @@ mod tests {
             None,
             "read(2) is not an open"
         );
+        // openat2: flags are in user memory another thread may change.
+        assert_eq!(
+            parse_syscall_flags("437 0xffffff9c 0x4000 0x7ffd 0x18 0 0 0 0"),
+            None
+        );
+        // i386 open(2) through int 0x80 is number 5.
+        assert_eq!(
+            parse_syscall_flags("5 0x4c50a0 0x401 0x1a4 0 0 0 0x7ffd 0x401000"),
+            None
+        );
+        // x32 openat.
+        assert_eq!(parse_syscall_flags("1073742081 0 0 0x241 0 0 0 0 0"), None);
+        // io_uring_enter: an io_uring open.
+        assert_eq!(parse_syscall_flags("426 0x3 0x1 0x0 0x1 0 0 0 0"), None);
     }
 }

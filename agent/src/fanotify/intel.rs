@@ -3,11 +3,11 @@
 //! `intel::exec_hash`), and a listed file is refused with `FAN_DENY` — `execve` fails with
 //! EPERM before the new image exists, on every backend.
 //!
-//! Scope: only the container's own filesystem (its overlay superblock) is marked, as for the
-//! file controls, and only a process inside the container is ever refused. Not covered here:
-//! files on volumes or on tmpfs mounts (drift prevention refuses executing those when on), and
-//! a container's first exec when it was held before its marks were placed (the daemon checks
-//! that one itself, from the held process's `/proc/<pid>/exe`).
+//! Scope: every mount of the container is marked, as for the file controls (volumes and tmpfs
+//! mounts included; see `FileGuard::watch_mounts`), and only a process inside the container is
+//! ever refused. The container's first exec runs before its mounts can be marked: the kernel
+//! holds it (`RULES_HOLD_FIRST_EXEC`) and the daemon judges it itself, from the held process's
+//! `/proc/<pid>/exe`.
 //!
 //! Audit mode reports and lets the exec go on through the other checks; an allowed answer may
 //! then be cached as an ignore mark, which the kernel drops when the file changes and the
@@ -62,7 +62,7 @@ pub(super) fn answered(a: &Answerer, event: &FanotifyEvent) -> bool {
     a.intel.report(ListedExec {
         cgroup_id: w.cgroup_id,
         pid,
-        path,
+        path: String::from_utf8_lossy(&path).into_owned(),
         action,
         intel,
     });

@@ -1,31 +1,39 @@
-//! File controls and file visibility through fanotify permission events on each container's own
-//! overlay superblock (`FAN_MARK_FILESYSTEM` on its merged directory). The process waits in
-//! `open(2)` until we answer; `FAN_DENY` gives it EPERM. Only the containers' superblocks are
-//! marked, so no host open ever waits on the agent.
+//! The file sensor of the fallback backend: fanotify permission events on every mount of each
+//! monitored container (its overlay root, its tmpfs mounts, volumes, Docker's bind-mounted
+//! `/etc/hosts` and friends, and the agent's own read-only and masking mounts), marked inside
+//! its mount namespace (`FAN_MARK_MOUNT` through `/proc/<pid>/root`), so no host open ever waits
+//! on the agent. The opener waits in `open(2)`/`execve(2)` until we answer; `FAN_DENY` gives it
+//! EPERM.
 //!
-//! A sensor and nothing else: it answers permission events under the container's policy
-//! (`policy::verdict`) and reports plain [`FileEvent`] records, which `output` turns into
-//! events.
+//! - Opens (`FAN_OPEN_PERM`): file deny / read-only / monitor rules (`policy::verdict`), on the
+//!   path's bytes, with the opener's flags read from the blocked thread (`FAN_REPORT_TID`, see
+//!   `answer.rs`); unknown flags count as a write (fail closed). Literal and `dir/**` rules are
+//!   also enforced by the kernel through mounts (`enforced.rs`): fanotify is then the reporter,
+//!   and the only enforcer for `dir/*` rules and globs.
+//! - Execs (`FAN_OPEN_EXEC_PERM`): a `#!` script that is not the image's file is drift
+//!   (`scripts.rs`), wherever it lives; ELF files are the kernel's to judge. Not marked where
+//!   BPF LSM runs: its exec hook judges every binfmt stage itself.
 //!
-//! Fail-open, written down: when the agent cannot tell what an open is (procfs raced, a path
-//! it cannot read), it allows it and reports what it knew. When the agent dies, the kernel
-//! allows every pending open as the fanotify group closes.
+//! A sensor and nothing else beyond that: it reports plain [`FileEvent`] records, which
+//! `output` turns into events.
 //!
-//! Allowed answers for inodes no rule can match (by path, whatever the flags) are cached as
+//! Answers for inodes no rule can match (and proven image files, for execs) are cached as
 //! fanotify ignore marks, so a hot file costs one round trip, not one per open; the cache is
 //! flushed whenever a policy is applied. Only single-link inodes are cached.
 //!
-//! Not covered here: unlink, rename and truncate(2) of read-only paths (fanotify has no
-//! permission event for them; BPF LSM does), and files on other filesystems (volumes, and
-//! Docker's bind-mounted /etc/hosts, /etc/hostname, /etc/resolv.conf).
+//! Fail-open, written down: when the agent dies, the kernel allows every pending open as the
+//! group closes (the kernel-enforced mounts stay). A process outside the container (the engine
+//! itself, `docker cp` through `/proc/<pid>/root`) is never denied.
 
 mod answer;
+pub mod enforced;
 mod intel;
+pub mod mountinfo;
+pub mod scripts;
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt,
-    path::Path,
+    ffi::CString,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -43,46 +51,58 @@ use seawall_proto::event::Action;
 use seawall_service::health::Liveness;
 use tokio::sync::mpsc;
 
-/// What one container's file policy needs at answer time.
-#[derive(Clone)]
+use self::scripts::Layers;
+
+/// What one container's policy needs at answer time.
 struct Watched {
     cgroup_id: u64,
-    merged: String,
     policy: FilePolicy,
-    /// The container's overlay upper directory, when script drift is checked.
-    upper: Option<String>,
     drift: DriftPolicy,
+    /// The container's root mount (execs on other mounts are not the image's).
+    root_mount: u64,
+    layers: Option<Layers>,
+    /// Whether script execs are judged here.
+    scripts: bool,
+    /// Whether opens are judged (or reported) here.
+    opens: bool,
+    /// Read-only bind mounts the agent made (`dir/**` read-only rules): a write open there
+    /// fails in the kernel before it reaches us, so what does reach us is a read.
+    read_only_mounts: Vec<u64>,
 }
 
-/// Superblock device → the container whose root filesystem it is.
-type ByDev = Arc<Mutex<HashMap<u64, Watched>>>;
+/// Mount id (`statx(STATX_MNT_ID)`) → the container the mount belongs to.
+type ByMount = Arc<Mutex<HashMap<u64, Arc<Watched>>>>;
 
 /// One open (or script exec) the sensor saw and answered.
 #[derive(Debug, Clone)]
 pub struct FileEvent {
     /// The container's cgroup id.
     pub cgroup_id: u64,
-    /// The opening process.
+    /// The opening thread (`FAN_REPORT_TID`).
     pub pid: u32,
-    /// The path inside the container.
-    pub path: String,
-    /// open(2) flags, when the agent could read them.
+    /// From the container's root; bytes (file names need not be UTF-8).
+    pub path: Vec<u8>,
+    /// open(2) flags, when the agent could read them; `None` counted as a write.
     pub flags: Option<i32>,
     /// What the answer was.
     pub action: Action,
     /// `deny`, `read_only`, `monitor`, `drift`, or empty for plain visibility.
     pub rule: &'static str,
-    /// An exec of a script written in the container (control `drift`), not an open.
-    pub exec: bool,
+    /// An exec of a script (control `drift`), not an open; with why it is drift.
+    pub exec: Option<&'static str>,
 }
 
 /// The fanotify group, its marks, and the thread that answers its permission events.
 pub struct FileGuard {
     group: Arc<Fanotify>,
     audit_all: bool,
-    by_dev: ByDev,
-    /// cgroup → (device, merged dir) of each marked container.
-    marked: HashMap<u64, (u64, String)>,
+    /// Whether scripts are judged here (the fallback: BPF LSM judges them in the kernel).
+    judge_scripts: bool,
+    by_mount: ByMount,
+    /// Container → its marked mounts (id, marked path).
+    marked: HashMap<u64, Vec<(u64, CString)>>,
+    /// Container → its profile, until its mounts are known (first exec, or already running).
+    pending: HashMap<u64, Profile>,
     rx: Option<mpsc::Receiver<FileEvent>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -98,40 +118,55 @@ pub enum FileGuardError {
     Init(#[source] Errno),
     #[error("starting the fanotify thread")]
     Thread(#[source] std::io::Error),
+    #[error("reading the mounts of pid {pid}")]
+    Mounts {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("fanotify_mark on {path}")]
     Mark {
         path: String,
         #[source]
         source: Errno,
     },
-    #[error("reading {path}")]
-    Stat {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+}
+
+/// Whether a profile needs the guard for this container at all: (opens, scripts).
+fn wanted(profile: &Profile, audit_all: bool, judge_scripts: bool) -> (bool, bool) {
+    let f = &profile.files;
+    let opens = audit_all
+        || (f.mode != Mode::Off
+            && !(f.deny.is_empty() && f.read_only.is_empty() && f.monitor.is_empty()));
+    (opens, judge_scripts && profile.drift.mode != Mode::Off)
 }
 
 impl FileGuard {
     /// Starts the fanotify group and its thread. `audit_all` reports every open in monitored
-    /// containers (`--audit-files`); the thread beats `liveness` at least every second.
+    /// containers (`--audit-files`); `judge_scripts` is false where BPF LSM judges every binfmt
+    /// stage of an exec itself; the thread beats `liveness` at least every second.
     pub fn start(
         audit_all: bool,
+        judge_scripts: bool,
         liveness: Liveness,
         intel: crate::intel::exec::ExecIntel,
     ) -> Result<Self, FileGuardError> {
+        // FAN_REPORT_TID: the event names the blocked thread, whose syscall holds the flags.
         let group = Fanotify::init(
-            InitFlags::FAN_CLASS_CONTENT | InitFlags::FAN_CLOEXEC | InitFlags::FAN_UNLIMITED_QUEUE,
+            InitFlags::FAN_CLASS_CONTENT
+                | InitFlags::FAN_CLOEXEC
+                | InitFlags::FAN_UNLIMITED_QUEUE
+                | InitFlags::FAN_REPORT_TID,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
         )
         .map_err(FileGuardError::Init)?;
         let group = Arc::new(group);
-        let by_dev: ByDev = Arc::default();
+        let by_mount: ByMount = Arc::default();
         let (tx, rx) = mpsc::channel(65_536);
         let stop = Arc::new(AtomicBool::new(false));
         let answerer = answer::Answerer {
             group: group.clone(),
-            by_dev: by_dev.clone(),
+            by_mount: by_mount.clone(),
             audit_all,
             cgroup_root: crate::runtime::cgroup::cgroup2_root().ok(),
             tx,
@@ -146,8 +181,10 @@ impl FileGuard {
         Ok(Self {
             group,
             audit_all,
-            by_dev,
+            judge_scripts,
+            by_mount,
             marked: HashMap::new(),
+            pending: HashMap::new(),
             rx: Some(rx),
             stop,
             thread: Some(thread),
@@ -171,54 +208,104 @@ impl FileGuard {
         }
     }
 
-    /// Marks the container's root filesystem when its profile has file rules or all opens are
-    /// audited; otherwise nothing is marked and its opens cost nothing.
-    pub fn watch_container(
+    /// Whether the container's mounts must be marked before its first process runs.
+    pub fn needs(&self, cgroup_id: u64, profile: &Profile) -> bool {
+        let (opens, scripts) = wanted(profile, self.audit_all, self.judge_scripts);
+        opens || scripts || !intel::exec_mask(&self.intel, cgroup_id).is_empty()
+    }
+
+    /// Records the container's profile; its mounts are marked by [`FileGuard::watch_mounts`]
+    /// once its mount namespace exists (its first exec, held by the kernel for this).
+    pub fn prepare(&mut self, cgroup_id: u64, profile: &Profile) {
+        self.pending.insert(cgroup_id, profile.clone());
+    }
+
+    /// Marks every mount of the container `pid` is in, under its recorded profile (the old
+    /// marks are replaced: a reload, or new mounts made by the agent). `read_only` names the
+    /// read-only bind mounts the agent made there. Returns how many mounts are marked.
+    pub fn watch_mounts(
         &mut self,
         cgroup_id: u64,
-        merged: &str,
-        upper: Option<&str>,
-        profile: &Profile,
-    ) -> Result<(), FileGuardError> {
-        let p = &profile.files;
-        let has_rules = p.mode != Mode::Off
-            && !(p.deny.is_empty() && p.read_only.is_empty() && p.monitor.is_empty());
-        // Scripts written in the container: the exec tracepoint only sees their (image)
-        // interpreter, so their drift is checked here, at the permission to exec the script.
-        let scripts = profile.drift.mode != Mode::Off && upper.is_some();
+        pid: u32,
+        read_only: &[Vec<u8>],
+    ) -> Result<usize, FileGuardError> {
+        let Some(profile) = self.pending.get(&cgroup_id).cloned() else {
+            return Ok(0);
+        };
+        self.unwatch_container(cgroup_id);
+        self.pending.insert(cgroup_id, profile.clone());
+        let (opens, scripts) = wanted(&profile, self.audit_all, self.judge_scripts);
+        let intel_mask = intel::exec_mask(&self.intel, cgroup_id);
+        if !(opens || scripts) && intel_mask.is_empty() {
+            return Ok(0);
+        }
+        let mounts =
+            mountinfo::of_pid(pid).map_err(|source| FileGuardError::Mounts { pid, source })?;
+        let root = mounts.iter().find(|m| m.is_root());
+        let watched = Arc::new(Watched {
+            cgroup_id,
+            policy: profile.files.clone(),
+            drift: profile.drift.clone(),
+            root_mount: root.map(|m| m.id).unwrap_or(0),
+            layers: root
+                .and_then(|m| m.overlay_layers())
+                .map(|(upper, lowers)| Layers { upper, lowers }),
+            scripts,
+            opens,
+            read_only_mounts: mounts
+                .iter()
+                .filter(|m| read_only.contains(&m.mount_point))
+                .map(|m| m.id)
+                .collect(),
+        });
         let mut mask = MaskFlags::empty();
-        if has_rules || self.audit_all {
+        if opens {
             mask |= MaskFlags::FAN_OPEN_PERM;
         }
         if scripts {
             mask |= MaskFlags::FAN_OPEN_EXEC_PERM;
         }
-        mask |= intel::exec_mask(&self.intel, cgroup_id);
-        if mask.is_empty() {
-            self.unwatch_container(cgroup_id);
-            return Ok(());
-        }
-        let dev = std::fs::metadata(merged)
-            .map_err(|source| FileGuardError::Stat {
-                path: merged.into(),
-                source,
-            })?
-            .dev();
-        self.group
-            .mark(
-                MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
+        mask |= intel_mask;
+        let mut marked = Vec::new();
+        for m in mounts.iter().filter(|m| m.markable()) {
+            // Through the container's own root: the mount as the container sees it, whatever
+            // the host's view of its namespace is.
+            let mut p = format!("/proc/{pid}/root").into_bytes();
+            if !m.is_root() {
+                p.extend_from_slice(&m.mount_point);
+            }
+            let Ok(c) = CString::new(p) else { continue };
+            if let Err(source) = self.group.mark(
+                MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_MOUNT,
                 mask,
                 AT_FDCWD,
-                Some(Path::new(merged)),
-            )
-            .map_err(|source| FileGuardError::Mark {
-                path: merged.into(),
-                source,
-            })?;
-        self.marked.insert(cgroup_id, (dev, merged.to_string()));
-        // Cached "never matches" answers were for the previous rules. FAN_MARK_FLUSH without
-        // a mark type flushes the inode marks (the cache) only.
-        if let Err(e) = self.group.mark::<_, Path>(
+                Some(c.as_c_str()),
+            ) {
+                let path = String::from_utf8_lossy(c.as_bytes()).into_owned();
+                if m.is_root() {
+                    return Err(FileGuardError::Mark { path, source });
+                }
+                tracing::warn!(container_cgroup_id = cgroup_id, mount = %path, error = %source, "a container mount could not be marked: its files are not covered");
+                continue;
+            }
+            marked.push((m.id, c));
+        }
+        {
+            let mut by = self.by_mount.lock().unwrap_or_else(|e| e.into_inner());
+            for (id, _) in &marked {
+                by.insert(*id, watched.clone());
+            }
+        }
+        let n = marked.len();
+        self.marked.insert(cgroup_id, marked);
+        self.flush_cache();
+        Ok(n)
+    }
+
+    /// Cached "never matches" answers were for the previous rules. FAN_MARK_FLUSH without a
+    /// mark type flushes the inode marks (the cache) only.
+    fn flush_cache(&self) {
+        if let Err(e) = self.group.mark::<_, std::path::Path>(
             MarkFlags::FAN_MARK_FLUSH,
             MaskFlags::empty(),
             AT_FDCWD,
@@ -226,35 +313,23 @@ impl FileGuard {
         ) {
             tracing::warn!(error = %e, "flushing fanotify's cached answers failed");
         }
-        self.by_dev
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                dev,
-                Watched {
-                    cgroup_id,
-                    merged: merged.to_string(),
-                    policy: profile.files.clone(),
-                    upper: upper.filter(|_| scripts).map(str::to_string),
-                    drift: profile.drift.clone(),
-                },
-            );
-        Ok(())
     }
 
-    /// Removes a container's marks (its opens stop waiting on us).
+    /// Removes a container's marks and its recorded profile (its opens stop waiting on us).
     pub fn unwatch_container(&mut self, cgroup_id: u64) {
-        if let Some((dev, merged)) = self.marked.remove(&cgroup_id) {
-            self.by_dev
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&dev);
-            // Failure (the overlay is already unmounted) leaves nothing to remove.
+        self.pending.remove(&cgroup_id);
+        let Some(marks) = self.marked.remove(&cgroup_id) else {
+            return;
+        };
+        let mut by = self.by_mount.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, path) in marks {
+            by.remove(&id);
+            // Failure (the container and its mounts are gone) leaves nothing to remove.
             let _ = self.group.mark(
-                MarkFlags::FAN_MARK_REMOVE | MarkFlags::FAN_MARK_FILESYSTEM,
+                MarkFlags::FAN_MARK_REMOVE | MarkFlags::FAN_MARK_MOUNT,
                 MaskFlags::FAN_OPEN_PERM | MaskFlags::FAN_OPEN_EXEC_PERM,
                 AT_FDCWD,
-                Some(Path::new(&merged)),
+                Some(path.as_c_str()),
             );
         }
     }

@@ -35,7 +35,9 @@ pub struct Probe {
 fn hooks(control: Control, backend: Backend) -> String {
     programs::serving(control, backend)
         .map(|p| match p.hook {
-            Hook::CgroupSockAddr(_) | Hook::CgroupSockCreate => p.name.to_string(),
+            Hook::CgroupSockAddr(_) | Hook::CgroupSockCreate | Hook::CgroupSkbIngress => {
+                p.name.to_string()
+            }
             hook => hook.to_string(),
         })
         .collect::<Vec<_>>()
@@ -61,8 +63,8 @@ impl Backends {
                         hooks(control, Backend::ExecSignal)
                     );
                     let text = match (control, fanotify) {
-                        (Control::Drift, None) => format!("{signal}; scripts written in the container: fanotify exec permission on its overlay (EPERM)"),
-                        (Control::Drift, Some(_)) => format!("{signal}; scripts written in the container not covered (no fanotify)"),
+                        (Control::Drift, None) => format!("{signal}; the loader run as a program and LD_PRELOAD/LD_AUDIT of non-image libraries killed at exec; scripts: fanotify exec permission on every mount of the container (EPERM); executable mappings of non-image files (dlopen, mmap) not visible"),
+                        (Control::Drift, Some(_)) => format!("{signal}; scripts not covered (no fanotify)"),
                         _ => signal,
                     };
                     (Backend::ExecSignal, text)
@@ -70,12 +72,12 @@ impl Backends {
                 (Control::File, true) => (
                     Backend::BpfLsm,
                     format!(
-                        "BPF LSM {} (EPERM; opens only, unlink/rename not covered); fanotify for globs the kernel cannot match",
+                        "BPF LSM {} (EPERM, decided on the inode); fanotify for globs the kernel cannot match",
                         hooks(control, Backend::BpfLsm)
                     ),
                 ),
                 (Control::File, false) => match fanotify {
-                    None => (Backend::Fanotify, "fanotify permission events on the container's overlay (EPERM); unlink/rename/truncate(2) not covered".to_string()),
+                    None => (Backend::Fanotify, "literal and dir/** rules: kernel-enforced mounts in the container (EROFS, EBUSY); every rule: fanotify permission events on every mount of the container (EPERM); unlink/rename/truncate(2) under dir/* and glob rules not covered".to_string()),
                     Some(why) => (Backend::Sensor, format!("unavailable: {why}")),
                 },
                 (Control::Network, _) => {
@@ -89,7 +91,7 @@ impl Backends {
                             hooks(control, Backend::BpfLsm)
                         )
                     } else {
-                        format!("{cgroup} (EPERM)")
+                        format!("{cgroup} (EPERM); AF_PACKET sockets not visible")
                     };
                     (Backend::CgroupSock, text)
                 }

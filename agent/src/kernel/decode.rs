@@ -29,7 +29,10 @@ pub enum KernelEvent {
     Exec {
         header: Header,
         flags: u32,
+        /// The path as text ([`path_text`]), `…`-prefixed when truncated.
         path: String,
+        /// The path's bytes, as the kernel matched them.
+        path_bytes: Vec<u8>,
         args: Vec<String>,
     },
     Fork {
@@ -56,6 +59,8 @@ pub enum KernelEvent {
     File {
         header: Header,
         open_flags: u32,
+        /// `FILE_OP_*`.
+        op: u32,
         path: String,
     },
 }
@@ -97,6 +102,27 @@ fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     // SAFETY: length checked; T is a repr(C) plain-old-data ABI type; read_unaligned copes
     // with the ring buffer's 8-byte alignment either way.
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// A path's bytes as text, losslessly: valid UTF-8 stays as it is, every byte that is not
+/// part of valid UTF-8 is written `\xHH`, and a backslash is written `\\` (so the text
+/// always maps back to exactly one byte string). File names are bytes to the kernel; an event
+/// must neither drop nor replace what an attacker put in one.
+pub fn path_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Kernel-supplied bytes up to the first NUL, lossily as UTF-8 (never trusted to be valid).
@@ -150,10 +176,18 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             let e: ExecEvent = read(bytes, "exec event")?;
             let path_len = (e.path_len as usize).min(e.path.len());
             let args_len = (e.args_len as usize).min(e.args.len());
+            // A truncated path is only the tail the kernel kept: marked, never passed off as a
+            // real path.
+            let mark = if e.flags & agent_common::EXEC_PATH_TRUNCATED != 0 {
+                "…"
+            } else {
+                ""
+            };
             KernelEvent::Exec {
                 header: header(&e.header),
                 flags: e.flags,
-                path: String::from_utf8_lossy(&e.path[..path_len]).into_owned(),
+                path: format!("{mark}{}", path_text(&e.path[..path_len])),
+                path_bytes: e.path[..path_len].to_vec(),
                 args: split_args(&e.args[..args_len]),
             }
         }
@@ -201,7 +235,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             KernelEvent::File {
                 header: header(&e.header),
                 open_flags: e.open_flags,
-                path: String::from_utf8_lossy(&e.path[..len]).into_owned(),
+                op: e.op,
+                path: path_text(&e.path[..len]),
             }
         }
         other => return Err(DecodeError::UnknownKind(other)),
@@ -244,7 +279,7 @@ pub(crate) mod tests {
             flags: 0,
             path_len: path.len() as u32,
             args_len: 0,
-            _pad: 0,
+            target_tgid: 0,
             path: [0; PATH_BUF],
             args: [0; ARGS_BUF],
         };
@@ -268,6 +303,18 @@ pub(crate) mod tests {
         assert_eq!(header.comm, "cat");
         assert_eq!(path, "/bin/busybox");
         assert_eq!(args, vec!["cat", "/etc/hostname"]);
+    }
+
+    #[test]
+    fn paths_are_shown_losslessly() {
+        assert_eq!(path_text(b"/bin/ls"), "/bin/ls");
+        assert_eq!(path_text(b"/tmp/\xff\xfe.sh"), "/tmp/\\xff\\xfe.sh");
+        assert_eq!(path_text("/tmp/é".as_bytes()), "/tmp/é");
+        assert_eq!(
+            path_text(b"/tmp/a\\xff"),
+            "/tmp/a\\\\xff",
+            "a literal backslash is doubled"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use aya::{
-    programs::{BtfTracePoint, CgroupSock, CgroupSockAddr},
+    programs::{BtfTracePoint, CgroupSkb, CgroupSock, CgroupSockAddr},
     Ebpf, EbpfLoader,
 };
 
@@ -104,6 +104,10 @@ pub fn load(opts: &LoadOptions, mut pins: Option<&mut LinkPins>) -> Result<Loade
                 .load()
                 .map_err(err)?,
             Hook::CgroupSockCreate => <&mut CgroupSock>::try_from(prog)
+                .map_err(err)?
+                .load()
+                .map_err(err)?,
+            Hook::CgroupSkbIngress => <&mut CgroupSkb>::try_from(prog)
                 .map_err(err)?
                 .load()
                 .map_err(err)?,

@@ -35,6 +35,13 @@ pub enum LsmError {
         #[source]
         source: ProgramError,
     },
+    #[error("BPF LSM: map {} missing from the object", agent_common::MAP_BACKEND)]
+    MissingBackendMap,
+    #[error(
+        "BPF LSM: telling the kernel programs the backend (map {})",
+        agent_common::MAP_BACKEND
+    )]
+    Backend(#[source] aya::maps::MapError),
 }
 
 /// Loads and attaches every LSM program of the table. The links live as long as `ebpf`.
@@ -55,11 +62,25 @@ pub fn load_lsm(ebpf: &mut Ebpf, btf: &Btf) -> Result<(), LsmError> {
         prog.attach()
             .map_err(|source| LsmError::Attach { name, hook, source })?;
     }
-    Ok(())
+    set_backend(ebpf, agent_common::BACKEND_LSM)
+}
+
+/// Tells the kernel programs which backend is live (`MAP_BACKEND`): with BPF LSM attached, the
+/// fallback-only exec heuristics (the loader run as a program, `LD_*` doors) stand down, since
+/// `mmap_file` and `bprm_check_security` decide those on the file itself.
+pub fn set_backend(ebpf: &mut Ebpf, bits: u32) -> Result<(), LsmError> {
+    let map = ebpf
+        .map_mut(agent_common::MAP_BACKEND)
+        .ok_or(LsmError::MissingBackendMap)?;
+    let mut backend: aya::maps::Array<&mut aya::maps::MapData, u32> =
+        aya::maps::Array::try_from(map).map_err(LsmError::Backend)?;
+    backend.set(0, bits, 0).map_err(LsmError::Backend)
 }
 
 /// Unloads (and so detaches) the LSM programs, e.g. after a partial [`load_lsm`] failure.
 pub fn unload_lsm(ebpf: &mut Ebpf) {
+    // The fallback heuristics must be back on before the LSM programs go.
+    let _ = set_backend(ebpf, 0);
     for (program, _) in programs::lsm_hooks() {
         if let Some(prog) = ebpf.program_mut(program.name) {
             if let Ok(prog) = <&mut Lsm>::try_from(prog) {

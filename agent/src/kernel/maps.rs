@@ -16,10 +16,11 @@ use agent_common::{
 use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
     programs::{
+        cgroup_skb::CgroupSkbLinkId,
         cgroup_sock::CgroupSockLinkId,
         cgroup_sock_addr::CgroupSockAddrLinkId,
         links::{FdLink, LinkError},
-        CgroupAttachMode, CgroupSock, CgroupSockAddr, ProgramError,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
     },
     Ebpf,
 };
@@ -102,6 +103,7 @@ pub struct KernelState {
     parents: HashMap<MapData, u64, u32>,
     containers: HashMap<MapData, u64, ContainerPolicy>,
     init: HashMap<MapData, u64, u32>,
+    roots: HashMap<MapData, u64, agent_common::ContainerRoot>,
     origin: HashMap<MapData, u32, u32>,
     path_rules: HashMap<MapData, PathRuleKey, u32>,
     net_rules: HashMap<MapData, NetRuleKey, NetRule>,
@@ -117,6 +119,7 @@ pub struct KernelState {
 struct NetLinks {
     addr: Vec<(&'static str, CgroupSockAddrLinkId)>,
     sock: Vec<(&'static str, CgroupSockLinkId)>,
+    skb: Vec<(&'static str, CgroupSkbLinkId)>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
@@ -137,6 +140,7 @@ impl KernelState {
             parents: take(&mut ebpf, MAP_CONTAINER_PARENTS)?,
             containers: take(&mut ebpf, MAP_CONTAINERS)?,
             init: take(&mut ebpf, MAP_CONTAINER_INIT)?,
+            roots: take(&mut ebpf, agent_common::MAP_CONTAINER_ROOTS)?,
             origin: take(&mut ebpf, MAP_TASK_ORIGIN)?,
             path_rules: take(&mut ebpf, MAP_PATH_RULES)?,
             net_rules: take(&mut ebpf, MAP_NET_RULES)?,
@@ -150,14 +154,15 @@ impl KernelState {
         })
     }
 
-    /// Children of this cgroup are containers. The network programs are attached here, once:
-    /// a container parent (e.g. `/docker`) holds only containers, the programs' membership gate
-    /// lets everything else through at once, and attaching above the containers puts network
+    /// Containers live below this cgroup: its children (`PARENT_CHILDREN`, e.g. `/docker`), or
+    /// cgroups at any depth the kernel recognises by name (`PARENT_NESTED`, e.g. `/kubepods`).
+    /// The network programs are attached here, once: the programs' membership gate lets
+    /// everything that is not in a container through at once, and attaching above the containers puts network
     /// policy in force before a new container's first `connect`, which a per-container attach
     /// made after the cgroup appears cannot promise. Never the hierarchy root.
-    pub fn add_parent(&mut self, cgroup_id: u64, dir: &Path) -> Result<(), KernelError> {
+    pub fn add_parent(&mut self, cgroup_id: u64, dir: &Path, kind: u32) -> Result<(), KernelError> {
         self.parents
-            .insert(cgroup_id, 1, 0)
+            .insert(cgroup_id, kind, 0)
             .map_err(map_err(MAP_CONTAINER_PARENTS))?;
         if !self.links.contains_key(&cgroup_id) {
             let links = self.attach_net(dir)?;
@@ -232,17 +237,31 @@ impl KernelState {
                         None => links.sock.push((name, id)),
                     }
                 }
+                Hook::CgroupSkbIngress => {
+                    let prog = <&mut CgroupSkb>::try_from(prog).map_err(attach_err)?;
+                    let id = prog
+                        .attach(open()?, CgroupSkbAttachType::Ingress, LINK_MODE)
+                        .map_err(attach_err)?;
+                    match self.pins.as_mut() {
+                        Some(pins) => {
+                            let link = prog.take_link(id).map_err(attach_err)?;
+                            pin_link(pins, &pin_name, link, name, dir)?;
+                        }
+                        None => links.skb.push((name, id)),
+                    }
+                }
                 Hook::TpBtf(_) | Hook::Lsm(_) => return Err(KernelError::NotCgroup(name)),
             }
         }
         Ok(links)
     }
 
-    /// Forgets a container: its policy and init.
+    /// Forgets a container: its policy, init and recorded root.
     pub fn remove_container(&mut self, cgroup_id: u64) {
         let _ = self.containers.remove(&cgroup_id);
         let _ = self.init.remove(&cgroup_id);
         self.intel.forget(cgroup_id);
+        let _ = self.roots.remove(&cgroup_id);
     }
 
     /// Records the init of a container that was running before the agent, and the origin of

@@ -1,6 +1,7 @@
 //! Everything that touches aya: programs, maps, the ring buffer, pins. No other wing imports aya.
 
 pub mod backends;
+pub mod coverage;
 pub mod decode;
 pub mod intel;
 pub mod loader;

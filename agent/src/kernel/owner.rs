@@ -22,6 +22,8 @@ pub(super) enum Command {
     AddParent {
         cgroup_id: u64,
         dir: PathBuf,
+        /// `PARENT_CHILDREN` or `PARENT_NESTED`.
+        kind: u32,
         reply: Reply<()>,
     },
     /// The policy of containers without one of their own yet (key 0).
@@ -159,9 +161,10 @@ fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: im
             Command::AddParent {
                 cgroup_id,
                 dir,
+                kind,
                 reply,
             } => {
-                let _ = reply.send(state.add_parent(cgroup_id, &dir));
+                let _ = reply.send(state.add_parent(cgroup_id, &dir, kind));
             }
             Command::SetDefaultPolicy { policy, reply } => {
                 let _ = reply.send(state.set_default_policy(policy));
@@ -225,11 +228,18 @@ impl KernelHandle {
         answer.await.map_err(|_| KernelError::Gone)
     }
 
-    /// Children of `dir` are containers: mark it and attach the container-parent programs.
-    pub async fn add_parent(&self, cgroup_id: u64, dir: PathBuf) -> Result<(), KernelError> {
+    /// Containers live below `dir` (`kind`: `PARENT_CHILDREN` or `PARENT_NESTED`): mark it and
+    /// attach the container-parent programs.
+    pub async fn add_parent(
+        &self,
+        cgroup_id: u64,
+        dir: PathBuf,
+        kind: u32,
+    ) -> Result<(), KernelError> {
         self.ask(|reply| Command::AddParent {
             cgroup_id,
             dir,
+            kind,
             reply,
         })
         .await?

@@ -117,6 +117,8 @@ pub enum Hook {
     CgroupSockAddr(SockAddrHook),
     /// The cgroup `sock_create` program (inet sockets only).
     CgroupSockCreate,
+    /// A cgroup_skb ingress program (packets delivered to the container's sockets).
+    CgroupSkbIngress,
 }
 
 impl fmt::Display for Hook {
@@ -126,6 +128,7 @@ impl fmt::Display for Hook {
             Hook::Lsm(hook) => write!(f, "lsm/{hook}"),
             Hook::CgroupSockAddr(h) => write!(f, "cgroup_sock_addr/{h:?}"),
             Hook::CgroupSockCreate => f.write_str("cgroup_sock/sock_create"),
+            Hook::CgroupSkbIngress => f.write_str("cgroup_skb/ingress"),
         }
     }
 }
@@ -229,30 +232,51 @@ pub const PROGRAMS: &[Program] = &[
         needs: &[KernelNeed::CgroupV2],
     },
     Program {
-        name: "bprm_check_security",
-        hook: Hook::Lsm("bprm_check_security"),
-        scope: AttachScope::Global,
-        controls: EXEC_CONTROLS,
-        backend: Backend::BpfLsm,
-        needs: &[KernelNeed::Btf, KernelNeed::BpfLsm],
-    },
-    Program {
-        name: "file_open",
-        hook: Hook::Lsm("file_open"),
-        scope: AttachScope::Global,
-        controls: &[File],
-        backend: Backend::BpfLsm,
-        needs: &[KernelNeed::Btf, KernelNeed::BpfLsm],
-    },
-    Program {
-        name: "socket_connect",
-        hook: Hook::Lsm("socket_connect"),
-        scope: AttachScope::Global,
+        // Listeners on ports the kernel chose (bind to port 0, listen() on an unbound socket)
+        // are outside what bind4/6 see: their packets are dropped unless listen_allow names
+        // the port.
+        name: "listen_gate",
+        hook: Hook::CgroupSkbIngress,
+        scope: AttachScope::ContainerParent,
         controls: &[Network],
+        backend: Backend::CgroupSock,
+        needs: &[KernelNeed::CgroupV2],
+    },
+    lsm("bprm_check_security", EXEC_CONTROLS),
+    // Code that is not from the image, run without exec'ing it.
+    lsm("mmap_file", &[Drift]),
+    lsm("file_mprotect", &[Drift]),
+    lsm("ptrace_access_check", &[Drift]),
+    lsm("ptrace_traceme", &[Drift]),
+    lsm("file_open", &[File, Drift]),
+    // File rules on the inode, for every way to change a file besides opening it.
+    lsm("path_unlink", &[File]),
+    lsm("path_rmdir", &[File]),
+    lsm("path_mkdir", &[File]),
+    lsm("path_mknod", &[File]),
+    lsm("path_symlink", &[File]),
+    lsm("path_truncate", &[File]),
+    lsm("path_chmod", &[File]),
+    lsm("path_chown", &[File]),
+    lsm("path_link", &[File]),
+    lsm("path_rename", &[File]),
+    // Every socket family (AF_PACKET), ICMP datagrams, and listeners on any port.
+    lsm("socket_connect", &[Network]),
+    lsm("socket_create", &[Network]),
+    lsm("socket_sendmsg", &[Network]),
+    lsm("socket_listen", &[Network]),
+];
+
+const fn lsm(name: &'static str, controls: &'static [Control]) -> Program {
+    Program {
+        name,
+        hook: Hook::Lsm(name),
+        scope: AttachScope::Global,
+        controls,
         backend: Backend::BpfLsm,
         needs: &[KernelNeed::Btf, KernelNeed::BpfLsm],
-    },
-];
+    }
+}
 
 const fn sock_addr(name: &'static str, hook: SockAddrHook) -> Program {
     Program {
@@ -324,7 +348,10 @@ mod tests {
     #[test]
     fn network_programs_attach_at_the_container_parent_and_nothing_else_does() {
         for p in PROGRAMS {
-            let network = matches!(p.hook, Hook::CgroupSockAddr(_) | Hook::CgroupSockCreate);
+            let network = matches!(
+                p.hook,
+                Hook::CgroupSockAddr(_) | Hook::CgroupSockCreate | Hook::CgroupSkbIngress
+            );
             assert_eq!(
                 network,
                 p.scope == AttachScope::ContainerParent,
@@ -332,7 +359,7 @@ mod tests {
                 p.name
             );
         }
-        assert_eq!(at_container_parent().count(), 7);
+        assert_eq!(at_container_parent().count(), 8);
     }
 
     #[test]

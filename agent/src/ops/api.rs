@@ -1,5 +1,6 @@
 //! The local API: a root-only unix socket (mode 0600) answering one request per connection:
-//! `status` (one JSON object) or `events` (JSON lines as they happen).
+//! `status` (one JSON object), `events` (JSON lines as they happen) or `behaviour` (what each
+//! image's containers did, one JSON object, for `seawall profile learn`).
 
 use std::{
     os::unix::fs::PermissionsExt,
@@ -14,6 +15,7 @@ use tokio::{
 };
 
 use super::status::Status;
+use crate::learn::LearnQuery;
 
 /// Binds the socket (replacing a stale one) with mode 0600 in a 0700 directory.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
@@ -32,6 +34,7 @@ pub async fn serve(
     listener: UnixListener,
     status: Arc<Mutex<Status>>,
     bus: broadcast::Sender<Arc<str>>,
+    learn: Option<LearnQuery>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -42,8 +45,9 @@ pub async fn serve(
                 let Ok((stream, _)) = conn else { continue };
                 let status = status.clone();
                 let rx = bus.subscribe();
+                let learn = learn.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = session(stream, status, rx).await {
+                    if let Err(e) = session(stream, status, rx, learn).await {
                         tracing::debug!(error = %e, "local API session ended");
                     }
                 });
@@ -56,6 +60,7 @@ async fn session(
     stream: UnixStream,
     status: Arc<Mutex<Status>>,
     mut rx: broadcast::Receiver<Arc<str>>,
+    learn: Option<LearnQuery>,
 ) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
@@ -84,9 +89,22 @@ async fn session(
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             }
         },
+        "behaviour" => {
+            let answer = match &learn {
+                None => Err("learning is off on this agent (--no-learn)".to_string()),
+                Some(q) => q
+                    .snapshot()
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| serde_json::to_string(&s).map_err(|e| e.to_string())),
+            };
+            let text = answer.unwrap_or_else(|e| serde_json::json!({ "error": e }).to_string());
+            w.write_all(text.as_bytes()).await?;
+            w.write_all(b"\n").await?;
+        }
         other => {
             w.write_all(
-                format!("{{\"error\":\"unknown request {other:?}: send status or events\"}}\n")
+                format!("{{\"error\":\"unknown request {other:?}: send status, events or behaviour\"}}\n")
                     .as_bytes(),
             )
             .await?;
@@ -119,7 +137,7 @@ mod tests {
         }));
         let (bus, _) = broadcast::channel(16);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(l, status, bus.clone(), async {
+        let server = tokio::spawn(serve(l, status, bus.clone(), None, async {
             let _ = stop_rx.await;
         }));
         let mut r = request(&path, "status").await.unwrap();
@@ -140,7 +158,71 @@ mod tests {
         let mut line = String::new();
         r.read_line(&mut line).await.unwrap();
         assert_eq!(line.trim(), "{\"seq\":7}");
+
+        // Without a learner, `behaviour` says why there is nothing.
+        let mut r = request(&path, "behaviour").await.unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("--no-learn"), "{v}");
         let _ = stop_tx.send(());
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn behaviour_is_what_the_learner_knows() {
+        use seawall_proto::event::{Action, Container, Event, Kind, Process, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let l = bind(&path).unwrap();
+        let (mut learner, query, task) = crate::learn::start(
+            crate::learn::LearnConfig {
+                limits: seawall_profile::BehaviourLimits::default(),
+                max_images: 8,
+                save_every: std::time::Duration::from_secs(3600),
+            },
+            None,
+            std::future::pending(),
+        );
+        let task = tokio::spawn(task);
+        let (bus, _) = broadcast::channel(16);
+        let server = tokio::spawn(serve(
+            l,
+            Arc::default(),
+            bus,
+            Some(query),
+            std::future::pending(),
+        ));
+        learner.observe(&Event {
+            seq: 1,
+            time: "2026-09-21T14:13:20Z".into(),
+            node: "n".into(),
+            kind: Kind::Exec,
+            action: Action::Allowed,
+            control: "visibility".into(),
+            severity: Severity::Info,
+            message: String::new(),
+            process: Some(Process {
+                exe: "/usr/sbin/nginx".into(),
+                exe_source: "image".into(),
+                ..Default::default()
+            }),
+            container: Some(Container {
+                id: "c".into(),
+                image: "nginx:1.27".into(),
+                ..Default::default()
+            }),
+            file: None,
+            network: None,
+            intel: None,
+        });
+        let mut r = request(&path, "behaviour").await.unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        let snap: crate::learn::store::Snapshot = serde_json::from_str(&line).unwrap();
+        assert_eq!(snap.images.len(), 1);
+        assert!(snap.images[0].execs().contains("/usr/sbin/nginx"));
+        server.abort();
+        task.abort();
     }
 }

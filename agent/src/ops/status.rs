@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{backends::Backends, programs::Control};
+use crate::{
+    kernel::{backends::Backends, programs::Control},
+    learn::promotion::PromotionStatus,
+};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -12,6 +15,9 @@ pub struct Status {
     pub started: String,
     pub backends: Option<Backends>,
     pub profiles: Vec<String>,
+    /// The container engines the agent reads, and whether each answers.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
     pub containers: Vec<ContainerStatus>,
     pub ringbuf_drops: u64,
     pub kills: u64,
@@ -21,6 +27,25 @@ pub struct Status {
     pub intel: Option<super::intel::IntelView>,
     #[serde(default)]
     pub assurance: Option<super::intel::AssuranceView>,
+    /// `enforce_after` clocks of the profiles in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promotions: Vec<PromotionStatus>,
+    /// Per control and way around it: enforced, reported only or not visible on this host's
+    /// backend (`coverage.rs`).
+    #[serde(default)]
+    pub coverage: Vec<crate::kernel::coverage::CoverageLine>,
+}
+
+/// One container engine the agent reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// `docker`, `containerd`, `cri-o`, `podman`.
+    pub runtime: String,
+    pub socket: String,
+    /// `listed` (it answered and listed its containers), `unreachable`, or `connecting`.
+    pub state: String,
+    /// Containers in the table that it reported.
+    pub containers: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -28,6 +53,12 @@ pub struct ContainerStatus {
     pub id: String,
     pub name: String,
     pub image: String,
+    /// The engine that runs it, when known.
+    #[serde(default)]
+    pub runtime: String,
+    /// `namespace/pod` for a pod's container.
+    #[serde(default)]
+    pub pod: String,
     pub cgroup_id: u64,
     pub profile: String,
     pub modes: String,
@@ -51,6 +82,26 @@ impl std::fmt::Display for Status {
                 b.lsm_unavailable.as_deref().unwrap_or("in use")
             )?;
         }
+        if !self.coverage.is_empty() {
+            writeln!(
+                f,
+                "coverage on this backend (control, way around it: what holds):"
+            )?;
+            for c in &self.coverage {
+                writeln!(
+                    f,
+                    "  {:<18} {:<30} {:<14} {}{}",
+                    c.control,
+                    c.class,
+                    c.coverage.as_str(),
+                    c.how,
+                    c.closes
+                        .as_deref()
+                        .map(|x| format!(" [closed by {x}]"))
+                        .unwrap_or_default()
+                )?;
+            }
+        }
         writeln!(f, "profiles: {}", self.profiles.join(", "))?;
         if let Some(intel) = &self.intel {
             write!(f, "{intel}")?;
@@ -68,14 +119,50 @@ impl std::fmt::Display for Status {
             "collector: {}",
             self.collector.as_deref().unwrap_or("not configured")
         )?;
-        writeln!(f, "containers ({}):", self.containers.len())?;
-        for c in &self.containers {
+        for p in &self.promotions {
+            match (&p.promoted_at, &p.promotes_at) {
+                (Some(at), _) => writeln!(
+                    f,
+                    "promotion: {} enforcing since {at} (enforce_after = {}, no violation since {})",
+                    p.profile, p.enforce_after, p.since
+                )?,
+                (None, at) => writeln!(
+                    f,
+                    "promotion: {} audits until {} unless a violation restarts the clock (enforce_after = {}, clock since {}, {} restarts)",
+                    p.profile,
+                    at.as_deref().unwrap_or("?"),
+                    p.enforce_after,
+                    p.since,
+                    p.violations
+                )?,
+            }
+        }
+        writeln!(f, "container sources ({}):", self.sources.len())?;
+        for s in &self.sources {
             writeln!(
                 f,
-                "  {:<20} {:<12} {:<30} profile={} {}",
+                "  {:<11} {:<40} {} ({} containers)",
+                s.runtime, s.socket, s.state, s.containers
+            )?;
+        }
+        writeln!(f, "containers ({}):", self.containers.len())?;
+        for c in &self.containers {
+            let pod = if c.pod.is_empty() {
+                String::new()
+            } else {
+                format!(" pod={}", c.pod)
+            };
+            writeln!(
+                f,
+                "  {:<20} {:<12} {:<30} runtime={}{pod} profile={} {}",
                 c.name,
                 &c.id[..c.id.len().min(12)],
                 c.image,
+                if c.runtime.is_empty() {
+                    "?"
+                } else {
+                    &c.runtime
+                },
                 c.profile,
                 c.modes
             )?;

@@ -5,6 +5,7 @@ use seawall_proto::event::{Action, Event, File, Kind, Process, Severity};
 use super::{clock::Clock, event::Enricher, flags::flags_text};
 use crate::{
     fanotify::FileEvent,
+    kernel::decode::path_text,
     runtime::{procs::ProcessTable, table::ContainerTable},
 };
 
@@ -17,8 +18,10 @@ pub fn to_event(
 ) -> Option<Event> {
     let known = procs.get(f.pid);
     let flags = f.flags.map(flags_text).unwrap_or_else(|| "unknown".into());
-    if f.exec {
-        return Some(script_drift_event(f, e, containers, procs));
+    // Bytes in, a lossless text out: invalid UTF-8 as \xHH, a backslash doubled.
+    let path = path_text(&f.path);
+    if let Some(why) = f.exec {
+        return Some(script_drift_event(f, why, e, containers, procs));
     }
     let control = if f.rule.is_empty() {
         "visibility"
@@ -31,9 +34,9 @@ pub fn to_event(
         Action::Allowed => Severity::Info,
     };
     let message = if f.rule.is_empty() {
-        format!("open {} {flags}", f.path)
+        format!("open {path} {flags}")
     } else {
-        format!("file {}: open {} {flags} {}", f.rule, f.path, f.action)
+        format!("file {}: open {path} {flags} {}", f.rule, f.action)
     };
     Some(Event {
         seq: e.next_seq(),
@@ -51,13 +54,10 @@ pub fn to_event(
             comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
             exe: known.map(|p| p.exe.clone()).unwrap_or_default(),
             args: known.map(|p| p.args.clone()).unwrap_or_default(),
-            args_truncated: false,
+            ..Default::default()
         }),
         container: containers.get(f.cgroup_id).map(|c| c.to_event()),
-        file: Some(File {
-            path: f.path.clone(),
-            flags,
-        }),
+        file: Some(File { path, flags }),
         network: None,
         intel: None,
     })
@@ -65,6 +65,7 @@ pub fn to_event(
 
 fn script_drift_event(
     f: &FileEvent,
+    why: &str,
     e: &mut Enricher,
     containers: &ContainerTable,
     procs: &ProcessTable,
@@ -83,17 +84,20 @@ fn script_drift_event(
             Severity::High
         },
         message: format!(
-            "drift: exec of script {} (written inside the container) {}",
-            f.path, f.action
+            "drift: exec of script {} ({why}) {}",
+            path_text(&f.path),
+            f.action
         ),
         process: Some(Process {
             pid: f.pid,
             ppid: known.map(|p| p.ppid).unwrap_or(0),
             uid: known.map(|p| p.uid).unwrap_or(0),
             comm: known.map(|p| p.comm.clone()).unwrap_or_default(),
-            exe: f.path.clone(),
+            exe: path_text(&f.path),
             args: Vec::new(),
-            args_truncated: false,
+            // Only scripts in the overlay's upper layer are reported here.
+            exe_source: "container".into(),
+            ..Default::default()
         }),
         container: containers.get(f.cgroup_id).map(|c| c.to_event()),
         file: None,

@@ -104,6 +104,8 @@ pub fn listed_exec(
         exe: r.path.clone(),
         args: Vec::new(),
         args_truncated: false,
+        // Judged by content at the permission event: where the file lies is not recorded.
+        ..Default::default()
     });
     ev.container = containers.get(r.cgroup_id).map(|c| c.to_event());
     ev.intel = Some(r.intel.clone());

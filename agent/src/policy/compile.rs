@@ -9,10 +9,10 @@ use std::{collections::HashMap, net::IpAddr};
 use agent_common::{
     fnv1a, ContainerPolicy, NetRule as KNetRule, NetRuleKey, PathRuleKey, FAMILY_INET,
     FAMILY_INET6, FORM_DIR, FORM_EXACT, FORM_TREE, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW,
-    LIST_EXEC_DENY, LIST_FILE_DENY, LIST_FILE_READ_ONLY, MAX_NET_RULES, MODE_AUDIT, MODE_ENFORCE,
-    NET_LIST_ALLOW, NET_LIST_DENY, NET_LIST_LISTEN, PROTO_ANY, PROTO_TCP, PROTO_UDP,
-    RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW, RULES_EXEC_DENY, RULES_FILE_DENY, RULES_FILE_READ_ONLY,
-    RULES_NET_ALLOW, RULES_NET_LISTEN,
+    LIST_EXEC_DENY, LIST_FILE_DENY, LIST_FILE_READ_ONLY, LIST_FILE_RULE_DIRS, MAX_NET_RULES,
+    MODE_AUDIT, MODE_ENFORCE, NET_LIST_ALLOW, NET_LIST_DENY, NET_LIST_LISTEN, PROTO_ANY, PROTO_TCP,
+    PROTO_UDP, RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW, RULES_EXEC_DENY, RULES_FILE_DENY,
+    RULES_FILE_READ_ONLY, RULES_NET_ALLOW, RULES_NET_LISTEN,
 };
 
 use seawall_profile::{Mode, NetRule, PathRule, Profile, ProfileSet, Protocol};
@@ -151,6 +151,9 @@ pub fn compile_profile(p: &Profile, profile_id: u32) -> Result<CompiledProfile, 
     }
     if !p.exec.deny.is_empty() {
         policy.rules |= RULES_EXEC_DENY;
+        if p.exec.deny.iter().any(|r| !matches!(r, PathRule::Exact(_))) {
+            policy.rules |= agent_common::RULES_EXEC_DENY_TREES;
+        }
         path_rules.extend(
             p.exec
                 .deny
@@ -159,22 +162,42 @@ pub fn compile_profile(p: &Profile, profile_id: u32) -> Result<CompiledProfile, 
         );
     }
 
-    // File rules the kernel can match (BPF LSM file_open); full globs stay with fanotify.
-    for (list, bit, globs) in [
-        (LIST_FILE_DENY, RULES_FILE_DENY, &p.files.deny),
+    // File rules the kernel can match (BPF LSM file_open and path hooks); full globs stay with
+    // fanotify. Every directory that holds a ruled path is listed too: renaming one of them
+    // would give the ruled files other names.
+    let mut rule_dirs = std::collections::BTreeSet::new();
+    for (list, bit, trees, globs) in [
+        (
+            LIST_FILE_DENY,
+            RULES_FILE_DENY,
+            agent_common::RULES_FILE_DENY_TREES,
+            &p.files.deny,
+        ),
         (
             LIST_FILE_READ_ONLY,
             RULES_FILE_READ_ONLY,
+            agent_common::RULES_FILE_READ_ONLY_TREES,
             &p.files.read_only,
         ),
     ] {
         for pattern in globs.patterns() {
             if let Ok(rule) = PathRule::parse(pattern) {
                 policy.rules |= bit;
+                if !matches!(rule, PathRule::Exact(_)) {
+                    policy.rules |= trees;
+                }
                 path_rules.push(path_key(profile_id, list, &rule));
+                rule_dirs.extend(holding_dirs(&rule));
             }
         }
     }
+    path_rules.extend(rule_dirs.iter().map(|d| PathRuleKey {
+        profile_id,
+        list: LIST_FILE_RULE_DIRS,
+        form: FORM_EXACT,
+        _pad: 0,
+        hash: fnv1a(d.as_bytes()),
+    }));
 
     let mut net_rules = Vec::new();
     let mut push_list =
@@ -236,6 +259,22 @@ pub fn compile_profile(p: &Profile, profile_id: u32) -> Result<CompiledProfile, 
     })
 }
 
+/// The directories whose rename would move a path `rule` names: every ancestor of the path
+/// (below `/`), and for `dir/*` and `dir/**` the directory itself.
+pub fn holding_dirs(rule: &PathRule) -> Vec<String> {
+    let base = match rule {
+        PathRule::Exact(p) => p.rsplit_once('/').map(|(d, _)| d).unwrap_or(""),
+        PathRule::Dir(d) | PathRule::Tree(d) => d.trim_end_matches('/'),
+    };
+    let mut out = Vec::new();
+    let mut cur = base;
+    while !cur.is_empty() {
+        out.push(cur.to_string());
+        cur = cur.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    }
+    out
+}
+
 /// Compiles a set; ids are taken from `next_id` onwards (and it is advanced).
 pub fn compile_set(set: &ProfileSet, next_id: &mut u32) -> Result<CompiledSet, CompileError> {
     let mut out = CompiledSet {
@@ -263,6 +302,18 @@ mod tests {
 
     fn set_from(dir: &std::path::Path) -> ProfileSet {
         ProfileSet::load_dir(dir).unwrap_or_else(|r| panic!("{r}"))
+    }
+
+    #[test]
+    fn directories_holding_a_ruled_path_are_listed() {
+        let dirs = |p: &str| holding_dirs(&PathRule::parse(p).unwrap());
+        assert_eq!(dirs("/etc/shadow"), vec!["/etc"]);
+        assert_eq!(
+            dirs("/var/lib/app/**"),
+            vec!["/var/lib/app", "/var/lib", "/var"]
+        );
+        assert_eq!(dirs("/etc/ssl/*"), vec!["/etc/ssl", "/etc"]);
+        assert!(dirs("/x").is_empty(), "renaming / is not a thing");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt};
 use seawall_service::ErrorChain;
 use tokio::{sync::mpsc, task::JoinSet};
 
-use super::{table::ContainerInfo, SourceEvent};
+use super::{table::ContainerInfo, Runtime, SourceEvent, SourceId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -52,6 +52,7 @@ struct Lifecycle {
 #[derive(Clone)]
 pub struct DockerSource {
     docker: Docker,
+    source: SourceId,
 }
 
 impl DockerSource {
@@ -64,7 +65,10 @@ impl DockerSource {
             Docker::connect_with_unix(socket, 10, bollard::API_DEFAULT_VERSION).map_err(err)?;
         // Speak the engine's version (Debian's docker.io is older than bollard's default).
         let docker = docker.negotiate_version().await.map_err(err)?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            source: source_id(socket),
+        })
     }
 
     /// Ids of the running containers.
@@ -85,6 +89,7 @@ impl DockerSource {
             .await
             .map_err(|_| DockerError::Timeout(INSPECT_TIMEOUT))??;
         let mut info = from_inspect(c);
+        info.source = Some(self.source.clone());
         if !info.image_id.is_empty() {
             if let Ok(img) = self.docker.inspect_image(&info.image_id).await {
                 info.image_digests = img.repo_digests.unwrap_or_default();
@@ -145,6 +150,7 @@ pub async fn watch(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let id = source_id(&socket);
     let mut backoff = BACKOFF_FIRST;
     let mut first = true;
     let mut inspecting = JoinSet::new();
@@ -159,7 +165,8 @@ pub async fn watch(
                 if first || backoff == BACKOFF_LAST {
                     tracing::error!(error = %ErrorChain(&e), retry_in = ?backoff, "container engine unavailable: containers are monitored with the default profile and no metadata until it answers");
                 }
-                if first && events.send(SourceEvent::Unreachable).await.is_err() {
+                let down = SourceEvent::Unreachable { source: id.clone() };
+                if first && events.send(down).await.is_err() {
                     return;
                 }
                 first = false;
@@ -180,7 +187,11 @@ pub async fn watch(
         let mut stream = Box::pin(source.lifecycle());
         match source.running_inspected().await {
             Ok(running) => {
-                if events.send(SourceEvent::Resync(running)).await.is_err() {
+                let listed = SourceEvent::Resync {
+                    source: id.clone(),
+                    running,
+                };
+                if events.send(listed).await.is_err() {
                     return;
                 }
             }
@@ -243,6 +254,8 @@ async fn forward(source: &DockerSource, l: Lifecycle, events: &mpsc::Sender<Sour
 fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
     let config = c.config.unwrap_or_default();
     let graph = c.graph_driver.unwrap_or_default();
+    let labels: std::collections::BTreeMap<String, String> =
+        config.labels.unwrap_or_default().into_iter().collect();
     ContainerInfo {
         id: c.id.unwrap_or_default(),
         name: c
@@ -253,7 +266,6 @@ fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
         image: config.image.unwrap_or_default(),
         image_id: c.image.unwrap_or_default(),
         image_digests: Vec::new(),
-        labels: config.labels.unwrap_or_default().into_iter().collect(),
         init_pid: c
             .state
             .and_then(|s| s.pid)
@@ -264,6 +276,19 @@ fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
         upperdir: graph.data.get("UpperDir").cloned(),
         storage_driver: graph.name,
         profile: String::new(),
+        runtime: Some(Runtime::Docker),
+        source: None,
+        // Pods run by cri-dockerd carry the kubelet's labels.
+        kubernetes: seawall_engines::PodIdentity::from_labels(&labels),
+        labels,
+    }
+}
+
+/// The source id of the Docker engine at `socket`.
+pub fn source_id(socket: &str) -> SourceId {
+    SourceId {
+        runtime: Runtime::Docker,
+        socket: socket.into(),
     }
 }
 
@@ -276,6 +301,7 @@ mod tests {
     async fn an_engine_that_does_not_answer_is_reported_and_retried_until_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("docker.sock").display().to_string();
+        let socket_path = socket.clone();
         let (tx, mut rx) = mpsc::channel(8);
         let (_lookup, requests) = crate::runtime::Lookup::channel(8);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -285,7 +311,12 @@ mod tests {
         let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .expect("the source reports at once");
-        assert_eq!(first, Some(SourceEvent::Unreachable));
+        assert_eq!(
+            first,
+            Some(SourceEvent::Unreachable {
+                source: source_id(&socket_path)
+            })
+        );
         // It keeps retrying (with backoff) rather than ending, and says Unreachable only once.
         tokio::time::sleep(BACKOFF_FIRST * 3).await;
         assert!(!source.is_finished());

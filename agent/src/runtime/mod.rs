@@ -1,14 +1,19 @@
 //! Container engines feeding one runtime-agnostic container table, keyed by cgroup v2 id.
 //!
-//! A source (Docker today; containerd, CRI-O or podman tomorrow) is one file: a task that
-//! watches its engine and sends [`SourceEvent`]s, and answers [`Lookup`]s by id. It does its
-//! own engine calls, so the daemon's event loop never waits on an engine.
+//! A source is a task that watches its engine and sends [`SourceEvent`]s: Docker (`docker.rs`,
+//! which also answers [`Lookup`]s by id), and containerd, CRI runtimes such as CRI-O, and podman
+//! (`engines.rs`, the `seawall-engines` clients). Each does its own engine calls, so the
+//! daemon's event loop never waits on an engine. Which sources run is decided in `sources.rs`
+//! (configured sockets, or the default sockets found on this host).
 
 pub mod cgroup;
 pub mod docker;
+pub mod engines;
 pub mod procs;
+pub mod sources;
 pub mod table;
 
+pub use seawall_engines::{Runtime, SourceId};
 use tokio::sync::mpsc;
 
 use table::ContainerInfo;
@@ -30,12 +35,26 @@ pub enum SourceEvent {
         /// The id that was looked up.
         id: String,
     },
-    /// After a gap in the engine's event stream: every running container. Containers the
-    /// table holds that are not in it have stopped meanwhile.
-    Resync(Vec<ContainerInfo>),
-    /// The engine does not answer (yet): containers run under the default profile, without
-    /// metadata, until it does.
-    Unreachable,
+    /// After a (re)connect: every running container of `source`. Containers of that source
+    /// the table holds that are not in it have stopped meanwhile.
+    Resync {
+        source: SourceId,
+        running: Vec<ContainerInfo>,
+    },
+    /// The engine does not answer (yet, or any more): its new containers run under the
+    /// default profile, without metadata, until it does; those it reported keep their policy.
+    Unreachable { source: SourceId },
+}
+
+impl SourceEvent {
+    /// The source whose state (up after a listing, down) this event tells, if it tells one.
+    pub fn source_state(&self) -> Option<(&SourceId, bool)> {
+        match self {
+            SourceEvent::Resync { source, .. } => Some((source, true)),
+            SourceEvent::Unreachable { source } => Some((source, false)),
+            _ => None,
+        }
+    }
 }
 
 /// Asks a source to look one container up by id; the answer comes back as a

@@ -1,10 +1,11 @@
 //! The container table: every container the agent knows, keyed by its cgroup v2 id (the
-//! in-kernel key). Runtime-agnostic: Docker fills it today; containerd/CRI-O or a test that
-//! registers its own cgroup are other sources of the same rows.
+//! in-kernel key). Runtime-agnostic: Docker, containerd, CRI-O and podman fill the same rows,
+//! and a container cgroup no engine describes gets a row with its id only.
 
 use std::collections::{BTreeMap, HashMap};
 
-use seawall_proto::event::Container;
+use seawall_engines::{PodIdentity, Runtime, SourceId};
+use seawall_proto::event::{Container, Kubernetes};
 
 /// What the agent knows of one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,6 +29,12 @@ pub struct ContainerInfo {
     pub storage_driver: String,
     /// Name of the profile applied.
     pub profile: String,
+    /// The engine that runs it, when known (from its source, or from its cgroup's name).
+    pub runtime: Option<Runtime>,
+    /// The source that reported it; `None` for a container registered from its cgroup alone.
+    pub source: Option<SourceId>,
+    /// The pod it belongs to, from the runtime's `io.kubernetes.*` labels and the pod's labels.
+    pub kubernetes: Option<PodIdentity>,
 }
 
 impl ContainerInfo {
@@ -39,8 +46,25 @@ impl ContainerInfo {
             image: self.image.clone(),
             image_id: self.image_id.clone(),
             labels: self.labels.clone(),
-            kubernetes: None,
-            runtime: String::new(),
+            kubernetes: self.kubernetes.as_ref().map(|k| Kubernetes {
+                namespace: k.namespace.clone(),
+                pod: k.pod.clone(),
+                pod_uid: k.pod_uid.clone(),
+                container: k.container.clone(),
+            }),
+            runtime: self
+                .runtime
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Whether a listing by `source` speaks for this row: the source reported it, or the row
+    /// was registered from a cgroup whose name says it is that source's runtime.
+    pub fn listed_by(&self, source: &SourceId) -> bool {
+        match &self.source {
+            Some(s) => s == source,
+            None => self.runtime == Some(source.runtime),
         }
     }
 }
@@ -140,6 +164,51 @@ mod tests {
             image: "seawall-test/busybox:latest".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn events_name_the_runtime_and_the_pod() {
+        let mut c = info("a");
+        assert_eq!(c.to_event().runtime, "");
+        assert_eq!(c.to_event().kubernetes, None);
+        c.runtime = Some(Runtime::Containerd);
+        c.kubernetes = Some(PodIdentity {
+            namespace: "shop".into(),
+            pod: "web-0".into(),
+            pod_uid: "u-1".into(),
+            container: "nginx".into(),
+            labels: [("app".to_string(), "web".to_string())].into(),
+        });
+        let ev = c.to_event();
+        assert_eq!(ev.runtime, "containerd");
+        assert_eq!(
+            ev.kubernetes,
+            Some(Kubernetes {
+                namespace: "shop".into(),
+                pod: "web-0".into(),
+                pod_uid: "u-1".into(),
+                container: "nginx".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_listing_speaks_for_its_own_rows_and_for_unclaimed_rows_of_its_runtime() {
+        let containerd = SourceId {
+            runtime: Runtime::Containerd,
+            socket: "/run/containerd/containerd.sock".into(),
+        };
+        let docker = SourceId {
+            runtime: Runtime::Docker,
+            socket: "/var/run/docker.sock".into(),
+        };
+        let mut c = info("a");
+        assert!(!c.listed_by(&containerd), "no source, no runtime: nobody's");
+        c.runtime = Some(Runtime::Containerd);
+        assert!(c.listed_by(&containerd));
+        assert!(!c.listed_by(&docker));
+        c.source = Some(docker.clone());
+        assert!(c.listed_by(&docker) && !c.listed_by(&containerd));
     }
 
     #[test]

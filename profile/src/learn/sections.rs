@@ -51,6 +51,19 @@ pub(super) fn write_header(
         "# Each entry says how often and when it was seen; patterns say what they were made from.\n\
          # Review it, check it (`seawall profile check FILE`), and run it in audit mode first.\n",
     );
+    if let Some(m) = &all.missed {
+        let _ = writeln!(
+            out,
+            "# MISSED: {} of these containers were not learned because the agent fell behind\n\
+             # ({}): every list below may be incomplete.",
+            plural(m.count, "event", "events"),
+            if m.first == m.last {
+                format!("at {}", timestamp(m.first))
+            } else {
+                format!("from {} to {}", timestamp(m.first), timestamp(m.last))
+            }
+        );
+    }
     let cut = all.cut_categories();
     if !cut.is_empty() {
         let _ = writeln!(
@@ -402,6 +415,12 @@ pub(super) fn write_network(out: &mut String, all: &ImageBehaviour) {
         |g| g.seen.count,
     );
     match &all.raw_sockets {
+        None if !all.raw_sockets_watched => out.push_str(
+            "# Raw and packet sockets were not watched while learning (the kernel reports them only\n\
+             # under a profile with `block_raw_sockets = true`), so whether the workload opens them is\n\
+             # unknown. Set this once you know it does not (or learn again under such a profile):\n\
+             # block_raw_sockets = true\n",
+        ),
         None => out.push_str("block_raw_sockets = true  # no raw or packet socket was seen\n"),
         Some(s) => {
             let _ = writeln!(

@@ -38,6 +38,7 @@ fn busybox_workload() -> ImageBehaviour {
         Some("sha256:632c0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab".into()),
     );
     b.mark_files_watched();
+    b.mark_raw_sockets_watched();
     for run in 0..3 {
         let t = T0 + run * 60;
         b.record_container(&format!("c{run}"), t, &L);
@@ -194,6 +195,7 @@ fn same_behaviour_same_bytes_whatever_the_order() {
     // The same behaviour recorded in another order, and after a trip through the state file.
     let mut reversed = ImageBehaviour::new(a.image(), a.image_id().map(str::to_string));
     reversed.mark_files_watched();
+    reversed.mark_raw_sockets_watched();
     for run in (0..3).rev() {
         let t = T0 + run * 60;
         reversed.record_listen(
@@ -378,6 +380,7 @@ fn drift_exec_sessions_and_raw_sockets_seen_are_reported_not_allowed() {
     assert_eq!(p.exec.container_exec, Mode::Off);
     assert!(learned.text.contains("block_container_exec = false\n"));
     assert!(!p.network.block_raw_sockets);
+    assert!(learned.text.contains("block_raw_sockets = false\n"));
     // Nothing seen on the network: nothing allowed.
     assert_eq!(p.network.egress_allow.as_deref(), Some(&[][..]));
     assert_eq!(p.network.listen_allow.as_deref(), Some(&[][..]));
@@ -501,4 +504,40 @@ fn a_second_learn_run_diffs_as_what_the_workload_started_doing() {
          [network] egress_allow:\n  + \"127.0.0.1/32:9443/tcp\"\n\
          2 entries added, 0 removed, 1 value changed"
     );
+}
+
+#[test]
+fn raw_sockets_not_watched_are_left_to_the_reader() {
+    let mut b = ImageBehaviour::new("app:1", None);
+    b.record_exec("/bin/ping", T0, &L);
+    let learned = learn_profile(std::slice::from_ref(&b), &req("app")).unwrap();
+    let p = checked(&learned);
+    assert!(
+        !p.network.block_raw_sockets,
+        "what was not watched is not refused: the workload may need it"
+    );
+    assert!(learned
+        .text
+        .contains("# Raw and packet sockets were not watched while learning"));
+    b.mark_raw_sockets_watched();
+    let p = checked(&learn_profile(&[b], &req("app")).unwrap());
+    assert!(p.network.block_raw_sockets);
+}
+
+#[test]
+fn events_the_agent_fell_behind_on_are_said_in_the_header() {
+    let mut b = busybox_workload();
+    b.record_missed(40, T0 + 10, T0 + 20);
+    b.record_missed(2, T0 + 30, T0 + 30);
+    let learned = learn_profile(&[b], &req("seawall-test/busybox*")).unwrap();
+    assert_eq!(learned.missed, 42);
+    assert!(
+        learned.text.contains(
+            "# MISSED: 42 events of these containers were not learned because the agent fell behind\n\
+             # (from 2026-09-21T14:13:30Z to 2026-09-21T14:13:50Z): every list below may be incomplete.\n"
+        ),
+        "{}",
+        learned.text
+    );
+    checked(&learned);
 }

@@ -29,7 +29,7 @@ use aya::{
 
 use seawall::kernel::programs::Hook;
 
-use super::{exec, expect_eperm, line, Report};
+use crate::run::{exec, expect_eperm, line, Report};
 
 /// The cgroup of the container image assurance refused.
 pub const CG_REFUSED: &str = "/sys/fs/cgroup/seawall-vmtest/refused";

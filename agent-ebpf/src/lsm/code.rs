@@ -1,0 +1,250 @@
+//! Code that was not in the image, whatever door it comes through: `execve` of it
+//! (`bprm_check_security`, once per binfmt stage, so a `#!` script is judged as itself), an
+//! executable mapping of it (`mmap_file`, `file_mprotect`: the dynamic loader run on a dropped
+//! file, `LD_PRELOAD`, `dlopen`, a memfd), and writing into another process (`ptrace` attach,
+//! `PTRACE_TRACEME`, `/proc/<pid>/mem`, `process_vm_writev`: all pass `ptrace_access_check` with
+//! `PTRACE_MODE_ATTACH`). All of it is the drift control.
+
+use agent_common::{
+    ExecEvent, ACTION_BLOCKED, CONTROL_DRIFT, COUNTER_RINGBUF_DROPS, COUNTER_UNREADABLE,
+    EVENT_EXEC, EXEC_DRIFT_FLAGS, EXEC_FROM_EXEC_SESSION, EXEC_ROOT_NOT_OVERLAY, EXEC_UNREADABLE,
+    EXEC_VIA_MMAP, EXEC_VIA_PTRACE, ORIGIN_EXEC_SESSION,
+};
+use aya_ebpf::{
+    helpers::generated::bpf_get_current_task,
+    macros::{lsm, map},
+    maps::PerCpuArray,
+    programs::LsmContext,
+};
+
+use super::verdict;
+use crate::{
+    container::{self, action_for, Membership},
+    exec::{decide, describe_file, origin_of},
+    kernel::{fill_header, offsets, read, read_ptr},
+    maps::{count, EVENTS, SCRATCH_EXEC},
+};
+
+const PROT_EXEC: u64 = 0x4;
+const VM_EXEC: u64 = 0x4;
+const PTRACE_MODE_ATTACH: u32 = 0x02;
+
+/// Per-CPU scratch for executable mappings: `mmap_file` also runs inside `execve` (the ELF
+/// loader maps the binary), so it must not share `SCRATCH_EXEC` with `bprm_check_security`.
+#[map]
+static SCRATCH_MMAP: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    let retval: i32 = ctx.arg(1);
+    if retval != 0 {
+        return retval;
+    }
+    try_bprm_check(&ctx).unwrap_or(0)
+}
+
+/// The parent's tgid, 0 when it cannot be read (the event still goes out).
+#[inline(always)]
+fn ppid_of(task: u64) -> u32 {
+    let o = offsets();
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+    unsafe { read_ptr(task, o.task_real_parent) }
+        .and_then(|p| unsafe { read(p, o.task_tgid) })
+        .unwrap_or(0)
+}
+
+/// Drift, exec lists and `docker exec` sessions, decided exactly as `exec.rs` decides them
+/// (same helpers), but before the new image replaces the old one. argv is not in the event:
+/// it sits in the new, not yet installed mm; the tp_btf exec event of an allowed exec has it.
+fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i64> {
+    let Some(m) = container::current() else {
+        return Ok(0);
+    };
+    let bprm: u64 = ctx.arg(0);
+    let o = offsets();
+    // SAFETY: plain helper call; the current task.
+    let task = unsafe { bpf_get_current_task() };
+
+    let ev = SCRATCH_EXEC.get_ptr_mut(0).ok_or(-1i64)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let ev: &mut ExecEvent = unsafe { &mut *ev };
+    fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, ppid_of(task));
+    ev.flags = 0;
+    ev.path_len = 0;
+    ev.args_len = 0;
+    ev.target_tgid = 0;
+
+    // SAFETY (read): bpf_probe_read_kernel tolerates any address.
+    let file = unsafe { read_ptr(bprm, o.bprm_file) }.unwrap_or(0);
+    describe_file(ev, task, file, Some(m.cgroup_id));
+
+    if origin_of(ev.header.tgid, m.cgroup_id).0 == ORIGIN_EXEC_SESSION {
+        ev.flags |= EXEC_FROM_EXEC_SESSION;
+    }
+    if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
+        decide(ev, &m.policy);
+    }
+    crate::assurance::refuse(ev, m.cgroup_id);
+    // Only a blocked exec is reported here: it never reaches `sched_process_exec`. Allowed and
+    // audited execs go on and the tp_btf program reports them once, with their argv.
+    if ev.header.action != ACTION_BLOCKED {
+        return Ok(0);
+    }
+    if ev.flags & EXEC_UNREADABLE != 0 {
+        count(COUNTER_UNREADABLE);
+    }
+    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
+        count(COUNTER_RINGBUF_DROPS);
+    }
+    Ok(verdict(ev.header.action))
+}
+
+#[lsm(hook = "mmap_file")]
+pub fn mmap_file(ctx: LsmContext) -> i32 {
+    let retval: i32 = ctx.arg(4);
+    if retval != 0 {
+        return retval;
+    }
+    let file: u64 = ctx.arg(0);
+    let prot: u64 = ctx.arg(2);
+    // Cheap filters first: this hook runs for every mmap on the host.
+    if file == 0 || prot & PROT_EXEC == 0 {
+        return 0;
+    }
+    try_exec_mapping(file).unwrap_or(0)
+}
+
+#[lsm(hook = "file_mprotect")]
+pub fn file_mprotect(ctx: LsmContext) -> i32 {
+    let retval: i32 = ctx.arg(3);
+    if retval != 0 {
+        return retval;
+    }
+    let vma: u64 = ctx.arg(0);
+    let prot: u64 = ctx.arg(2);
+    if prot & PROT_EXEC == 0 {
+        return 0;
+    }
+    let o = offsets();
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+    let (file, vm_flags) = unsafe {
+        (
+            read::<u64>(vma, o.vma_vm_file).unwrap_or(0),
+            read::<u64>(vma, o.vma_vm_flags).unwrap_or(0),
+        )
+    };
+    // Anonymous memory made executable is a JIT's (not covered, see the README); a mapping
+    // that is executable already was judged when it was mapped.
+    if file == 0 || vm_flags & VM_EXEC != 0 {
+        return 0;
+    }
+    try_exec_mapping(file).unwrap_or(0)
+}
+
+/// A file mapped executable: drift when the file is not the image's. The task's own
+/// executable is skipped (its exec was judged, and the ELF loader maps it during `execve`).
+fn try_exec_mapping(file: u64) -> Result<i32, i64> {
+    let Some(m) = container::current() else {
+        return Ok(0);
+    };
+    if m.policy.drift_mode == 0 {
+        return Ok(0);
+    }
+    let o = offsets();
+    // SAFETY: plain helper call; the current task.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+    let inode = unsafe { read::<u64>(file, o.file_f_inode) }.unwrap_or(0);
+    let exe_inode = unsafe {
+        read_ptr(task, o.task_mm)
+            .and_then(|mm| read_ptr(mm, o.mm_exe_file))
+            .and_then(|exe| read::<u64>(exe, o.file_f_inode))
+    }
+    .unwrap_or(0);
+    if inode != 0 && inode == exe_inode {
+        return Ok(0);
+    }
+    let ev = SCRATCH_MMAP.get_ptr_mut(0).ok_or(-1i64)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let ev: &mut ExecEvent = unsafe { &mut *ev };
+    ev.flags = EXEC_VIA_MMAP;
+    ev.path_len = 0;
+    ev.args_len = 0;
+    ev.target_tgid = 0;
+    describe_file(ev, task, file, Some(m.cgroup_id));
+    if ev.flags & EXEC_ROOT_NOT_OVERLAY != 0 || ev.flags & EXEC_DRIFT_FLAGS == 0 {
+        return Ok(0);
+    }
+    fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, ppid_of(task));
+    decide(ev, &m.policy);
+    if ev.header.control != CONTROL_DRIFT {
+        // An image file on a drift allow list: not ours to report here.
+        return Ok(0);
+    }
+    report(ev, &m)
+}
+
+#[inline(always)]
+fn report(ev: &ExecEvent, _m: &Membership) -> Result<i32, i64> {
+    if ev.flags & EXEC_UNREADABLE != 0 {
+        count(COUNTER_UNREADABLE);
+    }
+    if EVENTS.output::<ExecEvent>(ev, 0).is_err() {
+        count(COUNTER_RINGBUF_DROPS);
+    }
+    Ok(verdict(ev.header.action))
+}
+
+#[lsm(hook = "ptrace_access_check")]
+pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
+    let retval: i32 = ctx.arg(2);
+    if retval != 0 {
+        return retval;
+    }
+    let child: u64 = ctx.arg(0);
+    let mode: u32 = ctx.arg(1);
+    // Reading another process's memory map or environment (`ps`, `/proc/<pid>/environ`) asks
+    // for PTRACE_MODE_READ only; writing into it needs ATTACH.
+    if mode & PTRACE_MODE_ATTACH == 0 {
+        return 0;
+    }
+    try_ptrace(child).unwrap_or(0)
+}
+
+#[lsm(hook = "ptrace_traceme")]
+pub fn ptrace_traceme(ctx: LsmContext) -> i32 {
+    let retval: i32 = ctx.arg(1);
+    if retval != 0 {
+        return retval;
+    }
+    // The tracer-to-be is the parent; the target is the current task itself.
+    // SAFETY: plain helper call.
+    let task = unsafe { bpf_get_current_task() };
+    try_ptrace(task).unwrap_or(0)
+}
+
+/// Attaching to (or offering oneself to) a tracer from inside a container: under drift, a way
+/// to run code that was never in the image inside an image process.
+fn try_ptrace(target: u64) -> Result<i32, i64> {
+    let Some(m) = container::current() else {
+        return Ok(0);
+    };
+    if m.policy.drift_mode == 0 {
+        return Ok(0);
+    }
+    let o = offsets();
+    // SAFETY: plain helper call; the current task.
+    let task = unsafe { bpf_get_current_task() };
+    let ev = SCRATCH_MMAP.get_ptr_mut(0).ok_or(-1i64)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let ev: &mut ExecEvent = unsafe { &mut *ev };
+    fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, ppid_of(task));
+    ev.flags = EXEC_VIA_PTRACE;
+    ev.path_len = 0;
+    ev.args_len = 0;
+    // SAFETY (read): bpf_probe_read_kernel tolerates any address.
+    ev.target_tgid = unsafe { read::<u32>(target, o.task_tgid) }.unwrap_or(0);
+    ev.header.control = CONTROL_DRIFT;
+    ev.header.action = action_for(m.policy.drift_mode);
+    report(ev, &m)
+}

@@ -1,0 +1,158 @@
+use super::*;
+
+#[cfg(target_arch = "x86_64")]
+const ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const ARCH: u32 = 0xc000_00b7;
+
+/// Runs `f` in a forked child under `spec` (with no_new_privs) and returns how it ended:
+/// `Ok(exit code)` or `Err(signal)`.
+fn under(spec: &FilterSpec, f: fn() -> i32) -> Result<i32, i32> {
+    let prog = spec.assemble().unwrap();
+    // SAFETY: the child only makes syscalls and exits; the parent waits for it.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr() as *mut _,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog) != 0
+            {
+                libc::_exit(100);
+            }
+            libc::_exit(f());
+        }
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+        if libc::WIFEXITED(st) {
+            Ok(libc::WEXITSTATUS(st))
+        } else {
+            Err(libc::WTERMSIG(st))
+        }
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn spec(rules: Vec<SyscallRule>) -> FilterSpec {
+    FilterSpec {
+        arch: ARCH,
+        foreign_nr_bit: if cfg!(target_arch = "x86_64") {
+            Some(0x4000_0000)
+        } else {
+            None
+        },
+        foreign: Verdict::KillProcess,
+        rules,
+        default: Verdict::Allow,
+    }
+}
+
+#[test]
+fn errno_verdicts_and_the_default() {
+    let s = spec(vec![SyscallRule::always(
+        libc::SYS_getppid,
+        Verdict::Errno(42),
+    )]);
+    assert_eq!(
+        under(&s, || unsafe {
+            let r = libc::syscall(libc::SYS_getppid);
+            if r == -1 && errno() == 42 && libc::getpid() > 0 {
+                0
+            } else {
+                1
+            }
+        }),
+        Ok(0)
+    );
+}
+
+#[test]
+fn argument_conditions_look_at_the_low_half_of_integers_and_all_of_pointers() {
+    let s = spec(vec![
+        SyscallRule {
+            nr: libc::SYS_socket as u32,
+            arms: vec![
+                Arm {
+                    conds: vec![Cond::eq(0, libc::AF_PACKET as u32)],
+                    verdict: Verdict::Errno(libc::EPERM as u16),
+                },
+                Arm {
+                    conds: vec![Cond::MaskedEq {
+                        arg: 1,
+                        mask: 0xf,
+                        value: libc::SOCK_RAW as u32,
+                    }],
+                    verdict: Verdict::Errno(libc::EACCES as u16),
+                },
+            ],
+            otherwise: Verdict::Allow,
+        },
+        SyscallRule {
+            nr: libc::SYS_sendto as u32,
+            arms: vec![Arm {
+                conds: vec![Cond::NonZero { arg: 4 }],
+                verdict: Verdict::Errno(libc::EMSGSIZE as u16),
+            }],
+            otherwise: Verdict::Allow,
+        },
+    ]);
+    assert_eq!(
+        under(&s, || unsafe {
+            // High garbage in an int register must not hide AF_PACKET.
+            let packet = libc::syscall(libc::SYS_socket, 0xdead_0000_0000_0011u64, 3, 0);
+            if packet != -1 || errno() != libc::EPERM {
+                return 1;
+            }
+            let raw = libc::syscall(
+                libc::SYS_socket,
+                libc::AF_INET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                1,
+            );
+            if raw != -1 || errno() != libc::EACCES {
+                return 2;
+            }
+            let unix = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+            if unix < 0 {
+                return 3;
+            }
+            // A pointer whose low half is zero is still a pointer.
+            let r = libc::syscall(libc::SYS_sendto, unix, 0, 0, 0, 0x1_0000_0000u64, 0);
+            if r != -1 || errno() != libc::EMSGSIZE {
+                return 4;
+            }
+            let r = libc::syscall(libc::SYS_sendto, unix, 0, 0, 0, 0, 0);
+            if r == -1 && errno() == libc::EMSGSIZE {
+                return 5;
+            }
+            0
+        }),
+        Ok(0)
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn other_abis_are_killed() {
+    let s = spec(vec![]);
+    // int 0x80 with eax = 20: getpid in the i386 table.
+    let r = under(&s, || unsafe {
+        let mut ret: i64 = 20;
+        std::arch::asm!("int 0x80", inout("rax") ret, options(nostack));
+        if ret > 0 {
+            0
+        } else {
+            1
+        }
+    });
+    assert_eq!(r, Err(libc::SIGSYS));
+    // x32: getpid (39) with the x32 bit.
+    let r = under(&s, || unsafe { libc::syscall(0x4000_0000 + 39) as i32 });
+    assert_eq!(r, Err(libc::SIGSYS));
+}
