@@ -232,13 +232,14 @@ impl FileGuard {
         let Some(profile) = self.pending.get(&cgroup_id).cloned() else {
             return Ok(0);
         };
-        self.unwatch_container(cgroup_id);
-        self.pending.insert(cgroup_id, profile.clone());
         let (opens, scripts) = wanted(&profile, self.audit_all, self.judge_scripts);
         let intel_mask = intel::exec_mask(&self.intel, cgroup_id);
         if !(opens || scripts) && intel_mask.is_empty() {
+            self.remove_marks(cgroup_id);
             return Ok(0);
         }
+        // The old marks stay until the new ones are in place (a re-registration or a reload
+        // re-marks a running container: an unmarked moment would let its opens through).
         let mounts =
             mountinfo::of_pid(pid).map_err(|source| FileGuardError::Mounts { pid, source })?;
         let root = mounts.iter().find(|m| m.is_root());
@@ -290,14 +291,40 @@ impl FileGuard {
             }
             marked.push((m.id, c));
         }
+        let old = self
+            .marked
+            .insert(cgroup_id, marked.clone())
+            .unwrap_or_default();
         {
             let mut by = self.by_mount.lock().unwrap_or_else(|e| e.into_inner());
             for (id, _) in &marked {
                 by.insert(*id, watched.clone());
             }
+            for (id, _) in &old {
+                if !marked.iter().any(|(m, _)| m == id) {
+                    by.remove(id);
+                }
+            }
+        }
+        let all = MaskFlags::FAN_OPEN_PERM | MaskFlags::FAN_OPEN_EXEC_PERM;
+        for (id, path) in &old {
+            // A mount still marked keeps only the new mask; one that is gone loses its mark.
+            let drop = if marked.iter().any(|(m, _)| m == id) {
+                all - mask
+            } else {
+                all
+            };
+            if !drop.is_empty() {
+                // Failure (the mount is gone) leaves nothing to remove.
+                let _ = self.group.mark(
+                    MarkFlags::FAN_MARK_REMOVE | MarkFlags::FAN_MARK_MOUNT,
+                    drop,
+                    AT_FDCWD,
+                    Some(path.as_c_str()),
+                );
+            }
         }
         let n = marked.len();
-        self.marked.insert(cgroup_id, marked);
         self.flush_cache();
         Ok(n)
     }
@@ -318,6 +345,11 @@ impl FileGuard {
     /// Removes a container's marks and its recorded profile (its opens stop waiting on us).
     pub fn unwatch_container(&mut self, cgroup_id: u64) {
         self.pending.remove(&cgroup_id);
+        self.remove_marks(cgroup_id);
+    }
+
+    /// Removes the container's marks and their entries.
+    fn remove_marks(&mut self, cgroup_id: u64) {
         let Some(marks) = self.marked.remove(&cgroup_id) else {
             return;
         };
