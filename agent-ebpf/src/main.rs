@@ -7,10 +7,12 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod accept;
+mod assurance;
 mod cgroup;
 mod container;
 mod env;
 mod exec;
+mod intel;
 mod kernel;
 mod listen;
 mod lsm;

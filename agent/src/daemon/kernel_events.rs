@@ -70,7 +70,8 @@ impl Daemon {
     }
 
     fn emit_kernel(&mut self, ev: &KernelEvent) {
-        if let Some(out) = self.events.kernel_event(ev, &self.containers, &self.procs) {
+        if let Some(mut out) = self.events.kernel_event(ev, &self.containers, &self.procs) {
+            self.annotate_intel(ev, &mut out);
             self.emit(out);
         }
     }
@@ -130,6 +131,7 @@ impl Daemon {
             None => self.profiles.default_profile(),
         };
         let (control, action) = verdict::exec_verdict(profile, flags, path);
+        let (control, action) = self.held_exec_intel(header, control, action);
         header.control = control;
         header.action = action;
         // Signal only the process the kernel held, and only while it is still in that

@@ -3,6 +3,7 @@
 pub mod backends;
 pub mod coverage;
 pub mod decode;
+pub mod intel;
 pub mod loader;
 pub mod lsm;
 pub mod maps;

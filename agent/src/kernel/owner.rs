@@ -17,7 +17,7 @@ use super::maps::{AdoptedRules, Counters, KernelError, KernelState};
 type Reply<T> = oneshot::Sender<Result<T, KernelError>>;
 
 /// What the owner can be asked to do. Each variant carries its reply channel.
-enum Command {
+pub(super) enum Command {
     /// Mark a container parent and attach the container-parent programs there (once).
     AddParent {
         cgroup_id: u64,
@@ -71,6 +71,8 @@ enum Command {
     Heartbeat { reply: Reply<()> },
     /// The kernel's counters.
     Counters { reply: Reply<Counters> },
+    /// The intel tries and assurance refusals (`intel.rs`).
+    Intel(super::intel::IntelCommand),
     /// Drop the state and end the thread.
     Stop,
 }
@@ -205,6 +207,7 @@ fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: im
             Command::Counters { reply } => {
                 let _ = reply.send(state.counters());
             }
+            Command::Intel(command) => state.intel.serve(command),
             Command::Stop => return,
         }
         on_command();
@@ -213,7 +216,7 @@ fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: im
 
 impl KernelHandle {
     /// Sends `command` built around a fresh reply channel and waits for the answer.
-    async fn ask<T>(
+    pub(super) async fn ask<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, KernelError> {
