@@ -82,6 +82,20 @@ impl std::fmt::Display for IntelMode {
     }
 }
 
+/// A config key that takes one string or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(url) => vec![url],
+        OneOrMany::Many(urls) => urls,
+    }))
+}
+
 fn with_default(help: &str, default: impl std::fmt::Display) -> String {
     format!("{help} [default: {default}]")
 }
@@ -126,8 +140,11 @@ pub struct AgentOptions {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
     /// Stream events to this collector (https://HOST:PORT); they are spooled on disk first.
+    /// Repeat for failover: the first that answers is used, the next when it fails, resuming
+    /// from the last acknowledgement. In the config file: a URL or a list of URLs.
     #[arg(long, value_name = "URL")]
-    pub collector: Option<String>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub collector: Option<Vec<String>>,
     /// CA certificate that signed the collector's certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub collector_ca: Option<PathBuf>,
@@ -200,7 +217,8 @@ pub struct AgentConfig {
     pub api_socket: PathBuf,
     /// Prometheus endpoint address, e.g. `127.0.0.1:9464` (off when unset).
     pub metrics: Option<String>,
-    /// Collector URL (`https://host:port`); events are spooled and sent when set.
+    /// Collector URLs (`https://host:port`), comma-separated in failover order; events are
+    /// spooled and sent when set.
     pub collector: Option<String>,
     /// CA certificate of the collector.
     pub collector_ca: Option<PathBuf>,
@@ -360,7 +378,10 @@ impl AgentOptions {
                 .api_socket
                 .unwrap_or_else(|| defaults::API_SOCKET.into()),
             metrics: self.metrics,
-            collector: self.collector,
+            collector: self
+                .collector
+                .map(|urls| urls.join(","))
+                .filter(|urls| !urls.is_empty()),
             collector_ca: self.collector_ca,
             collector_cert: self.collector_cert,
             collector_key: self.collector_key,
@@ -504,6 +525,44 @@ mod tests {
         assert_eq!(c.bpffs, PathBuf::from(defaults::BPFFS));
         assert_eq!(c.state_dir, PathBuf::from(defaults::STATE_DIR));
         assert!(c.learn);
+    }
+
+    #[test]
+    fn several_collectors_as_repeated_flags_or_a_list_in_the_file() {
+        let flags = Cli::parse_from([
+            "x",
+            "--collector",
+            "https://a:7443",
+            "--collector",
+            "https://b:7443",
+        ])
+        .options;
+        let c = flags.resolve().unwrap();
+        assert_eq!(
+            c.collector.as_deref(),
+            Some("https://a:7443,https://b:7443")
+        );
+        let c = AgentConfig::from_toml("collector = [\"https://a:7443\", \"https://b:7443\"]\n")
+            .unwrap();
+        assert_eq!(
+            c.collector.as_deref(),
+            Some("https://a:7443,https://b:7443")
+        );
+        let c = AgentConfig::from_toml("collector = \"https://a:7443\"\n").unwrap();
+        assert_eq!(
+            c.collector.as_deref(),
+            Some("https://a:7443"),
+            "one URL still works"
+        );
+        let flags = Cli::parse_from(["x", "--collector", "https://c:7443"]).options;
+        let file = AgentOptions::from_toml("collector = [\"https://a:7443\"]\n").unwrap();
+        let c = flags.over(file).resolve().unwrap();
+        assert_eq!(
+            c.collector.as_deref(),
+            Some("https://c:7443"),
+            "flags beat the file"
+        );
+        assert_eq!(AgentConfig::from_toml("").unwrap().collector, None);
     }
 
     #[test]
