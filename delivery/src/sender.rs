@@ -164,7 +164,7 @@ async fn session(
                 *backoff = Duration::from_millis(100);
             }
             _ = shared.wake.notified(), if in_flight.len() < WINDOW => {}
-            _ = flush.tick() => shared.spool().sync()?,
+            _ = flush.tick() => shared.sync()?,
             _ = stop.changed() => return Ok(()),
         }
     }
