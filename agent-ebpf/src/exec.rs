@@ -5,10 +5,11 @@
 
 use agent_common::{
     ExecEvent, ACTION_ALLOWED, ACTION_BLOCKED, ARGS_BUF, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT,
-    CONTROL_EXEC, COUNTER_KILLS, COUNTER_RINGBUF_DROPS, EVENT_EXEC, EXEC_ARGS_TRUNCATED,
-    EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_HELD, EXEC_PATH_TRUNCATED, EXEC_ROOT_NOT_OVERLAY,
-    EXEC_UNLINKED, EXEC_UPPER_LAYER, HEARTBEAT_FRESH_NS, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW,
-    LIST_EXEC_DENY, ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW,
+    CONTROL_EXEC, COUNTER_HELD_FULL, COUNTER_INIT_FULL, COUNTER_KILLS, COUNTER_ORIGIN_FULL,
+    EVENT_EXEC, EXEC_ARGS_TRUNCATED, EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_HELD,
+    EXEC_ORIGIN_UNKNOWN, EXEC_PATH_TRUNCATED, EXEC_ROOT_NOT_OVERLAY, EXEC_UNLINKED,
+    EXEC_UPPER_LAYER, HEARTBEAT_FRESH_NS, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY,
+    ORIGIN_EXEC_SESSION, ORIGIN_INIT, ORIGIN_UNKNOWN, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW,
     RULES_EXEC_ALLOW, RULES_EXEC_DENY,
 };
 use aya_ebpf::{
@@ -19,8 +20,9 @@ use aya_ebpf::{
 
 use crate::{
     container::{self, action_for},
+    emit::{self, Context},
     kernel::{fill_header, host_events, offsets, read, read_ptr},
-    maps::{count, AGENT_HEARTBEAT, CONTAINER_INIT, EVENTS, SCRATCH_EXEC, TASK_ORIGIN},
+    maps::{count, AGENT_HEARTBEAT, CONTAINER_INIT, HELD_EXECS, SCRATCH_EXEC, TASK_ORIGIN},
 };
 
 const SIGKILL: u32 = 9;
@@ -72,9 +74,11 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     read_args(ev, task)?;
 
     if let Some(m) = member {
-        let origin = origin_of(ev.header.tgid, m.cgroup_id);
+        let origin = origin_of(ev.header.tgid, ppid, m.cgroup_id);
         if origin == ORIGIN_EXEC_SESSION {
             ev.flags |= EXEC_FROM_EXEC_SESSION;
+        } else if origin == ORIGIN_UNKNOWN {
+            ev.flags |= EXEC_ORIGIN_UNKNOWN;
         }
         if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
             decide(ev, &m.policy);
@@ -87,15 +91,27 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
         } else if !m.configured && agent_alive() {
             // A container younger than its own policy: stop the new image before its first
             // instruction and let the agent decide under the container's real profile. Only
-            // while the agent is alive (fresh heartbeat), so no process waits for nobody.
+            // while the agent is alive (fresh heartbeat), so no process waits for nobody, and
+            // only once the hold is recorded where any agent finds it (HELD_EXECS), so a lost
+            // ring record or a dead agent never strands it: the agent sweeps that map.
             ev.flags |= EXEC_HELD;
-            // SAFETY: as above, the current task of a monitored container.
-            unsafe { bpf_send_signal(SIGSTOP) };
+            // By reference: a copy of the record would not fit the 512-byte stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let recorded = HELD_EXECS.insert(ev.header.tgid, &*ev, 0).is_ok();
+            if recorded {
+                // SAFETY: as above, the current task of a monitored container.
+                unsafe { bpf_send_signal(SIGSTOP) };
+            } else {
+                // Full: run on under the default policy already decided above.
+                ev.flags &= !EXEC_HELD;
+                count(COUNTER_HELD_FULL);
+            }
         }
     }
 
-    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
+    let critical = ev.flags & EXEC_HELD != 0;
+    if emit::admit(ccg, EVENT_EXEC, ev.header.action, critical, Context::Task) {
+        emit::copy(&*ev);
     }
     Ok(())
 }
@@ -176,19 +192,33 @@ pub(crate) fn decide(ev: &mut ExecEvent, p: &agent_common::ContainerPolicy) {
 
 /// How this process came into its container. A process the maps do not know yet entered it
 /// from outside: the first one is the container's init, every later one a `docker exec`.
+/// Full maps never make an init or its descendants look like a `docker exec` session: a
+/// process whose parent has an origin inherits it (its own entry was lost to a full
+/// `TASK_ORIGIN` at fork), and when `CONTAINER_INIT` is full the origin is unknown.
 #[inline(always)]
-pub(crate) fn origin_of(tgid: u32, container: u64) -> u32 {
+pub(crate) fn origin_of(tgid: u32, ppid: u32, container: u64) -> u32 {
     // SAFETY: the value is copied out at once.
     if let Some(o) = unsafe { TASK_ORIGIN.get(tgid) } {
         return *o;
     }
     const BPF_NOEXIST: u64 = 1;
-    let origin = if CONTAINER_INIT.insert(container, tgid, BPF_NOEXIST).is_ok() {
-        ORIGIN_INIT
+    const EEXIST: i64 = 17;
+    // SAFETY: as above.
+    let origin = if let Some(o) = unsafe { TASK_ORIGIN.get(ppid) } {
+        *o
     } else {
-        ORIGIN_EXEC_SESSION
+        match CONTAINER_INIT.insert(container, tgid, BPF_NOEXIST) {
+            Ok(()) => ORIGIN_INIT,
+            Err(e) if e as i64 == -EEXIST => ORIGIN_EXEC_SESSION,
+            Err(_) => {
+                count(COUNTER_INIT_FULL);
+                ORIGIN_UNKNOWN
+            }
+        }
     };
-    let _ = TASK_ORIGIN.insert(tgid, origin, 0);
+    if TASK_ORIGIN.insert(tgid, origin, 0).is_err() {
+        count(COUNTER_ORIGIN_FULL);
+    }
     origin
 }
 

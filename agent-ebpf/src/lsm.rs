@@ -25,6 +25,7 @@ use aya_ebpf::{
 
 use crate::{
     container::{self, action_for},
+    emit,
     exec::{build_path, decide, describe_file, origin_of, path_listed},
     kernel::{fill_header, offsets, read, read_ptr},
     maps::{count, EVENTS, SCRATCH_EXEC},
@@ -82,7 +83,7 @@ fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i64> {
     let file = unsafe { read_ptr(bprm, o.bprm_file)? };
     describe_file(ev, task, file)?;
 
-    if origin_of(ev.header.tgid, m.cgroup_id) == ORIGIN_EXEC_SESSION {
+    if origin_of(ev.header.tgid, ppid, m.cgroup_id) == ORIGIN_EXEC_SESSION {
         ev.flags |= EXEC_FROM_EXEC_SESSION;
     }
     if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
@@ -93,9 +94,7 @@ fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i64> {
     if ev.header.action != ACTION_BLOCKED {
         return Ok(0);
     }
-    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
-    }
+    emit::copy(&*ev);
     Ok(verdict(ev.header.action))
 }
 
@@ -173,7 +172,7 @@ fn try_file_open(ctx: &LsmContext) -> Result<i32, i64> {
                     (*out).path_len = 0;
                 }
             }
-            entry.submit(0);
+            emit::submit(entry);
         }
         None => count(COUNTER_RINGBUF_DROPS),
     }

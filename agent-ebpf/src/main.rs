@@ -9,6 +9,7 @@
 mod accept;
 mod cgroup;
 mod container;
+mod emit;
 mod exec;
 mod kernel;
 mod lsm;

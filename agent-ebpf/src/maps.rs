@@ -3,7 +3,10 @@
 //! agent's bpffs directory, so a restarted agent adopts them (policy, process origins, and the
 //! events written while it was away) instead of starting from nothing.
 
-use agent_common::{ContainerPolicy, ExecEvent, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT};
+use agent_common::{
+    ContainerPolicy, ExecEvent, LayoutStamp, NetRule, NetRuleKey, PathRuleKey, COUNTER_COUNT,
+    HELD_EXECS_ENTRIES,
+};
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
@@ -38,6 +41,15 @@ pub static PATH_RULES: HashMap<PathRuleKey, u32> = HashMap::pinned(16_384, 0);
 
 #[map]
 pub static NET_RULES: HashMap<NetRuleKey, NetRule> = HashMap::pinned(8192, 0);
+
+/// What layout the pinned maps have; written by the agent that created them, read by the
+/// next one before it adopts them. No program uses it.
+#[map]
+pub static LAYOUT: Array<LayoutStamp> = Array::pinned(1, 0);
+
+/// Execs stopped for the agent, by tgid (see `agent_common::MAP_HELD_EXECS`).
+#[map]
+pub static HELD_EXECS: HashMap<u32, ExecEvent> = HashMap::pinned(HELD_EXECS_ENTRIES, 0);
 
 /// Per-CPU scratch for building an exec event (too big for the 512-byte stack).
 #[map]

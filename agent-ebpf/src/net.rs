@@ -16,6 +16,7 @@ use aya_ebpf::{
 
 use crate::{
     container::{self, action_for},
+    emit::{self, Context},
     kernel::fill_header,
     maps::{count, EVENTS, NET_RULES},
 };
@@ -246,6 +247,9 @@ pub(crate) fn emit(
     addr: [u8; 16],
     action: u32,
 ) {
+    if !emit::admit(cgroup, EVENT_NET, action, false, Context::Task) {
+        return;
+    }
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
         count(COUNTER_RINGBUF_DROPS);
         return;
@@ -265,5 +269,5 @@ pub(crate) fn emit(
         (*ev)._pad = 0;
         (*ev).addr = addr;
     }
-    entry.submit(0);
+    emit::submit(entry);
 }

@@ -29,6 +29,9 @@ pub mod defaults {
     pub const SPOOL_MAX_BYTES: u64 = 256 << 20;
     /// bpffs directory for pinned maps and programs.
     pub const BPFFS: &str = "/sys/fs/bpf/seawall";
+    /// Allowed kernel records one container may send per second before the rest are only
+    /// counted (blocked and audited ones are never held back).
+    pub const EVENT_BUDGET: u32 = 5000;
 }
 
 fn with_default(help: &str, default: impl std::fmt::Display) -> String {
@@ -93,6 +96,8 @@ pub struct AgentOptions {
     pub pin: bool,
     #[arg(long, value_name = "DIR", help = with_default("bpffs directory for pinned maps and programs", defaults::BPFFS))]
     pub bpffs: Option<PathBuf>,
+    #[arg(long, value_name = "N", help = with_default("Allowed kernel records one container may send per second; beyond it they are counted and reported per container and command, not sent one by one (blocked and audited records are never held back; 0: no limit)", defaults::EVENT_BUDGET))]
+    pub event_budget: Option<u32>,
 }
 
 /// The agent's resolved configuration: every value set.
@@ -136,6 +141,8 @@ pub struct AgentConfig {
     pub bpffs: PathBuf,
     /// Keep the programs attached and enforcing when the agent exits.
     pub pin: bool,
+    /// Allowed kernel records per container per second (0: no limit).
+    pub event_budget: u32,
 }
 
 impl Default for AgentConfig {
@@ -206,6 +213,7 @@ impl AgentOptions {
             spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
             pin: self.pin || file.pin,
             bpffs: self.bpffs.or(file.bpffs),
+            event_budget: self.event_budget.or(file.event_budget),
         }
     }
 
@@ -249,6 +257,7 @@ impl AgentOptions {
             spool_max_bytes: self.spool_max_bytes.unwrap_or(defaults::SPOOL_MAX_BYTES),
             bpffs: self.bpffs.unwrap_or_else(|| defaults::BPFFS.into()),
             pin: self.pin,
+            event_budget: self.event_budget.unwrap_or(defaults::EVENT_BUDGET),
         };
         c.validate()?;
         Ok(c)

@@ -26,6 +26,8 @@ const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
 pub(super) const LOOKUP_WAIT: Duration = Duration::from_secs(6);
 /// Containers created but not yet seen running, kept at most.
 const CREATED_MAX: usize = 1024;
+/// Unresolvable container cgroups remembered at most (a flood of new cgroups cannot grow it).
+const UNRESOLVED_MAX: usize = 4096;
 
 /// A cgroup waiting for its source's answer.
 #[derive(Debug)]
@@ -97,6 +99,9 @@ impl Daemon {
                 for info in running {
                     self.started(info).await;
                 }
+                // Containers that started and died during the gap never reached the table,
+                // but the kernel recorded them: their entries go by their cgroup.
+                self.collect_dead_containers(true).await;
             }
             SourceEvent::Unreachable => {}
         }
@@ -118,7 +123,7 @@ impl Daemon {
         self.register(cg, info).await;
     }
 
-    async fn stopped(&mut self, id: &str) {
+    pub(super) async fn stopped(&mut self, id: &str) {
         self.created.remove(id);
         self.awaiting.remove(id);
         if let Some((cg, info)) = self.containers.remove_container(id) {
@@ -155,6 +160,9 @@ impl Daemon {
         match self.dir_of(cgroup_id) {
             Some(dir) => self.add_by_dir(cgroup_id, dir).await,
             None => {
+                if self.unresolved.len() >= UNRESOLVED_MAX {
+                    self.unresolved.clear();
+                }
                 self.unresolved.insert(cgroup_id, Instant::now());
             }
         }
@@ -302,7 +310,7 @@ impl Daemon {
                 tracing::error!(container_id = %info.id, "container table full: events of this container lack its metadata");
             }
         }
-        self.release_held_for(cgroup_id);
+        self.release_held_for(cgroup_id).await;
         self.refresh_status();
     }
 

@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod decode;
+pub mod layout;
 pub mod loader;
 pub mod lsm;
 pub mod maps;
@@ -9,4 +10,5 @@ pub mod offsets;
 pub mod owner;
 pub mod pins;
 pub mod programs;
+pub mod recovery;
 pub mod ring;

@@ -276,10 +276,10 @@ mod tests {
     #[test]
     fn a_blocked_drift_is_critical_and_says_why() {
         let mut raw = decode::tests::exec_event(5, "/tmp/x", &["/tmp/x"]);
-        // header.control @4, header.action @8, flags @64
+        // header.control @4, header.action @8, flags @72
         raw[4..8].copy_from_slice(&CONTROL_DRIFT.to_ne_bytes());
         raw[8..12].copy_from_slice(&ACTION_BLOCKED.to_ne_bytes());
-        raw[64..68].copy_from_slice(&EXEC_UPPER_LAYER.to_ne_bytes());
+        raw[72..76].copy_from_slice(&EXEC_UPPER_LAYER.to_ne_bytes());
         let ev = decode::decode(&raw).unwrap();
         let mut e = Enricher::new("n".into(), 1);
         let out = e
