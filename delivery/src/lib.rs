@@ -239,6 +239,15 @@ impl Delivery {
             .unwrap_or(false)
     }
 
+    /// Ends the sender task as a crash would, for the agent's fault tests (the daemon must
+    /// notice it through [`Delivery::is_running`]).
+    #[doc(hidden)]
+    pub fn abort_sender(&self) {
+        if let Ok(Some(t)) = self.task.lock().as_deref() {
+            t.abort();
+        }
+    }
+
     /// Stops the sender and flushes the spool. Unacknowledged events stay spooled for the next
     /// start.
     pub async fn shutdown(self) {

@@ -139,6 +139,9 @@ pub enum DaemonError {
     FileThreadEnded(ThreadEnd),
     #[error("the delivery sender ended: events are no longer sent to the collector")]
     DeliveryEnded,
+    /// A failpoint of the fault tests failed the start on purpose.
+    #[error("failpoint {0}")]
+    Failpoint(&'static str),
 }
 
 /// A shutdown signal every task can wait on.
@@ -385,6 +388,10 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     // written; younger ones wait for their ring records.
     d.sweep_holds(false).await;
     d.kernel.heartbeat().await?;
+    if crate::failpoint::armed("fail_start_after_attach").is_some() {
+        // Everything is loaded and attached: what a start failing this late must undo.
+        return Err(DaemonError::Failpoint("fail_start_after_attach"));
+    }
 
     {
         let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
@@ -557,6 +564,11 @@ async fn event_loop(
                 d.collect_dead_containers(false).await;
                 if let Err(e) = d.kernel.heartbeat().await {
                     tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
+                }
+                if crate::failpoint::armed("delivery_sender_exit").is_some() {
+                    if let Some(dl) = &d.delivery {
+                        dl.abort_sender();
+                    }
                 }
                 if d.delivery.as_ref().is_some_and(|dl| !dl.is_running()) {
                     tracing::error!("the delivery sender ended");
