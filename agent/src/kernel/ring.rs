@@ -65,7 +65,8 @@ pub async fn read_ring(
     tokio::pin!(stop);
     loop {
         liveness.beat();
-        if failpoint::armed("ring_reader_exit").is_some() && read_total > 0 {
+        // Once the backlog is read, i.e. with the agent up and running.
+        if failpoint::armed("ring_reader_exit").is_some() && !backlog_pending {
             return Err(RingError::Failpoint);
         }
         // The backlog: whatever the ring held at start is readable at once.
