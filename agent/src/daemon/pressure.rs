@@ -52,6 +52,45 @@ impl Default for Seen {
     }
 }
 
+/// Deepest level below a container parent that is walked for live cgroups (containers sit at
+/// any depth below their parent, e.g. Kubernetes pods' containers).
+const LIVE_WALK_DEPTH: usize = 16;
+/// Cgroup directories looked at, at most, per collection.
+const LIVE_WALK_MAX: usize = 100_000;
+
+/// The ids (inodes) of every cgroup below the parents, or `None` when a parent cannot be read
+/// or there are too many to be sure (then no entry is judged dead).
+fn live_cgroups<'a>(parents: impl Iterator<Item = &'a std::path::Path>) -> Option<HashSet<u64>> {
+    let mut live = HashSet::new();
+    let mut todo: Vec<(std::path::PathBuf, usize)> = Vec::new();
+    for parent in parents {
+        std::fs::metadata(parent).ok()?;
+        todo.push((parent.to_path_buf(), 0));
+    }
+    while let Some((dir, depth)) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            if depth == 0 {
+                return None;
+            }
+            continue; // removed while walked: gone
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if !m.is_dir() {
+                continue;
+            }
+            live.insert(m.ino());
+            if live.len() > LIVE_WALK_MAX {
+                return None;
+            }
+            if depth + 1 < LIVE_WALK_DEPTH {
+                todo.push((e.path(), depth + 1));
+            }
+        }
+    }
+    Some(live)
+}
+
 fn kind_name(kind: u32) -> &'static str {
     match kind {
         EVENT_EXEC => "exec",
@@ -266,19 +305,10 @@ impl Daemon {
                 return;
             }
         };
-        let mut live: HashSet<u64> = HashSet::new();
-        for (parent, _) in &self.parents {
-            let Ok(rd) = std::fs::read_dir(parent) else {
-                // Unreadable parent: nothing below it can be judged dead.
-                return;
-            };
-            live.extend(
-                rd.flatten()
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_dir())
-                    .map(|m| m.ino()),
-            );
-        }
+        let Some(live) = live_cgroups(self.parents.iter().map(|(p, _)| p.as_path())) else {
+            // A parent that cannot be read: nothing below it can be judged dead.
+            return;
+        };
         let dead: HashSet<u64> = keys
             .policies
             .iter()
@@ -322,5 +352,25 @@ impl Daemon {
             s.losses.held_execs = held;
             s.losses.maps = usage;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_cgroups_are_found_at_any_depth_and_an_unreadable_parent_judges_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("kubepods/burstable/pod1/ctr");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(root.path().join("cgroup.procs"), "").unwrap();
+        let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+        let live = live_cgroups(std::iter::once(root.path())).unwrap();
+        assert!(live.contains(&ino(&deep)));
+        assert!(live.contains(&ino(&root.path().join("kubepods"))));
+        assert_eq!(live.len(), 4, "directories only");
+        let gone = root.path().join("gone");
+        assert!(live_cgroups([root.path(), gone.as_path()].into_iter()).is_none());
     }
 }
