@@ -102,13 +102,16 @@ fn musl_cc() -> &'static str {
 
 fn test() -> Result<()> {
     setup::setup()?;
-    // Unit and collector tests, and the binaries the integration tests drive.
+    // Unit and collector tests, and the binaries the integration tests drive (the agent with
+    // the failpoints tests/faults.rs arms; inert unless SEAWALL_FAILPOINTS is set).
     run(cargo().args([
         "build",
         "-p",
         "seawall",
         "--bin",
         "seawall",
+        "--features",
+        "seawall/failpoints",
         "-p",
         "seawall-collector",
     ]))?;
