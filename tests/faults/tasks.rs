@@ -135,9 +135,11 @@ fn a_full_container_init_map_never_turns_a_new_init_into_a_docker_exec_session()
         "enforce",
         "[drift]\nprevent = false\n[exec]\nblock_container_exec = true\n",
     );
-    let agent = Agent::start(
+    // The agent would collect the fake entries below as those of dead containers.
+    let agent = agent_with_failpoints(
         &[("default.toml", DEFAULT_PROFILE), ("busybox.toml", &p)],
         &[],
+        "no_dead_container_collection",
     );
     // Fill CONTAINER_INIT with entries of cgroups that do not exist (what lost `die` events
     // leave behind), up to its capacity.
@@ -159,4 +161,7 @@ fn a_full_container_init_map_never_turns_a_new_init_into_a_docker_exec_session()
         text(&out.stderr),
         agent.log()
     );
+    agent.expect("the full map is reported", |e| {
+        agent_says(e, "kernel map CONTAINER_INIT is full")
+    });
 }
