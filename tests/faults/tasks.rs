@@ -26,6 +26,7 @@ fn the_end_of_any_task_the_agent_needs_stops_it_and_names_the_task() {
     ];
     for (failpoint, task, extra) in [
         ("ring_reader_exit", "ring reader", &[][..]),
+        ("kernel_owner_panic", "kernel owner", &[][..]),
         ("docker_source_exit", "Docker source", &[][..]),
         ("delivery_sender_exit", "delivery sender", &collector[..]),
     ] {

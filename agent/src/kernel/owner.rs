@@ -236,6 +236,14 @@ fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: im
                 let _ = reply.send(state.release_previous());
             }
             Command::Heartbeat { reply } => {
+                if crate::failpoint::armed("kernel_owner_panic").is_some() {
+                    // After the start's heartbeat and a tick's: with the agent up.
+                    static BEATS: std::sync::atomic::AtomicU32 =
+                        std::sync::atomic::AtomicU32::new(0);
+                    if BEATS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 2 {
+                        panic!("failpoint kernel_owner_panic");
+                    }
+                }
                 let _ = reply.send(state.heartbeat());
             }
             Command::Counters { reply } => {
