@@ -114,6 +114,20 @@ fn a_failed_fanotify_read_is_retried_and_later_opens_are_answered() {
         .trim(),
         "rc=0"
     );
+    // The container's opens go through the agent: a denied file is denied and reported.
+    assert_eq!(
+        exec(
+            &c,
+            "timeout -s KILL 5 cat /etc/group >/dev/null 2>&1; echo rc=$?"
+        )
+        .1
+        .trim(),
+        "rc=1",
+        "precondition: the container's opens are answered by the agent"
+    );
+    agent.expect("the denied open is reported", |e| {
+        e["kind"] == "file" && e["container"]["id"] == id.as_str() && e["action"] == "blocked"
+    });
     // No new file descriptor for the agent: the kernel cannot hand over the next event (the
     // read fails with EMFILE, and the kernel denies that open itself).
     let pid = agent.pid() as i32;
@@ -146,7 +160,8 @@ fn a_failed_fanotify_read_is_retried_and_later_opens_are_answered() {
     assert_eq!(
         during.trim(),
         "rc=1",
-        "the open the kernel could not hand over is denied"
+        "the open the kernel could not hand over is denied\n{}",
+        agent.log()
     );
     // The reader goes on: a later open is answered (allowed: a read of a read-only file).
     let (_, after) = exec(

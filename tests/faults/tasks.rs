@@ -4,7 +4,7 @@
 //! container's init look like a `docker exec` session (which an enforced `container_exec`
 //! profile kills).
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
 use seawall_integration::*;
 
@@ -102,19 +102,24 @@ fn containers_that_ended_unseen_leave_no_kernel_entries_and_the_stream_comes_bac
     // Its first exec is held until the lookup gives up (the engine is cut), then it runs.
     assert!(wait_until(Duration::from_secs(30), || init_pid(&short) == 0));
     proxy.restore();
-    let id = stays.id();
-    agent2
-        .wait_for(Duration::from_secs(45), |e| {
-            e["kind"] == "container"
-                && e["container"]["id"] == id.as_str()
+    // Known again: its execs carry its name (it was first registered nameless, under the
+    // default profile, when the lookup gave up during the gap).
+    let named = wait_until(Duration::from_secs(45), || {
+        let _ = Command::new("docker")
+            .args(["exec", &stays.name, "/bin/true", "gap-marker"])
+            .status();
+        std::thread::sleep(Duration::from_secs(1));
+        agent2.events().iter().any(|e| {
+            e["kind"] == "exec"
                 && e["container"]["name"] == stays.name.as_str()
+                && args_contain(e, "gap-marker")
         })
-        .unwrap_or_else(|| {
-            panic!(
-                "the container started in the gap is not known after the stream came back\n{}",
-                agent2.log()
-            )
-        });
+    });
+    assert!(
+        named,
+        "the container started in the gap is not known after the stream came back\n{}",
+        agent2.log()
+    );
     assert!(
         wait_until(Duration::from_secs(30), || {
             let (policies, inits) = kernel_entries(&agent2.bpffs);
