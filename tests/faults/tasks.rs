@@ -120,6 +120,9 @@ fn containers_that_ended_unseen_leave_no_kernel_entries_and_the_stream_comes_bac
         "the container started in the gap is not known after the stream came back\n{}",
         agent2.log()
     );
+    agent2.expect("the gap container's new identity is reported", |e| {
+        e["kind"] == "container" && e["container"]["name"] == stays.name.as_str()
+    });
     assert!(
         wait_until(Duration::from_secs(30), || {
             let (policies, inits) = kernel_entries(&agent2.bpffs);

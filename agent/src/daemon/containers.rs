@@ -290,6 +290,10 @@ impl Daemon {
             }
         }
         tracing::info!(container_id = %info.id, name = %info.name, image = %info.image, cgroup_id, profile = %profile, "monitoring container");
+        let before = self
+            .containers
+            .get(cgroup_id)
+            .map(|c| (c.name.clone(), c.profile.clone()));
         match self.containers.upsert(cgroup_id, info.clone()) {
             Change::Added => {
                 let mut ev = self.events.event(
@@ -305,7 +309,24 @@ impl Daemon {
                 ev.container = Some(info.to_event());
                 self.emit(ev);
             }
-            Change::Updated => {}
+            Change::Updated => {
+                // Registered nameless or under the default profile while its engine did not
+                // answer (a gap in the stream): say what it is now.
+                if before.is_some_and(|(name, was)| name != info.name || was != profile) {
+                    let mut ev = self.events.event(
+                        Kind::Container,
+                        Action::Allowed,
+                        "lifecycle",
+                        Severity::Info,
+                        format!(
+                            "container {} ({}) now monitored with profile {profile}",
+                            info.name, info.image
+                        ),
+                    );
+                    ev.container = Some(info.to_event());
+                    self.emit(ev);
+                }
+            }
             Change::TableFull => {
                 tracing::error!(container_id = %info.id, "container table full: events of this container lack its metadata");
             }
