@@ -9,12 +9,17 @@ use serde::Deserialize;
 
 use crate::store::StoreOptions;
 
+/// Smallest `max_message_bytes` accepted: two of the largest events an agent sends.
+pub const MIN_MESSAGE_BYTES: usize = 2 * seawall_proto::event::MAX_EVENT_BYTES;
+
 /// The whole file. Unknown keys are errors, so a typo never silently disables a sink.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: Option<SocketAddr>,
     pub data: Option<PathBuf>,
+    /// Where to serve Prometheus metrics (`GET /metrics`); absent: not served.
+    pub metrics: Option<SocketAddr>,
     /// Plain-text gRPC, agents identified by the id they claim. Local trials only.
     #[serde(default)]
     pub insecure: bool,
@@ -24,6 +29,11 @@ pub struct Config {
     pub tls: TlsConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// How client certificates get their role.
+    #[serde(default)]
+    pub roles: crate::identity::RolesConfig,
+    /// NATS JetStream as the store (issue 17); absent: the embedded store under `data`.
+    pub nats: Option<crate::store::nats::NatsConfig>,
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
 }
@@ -59,8 +69,9 @@ impl StoreConfig {
 }
 
 /// One `[[sink]]` table. (Unknown keys are rejected by [`SinkKind`]: serde's
-/// `deny_unknown_fields` cannot sit on a struct with a flattened field.)
-#[derive(Debug, Clone, Deserialize)]
+/// `deny_unknown_fields` cannot sit on a struct with a flattened field.) Equal tables are the
+/// same sink: a reload leaves it running.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SinkConfig {
     /// Unique; names the sink's cursor file, so renaming a sink re-sends everything retained.
     pub name: String,
@@ -75,12 +86,14 @@ fn info() -> Severity {
     Severity::Info
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkKind {
     /// JSON lines, rotated by size.
     File {
         path: PathBuf,
+        #[serde(default)]
+        format: ExportFormat,
         #[serde(default = "default_rotate_bytes")]
         max_bytes: u64,
         #[serde(default = "default_keep")]
@@ -107,6 +120,8 @@ pub enum SinkKind {
         index: Option<String>,
         #[serde(default = "default_sourcetype")]
         sourcetype: String,
+        #[serde(default)]
+        format: ExportFormat,
     },
     /// POST `{"events": [...]}` to a URL.
     Webhook {
@@ -116,6 +131,8 @@ pub enum SinkKind {
         /// Sent as the `Authorization` header when set.
         #[serde(default)]
         authorization: Option<String>,
+        #[serde(default)]
+        format: ExportFormat,
     },
     /// Slack incoming-webhook format: one `{"text": ...}` message per event.
     Slack {
@@ -123,6 +140,17 @@ pub enum SinkKind {
         #[serde(default)]
         ca: Option<PathBuf>,
     },
+}
+
+/// The event objects a file, webhook or HEC sink sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// The Seawall event schema plus the `collector` object.
+    #[default]
+    Seawall,
+    /// Open Cybersecurity Schema Framework 1.2.0 events (collector/API.md has the mapping).
+    Ocsf,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -162,6 +190,13 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("reading collector config {}: {e}", path.display()))?;
         let cfg: Config = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("collector config {}: {e}", path.display()))?;
+        if let Some(n) = cfg.max_message_bytes.filter(|&n| n < MIN_MESSAGE_BYTES) {
+            anyhow::bail!(
+                "collector config {}: max_message_bytes = {n} is below {MIN_MESSAGE_BYTES}: agents cut single events to {} bytes and need room for one in a batch",
+                path.display(),
+                seawall_proto::event::MAX_EVENT_BYTES
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for s in &cfg.sinks {
             if !names.insert(&s.name) {

@@ -4,21 +4,25 @@
 pub mod config;
 pub mod filter;
 pub mod identity;
+pub mod intake;
+pub mod metrics;
+mod server;
 pub mod service;
 pub mod sinks;
 pub mod store;
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context as _;
-use seawall_proto::pb::collector_server::CollectorServer;
+use seawall_service::notify::Notifier;
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tokio::sync::mpsc;
 
 use crate::config::SinkConfig;
-use crate::store::{Store, StoreOptions};
+use crate::store::nats::NatsConfig;
+use crate::store::StoreOptions;
+
+pub use seawall_service::ErrorChain;
+pub use server::run;
 
 /// Default largest gRPC message: a batch of events.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -44,78 +48,23 @@ pub struct Settings {
     pub store: StoreOptions,
     pub sinks: Vec<SinkConfig>,
     pub max_message_bytes: usize,
+    /// How client certificates get their role (mutual TLS only).
+    pub roles: identity::RolesConfig,
+    /// Store events in NATS JetStream instead of the embedded store.
+    pub nats: Option<NatsConfig>,
+    /// The configuration file a reload reads its `[[sink]]` tables from.
+    pub config_file: Option<PathBuf>,
 }
 
-fn read(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
-}
-
-/// Serves on `listener` until `shutdown` completes, then stops the sinks.
-pub async fn run(
-    settings: Settings,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let store_dir = settings.data.join("events");
-    let store = {
-        let dir = store_dir.clone();
-        let opts = settings.store.clone();
-        tokio::task::spawn_blocking(move || Store::open(&dir, opts)).await??
-    };
-    let store = Arc::new(store);
-    tracing::info!(path = %store_dir.display(), last_id = store.last_id(), agents = store.agent_count(), "event store open");
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sink_tasks = sinks::spawn_all(&settings.sinks, store.clone(), &settings.data, stop_rx)
-        .context("starting sinks")?;
-
-    // Hourly retention pass, so age-based retention applies even when nothing is written.
-    let retention_store = store.clone();
-    let retention = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            let s = retention_store.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.apply_retention()).await {
-                tracing::error!(error = %e, "retention pass failed");
-            }
-        }
-    });
-
-    let insecure = matches!(settings.security, Security::Insecure);
-    let mut builder = Server::builder();
-    if let Security::MutualTls {
-        cert,
-        key,
-        client_ca,
-    } = &settings.security
-    {
-        let identity =
-            Identity::from_pem(read(cert, "server certificate")?, read(key, "server key")?);
-        // With a client CA set, tonic requires every client to present a certificate that CA
-        // signed; a client without one fails the handshake and never reaches the service.
-        let tls = ServerTlsConfig::new()
-            .identity(identity)
-            .client_ca_root(Certificate::from_pem(read(client_ca, "client CA")?));
-        builder = builder.tls_config(tls).context("TLS configuration")?;
-    }
-    let service = CollectorServer::new(service::CollectorService::new(store.clone(), insecure))
-        .max_decoding_message_size(settings.max_message_bytes)
-        .max_encoding_message_size(settings.max_message_bytes.max(DEFAULT_MAX_MESSAGE_BYTES));
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, mtls = !insecure, "collector listening");
-    let result = builder
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
-        .await
-        .context("gRPC server");
-    let _ = stop_tx.send(true);
-    retention.abort();
-    for t in sink_tasks {
-        let _ = t.await;
-    }
-    result
+/// What the process hands the collector: its bound sockets, the service manager, and the
+/// requests to reload. Bound by the caller, so tests and scripts can listen on port 0.
+pub struct Host {
+    /// The gRPC listener.
+    pub listener: TcpListener,
+    /// The Prometheus endpoint's listener (`--metrics`).
+    pub metrics: Option<TcpListener>,
+    /// systemd's notification socket, when run as `Type=notify`.
+    pub notifier: Option<Notifier>,
+    /// Each message asks for the sink configuration to be reloaded (SIGHUP).
+    pub reload: mpsc::Receiver<()>,
 }

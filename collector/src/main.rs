@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use seawall_collector::config::Config;
-use seawall_collector::{run, Security, Settings, DEFAULT_MAX_MESSAGE_BYTES};
+use seawall_collector::{run, Host, Security, Settings, DEFAULT_MAX_MESSAGE_BYTES};
+use seawall_service::notify::Notifier;
 
 /// Seawall's central collector: receives agents' events over mutual TLS, stores them and
 /// forwards them to SIEMs.
@@ -28,13 +29,39 @@ struct Cli {
     /// CA that signs agents' client certificates (PEM).
     #[arg(long)]
     client_ca: Option<PathBuf>,
-    /// TOML config file (store limits, sinks; flags override its top-level keys).
+    /// TOML config file (store limits, sinks; flags override its top-level keys). SIGHUP
+    /// re-reads its `[[sink]]` tables.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`), e.g. 127.0.0.1:9466.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Plain-text gRPC without authentication: any client can publish as any agent. Local
     /// trials only.
     #[arg(long)]
     insecure: bool,
+    /// Store events in NATS JetStream at these servers (comma-separated nats:// URLs) instead of
+    /// the embedded store; several collectors may share one stream.
+    #[arg(long, value_delimiter = ',')]
+    nats: Vec<String>,
+    /// JetStream stream name (default SEAWALL_EVENTS).
+    #[arg(long)]
+    nats_stream: Option<String>,
+    /// Replicas of the stream when the collector creates it (default 1).
+    #[arg(long)]
+    nats_replicas: Option<usize>,
+    /// NATS credentials file.
+    #[arg(long)]
+    nats_creds: Option<std::path::PathBuf>,
+    /// CA of the NATS servers' certificates (PEM): connect with TLS.
+    #[arg(long)]
+    nats_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for NATS servers that verify clients.
+    #[arg(long)]
+    nats_cert: Option<std::path::PathBuf>,
+    /// Client key (PEM) for `--nats-cert`.
+    #[arg(long)]
+    nats_key: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    let nats = nats_settings(&cli, cfg.nats.clone());
     let listen = cli
         .listen
         .or(cfg.listen)
@@ -84,16 +112,80 @@ fn main() -> anyhow::Result<()> {
         store: cfg.store.options(),
         sinks: cfg.sinks.clone(),
         max_message_bytes: cfg.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+        roles: cfg.roles.clone(),
+        nats,
+        config_file: cli.config.clone(),
     };
+    let metrics_addr = cli.metrics.or(cfg.metrics);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
+        // Before anything else: SIGHUP's default action would end the process.
+        let reload = reload_requests().context("installing the SIGHUP handler")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
-        // Tests and scripts read the bound address (useful with port 0) from this line.
-        println!("listening on {}", listener.local_addr()?);
-        run(settings, listener, shutdown_signal()).await
+        let metrics = match metrics_addr {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("serving metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        // Tests and scripts read the bound addresses (useful with port 0) from these lines.
+        announce(&format!("listening on {}", listener.local_addr()?));
+        if let Some(m) = &metrics {
+            announce(&format!("metrics on {}", m.local_addr()?));
+        }
+        let host = Host {
+            listener,
+            metrics,
+            notifier: Notifier::from_env(),
+            reload,
+        };
+        run(settings, host, shutdown_signal()).await
     })
+}
+
+/// A line on stdout; a closed stdout is no reason to stop.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// One message per SIGHUP; several before the collector gets to them make one reload.
+fn reload_requests() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the sink configuration");
+            if tx.try_send(()).is_err() && tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// The `[nats]` table with the `--nats*` flags over it; `None` when neither names a server.
+fn nats_settings(
+    cli: &Cli,
+    file: Option<seawall_collector::store::nats::NatsConfig>,
+) -> Option<seawall_collector::store::nats::NatsConfig> {
+    let mut n = file.unwrap_or_default();
+    if !cli.nats.is_empty() {
+        n.urls = cli.nats.clone();
+    }
+    n.stream = cli.nats_stream.clone().or(n.stream);
+    n.replicas = cli.nats_replicas.or(n.replicas);
+    n.creds = cli.nats_creds.clone().or(n.creds);
+    n.ca = cli.nats_ca.clone().or(n.ca);
+    n.cert = cli.nats_cert.clone().or(n.cert);
+    n.key = cli.nats_key.clone().or(n.key);
+    (!n.urls.is_empty()).then_some(n)
 }
 
 /// Completes on SIGINT or SIGTERM.

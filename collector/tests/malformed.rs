@@ -38,6 +38,7 @@ async fn publish_once(
     let req = pb::PublishRequest {
         agent_id: "probe".into(),
         events,
+        instance: String::new(),
     };
     let mut acks = CollectorClient::new(ch)
         .publish(tokio_stream::iter(vec![req]))
@@ -103,15 +104,16 @@ async fn garbage_oversized_and_invalid_messages_are_refused_and_the_collector_su
         "{err:?}"
     );
 
-    // An unknown enum value and out-of-order seqs are invalid arguments, nothing stored.
+    // An unknown enum value and out-of-order seqs are rejected one event at a time, with the
+    // reason in the acknowledgement (issue 12 §6; tests/poison.rs has the details).
     let mut bad_kind = pb::Event::from(&event(1, Severity::Low));
     bad_kind.kind = 42;
-    let err = publish_once(channel(addr).await, vec![bad_kind])
+    let ack = publish_once(channel(addr).await, vec![bad_kind])
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains("kind"), "{err:?}");
-    let err = publish_once(
+        .unwrap();
+    assert_eq!(ack.acked_seq, 1);
+    assert!(ack.rejected[0].reason.contains("kind"), "{ack:?}");
+    let ack = publish_once(
         channel(addr).await,
         vec![
             pb::Event::from(&event(5, Severity::Low)),
@@ -119,16 +121,16 @@ async fn garbage_oversized_and_invalid_messages_are_refused_and_the_collector_su
         ],
     )
     .await
-    .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    .unwrap();
+    assert_eq!(ack.rejected.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
     let health = CollectorClient::new(channel(addr).await)
         .health(pb::HealthRequest {})
         .await
         .unwrap()
         .into_inner();
     assert_eq!(
-        health.last_id, 0,
-        "nothing from the invalid batches was stored"
+        health.last_id, 2,
+        "the rejection record of seq 1 and event 5; nothing for the out-of-order seq 3"
     );
 
     // Unknown fields (a newer agent) are ignored: the batch is stored and acknowledged.

@@ -45,7 +45,8 @@ async fn events_arrive_with_the_certificate_identity_and_strangers_are_refused()
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(tmp.path(), "seawall");
     let server = pki.leaf("collector");
-    let agent = pki.leaf("agent-a");
+    let agent = pki.agent_for("agent-a", &["node-1"]);
+    let reader = pki.reader("soc");
     let data = tmp.path().join("data");
     let sink_file = tmp.path().join("out/events.jsonl");
     let config = tmp.path().join("collector.toml");
@@ -76,7 +77,7 @@ async fn events_arrive_with_the_certificate_identity_and_strangers_are_refused()
     // The stored agent is the certificate's CN, not the id the agent claimed.
     let channel = Endpoint::from_shared(format!("https://127.0.0.1:{}", collector.addr.port()))
         .unwrap()
-        .tls_config(tls(&pki, Some(&agent)))
+        .tls_config(tls(&pki, Some(&reader)))
         .unwrap()
         .connect()
         .await

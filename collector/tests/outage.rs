@@ -14,7 +14,10 @@ async fn a_collector_crash_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::new(tmp.path(), "seawall");
     let server = pki.leaf("collector");
-    let agents = [pki.leaf("agent-a"), pki.leaf("agent-b")];
+    let agents = [
+        pki.agent_for("agent-a", &["node-1"]),
+        pki.agent_for("agent-b", &["node-1"]),
+    ];
     let data = tmp.path().join("data");
     let sink_file = tmp.path().join("out/events.jsonl");
     let config = tmp.path().join("collector.toml");

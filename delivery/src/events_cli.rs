@@ -60,11 +60,9 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         cert: args.cert.clone(),
         key: args.key.clone(),
         insecure: args.insecure,
-        spool_dir: PathBuf::new(),
-        spool_max_bytes: 0,
-        agent_id: None,
+        ..CollectorConfig::default()
     };
-    let channel = super::sender::endpoint(&cfg)?
+    let channel = super::sender::endpoint(&cfg, &url)?
         .connect()
         .await
         .with_context(|| format!("connecting to the collector {url}"))?;

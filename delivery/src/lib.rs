@@ -9,6 +9,8 @@
 pub mod events_cli;
 mod sender;
 pub mod spool;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +23,9 @@ use tokio::sync::{watch, Notify};
 /// Where and how to deliver events (`seawall agent --collector …` and the `[collector]` table).
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
-    /// `https://HOST:PORT` (or `http://` with `insecure`).
+    /// `https://HOST:PORT` (or `http://` with `insecure`), or several separated by commas:
+    /// the first is used until it fails, then the next, and so on round; each takes over from
+    /// the last acknowledgement, in seq order. All use the same CA, certificate and key.
     pub url: String,
     /// CA that signed the collector's certificate (PEM).
     pub ca: Option<PathBuf>,
@@ -40,6 +44,30 @@ pub struct CollectorConfig {
 
 /// Default spool size limit: 256 MiB.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
+
+impl Default for CollectorConfig {
+    /// No collector, mutual TLS, the default spool limit: fill in `url`, the TLS files and
+    /// `spool_dir`.
+    fn default() -> Self {
+        CollectorConfig {
+            url: String::new(),
+            ca: None,
+            cert: None,
+            key: None,
+            insecure: false,
+            spool_dir: PathBuf::new(),
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            agent_id: None,
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Every collector in `url`, in the order they are tried.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -68,6 +96,14 @@ pub enum DeliveryError {
     },
     #[error("collector stream: {0}")]
     Stream(#[from] tonic::Status),
+    #[error("the collector acknowledged seq {acked} on a stream that only sent up to {sent}; ignoring it and reconnecting")]
+    AckAboveSent { acked: u64, sent: u64 },
+    #[error("the collector {url} acknowledged none of {unacked} batches in {waited:?}; trying the next collector")]
+    AckTimeout {
+        url: String,
+        waited: std::time::Duration,
+        unacked: usize,
+    },
     #[error("the delivery task has stopped")]
     Stopped,
 }
@@ -88,6 +124,9 @@ pub struct DeliveryStats {
     pub lag_seconds: u64,
     /// Highest seq known to be on disk (`fdatasync`ed), connected to a collector or not.
     pub synced_seq: u64,
+    /// Events the collector refused individually (recorded there as delivery records), since
+    /// the agent started.
+    pub rejected_total: u64,
 }
 
 pub(crate) struct Shared {
@@ -98,6 +137,7 @@ pub(crate) struct Shared {
     connected: AtomicBool,
     /// Dropped events not yet handed to `take_dropped`.
     dropped_unreported: AtomicU64,
+    rejected_total: AtomicU64,
     last_progress: Mutex<Instant>,
     /// Highest seq `fdatasync`ed.
     synced_seq: AtomicU64,
@@ -159,12 +199,13 @@ impl Delivery {
             .await
             .map_err(|_| DeliveryError::Stopped)??;
         let last_seq = spool.last_seq();
-        tracing::info!(spool = %cfg.spool_dir.display(), last_seq, acked = spool.acked(), pending = spool.depth(), collector = %cfg.url, "delivery starting");
+        tracing::info!(spool = %cfg.spool_dir.display(), instance = spool.instance(), last_seq, acked = spool.acked(), pending = spool.depth(), collectors = ?cfg.urls().collect::<Vec<_>>(), "delivery starting");
         let shared = Arc::new(Shared {
             spool: Mutex::new(spool),
             wake: Notify::new(),
             connected: AtomicBool::new(false),
             dropped_unreported: AtomicU64::new(0),
+            rejected_total: AtomicU64::new(0),
             last_progress: Mutex::new(Instant::now()),
             synced_seq: AtomicU64::new(0),
         });
@@ -186,7 +227,16 @@ impl Delivery {
     /// events are dropped: they are counted in [`DeliveryStats::dropped_total`], logged, and
     /// returned once by [`Delivery::take_dropped`] so the agent can emit [`dropped_event`].
     pub fn publish(&self, event: &Event) -> Result<(), DeliveryError> {
-        let dropped = self.shared.spool().append(event)?;
+        let dropped = match self.shared.spool().append(event) {
+            Ok(d) => d,
+            Err(e) => {
+                // Counted in the spool's dropped_total; reported like a full spool's drops.
+                self.shared
+                    .dropped_unreported
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         if dropped > 0 {
             self.shared
                 .dropped_unreported
@@ -226,6 +276,7 @@ impl Delivery {
             connected: self.shared.connected.load(Ordering::Relaxed),
             lag_seconds: lag,
             synced_seq: self.shared.synced_seq.load(Ordering::Relaxed),
+            rejected_total: self.shared.rejected_total.load(Ordering::Relaxed),
         }
     }
 

@@ -2,20 +2,26 @@
 //!
 //! Events are JSON lines in segment files named after their first seq (`<seq>.spool`). The
 //! highest acknowledged seq is kept in `acked` (written to a temporary file, fsync'd, renamed).
+//! `instance` holds a random id made when the spool is created: seqs count within one instance,
+//! so when a spool is lost and numbering restarts at 1 the collector sees a new instance and
+//! does not take the new events for re-sends of the old ones.
 //! A segment is deleted once every event in it is acknowledged. When a new event would push the
 //! spool over its size limit, the oldest segment is deleted and its unacknowledged events are
 //! counted as dropped.
 //!
-//! Durability: `append` is one `write(2)` per event, so the event survives a crash of the agent
-//! process as soon as `publish` returns; [`Spool::sync`] (called by the sender about once a
+//! Durability: `append` is one positioned `write(2)` per event at the end of what is known to be
+//! good, so the event survives a crash of the agent process as soon as `publish` returns. A write
+//! that fails (a full disk) is cut off again and the event is counted as dropped: the next event
+//! never lands behind half a line, and the spool stays readable; [`Spool::sync`] (called by the sender about once a
 //! second and at shutdown) `fdatasync`s it, so a crash of the host loses at most the last second.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use seawall_proto::event::Event;
+use seawall_proto::event::{Event, MAX_EVENT_BYTES};
 
 use super::DeliveryError;
 
@@ -40,8 +46,12 @@ pub struct Spool {
     segment_bytes: u64,
     segments: Vec<Segment>,
     active: File,
+    /// A failed write could not be cut off: cut it before the next one.
+    dirty_tail: bool,
     acked: u64,
     last_seq: u64,
+    /// Empty for a spool made before instances existed (its seqs are already known by it).
+    instance: String,
     /// Seqs spooled and not yet acknowledged, oldest first.
     pending: VecDeque<u64>,
     dropped_total: u64,
@@ -131,6 +141,9 @@ impl Spool {
             }
             segments.push(seg);
         }
+        // Nothing was ever spooled here, so the collector knows no seq of this spool yet.
+        let fresh = last_seq == 0;
+        let instance = load_instance(dir, fresh)?;
         if segments.is_empty() {
             segments.push(Segment {
                 first_seq: last_seq + 1,
@@ -140,19 +153,17 @@ impl Spool {
             });
         }
         let active_path = segments.last().expect("one segment").path.clone();
-        let active = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&active_path)
-            .map_err(io(&active_path))?;
+        let active = open_active(&active_path)?;
         let mut spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             segment_bytes,
             segments,
             active,
+            dirty_tail: false,
             acked,
             last_seq,
+            instance,
             pending,
             dropped_total: 0,
         };
@@ -162,6 +173,10 @@ impl Spool {
 
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+    /// This spool's instance id, sent with every batch (empty for a pre-instance spool).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
     pub fn acked(&self) -> u64 {
         self.acked
@@ -177,6 +192,8 @@ impl Spool {
     }
 
     /// Appends one event; returns how many unacknowledged events were dropped to make room.
+    /// When the event cannot be written (a full disk) it is counted as dropped and the error
+    /// returned; the spool is as it was before the call.
     pub fn append(&mut self, event: &Event) -> Result<u64, DeliveryError> {
         if event.seq <= self.last_seq {
             return Err(DeliveryError::OutOfOrder {
@@ -185,22 +202,35 @@ impl Spool {
             });
         }
         let mut line = serde_json::to_vec(event).expect("an Event always serializes");
+        if line.len() > MAX_EVENT_BYTES {
+            // An event no collector batch could carry would stall delivery on every retry:
+            // spool it cut to size, saying so in its message.
+            let mut bounded = event.clone();
+            let before = bounded.bound(MAX_EVENT_BYTES);
+            tracing::warn!(seq = event.seq, bytes = ?before, "event too large to deliver: spooled a truncated copy");
+            line = serde_json::to_vec(&bounded).expect("an Event always serializes");
+        }
         line.push(b'\n');
         let len = line.len() as u64;
         let active = self.segments.last().expect("one segment");
         if active.bytes > 0 && active.bytes + len > self.segment_bytes {
             let path = segment_path(&self.dir, event.seq);
-            self.active = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io(&path))?;
-            self.segments.push(Segment {
-                first_seq: event.seq,
-                last_seq: event.seq - 1,
-                path,
-                bytes: 0,
-            });
+            match open_active(&path) {
+                Ok(f) => {
+                    self.active = f;
+                    self.dirty_tail = false;
+                    self.segments.push(Segment {
+                        first_seq: event.seq,
+                        last_seq: event.seq - 1,
+                        path,
+                        bytes: 0,
+                    });
+                }
+                Err(e) => {
+                    self.dropped_total += 1;
+                    return Err(e);
+                }
+            }
         }
         let mut dropped = 0;
         while self.segments.len() > 1 && self.bytes() + len > self.max_bytes {
@@ -211,14 +241,28 @@ impl Spool {
             }
             fs::remove_file(&old.path).map_err(io(&old.path))?;
         }
-        let path = &self.segments.last().expect("one segment").path;
-        self.active.write_all(&line).map_err(io(path))?;
+        self.dropped_total += dropped;
+        let seg = self.segments.last().expect("one segment");
+        let (path, start) = (seg.path.clone(), seg.bytes);
+        let written = (|| {
+            if self.dirty_tail {
+                self.active.set_len(start)?;
+                self.dirty_tail = false;
+            }
+            self.active.write_all_at(&line, start)
+        })();
+        if let Err(source) = written {
+            if self.active.set_len(start).is_err() {
+                self.dirty_tail = true;
+            }
+            self.dropped_total += 1;
+            return Err(DeliveryError::Spool { path, source });
+        }
         let seg = self.segments.last_mut().expect("one segment");
         seg.bytes += len;
         seg.last_seq = event.seq;
         self.last_seq = event.seq;
         self.pending.push_back(event.seq);
-        self.dropped_total += dropped;
         Ok(dropped)
     }
 
@@ -228,24 +272,26 @@ impl Spool {
         self.active.sync_data().map_err(io(path))
     }
 
-    /// Records the collector's acknowledgement and deletes fully acknowledged segments.
+    /// Records the collector's acknowledgement and deletes fully acknowledged segments. The
+    /// `acked` file is written first, so memory never runs ahead of what a restart would find.
     pub fn ack(&mut self, seq: u64) -> Result<(), DeliveryError> {
         if seq <= self.acked {
             return Ok(());
         }
-        self.acked = seq.min(self.last_seq);
-        while self.pending.front().is_some_and(|&s| s <= self.acked) {
-            self.pending.pop_front();
-        }
+        let acked = seq.min(self.last_seq);
         let path = self.dir.join("acked");
         let tmp = self.dir.join("acked.tmp");
         (|| {
             let mut f = File::create(&tmp)?;
-            writeln!(f, "{}", self.acked)?;
+            writeln!(f, "{acked}")?;
             f.sync_data()?;
             fs::rename(&tmp, &path)
         })()
         .map_err(io(&path))?;
+        self.acked = acked;
+        while self.pending.front().is_some_and(|&s| s <= self.acked) {
+            self.pending.pop_front();
+        }
         self.delete_acked_segments()
     }
 
@@ -281,7 +327,8 @@ impl Spool {
                 .map_err(io(&seg.path))?;
             let mut offset = start;
             for line in buf.split_inclusive(|b| *b == b'\n') {
-                if out.len() >= max_events || size >= max_bytes {
+                // Stop before the event that would overflow the batch (one always goes).
+                if out.len() >= max_events || (!out.is_empty() && size + line.len() > max_bytes) {
                     return Ok(out);
                 }
                 offset += line.len() as u64;
@@ -303,6 +350,50 @@ impl Spool {
         }
         Ok(out)
     }
+}
+
+fn open_active(path: &Path) -> Result<File, DeliveryError> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io(path))
+}
+
+/// Reads the spool's instance id, or makes one for a new spool. A spool that already holds
+/// events but no id predates instances: it keeps the empty id, under which the collector already
+/// knows its seqs, so nothing it re-sends is stored twice.
+fn load_instance(dir: &Path, fresh: bool) -> Result<String, DeliveryError> {
+    let path = dir.join("instance");
+    match fs::read_to_string(&path) {
+        Ok(s) => return Ok(s.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&path)(e)),
+    }
+    let id = if fresh {
+        random_id().map_err(io(Path::new("/dev/urandom")))?
+    } else {
+        String::new()
+    };
+    let tmp = dir.join("instance.tmp");
+    (|| {
+        let mut f = File::create(&tmp)?;
+        writeln!(f, "{id}")?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    })()
+    .map_err(io(&path))?;
+    Ok(id)
+}
+
+/// 128 random bits as hex.
+fn random_id() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -355,6 +446,23 @@ mod tests {
     }
 
     #[test]
+    fn a_new_spool_gets_an_instance_that_survives_reopen_and_a_wiped_one_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("s");
+        let first = Spool::open(&spool, 1 << 20).unwrap().instance().to_string();
+        assert_eq!(first.len(), 32, "{first:?}");
+        assert_eq!(Spool::open(&spool, 1 << 20).unwrap().instance(), first);
+        fs::remove_dir_all(&spool).unwrap();
+        let second = Spool::open(&spool, 1 << 20).unwrap().instance().to_string();
+        assert_ne!(first, second);
+        // A spool written before instances existed keeps the empty instance.
+        let old = dir.path().join("old");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(old.join("acked"), "7\n").unwrap();
+        assert_eq!(Spool::open(&old, 1 << 20).unwrap().instance(), "");
+    }
+
+    #[test]
     fn a_full_spool_drops_the_oldest_and_counts_them() {
         let dir = tempfile::tempdir().unwrap();
         // 32 KiB spool, 4 KiB segments, ~230-byte events.
@@ -380,6 +488,52 @@ mod tests {
             dropped + 1,
             "the oldest were dropped"
         );
+    }
+
+    #[test]
+    fn a_full_disk_fails_and_counts_the_event_and_leaves_the_spool_readable() {
+        let Some(fs) = crate::testing::Tmpfs::mount(128 << 10) else {
+            return;
+        };
+        let dir = fs.path().join("spool");
+        let filler = fs.path().join("filler");
+        let mut s = Spool::open(&dir, 1 << 20).unwrap();
+        std::fs::write(&filler, vec![0u8; 100 << 10]).unwrap();
+        let mut spooled = Vec::new();
+        let mut seq = 0;
+        let failed = loop {
+            seq += 1;
+            match s.append(&ev(seq)) {
+                Ok(_) => spooled.push(seq),
+                Err(e) => break e,
+            }
+            assert!(seq < 10_000, "the disk never filled");
+        };
+        assert!(
+            matches!(&failed, DeliveryError::Spool { source, .. } if source.kind() == std::io::ErrorKind::StorageFull),
+            "{failed}"
+        );
+        assert_eq!(
+            s.dropped_total(),
+            1,
+            "the event that did not fit is counted"
+        );
+        std::fs::remove_file(&filler).unwrap();
+        for more in seq + 1..=seq + 5 {
+            s.append(&ev(more)).unwrap();
+            spooled.push(more);
+        }
+        let read = |s: &Spool| {
+            seqs(
+                &s.read_after(0, &mut ReadPos::default(), 100_000, 1 << 30)
+                    .unwrap(),
+            )
+        };
+        assert_eq!(read(&s), spooled, "every spooled event reads back");
+        drop(s);
+        let s = Spool::open(&dir, 1 << 20).unwrap();
+        assert_eq!(read(&s), spooled, "and after a restart");
+        assert_eq!(s.depth(), spooled.len() as u64);
     }
 
     #[test]

@@ -149,7 +149,112 @@ pub struct Event {
     pub intel: Option<Intel>,
 }
 
+/// Largest event, as a JSON line, that the agent spools and the collector stores as it is; a
+/// larger one is cut by [`Event::bound`]. Well under the collector's smallest batch limit.
+pub const MAX_EVENT_BYTES: usize = 64 << 10;
+
+/// Cuts `s` to at most `max` bytes on a character boundary; true when it cut.
+fn cut(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    true
+}
+
 impl Event {
+    /// Makes an event whose JSON is over `max` bytes small enough to store: long strings are
+    /// cut, argv is shortened (`args_truncated`), labels beyond the first few are dropped, and
+    /// the message says what happened. Returns the JSON size before, when it cut anything.
+    pub fn bound(&mut self, max: usize) -> Option<usize> {
+        let before = self.to_json_line().len();
+        if before <= max {
+            return None;
+        }
+        // A first pass keeps what an analyst needs most; a second, tighter one guarantees the
+        // bound whatever the shape (many labels, escapes that grow in JSON).
+        for (field, rest, labels) in [(4096, 1024, 32), (256, 128, 0)] {
+            if self.to_json_line().len() <= max {
+                break;
+            }
+            self.cut_fields(field, rest, labels);
+        }
+        self.message.push_str(&format!(
+            " [truncated by seawall: the event was {before} bytes]"
+        ));
+        Some(before)
+    }
+
+    fn cut_fields(&mut self, long: usize, short: usize, labels: usize) {
+        cut(&mut self.message, long * 2);
+        for s in [&mut self.time, &mut self.node, &mut self.control] {
+            cut(s, short);
+        }
+        if let Some(p) = &mut self.process {
+            cut(&mut p.comm, short);
+            cut(&mut p.exe, long);
+            let mut total = 0;
+            let before = p.args.len();
+            p.args.retain_mut(|a| {
+                cut(a, long);
+                // Quotes and comma: a million empty arguments are not small.
+                total += a.len() + 3;
+                total <= long
+            });
+            if p.args.len() < before || total > long {
+                p.args_truncated = true;
+            }
+        }
+        if let Some(c) = &mut self.container {
+            for s in [
+                &mut c.id,
+                &mut c.name,
+                &mut c.image,
+                &mut c.image_id,
+                &mut c.runtime,
+            ] {
+                cut(s, short);
+            }
+            if let Some(k) = &mut c.kubernetes {
+                for s in [
+                    &mut k.namespace,
+                    &mut k.pod,
+                    &mut k.pod_uid,
+                    &mut k.container,
+                ] {
+                    cut(s, short);
+                }
+            }
+            c.labels = std::mem::take(&mut c.labels)
+                .into_iter()
+                .take(labels)
+                .map(|(mut k, mut v)| {
+                    cut(&mut k, short / 4);
+                    cut(&mut v, short / 2);
+                    (k, v)
+                })
+                .collect();
+        }
+        if let Some(f) = &mut self.file {
+            cut(&mut f.path, long);
+            cut(&mut f.flags, short);
+        }
+        if let Some(n) = &mut self.network {
+            for s in [&mut n.op, &mut n.protocol, &mut n.address] {
+                cut(s, short);
+            }
+        }
+        if let Some(i) = &mut self.intel {
+            for s in [&mut i.indicator, &mut i.kind, &mut i.source, &mut i.name] {
+                cut(s, short);
+            }
+        }
+    }
+
     /// An event with only its required fields; the optional objects are set by the caller.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -234,5 +339,74 @@ impl std::str::FromStr for Severity {
                 ))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_keeps_small_events_and_cuts_huge_ones_below_the_limit() {
+        let mut e = Event::new(
+            1,
+            "t".into(),
+            "n".into(),
+            Kind::Exec,
+            Action::Blocked,
+            "drift",
+            Severity::High,
+            "m".into(),
+        );
+        assert_eq!(e.bound(MAX_EVENT_BYTES), None);
+        e.message = "\u{1}".repeat(1 << 20); // grows six-fold as JSON escapes
+        e.process = Some(Process {
+            args: vec!["é".repeat(1 << 19); 8],
+            ..Default::default()
+        });
+        e.container = Some(Container {
+            labels: (0..10_000)
+                .map(|i| (format!("k{i}"), "v".repeat(1000)))
+                .collect(),
+            ..Default::default()
+        });
+        e.file = Some(File {
+            path: "/".repeat(1 << 20),
+            flags: String::new(),
+        });
+        let before = e.bound(MAX_EVENT_BYTES).expect("cut");
+        assert!(before > MAX_EVENT_BYTES);
+        assert!(
+            e.to_json_line().len() <= MAX_EVENT_BYTES,
+            "{} bytes",
+            e.to_json_line().len()
+        );
+        assert!(e.process.as_ref().unwrap().args_truncated);
+        assert!(e
+            .message
+            .ends_with(&format!("the event was {before} bytes]")));
+    }
+
+    /// Found by the collector_request fuzz target: each empty argument still costs `"",` in
+    /// JSON, so counting only argument bytes let a million of them pass the bound.
+    #[test]
+    fn bound_counts_the_json_cost_of_empty_arguments() {
+        let mut e = Event::new(
+            1,
+            "t".into(),
+            "n".into(),
+            Kind::Exec,
+            Action::Allowed,
+            "exec",
+            Severity::Info,
+            String::new(),
+        );
+        e.process = Some(Process {
+            args: vec![String::new(); 1 << 20],
+            ..Default::default()
+        });
+        assert!(e.bound(MAX_EVENT_BYTES).is_some());
+        assert!(e.to_json_line().len() <= MAX_EVENT_BYTES);
+        assert!(e.process.as_ref().unwrap().args_truncated);
     }
 }

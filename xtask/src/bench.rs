@@ -1,11 +1,25 @@
-//! `cargo xtask bench [--quick]`: what Seawall costs, measured against no agent and against the
-//! alternatives (Linux audit, an empty bpftrace) in one run, configurations alternating round by
-//! round so machine drift cancels out. Writes `bench/results/<date>.md` and prints the table.
-//! Nothing here is an assertion: the targets are reported, met or not.
+//! `cargo xtask bench [--quick|--smoke] [--only loops|servers|profile] [--no-profile]`: what Seawall
+//! costs, measured against no agent and against the alternatives (Linux audit, an empty
+//! bpftrace) in one run, configurations alternating round by round so machine drift cancels
+//! out: synthetic loops in a container and on the host, and real servers (nginx, Redis,
+//! PostgreSQL from Debian) under the profiles we ship. Writes `bench/results/<date>.md`,
+//! regenerates the README's overhead table from it, and prints it. Nothing here is an
+//! assertion: the targets are reported, met or not.
 
 mod agent_stats;
 mod configs;
+mod images;
+mod leftovers;
+mod loadgen;
+mod noise;
+mod plan;
+mod profile_report;
+mod profiling;
+mod readme;
 mod report;
+mod server_report;
+mod servers;
+mod targets;
 
 use std::{
     collections::BTreeMap,
@@ -16,46 +30,30 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use configs::{Agent, Auditd, Bpftrace, Config, BENCH_IMAGE};
+use configs::{bench_profiles, Agent, Auditd, Bpftrace, Config, BENCH_IMAGE};
+use plan::parse_args;
+pub use plan::{Plan, RunKind};
 
 use crate::{cargo, root, run, setup::TEST_IMAGE};
 
-/// How long and how often; `--quick` is for development, the default for the published table.
-pub struct Plan {
-    pub quick: bool,
-    pub rounds: usize,
-    pub open_n: u64,
-    pub exec_n: u64,
-    pub tcp_n: u64,
-    pub mixed_n: u64,
-    pub rate_secs: u64,
-}
+/// Packages the bench runs: the peers it compares against, the image builder, the load
+/// generators and the profilers. Installed when missing, so no column reads "not installed".
+/// (`debootstrap` only recommends the keyring it checks bookworm's Release file with, and
+/// setup installs without recommends; an Ubuntu host has no Debian keyring of its own.)
+const BENCH_PACKAGES: &[&str] = &[
+    "auditd",
+    "bpftrace",
+    "debootstrap",
+    "debian-archive-keyring",
+    "wrk",
+    "redis-tools",
+    "linux-perf",
+    "strace",
+    "valgrind",
+];
 
-impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                quick,
-                rounds: 3,
-                open_n: 50_000,
-                exec_n: 200,
-                tcp_n: 1_000,
-                mixed_n: 3,
-                rate_secs: 10,
-            }
-        } else {
-            Plan {
-                quick,
-                rounds: 7,
-                open_n: 200_000,
-                exec_n: 1_000,
-                tcp_n: 5_000,
-                mixed_n: 10,
-                rate_secs: 60,
-            }
-        }
-    }
-}
+/// The lock every run that loads BPF programs or starts containers holds on a shared host.
+const HOST_LOCK: &str = "/tmp/seawall-host.lock";
 
 /// The workloads, each the same command in the container and on the host.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -242,14 +240,14 @@ impl Env {
             Config::SeawallAudit => Running::Agent(Agent::start(
                 &self.agent_bin,
                 &self.work.join("agent"),
-                "audit",
+                &bench_profiles("audit"),
                 None,
                 None,
             )?),
             Config::SeawallEnforce => Running::Agent(Agent::start(
                 &self.agent_bin,
                 &self.work.join("agent"),
-                "enforce",
+                &bench_profiles("enforce"),
                 None,
                 None,
             )?),
@@ -266,7 +264,7 @@ impl Env {
 /// Times per (configuration, side, workload): one per round, in nanoseconds.
 pub type Times = BTreeMap<(usize, Side, Workload), Vec<u64>>;
 
-/// Results of the whole run, for the report.
+/// Results of the whole run, for the report. A part that was not run or failed holds why.
 pub struct Results {
     pub times: Times,
     pub unavailable: BTreeMap<usize, String>,
@@ -276,25 +274,92 @@ pub struct Results {
     pub cpu: Result<agent_stats::Cpu, String>,
     pub rss: Result<Vec<(usize, u64)>, String>,
     pub criterion: Result<Vec<(String, f64)>, String>,
+    pub servers: Result<servers::ServerResults, String>,
+    pub profile: Result<profiling::Profile, String>,
+    pub noise: noise::Noise,
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether one of this process's ancestors holds `file`'s flock (`flock /tmp/seawall-host.lock
+/// cargo xtask bench`, as the shared-host rules write it): then waiting for it would wait forever.
+fn held_by_ancestor(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let dev = meta.dev();
+    // glibc's gnu_dev_major / gnu_dev_minor, as /proc/locks prints them (hex).
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let key = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let holders: Vec<u32> = locks
+        .lines()
+        .filter(|l| l.contains("FLOCK") && l.split_whitespace().any(|w| w == key))
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .collect();
+    let mut pid = std::process::id();
+    while let Some(parent) = parent_of(pid).filter(|&p| p > 1) {
+        if holders.contains(&parent) {
+            return true;
+        }
+        pid = parent;
+    }
+    false
+}
+
+/// Holds the host lock (see the repository's rules for shared hosts) until dropped; `None`
+/// when an ancestor already holds it for us.
+fn host_lock() -> Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(HOST_LOCK)
+        .with_context(|| format!("opening {HOST_LOCK}"))?;
+    if held_by_ancestor(&file) {
+        return Ok(None);
+    }
+    if file.try_lock().is_err() {
+        eprintln!("xtask bench: waiting for {HOST_LOCK} (another agent or privileged test runs)");
+        file.lock()
+            .with_context(|| format!("locking {HOST_LOCK}"))?;
+    }
+    Ok(Some(file))
 }
 
 pub fn bench(args: &[String]) -> Result<()> {
-    let mut quick = false;
-    for a in args {
-        match a.as_str() {
-            "--quick" => quick = true,
-            other => bail!("cargo xtask bench [--quick]: unknown argument {other:?}"),
-        }
+    if args.first().map(String::as_str) == Some("--readme") {
+        return readme::regenerate(args.get(1).map(Path::new));
     }
-    let plan = Plan::new(quick);
+    let plan = parse_args(args)?;
     crate::setup::setup()?;
+    crate::setup::ensure_packages(BENCH_PACKAGES)?;
+    // Everything that compiles or downloads happens before the host lock is taken.
     run(cargo().args(["build", "--release", "-p", "seawall", "--bin", "seawall"]))?;
+    if plan.loops {
+        agent_stats::build_criterion()?;
+    }
     let swload = build_workload()?;
     let work = std::env::temp_dir().join(format!("seawall-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let host_dir = work.join("host");
     std::fs::create_dir_all(&host_dir)?;
     build_image(&swload, &host_dir)?;
+    if plan.servers || plan.profile {
+        // The profile runs nginx too.
+        images::ensure_all()?;
+    }
     let env = Env {
         plan,
         agent_bin: root().join("target/release/seawall"),
@@ -302,29 +367,88 @@ pub fn bench(args: &[String]) -> Result<()> {
         work: work.clone(),
         host_dir,
     };
+    let lock = host_lock()?;
+    leftovers::remove(&env.agent_bin);
     let result = measure(&env);
+    drop(lock);
     let _ = std::fs::remove_dir_all(&work);
-    let results = result?;
+    let mut results = result?;
+    if env.plan.loops {
+        eprintln!("xtask bench: criterion micro-benchmarks (decode → enrich → serialize)");
+        results.criterion =
+            agent_stats::criterion(env.plan.quick).map_err(|e| brief("criterion", e));
+    }
     let md = report::markdown(&env.plan, &results, args)?;
     println!("{md}");
-    let dir = root().join("bench/results");
+    let (dir, suffix) = match env.plan.kind {
+        RunKind::Full => ("bench/results", ""),
+        RunKind::Quick => ("bench/results", "-quick"),
+        // Smoke numbers mean nothing: they stay out of the repository.
+        RunKind::Smoke => ("bench/tmp", "-smoke"),
+    };
+    let dir = root().join(dir);
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!(
-        "{}{}.md",
-        report::today(),
-        if quick { "-quick" } else { "" }
-    ));
+    let file = dir.join(format!("{}{suffix}.md", report::today()));
     std::fs::write(&file, &md)?;
     eprintln!("xtask bench: wrote {}", file.display());
+    if env.plan.kind == RunKind::Full && env.plan.loops && env.plan.servers {
+        readme::regenerate(Some(&file))?;
+    }
     Ok(())
 }
 
+/// A table cell holds the first line of an error; the whole error goes to stderr.
+fn brief(what: &str, e: anyhow::Error) -> String {
+    eprintln!("xtask bench: {what} failed: {e:#}");
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn measure(env: &Env) -> Result<Results> {
+    let mut noise = noise::Noise::start();
+    fn not_run<T>(why: &str) -> Result<T, String> {
+        Err(why.to_string())
+    }
+    let mut results = Results {
+        times: Times::new(),
+        unavailable: BTreeMap::new(),
+        violations: Vec::new(),
+        throughput: not_run("not run (--only)"),
+        cpu: not_run("not run (--only)"),
+        rss: not_run("not run (--only)"),
+        criterion: not_run("not run (--only)"),
+        servers: not_run("not run (--only)"),
+        profile: not_run("not run (--no-profile)"),
+        noise: noise::Noise::default(),
+    };
+    if env.plan.loops {
+        measure_loops(env, &mut results, &mut noise)?;
+        eprintln!("xtask bench: event throughput, agent CPU and RSS");
+        results.throughput = agent_stats::throughput(env).map_err(|e| brief("throughput", e));
+        results.cpu = agent_stats::cpu(env).map_err(|e| brief("agent CPU", e));
+        results.rss = agent_stats::rss(env).map_err(|e| brief("agent RSS", e));
+    }
+    if env.plan.servers {
+        results.servers = servers::measure(env, &mut noise).map_err(|e| brief("servers", e));
+    }
+    if env.plan.profile {
+        eprintln!("xtask bench: profiling the agent (perf)");
+        results.profile = profiling::profile(env).map_err(|e| brief("profile", e));
+    }
+    results.noise = noise.finish();
+    Ok(results)
+}
+
+fn measure_loops(env: &Env, results: &mut Results, noise: &mut noise::Noise) -> Result<()> {
     let plan = &env.plan;
-    let mut times = Times::new();
-    let mut unavailable = BTreeMap::new();
-    let mut violations = Vec::new();
+    let times = &mut results.times;
+    let unavailable = &mut results.unavailable;
+    let violations = &mut results.violations;
     for round in 0..plan.rounds {
+        noise.sample();
         for (ci, &c) in Config::ALL.iter().enumerate() {
             if unavailable.contains_key(&ci) {
                 continue;
@@ -347,7 +471,7 @@ fn measure(env: &Env) -> Result<Results> {
             let name = unique_name("load");
             let mut ctr = Load::container(&name)?;
             if let Running::Agent(a) = &running {
-                a.wait_monitoring(&name)?;
+                a.wait_monitoring(&name, "bench")?;
             }
             let mut host = Load::host(&env.swload, &env.host_dir)?;
             for load in [&mut ctr, &mut host] {
@@ -381,30 +505,7 @@ fn measure(env: &Env) -> Result<Results> {
             drop(running);
         }
     }
-    eprintln!("xtask bench: event throughput, agent CPU and RSS");
-    // A table cell holds the first line of an error; the whole error goes to stderr.
-    let brief = |what: &str, e: anyhow::Error| {
-        eprintln!("xtask bench: {what} failed: {e:#}");
-        format!("{e:#}")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let throughput = agent_stats::throughput(env).map_err(|e| brief("throughput", e));
-    let cpu = agent_stats::cpu(env).map_err(|e| brief("agent CPU", e));
-    let rss = agent_stats::rss(env).map_err(|e| brief("agent RSS", e));
-    eprintln!("xtask bench: criterion micro-benchmarks (decode → enrich → serialize)");
-    let criterion = agent_stats::criterion(plan.quick).map_err(|e| brief("criterion", e));
-    Ok(Results {
-        times,
-        unavailable,
-        violations,
-        throughput,
-        cpu,
-        rss,
-        criterion,
-    })
+    Ok(())
 }
 
 /// Builds `bench/workload` (swload) statically for musl, so the same file runs in the busybox

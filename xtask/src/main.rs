@@ -100,6 +100,34 @@ fn musl_cc() -> &'static str {
     "gcc"
 }
 
+/// cargo-fuzz targets in `fuzz/` (its own workspace). Adding a target: its `[[bin]]` in
+/// `fuzz/Cargo.toml` and one line here.
+const FUZZ_TARGETS: &[&str] = &["spool_reader", "store_reader", "collector_request"];
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SECONDS: u32 = 30;
+
+/// Runs each fuzz target for [`FUZZ_SECONDS`] with the pinned nightly (installing cargo-fuzz
+/// when it is missing); a crash fails the step and leaves its input in `fuzz/artifacts/`.
+fn fuzz() -> Result<()> {
+    let toolchain = format!("+{}", setup::ebpf_toolchain()?);
+    let have = Command::new("cargo")
+        .args([&toolchain, "fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in FUZZ_TARGETS {
+        run(Command::new("cargo")
+            .current_dir(root())
+            .args([&toolchain, "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={FUZZ_SECONDS}")))?;
+    }
+    Ok(())
+}
+
 fn test() -> Result<()> {
     setup::setup()?;
     // Unit and collector tests, and the binaries the integration tests drive (the agent with
@@ -123,6 +151,7 @@ fn test() -> Result<()> {
         "--exclude",
         "agent-ebpf",
     ]))?;
+    fuzz()?;
     // The static binary the deploy test puts in the FROM-scratch agent image.
     run(cargo()
         .args([

@@ -25,6 +25,7 @@ const APT_PACKAGES: &[&str] = &[
     "cpio",
     "xz-utils",
     "systemd",
+    "nats-server",
 ];
 
 /// The LLVM major bpf-linker is built against (Debian's `llvm-22-dev`).
@@ -300,15 +301,34 @@ fn ensure_test_image() -> Result<()> {
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    let result = docker_import(&dir, &[], &["CMD [\"/bin/sh\"]".to_string()], TEST_IMAGE);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// `tar -c` of `dir` (with `tar_args`, e.g. excludes) piped into `docker import` of
+/// `reference`, with Dockerfile `changes` (`CMD […]`, `USER x`, `ENV K=V`).
+pub fn docker_import(
+    dir: &std::path::Path,
+    tar_args: &[&str],
+    changes: &[String],
+    reference: &str,
+) -> Result<()> {
     let mut tar = Command::new("tar")
         .arg("-C")
-        .arg(&dir)
+        .arg(dir)
+        .args(tar_args)
         .args(["-c", "."])
         .stdout(Stdio::piped())
         .spawn()
         .context("tar")?;
-    let mut import = Command::new("docker")
-        .args(["import", "-c", "CMD [\"/bin/sh\"]", "-", TEST_IMAGE])
+    let mut import = Command::new("docker");
+    import.arg("import");
+    for c in changes {
+        import.arg("-c").arg(c);
+    }
+    let mut import = import
+        .args(["-", reference])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -321,9 +341,8 @@ fn ensure_test_image() -> Result<()> {
     }
     let t = tar.wait()?;
     let i = import.wait()?;
-    let _ = std::fs::remove_dir_all(&dir);
     if !t.success() || !i.success() {
-        bail!("building {TEST_IMAGE} failed (tar: {t}, docker import: {i})");
+        bail!("importing {reference} failed (tar: {t}, docker import: {i})");
     }
     Ok(())
 }

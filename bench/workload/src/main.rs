@@ -7,8 +7,9 @@
 //! - `exec N PATH`: fork+exec PATH N times and wait for each
 //! - `tcp N PORT`: N TCP connect/accept pairs on 127.0.0.1:PORT (listener in a thread)
 //! - `sh N SCRIPT ARGS...`: run `busybox sh SCRIPT ARGS...` N times (the mixed job)
-//! - `udp RATE SECS PORT`: paced UDP connect() calls to 127.0.0.1:PORT, RATE per second for SECS
-//!   seconds (no datagram is sent); answers `ok <ns> <calls>`
+//! - `udp RATE SECS PORT [THREADS]`: paced UDP connect() calls to 127.0.0.1:PORT, RATE per
+//!   second for SECS seconds, shared by THREADS threads (default 1; no datagram is sent);
+//!   answers `ok <ns> <calls>`
 
 use std::{
     io::{BufRead, Read, Write},
@@ -108,29 +109,61 @@ fn run(words: &[&str]) -> Result<String, String> {
             let rate = num(words, 1)?;
             let secs = num(words, 2)?;
             let port = num(words, 3)? as u16;
-            let s = UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| format!("udp bind: {e}"))?;
-            // Pace in 1 ms slices: each slice makes the calls that are due by its end.
-            let start = Instant::now();
-            let end = Duration::from_secs(secs);
-            let mut calls: u64 = 0;
-            loop {
-                let el = start.elapsed();
-                if el >= end {
-                    break;
-                }
-                let due = (el.as_nanos() as u64 + 1_000_000) * rate / 1_000_000_000;
-                while calls < due {
-                    s.connect(("127.0.0.1", port))
-                        .map_err(|e| format!("udp connect: {e}"))?;
-                    calls += 1;
-                }
-                let next = Duration::from_nanos((calls * 1_000_000_000) / rate.max(1));
-                if let Some(wait) = next.checked_sub(start.elapsed()) {
-                    std::thread::sleep(wait.min(Duration::from_millis(1)));
-                }
+            // Optional: generator threads sharing the rate (one thread tops out near 200,000/s).
+            let threads = if words.len() > 4 {
+                num(words, 4)?.max(1)
+            } else {
+                1
+            };
+            let results: Vec<Result<u64, String>> = std::thread::scope(|sc| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|i| {
+                        // The first thread takes the remainder, so the rates add up.
+                        let share = rate / threads + if i == 0 { rate % threads } else { 0 };
+                        sc.spawn(move || udp_paced(share, secs, port))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("generator thread panicked".into()))
+                    })
+                    .collect()
+            });
+            let mut calls = 0;
+            for r in results {
+                calls += r?;
             }
             Ok(format!(" {calls}"))
         }
         other => Err(format!("unknown command {other}")),
     }
+}
+
+/// Paced UDP `connect()` calls to 127.0.0.1:`port`, `rate` per second for `secs` seconds;
+/// returns how many were made.
+fn udp_paced(rate: u64, secs: u64, port: u16) -> Result<u64, String> {
+    let s = UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| format!("udp bind: {e}"))?;
+    // Pace in 1 ms slices: each slice makes the calls that are due by its end.
+    let start = Instant::now();
+    let end = Duration::from_secs(secs);
+    let mut calls: u64 = 0;
+    loop {
+        let el = start.elapsed();
+        if el >= end {
+            break;
+        }
+        let due = (el.as_nanos() as u64 + 1_000_000) * rate / 1_000_000_000;
+        while calls < due {
+            s.connect(("127.0.0.1", port))
+                .map_err(|e| format!("udp connect: {e}"))?;
+            calls += 1;
+        }
+        let next = Duration::from_nanos((calls * 1_000_000_000) / rate.max(1));
+        if let Some(wait) = next.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
+        }
+    }
+    Ok(calls)
 }

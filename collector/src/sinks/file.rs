@@ -5,10 +5,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{format, SinkError};
+use crate::config::ExportFormat;
 use crate::store::Record;
 
 pub struct FileSink {
     path: PathBuf,
+    format: ExportFormat,
     file: File,
     size: u64,
     max_bytes: u64,
@@ -16,7 +18,12 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> Result<Self, SinkError> {
+    pub fn open(
+        path: &Path,
+        max_bytes: u64,
+        keep: u32,
+        format: ExportFormat,
+    ) -> Result<Self, SinkError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 fs::create_dir_all(dir)?;
@@ -26,6 +33,7 @@ impl FileSink {
         let size = cut_torn_tail(path)?;
         Ok(FileSink {
             path: path.to_path_buf(),
+            format,
             file,
             size,
             max_bytes,
@@ -45,7 +53,7 @@ impl FileSink {
     pub fn deliver(&mut self, records: &[Record]) -> Result<(), SinkError> {
         let mut buf = Vec::new();
         for r in records {
-            buf.extend_from_slice(format::export_json(r).to_string().as_bytes());
+            buf.extend_from_slice(format::render_line(self.format, r).as_bytes());
             buf.push(b'\n');
         }
         if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
@@ -121,6 +129,10 @@ fn last_id_in(path: &Path) -> Option<u64> {
     let end = buf.iter().rposition(|b| *b == b'\n')?;
     buf[..end].split(|b| *b == b'\n').rev().find_map(|line| {
         let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-        v.get("collector")?.get("id")?.as_u64()
+        // Seawall format: collector.id; OCSF: metadata.uid (the same id, as a string).
+        match v.get("collector") {
+            Some(c) => c.get("id")?.as_u64(),
+            None => v.get("metadata")?.get("uid")?.as_str()?.parse().ok(),
+        }
     })
 }

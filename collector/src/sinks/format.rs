@@ -3,17 +3,52 @@
 use seawall_proto::event::{Event, Severity};
 use serde_json::{json, Value};
 
+use crate::config::ExportFormat;
 use crate::store::Record;
 
-/// The event's own JSON object plus a `collector` object: `{"id", "agent", "received"}`.
+/// A record in a sink's configured format.
+pub fn render(f: ExportFormat, r: &Record) -> Value {
+    match f {
+        ExportFormat::Seawall => export_json(r),
+        ExportFormat::Ocsf => super::ocsf::ocsf_json(r),
+    }
+}
+
+/// [`render`] as one line, without a JSON tree for the Seawall format (the file sink's hot path).
+pub fn render_line(f: ExportFormat, r: &Record) -> String {
+    match f {
+        ExportFormat::Seawall => export_line(r),
+        ExportFormat::Ocsf => super::ocsf::ocsf_json(r).to_string(),
+    }
+}
+
+/// [`export_json`] as one line, written straight from the record (no intermediate JSON tree:
+/// this is the file sink's hot path). Same fields; keys in the event's own order.
+pub fn export_line(r: &Record) -> String {
+    let mut line = serde_json::to_string(&r.event).expect("an Event always serializes");
+    // An Event is always a non-empty JSON object: replace its closing brace.
+    line.pop();
+    line.push_str(",\"collector\":");
+    let mut c = json!({ "id": r.id, "agent": r.agent, "received": r.received });
+    if !r.instance.is_empty() {
+        c["instance"] = json!(r.instance);
+    }
+    line.push_str(&c.to_string());
+    line.push('}');
+    line
+}
+
+/// The event's own JSON object plus a `collector` object: `{"id", "agent", "received"}` and,
+/// from agents that send one, `"instance"` (the agent's spool instance).
 /// `collector.id` is unique and increasing: the key to drop a repeat after a collector crash.
 pub fn export_json(r: &Record) -> Value {
     let mut v = serde_json::to_value(&r.event).expect("an Event always serializes");
     if let Value::Object(map) = &mut v {
-        map.insert(
-            "collector".into(),
-            json!({ "id": r.id, "agent": r.agent, "received": r.received }),
-        );
+        let mut c = json!({ "id": r.id, "agent": r.agent, "received": r.received });
+        if !r.instance.is_empty() {
+            c["instance"] = json!(r.instance);
+        }
+        map.insert("collector".into(), c);
     }
     v
 }
@@ -226,6 +261,7 @@ mod tests {
         Record {
             id: 42,
             agent: "host-a".into(),
+            instance: String::new(),
             received: "2026-05-01T10:00:01Z".into(),
             event: Event {
                 seq: 9,
@@ -260,6 +296,8 @@ mod tests {
         let json_part = &m[m.find("] ").unwrap() + 2..];
         let v: Value = serde_json::from_str(json_part).unwrap();
         assert_eq!(v["collector"]["id"], 42);
+        let line: Value = serde_json::from_str(&export_line(&rec())).unwrap();
+        assert_eq!(line, v, "the file sink's line is the export JSON");
         assert_eq!(v["seq"], 9);
     }
 

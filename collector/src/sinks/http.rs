@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{format, SinkError};
-use crate::config::SinkKind;
+use crate::config::{ExportFormat, SinkKind};
 use crate::store::Record;
 
 enum Flavor {
@@ -13,9 +13,11 @@ enum Flavor {
         token: String,
         index: Option<String>,
         sourcetype: String,
+        format: ExportFormat,
     },
     Webhook {
         authorization: Option<String>,
+        format: ExportFormat,
     },
     Slack,
 }
@@ -31,18 +33,22 @@ fn client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, SinkError> {
         .timeout(Duration::from_secs(15))
         .connect_timeout(Duration::from_secs(10));
     if let Some(ca) = ca {
-        let pem = std::fs::read(ca)
-            .map_err(|e| SinkError::Setup(format!("reading CA {}: {e}", ca.display())))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| SinkError::Setup(format!("CA {}: {e}", ca.display())))?;
+        let pem = std::fs::read(ca).map_err(|source| SinkError::ReadCa {
+            path: ca.to_path_buf(),
+            source,
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| SinkError::BadCa {
+            path: ca.to_path_buf(),
+            source,
+        })?;
         b = b.add_root_certificate(cert);
     }
-    b.build()
-        .map_err(|e| SinkError::Setup(format!("HTTP client: {e}")))
+    b.build().map_err(SinkError::Client)
 }
 
 impl HttpSink {
-    pub fn new(kind: &SinkKind) -> Result<Self, SinkError> {
+    /// An HTTP sink for a `splunk_hec`, `webhook` or `slack` table (`None` for other kinds).
+    pub fn new(kind: &SinkKind) -> Option<Result<Self, SinkError>> {
         let (url, ca, flavor) = match kind {
             SinkKind::SplunkHec {
                 url,
@@ -50,6 +56,7 @@ impl HttpSink {
                 ca,
                 index,
                 sourcetype,
+                format,
             } => (
                 url,
                 ca,
@@ -57,29 +64,30 @@ impl HttpSink {
                     token: token.clone(),
                     index: index.clone(),
                     sourcetype: sourcetype.clone(),
+                    format: *format,
                 },
             ),
             SinkKind::Webhook {
                 url,
                 ca,
                 authorization,
+                format,
             } => (
                 url,
                 ca,
                 Flavor::Webhook {
                     authorization: authorization.clone(),
+                    format: *format,
                 },
             ),
             SinkKind::Slack { url, ca } => (url, ca, Flavor::Slack),
-            SinkKind::File { .. } | SinkKind::Syslog { .. } => {
-                return Err(SinkError::Setup("not an HTTP sink".into()))
-            }
+            SinkKind::File { .. } | SinkKind::Syslog { .. } => return None,
         };
-        Ok(HttpSink {
-            client: client(ca.as_deref())?,
+        Some(client(ca.as_deref()).map(|client| HttpSink {
+            client,
             url: url.clone(),
             flavor,
-        })
+        }))
     }
 
     async fn post(&self, req: reqwest::RequestBuilder) -> Result<(), SinkError> {
@@ -101,12 +109,22 @@ impl HttpSink {
         })
     }
 
+    /// Most events in one call of [`HttpSink::deliver`]: Slack takes one message per event,
+    /// so a batch would be one request per event, each up to the request timeout.
+    pub fn max_request(&self) -> usize {
+        match self.flavor {
+            Flavor::Slack => 1,
+            _ => 256,
+        }
+    }
+
     pub async fn deliver(&mut self, records: &[Record]) -> Result<(), SinkError> {
         match &self.flavor {
             Flavor::Splunk {
                 token,
                 index,
                 sourcetype,
+                format,
             } => {
                 // HEC takes several event objects concatenated in one body.
                 let mut body = String::new();
@@ -116,7 +134,7 @@ impl HttpSink {
                         "host": r.event.node,
                         "source": "seawall",
                         "sourcetype": sourcetype,
-                        "event": format::export_json(r),
+                        "event": format::render(*format, r),
                     });
                     if let Some(i) = index {
                         v["index"] = json!(i);
@@ -132,8 +150,11 @@ impl HttpSink {
                     .body(body);
                 self.post(req).await
             }
-            Flavor::Webhook { authorization } => {
-                let events: Vec<_> = records.iter().map(format::export_json).collect();
+            Flavor::Webhook {
+                authorization,
+                format,
+            } => {
+                let events: Vec<_> = records.iter().map(|r| format::render(*format, r)).collect();
                 let mut req = self
                     .client
                     .post(&self.url)

@@ -10,6 +10,9 @@ use crate::config::{SyslogFormat, SyslogProtocol};
 use crate::store::Record;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A receiver that takes no bytes for this long is treated as gone: the connection is dropped
+/// and the batch retried, so a stalled reader cannot hold the sink task in one write forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SyslogSink {
     address: String,
@@ -61,11 +64,17 @@ impl SyslogSink {
                     buf.extend_from_slice(format!("{} {m}", m.len()).as_bytes());
                 }
                 let stream = self.tcp.as_mut().expect("connected above");
-                let res = async {
+                let res = tokio::time::timeout(WRITE_TIMEOUT, async {
                     stream.write_all(&buf).await?;
                     stream.flush().await
-                }
-                .await;
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the receiver took nothing for 30 s",
+                    ))
+                });
                 if res.is_err() {
                     // Reconnect on the next attempt; the whole batch is re-sent.
                     self.tcp = None;

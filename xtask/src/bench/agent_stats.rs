@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context as _, Result};
 
 use super::{
-    configs::{Agent, BENCH_IMAGE},
+    configs::{bench_profiles, Agent, BENCH_IMAGE},
     free_port, unique_name, Env, Load,
 };
 use crate::{cargo, run};
@@ -31,8 +31,10 @@ pub struct Throughput {
 
 pub struct Cpu {
     pub rate: f64,
-    /// Agent CPU (user + system) as a percentage of one core.
-    pub percent: f64,
+    /// Events generated in the interval.
+    pub events: u64,
+    /// The agent's CPU and context switches over the interval.
+    pub cost: AgentCost,
 }
 
 fn scrape(port: u16) -> Result<String> {
@@ -63,13 +65,13 @@ fn start_with_load(env: &Env) -> Result<(Agent, Load, u16)> {
     let agent = Agent::start(
         &env.agent_bin,
         &env.work.join("agent-rate"),
-        "audit",
+        &bench_profiles("audit"),
         Some(port),
         Some(std::path::Path::new("/dev/null")),
     )?;
     let name = unique_name("rate");
     let load = Load::container(&name)?;
-    agent.wait_monitoring(&name)?;
+    agent.wait_monitoring(&name, "bench")?;
     let start = Instant::now();
     while scrape(port).is_err() {
         if start.elapsed() > Duration::from_secs(10) {
@@ -86,11 +88,11 @@ pub fn throughput(env: &Env) -> Result<Throughput> {
     let secs = env.plan.rate_secs;
     let (_agent, mut load, port) = start_with_load(env)?;
     let mut steps = Vec::new();
-    for target in [
-        25_000u64, 50_000, 100_000, 200_000, 300_000, 400_000, 600_000,
-    ] {
+    for target in [25_000u64, 50_000, 100_000, 200_000, 300_000, 400_000] {
         let before = drops(port)?;
-        let (ns, extra) = load.call(&format!("udp {target} {secs} {}", free_port()))?;
+        // Two generator threads from 200,000/s: one thread alone tops out about there.
+        let threads = if target >= 200_000 { 2 } else { 1 };
+        let (ns, extra) = load.call(&format!("udp {target} {secs} {} {threads}", free_port()))?;
         // The agent polls its kernel counters once a second.
         std::thread::sleep(Duration::from_millis(2500));
         let after = drops(port)?;
@@ -110,6 +112,62 @@ pub fn throughput(env: &Env) -> Result<Throughput> {
         }
     }
     Ok(Throughput { secs, steps })
+}
+
+/// What the agent spent during one measured interval.
+#[derive(Clone, Copy, Debug)]
+pub struct AgentCost {
+    /// CPU (user + system) as a percentage of one core.
+    pub cpu_percent: f64,
+    /// Context switches of all its threads (voluntary: each is a sleep and a wakeup).
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+}
+
+/// A reading of the agent's CPU time and context switches.
+pub struct AgentSample {
+    ticks: u64,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+/// Reads the agent's counters (every thread's context switches, from `/proc/<pid>/task`).
+pub fn cost_now(pid: u32) -> Result<AgentSample> {
+    let (mut voluntary, mut involuntary) = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue; // the thread exited meanwhile
+        };
+        let field = |key: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        voluntary += field("voluntary_ctxt_switches:");
+        involuntary += field("nonvoluntary_ctxt_switches:");
+    }
+    Ok(AgentSample {
+        ticks: cpu_ticks(pid)?,
+        voluntary,
+        involuntary,
+    })
+}
+
+impl AgentSample {
+    /// The cost between `before` and this reading, `wall` apart. Threads that exited in
+    /// between take their switches with them, so a count can only be an underestimate.
+    pub fn since(&self, before: &AgentSample, wall: Duration) -> AgentCost {
+        AgentCost {
+            cpu_percent: self.ticks.saturating_sub(before.ticks) as f64
+                / clk_tck()
+                / wall.as_secs_f64()
+                * 100.0,
+            voluntary_switches: self.voluntary.saturating_sub(before.voluntary),
+            involuntary_switches: self.involuntary.saturating_sub(before.involuntary),
+        }
+    }
 }
 
 fn cpu_ticks(pid: u32) -> Result<u64> {
@@ -135,17 +193,17 @@ pub const CPU_RATE: u64 = 50_000;
 pub fn cpu(env: &Env) -> Result<Cpu> {
     let secs = env.plan.rate_secs;
     let (agent, mut load, _port) = start_with_load(env)?;
-    let t0 = cpu_ticks(agent.pid())?;
+    let before = cost_now(agent.pid())?;
     let start = Instant::now();
     let (ns, extra) = load.call(&format!("udp {CPU_RATE} {secs} {}", free_port()))?;
     // Let the agent drain what it has not processed yet, within the measured interval.
     std::thread::sleep(Duration::from_millis(1000));
-    let t1 = cpu_ticks(agent.pid())?;
-    let wall = start.elapsed().as_secs_f64();
-    let rate = extra.first().copied().unwrap_or(0) as f64 / (ns as f64 / 1e9);
+    let cost = cost_now(agent.pid())?.since(&before, start.elapsed());
+    let events = extra.first().copied().unwrap_or(0);
     Ok(Cpu {
-        rate,
-        percent: (t1 - t0) as f64 / clk_tck() / wall * 100.0,
+        rate: events as f64 / (ns as f64 / 1e9),
+        events,
+        cost,
     })
 }
 
@@ -174,45 +232,57 @@ impl Drop for Sleepers {
     }
 }
 
-/// Agent RSS (KiB) with 10 and with 100 sleeping containers (`--network none`).
+/// Agent RSS (KiB) with 10, 100 and (full runs) 1,000 sleeping containers (`--network none`).
 pub fn rss(env: &Env) -> Result<Vec<(usize, u64)>> {
     let agent = Agent::start(
         &env.agent_bin,
         &env.work.join("agent-rss"),
-        "audit",
+        &bench_profiles("audit"),
         None,
         None,
     )?;
     let mut sleepers = Sleepers(Vec::new());
     let mut out = Vec::new();
-    for want in [10usize, 100] {
+    let steps: &[usize] = if env.plan.quick {
+        &[10, 100]
+    } else {
+        &[10, 100, 1000]
+    };
+    for &want in steps {
         while sleepers.0.len() < want {
-            let name = unique_name("sleep");
-            let st = Command::new("docker")
-                .args([
-                    "run",
-                    "-d",
-                    "--network",
-                    "none",
-                    "--name",
-                    &name,
-                    BENCH_IMAGE,
-                    "sleep",
-                    "3600",
-                ])
-                .stdout(Stdio::null())
-                .status()?;
-            sleepers.0.push(name);
-            if !st.success() {
-                bail!("docker run of a sleeping container failed: {st}");
+            // A few `docker run`s at a time: a thousand one after the other take many minutes.
+            let batch = (want - sleepers.0.len()).min(8);
+            let mut children = Vec::new();
+            for _ in 0..batch {
+                let name = unique_name("sleep");
+                let child = Command::new("docker")
+                    .args(["run", "-d", "--network", "none", "--name", &name])
+                    .args([BENCH_IMAGE, "sleep", "3600"])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .context("docker run")?;
+                // Named before it is waited for, so a failure still removes what was created.
+                sleepers.0.push(name);
+                children.push(child);
+            }
+            for mut child in children {
+                let st = child.wait()?;
+                if !st.success() {
+                    bail!("docker run of a sleeping container failed: {st}");
+                }
             }
         }
         let last = sleepers.0.last().expect("at least one").clone();
-        agent.wait_monitoring(&last)?;
+        agent.wait_monitoring(&last, "bench")?;
         std::thread::sleep(Duration::from_secs(2));
         out.push((want, vm_rss_kib(agent.pid())?));
     }
     Ok(out)
+}
+
+/// Compiles the criterion benchmark, so running it later measures and does not build.
+pub fn build_criterion() -> Result<()> {
+    run(cargo().args(["bench", "--no-run", "-p", "seawall", "--bench", "pipeline"]))
 }
 
 /// Runs `agent/benches/pipeline.rs`; returns (benchmark, events per second).
@@ -236,7 +306,6 @@ pub fn criterion(quick: bool) -> Result<Vec<(String, f64)>> {
             o.status
         );
     }
-    let _ = run; // the build itself goes through cargo(); output is parsed here
     Ok(parse_criterion(&text))
 }
 

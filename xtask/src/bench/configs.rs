@@ -96,31 +96,49 @@ fn stop_child(child: &mut Child, sig: &str, grace: Duration) {
     let _ = child.wait();
 }
 
-/// A running `seawall agent`, stopped by pid (SIGTERM) on drop.
+/// Profile files an agent is started with: (file name, TOML text).
+pub type ProfileFiles = Vec<(String, String)>;
+
+/// The loops' profile set: the all-controls bench profile in `mode`, and an audit-only default
+/// for every other container.
+pub fn bench_profiles(mode: &str) -> ProfileFiles {
+    vec![
+        ("bench.toml".into(), bench_profile(mode)),
+        (
+            "default.toml".into(),
+            "[profile]\nname = \"default\"\nmode = \"audit\"\n[drift]\nprevent = true\n".into(),
+        ),
+    ]
+}
+
+/// A running `seawall agent`, stopped by pid (SIGTERM) on drop, then its bpffs directory
+/// removed with `seawall uninstall`.
 pub struct Agent {
     child: Child,
+    bin: PathBuf,
     pub dir: PathBuf,
     pub events: PathBuf,
+    /// This agent's own bpffs directory: its pinned maps are neither another engineer's agent's
+    /// nor the previous configuration's, so every configuration starts like a fresh install.
+    bpffs: PathBuf,
 }
 
 impl Agent {
-    /// Starts the agent with the bench profile in `mode`; returns once it reported it started.
+    /// Starts the agent with `profiles`; returns once it reported it started.
     /// `output` overrides the events file (e.g. `/dev/null` for throughput runs).
     pub fn start(
         bin: &Path,
         dir: &Path,
-        mode: &str,
+        profiles: &ProfileFiles,
         metrics: Option<u16>,
         output: Option<&Path>,
     ) -> Result<Agent> {
         let _ = std::fs::remove_dir_all(dir);
-        let profiles = dir.join("profiles");
-        std::fs::create_dir_all(&profiles)?;
-        std::fs::write(profiles.join("bench.toml"), bench_profile(mode))?;
-        std::fs::write(
-            profiles.join("default.toml"),
-            "[profile]\nname = \"default\"\nmode = \"audit\"\n[drift]\nprevent = true\n",
-        )?;
+        let profile_dir = dir.join("profiles");
+        std::fs::create_dir_all(&profile_dir)?;
+        for (file, text) in profiles {
+            std::fs::write(profile_dir.join(file), text)?;
+        }
         let events = dir.join("events.jsonl");
         // The "agent started" event goes to the events file, so a throughput run that discards
         // events still needs one to know when the agent is ready: it waits on the log instead.
@@ -128,14 +146,17 @@ impl Agent {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| events.clone());
         let log = std::fs::File::create(dir.join("agent.log"))?;
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/{}", super::unique_name("agent")));
         let mut c = Command::new(bin);
         c.arg("agent")
             .arg("--profiles")
-            .arg(&profiles)
+            .arg(&profile_dir)
             .arg("--output")
             .arg(&out)
             .arg("--api-socket")
             .arg(dir.join("agent.sock"))
+            .arg("--bpffs")
+            .arg(&bpffs)
             .env("RUST_LOG", "warn,seawall=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -149,8 +170,10 @@ impl Agent {
             .with_context(|| format!("starting {}", bin.display()))?;
         let agent = Agent {
             child,
+            bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
             events,
+            bpffs,
         };
         let start = Instant::now();
         loop {
@@ -180,13 +203,13 @@ impl Agent {
         std::fs::read_to_string(&self.events).unwrap_or_default()
     }
 
-    /// Waits (bounded) until the agent monitors container `name` with the bench profile.
-    pub fn wait_monitoring(&self, name: &str) -> Result<()> {
+    /// Waits (bounded) until the agent monitors container `name` with profile `profile`.
+    pub fn wait_monitoring(&self, name: &str, profile: &str) -> Result<()> {
         let needle = format!("monitoring container {name} (");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
             if let Some(line) = self.events().lines().find(|l| l.contains(&needle)) {
-                if !line.contains("with profile bench") {
+                if !line.contains(&format!("with profile {profile}")) {
                     bail!("container {name} got the wrong profile: {line}");
                 }
                 return Ok(());
@@ -198,7 +221,7 @@ impl Agent {
                 .lines()
                 .find(|l| l.contains("monitoring container") && l.contains(&field))
             {
-                if !line.contains("profile=bench") {
+                if !line.contains(&format!("profile={profile}")) {
                     bail!("container {name} got the wrong profile: {line}");
                 }
                 return Ok(());
@@ -233,6 +256,20 @@ fn strip_ansi(s: &str) -> String {
 impl Drop for Agent {
     fn drop(&mut self) {
         stop_child(&mut self.child, "-TERM", Duration::from_secs(10));
+        if self.bpffs.exists() {
+            let st = Command::new(&self.bin)
+                .arg("uninstall")
+                .arg("--bpffs")
+                .arg(&self.bpffs)
+                .stdout(Stdio::null())
+                .status();
+            if !st.is_ok_and(|s| s.success()) {
+                eprintln!(
+                    "xtask bench: removing {} failed; remove it with `seawall uninstall --bpffs {0}`",
+                    self.bpffs.display()
+                );
+            }
+        }
     }
 }
 

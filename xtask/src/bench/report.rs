@@ -5,7 +5,10 @@ use std::{fmt::Write as _, process::Command};
 
 use anyhow::Result;
 
-use super::{agent_stats::CPU_RATE, configs::Config, Plan, Results, Side, Workload};
+use super::{
+    agent_stats::CPU_RATE, configs::Config, profile_report, server_report, targets, Plan, Results,
+    RunKind, Side, Workload,
+};
 
 fn sh(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
@@ -19,7 +22,7 @@ pub fn today() -> String {
     sh("date", &["+%F"])
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 {
@@ -30,7 +33,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Per-round ratios of configuration `ci` against no agent (same round, same side).
-fn ratios(r: &Results, ci: usize, side: Side, w: Workload) -> Vec<f64> {
+pub fn ratios(r: &Results, ci: usize, side: Side, w: Workload) -> Vec<f64> {
     let (Some(base), Some(t)) = (r.times.get(&(0, side, w)), r.times.get(&(ci, side, w))) else {
         return Vec::new();
     };
@@ -40,20 +43,24 @@ fn ratios(r: &Results, ci: usize, side: Side, w: Workload) -> Vec<f64> {
         .collect()
 }
 
-fn median_ratio(r: &Results, ci: usize, side: Side, w: Workload) -> Option<f64> {
+pub fn median_ratio(r: &Results, ci: usize, side: Side, w: Workload) -> Option<f64> {
     let mut v = ratios(r, ci, side, w);
     (!v.is_empty()).then(|| median(&mut v))
 }
 
-fn ci_of(c: Config) -> usize {
+pub fn ci_of(c: Config) -> usize {
     Config::ALL.iter().position(|&x| x == c).expect("listed")
 }
 
-fn mib(kib: u64) -> f64 {
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
 fn table(out: &mut String, plan: &Plan, r: &Results, side: Side) {
+    if r.times.is_empty() {
+        let _ = writeln!(out, "not run (--only)");
+        return;
+    }
     let _ = write!(out, "| workload | no agent (median time) |");
     for c in &Config::ALL[1..] {
         let _ = write!(out, " {} |", c.label());
@@ -88,7 +95,7 @@ fn table(out: &mut String, plan: &Plan, r: &Results, side: Side) {
     }
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub fn verdict(ok: bool) -> &'static str {
     if ok {
         "**met**"
     } else {
@@ -127,12 +134,24 @@ pub fn markdown(plan: &Plan, r: &Results, args: &[String]) -> Result<String> {
         mem_kib as f64 / 1024.0 / 1024.0,
         sh("uname", &["-r"])
     );
+    let _ = writeln!(o, "- How busy the machine was: {}", r.noise.describe());
+    match plan.kind {
+        RunKind::Full => {}
+        RunKind::Quick => {
+            let _ = writeln!(
+                o,
+                "- **Quick run: short workloads and few rounds; noisy, for development only.**"
+            );
+        }
+        RunKind::Smoke => {
+            let _ = writeln!(o, "- **Smoke run: one short round, to check that every part runs; the numbers mean nothing.**");
+        }
+    }
     let _ = writeln!(
         o,
-        "- {} rounds; in each round every configuration runs once, in the same order (A B C … A B C …), \
-         and each ratio is against the no-agent run of the same round. Shown: median ratio [min–max].{}",
-        plan.rounds,
-        if plan.quick { " **Quick run: short workloads and few rounds; noisy, for development only.**" } else { "" }
+        "- Loops: {} rounds; servers: {} rounds. In each round every configuration runs once, in the same order (A B C … A B C …), \
+         and each ratio is against the no-agent run of the same round. Shown: median ratio [min–max].",
+        plan.rounds, plan.server_rounds,
     );
     let _ = writeln!(
         o,
@@ -143,9 +162,11 @@ pub fn markdown(plan: &Plan, r: &Results, args: &[String]) -> Result<String> {
          *bpftrace*: empty programs on `sched:sched_process_exec`, `syscalls:sys_enter_openat`, \
          `sys_enter_connect`, `sys_enter_accept`, `sys_enter_accept4` (the floor any tracepoint-based tool pays).\n"
     );
+    server_report::method(&mut o, plan);
+    server_report::section(&mut o, r);
     let _ = writeln!(
         o,
-        "## Workloads in a container (seawall-test/bench, `--network host`)\n"
+        "\n## Workloads in a container (seawall-test/bench, `--network host`)\n"
     );
     table(&mut o, plan, r, Side::Container);
     let _ = writeln!(
@@ -185,8 +206,10 @@ pub fn markdown(plan: &Plan, r: &Results, args: &[String]) -> Result<String> {
         Ok(c) => {
             let _ = writeln!(
                 o,
-                "| agent CPU at {CPU_RATE} events/s ({:.0} generated) | {:.1}% of one core |",
-                c.rate, c.percent
+                "| agent CPU at {CPU_RATE} events/s ({:.0} generated) | {:.1}% of one core; {:.3} voluntary context switches per event |",
+                c.rate,
+                c.cost.cpu_percent,
+                c.cost.voluntary_switches as f64 / c.events.max(1) as f64
             );
         }
         Err(e) => {
@@ -224,119 +247,13 @@ pub fn markdown(plan: &Plan, r: &Results, args: &[String]) -> Result<String> {
         }
     }
 
-    let _ = writeln!(o, "\n## Against the targets\n");
-    let enf = ci_of(Config::SeawallEnforce);
-    let aud = ci_of(Config::Auditd);
-    let _ = writeln!(o, "| target | where we stand | |\n|---|---|---|");
-    for (side, limit, what) in [
-        (
-            Side::Container,
-            1.05,
-            "container workloads, enforcing: within 5% of no agent",
-        ),
-        (Side::Host, 1.01, "host processes: within 1% of no agent"),
-    ] {
-        let ms: Vec<(Workload, f64)> = Workload::ALL
-            .iter()
-            .filter_map(|&w| median_ratio(r, enf, side, w).map(|m| (w, m)))
-            .collect();
-        let worst = ms.iter().map(|x| x.1).fold(0.0, f64::max);
-        let detail = ms
-            .iter()
-            .map(|(w, m)| format!("{:?} {m:.3}×", w))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(
-            o,
-            "| {what} | {detail} | {} |",
-            verdict(!ms.is_empty() && worst <= limit)
-        );
-    }
-    if let Some(why) = r.unavailable.get(&aud) {
-        let _ = writeln!(
-            o,
-            "| overhead a fifth of auditd's or less | n/a: auditd could not run: {why} | – |"
-        );
-    } else {
-        let mut parts = Vec::new();
-        let mut all = true;
-        for side in [Side::Container, Side::Host] {
-            for w in Workload::ALL {
-                if let (Some(s), Some(a)) =
-                    (median_ratio(r, enf, side, w), median_ratio(r, aud, side, w))
-                {
-                    let (so, ao) = (s - 1.0, a - 1.0);
-                    // Below measurement noise (or faster) counts as within any fraction.
-                    let ok = so <= 0.0 || so <= ao / 5.0;
-                    all &= ok;
-                    parts.push(format!(
-                        "{side:?} {w:?}: {:+.1}% vs {:+.1}%",
-                        so * 100.0,
-                        ao * 100.0
-                    ));
-                }
-            }
-        }
-        let _ = writeln!(
-            o,
-            "| overhead (enforce) a fifth of auditd's or less | {} | {} |",
-            parts.join("; "),
-            verdict(all && !parts.is_empty())
-        );
-    }
-    let crit = r
-        .criterion
-        .as_ref()
-        .ok()
-        .and_then(|v| v.iter().map(|x| x.1).reduce(f64::min));
-    let _ = writeln!(
-        o,
-        "| userspace path above 1,000,000 events/s on one core | {} | {} |",
-        crit.map(|c| format!("{c:.0} events/s (slowest benchmark)"))
-            .unwrap_or_else(|| "n/a".into()),
-        crit.map(|c| verdict(c > 1e6)).unwrap_or("–")
-    );
-    match &r.throughput {
-        Ok(t) => {
-            let at = t.steps.iter().find(|s| s.target == 200_000);
-            let text = match at {
-                Some(s) if s.achieved < 0.9 * 200_000.0 => format!(
-                    "not measurable here: the generator reached {:.0} events/s ({} drops)",
-                    s.achieved, s.drops
-                ),
-                Some(s) => format!("{} drops at {:.0} events/s", s.drops, s.achieved),
-                None => "not reached: a lower step already dropped events".into(),
-            };
-            let ok = at.is_some_and(|s| s.drops == 0 && s.achieved >= 0.9 * 200_000.0);
-            let _ = writeln!(
-                o,
-                "| zero drops at 200,000 events/s for {} s | {text} | {} |",
-                t.secs,
-                verdict(ok)
-            );
-        }
-        Err(e) => {
-            let _ = writeln!(o, "| zero drops at 200,000 events/s | n/a: {e} | – |");
-        }
-    }
-    let rss100 = r
-        .rss
-        .as_ref()
-        .ok()
-        .and_then(|v| v.iter().find(|x| x.0 == 100).map(|x| x.1));
-    let _ = writeln!(
-        o,
-        "| RSS under 40 MiB at 100 containers | {} | {} |",
-        rss100
-            .map(|k| format!("{:.1} MiB", mib(k)))
-            .unwrap_or_else(|| "n/a".into()),
-        rss100.map(|k| verdict(mib(k) < 40.0)).unwrap_or("–")
-    );
+    profile_report::section(&mut o, plan, r);
+    targets::section(&mut o, plan, r);
 
     if !r.violations.is_empty() {
         let _ = writeln!(
             o,
-            "\n## Events the workloads should not have caused ({}; the profile needs fixing)\n",
+            "\n## Events the loops should not have caused ({}; the bench profile needs fixing)\n",
             r.violations.len()
         );
         for v in r.violations.iter().take(10) {
