@@ -94,12 +94,15 @@ pub async fn read_ring(
             }
             let Some(item) = ring.next() else { break };
             read_total += 1;
+            let decoded = decode::decode(&item);
+            // The record leaves the ring when its item is dropped.
+            drop(item);
             if abort_after.is_some_and(|n| read_total >= n) {
                 // Read (consumed from the ring) and never handled: what a crash does.
                 tracing::error!(read_total, "failpoint abort_after_ring_records: aborting");
                 std::process::abort();
             }
-            match decode::decode(&item) {
+            match decoded {
                 Ok(ev) if drop_on_purpose(&ev) => {}
                 Ok(ev) => batch.push(RingItem::Record(ev)),
                 Err(e) => tracing::error!(error = %e, "undecodable kernel record skipped"),
