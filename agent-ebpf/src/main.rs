@@ -9,6 +9,7 @@
 mod accept;
 mod cgroup;
 mod container;
+mod emit;
 mod env;
 mod exec;
 mod kernel;

@@ -3,6 +3,7 @@
 pub mod backends;
 pub mod coverage;
 pub mod decode;
+pub mod layout;
 pub mod loader;
 pub mod lsm;
 pub mod maps;
@@ -10,4 +11,5 @@ pub mod offsets;
 pub mod owner;
 pub mod pins;
 pub mod programs;
+pub mod recovery;
 pub mod ring;
