@@ -36,6 +36,15 @@ pub const MAP_TASK_ORIGIN: &str = "TASK_ORIGIN";
 pub const MAP_PATH_RULES: &str = "PATH_RULES";
 /// [`NetRuleKey`] → [`NetRule`]: compiled network rules of every profile.
 pub const MAP_NET_RULES: &str = "NET_RULES";
+/// LPM trie of the IPv4 networks the intel feeds list: key `{ prefix_len: u32, data: [u8; 4] }`
+/// (the address in network byte order) → [`INTEL_LISTED`].
+pub const MAP_INTEL_V4: &str = "INTEL_V4";
+/// LPM trie of the IPv6 networks the intel feeds list: key `{ prefix_len: u32, data: [u8; 16] }`
+/// → [`INTEL_LISTED`]. IPv4-mapped networks are in [`MAP_INTEL_V4`].
+pub const MAP_INTEL_V6: &str = "INTEL_V6";
+/// Container cgroup id → [`ASSURANCE_REFUSED`]: image assurance refused the container in
+/// enforce mode, so every exec in it is refused.
+pub const MAP_ASSURANCE: &str = "ASSURANCE";
 /// Container cgroup id → [`ContainerRoot`]: the root filesystem and root mount the container's
 /// init entered, against which every exec path and drift decision is taken.
 pub const MAP_CONTAINER_ROOTS: &str = "CONTAINER_ROOTS";
@@ -90,6 +99,14 @@ pub const MAX_ENV_CHUNKS: u32 = 8192;
 pub const MAX_NET_RULES: u32 = 32;
 /// Deepest cgroup level at which a container parent is looked for.
 pub const MAX_CGROUP_LEVEL: u32 = 8;
+/// Most IPv4 networks [`MAP_INTEL_V4`] holds (an LPM trie allocates per entry, so an unused
+/// capacity costs nothing).
+pub const INTEL_V4_MAX_ENTRIES: u32 = 1 << 20;
+/// Most IPv6 networks [`MAP_INTEL_V6`] holds.
+pub const INTEL_V6_MAX_ENTRIES: u32 = 1 << 18;
+/// Most containers with an assurance refusal.
+pub const INTEL_CONTAINERS_MAX: u32 = 8192;
+
 /// Hex digits of the container id in a container cgroup's name: Docker, containerd's CRI
 /// plugin, CRI-O and podman all make 64-digit ids.
 pub const CONTAINER_ID_HEX: usize = 64;
@@ -170,6 +187,10 @@ pub const CONTROL_CONTAINER_EXEC: u32 = 3;
 pub const CONTROL_NETWORK: u32 = 4;
 /// File deny/read-only/monitor rules.
 pub const CONTROL_FILE: u32 = 5;
+/// A destination (or, decided by the agent, an executed file) listed by an intel feed.
+pub const CONTROL_INTEL: u32 = 6;
+/// The container's image is not approved (`[assurance]`).
+pub const CONTROL_ASSURANCE: u32 = 7;
 
 /// The operation went ahead; no control applied.
 pub const ACTION_ALLOWED: u32 = 0;
@@ -345,6 +366,9 @@ pub struct ContainerPolicy {
     /// File deny / read-only rules (`LIST_FILE_*`); enforced only by the BPF LSM backend
     /// (`file_open`) in the kernel, by fanotify in userspace otherwise.
     pub file_mode: u32,
+    /// Intel feeds: destinations in `INTEL_V4`/`INTEL_V6` (the profile's `[intel] mode`, else
+    /// the agent's `intel_mode`; at key 0, the agent's).
+    pub intel_mode: u32,
 }
 
 /// [`ContainerPolicy::rules`]: an exec allow list exists (anything not on it is denied).
@@ -372,6 +396,11 @@ pub const RULES_EXEC_DENY_TREES: u32 = 1 << 8;
 pub const RULES_FILE_DENY_TREES: u32 = 1 << 9;
 /// [`ContainerPolicy::rules`]: the file read-only list has `dir/*` or `dir/**` rules.
 pub const RULES_FILE_READ_ONLY_TREES: u32 = 1 << 10;
+
+/// Value of [`MAP_INTEL_V4`] and [`MAP_INTEL_V6`] entries.
+pub const INTEL_LISTED: u32 = 1;
+/// Value of [`MAP_ASSURANCE`] entries.
+pub const ASSURANCE_REFUSED: u32 = 1;
 
 /// [`PathRuleKey::list`]: exec allow list.
 pub const LIST_EXEC_ALLOW: u32 = 1;
@@ -944,7 +973,7 @@ const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 72 + 16 + CGROUP_PA
 const _: () = assert!(core::mem::size_of::<LayoutStamp>() == 16);
 const _: () = assert!(core::mem::size_of::<EventBudget>() == 24);
 const _: () = assert!(core::mem::size_of::<SuppressedKey>() == 32);
-const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 44);
+const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 48);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);

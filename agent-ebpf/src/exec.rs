@@ -95,6 +95,7 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
             }
             decide(ev, &m.policy);
         }
+        crate::assurance::refuse(ev, m.cgroup_id);
         if ev.flags & EXEC_UNREADABLE != 0 {
             count(COUNTER_UNREADABLE);
         }

@@ -7,11 +7,13 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod accept;
+mod assurance;
 mod cgroup;
 mod container;
 mod emit;
 mod env;
 mod exec;
+mod intel;
 mod kernel;
 mod listen;
 mod lsm;

@@ -174,6 +174,7 @@ fn on_addr(ctx: &SockAddrContext, op: u32, family: u32) -> i32 {
     } else {
         ACTION_ALLOWED
     };
+    let (control, action) = crate::intel::judge(&m, op, fam, &addr, action);
     // Unconnected sends are too frequent to report one by one unless a rule matched.
     if op != NET_OP_SENDMSG || action != ACTION_ALLOWED {
         let op = if proto == PROTO_ICMP || proto == PROTO_ICMPV6 {
@@ -181,7 +182,7 @@ fn on_addr(ctx: &SockAddrContext, op: u32, family: u32) -> i32 {
         } else {
             op
         };
-        emit(m.cgroup_id, op, fam, proto, port, addr, action);
+        emit_as(control, m.cgroup_id, op, fam, proto, port, addr, action);
     }
     verdict(action)
 }
@@ -349,7 +350,35 @@ pub(crate) fn emit(
     addr: [u8; 16],
     action: u32,
 ) {
-    emit_record(cgroup, op, family, protocol, port, addr, action, true);
+    emit_record(
+        rules_control(action),
+        cgroup,
+        op,
+        family,
+        protocol,
+        port,
+        addr,
+        action,
+        true,
+    );
+}
+
+/// [`emit`] of a decision another control took (intel, after the rules).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_as(
+    control: u32,
+    cgroup: u64,
+    op: u32,
+    family: u32,
+    protocol: u32,
+    port: u16,
+    addr: [u8; 16],
+    action: u32,
+) {
+    emit_record(
+        control, cgroup, op, family, protocol, port, addr, action, true,
+    );
 }
 
 /// Like [`emit`], from softirq context: the header names no process (the current task is
@@ -364,12 +393,32 @@ pub(crate) fn emit_for(
     addr: [u8; 16],
     action: u32,
 ) {
-    emit_record(cgroup, op, family, protocol, port, addr, action, false);
+    emit_record(
+        rules_control(action),
+        cgroup,
+        op,
+        family,
+        protocol,
+        port,
+        addr,
+        action,
+        false,
+    );
+}
+
+/// The control a network rule's verdict is reported under: none for a plain allowed operation.
+#[inline(always)]
+fn rules_control(action: u32) -> u32 {
+    match action {
+        ACTION_ALLOWED => agent_common::CONTROL_NONE,
+        _ => CONTROL_NETWORK,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn emit_record(
+    control: u32,
     cgroup: u64,
     op: u32,
     family: u32,
@@ -399,9 +448,7 @@ fn emit_record(
             (*ev).header.cgroup_id = cgroup;
             (*ev).header.container_cgroup_id = cgroup;
         }
-        if action != ACTION_ALLOWED {
-            (*ev).header.control = CONTROL_NETWORK;
-        }
+        (*ev).header.control = control;
         (*ev).header.action = action;
         (*ev).op = op;
         (*ev).family = family;

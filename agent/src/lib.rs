@@ -11,6 +11,8 @@ pub mod daemon;
 pub mod failpoint;
 /// The fanotify file sensor: answers permission events and reports plain file records.
 pub mod fanotify;
+/// Threat intelligence (feeds of listed hashes and addresses) and image assurance, on this node.
+pub mod intel;
 /// The only code that touches aya: the program table, loading, BTF offsets, the kernel owner
 /// (every map write), the ring-buffer reader, record decoding, bpffs pins and the LSM backend.
 pub mod kernel;

@@ -94,6 +94,8 @@ pub struct Profile {
     pub files: FilePolicy,
     /// Control `network`.
     pub network: NetworkPolicy,
+    /// Control `intel` (`[intel] mode`); `None` follows the agent's `intel_mode`.
+    pub intel: Option<Mode>,
     /// `[profile] enforce_after`: an audit profile that switches itself to enforce after a
     /// period without violations.
     pub enforce_after: Option<Promotion>,

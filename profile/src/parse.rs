@@ -16,7 +16,7 @@ use super::{
 
 type Span = Option<Range<usize>>;
 
-const ROOT_KEYS: &[&str] = &["profile", "drift", "exec", "files", "network"];
+const ROOT_KEYS: &[&str] = &["profile", "drift", "exec", "files", "network", "intel"];
 const PROFILE_KEYS: &[&str] = &[
     "name",
     "images",
@@ -36,6 +36,7 @@ const NETWORK_KEYS: &[&str] = &[
     "block_raw_sockets",
     "mode",
 ];
+const INTEL_KEYS: &[&str] = &["mode"];
 const NET_RULE_KEYS: &[&str] = &["cidr", "ports", "protocol"];
 
 /// A parsed profile plus the spans the cross-file checks report against.
@@ -168,6 +169,7 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
     let exec = parse_exec(d, root, mode);
     let files = parse_files(d, root, mode);
     let network = parse_network(d, root, mode);
+    let intel = parse_intel(d, root);
     let enforce_after = parse_enforce_after(d, pt.table, mode).map(|after| {
         // Each control resolves "inherit the profile's mode" while it is parsed, so the promoted
         // controls are the same tables read again with `enforce` as the profile's mode. Their
@@ -197,6 +199,7 @@ pub(crate) fn parse_profile(path: &Path, d: &mut FileDiags<'_>) -> Option<Parsed
             exec,
             files,
             network,
+            intel,
             enforce_after,
         },
         name_span,
@@ -344,6 +347,14 @@ fn parse_network(d: &mut FileDiags<'_>, root: &dyn TableLike, profile_mode: Mode
         listen_allow: listen_ports(d, s.table),
         block_raw_sockets: get_bool(d, s.table, "network", "block_raw_sockets").unwrap_or(false),
     }
+}
+
+/// `[intel] mode`: unlike the other controls it does not inherit the profile's mode, because
+/// its default is the agent's `intel_mode` (the feeds are the operator's, not the profile's).
+fn parse_intel(d: &mut FileDiags<'_>, root: &dyn TableLike) -> Option<Mode> {
+    let s = section(d, root, "intel")?;
+    check_keys(d, s.table, "[intel]", INTEL_KEYS);
+    get_mode(d, s.table, "intel", true)
 }
 
 /// A sub-table and the span to report "something missing in it" against.

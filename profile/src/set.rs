@@ -220,6 +220,7 @@ fn builtin_default_profile() -> Profile {
             listen_allow: None,
             block_raw_sockets: false,
         },
+        intel: None,
         enforce_after: None,
     }
 }

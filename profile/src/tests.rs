@@ -162,7 +162,7 @@ fn unknown_keys_list_known_ones_and_suggest_typos() {
     let d = diags("web.toml", &format!("{HEAD}\n[netwrk]\nmode = \"audit\"\n"));
     assert_eq!(
         d,
-        ["5:2: error: unknown key `netwrk` in the top level; did you mean `network`? known keys: profile, drift, exec, files, network"]
+        ["5:2: error: unknown key `netwrk` in the top level; did you mean `network`? known keys: profile, drift, exec, files, network, intel"]
     );
     let d = diags("web.toml", &format!("{HEAD}[exec]\nfileless = true\n"));
     assert_eq!(
@@ -433,6 +433,32 @@ fn array_of_tables_form_for_egress() {
         .clone()
         .unwrap();
     assert_eq!(rules, [NetRule::parse("10.0.0.0/8:80-90/tcp").unwrap()]);
+}
+
+#[test]
+fn intel_mode_overrides_the_agent_default_and_ignores_the_profile_mode() {
+    let intel_of = |text: &str| {
+        let dir = dir_with(&[("web.toml", text)]);
+        let set = ProfileSet::load_dir(dir.path()).unwrap();
+        set.for_image("nginx:1", None).intel
+    };
+    assert_eq!(intel_of(&format!("{HEAD}mode = \"enforce\"\n")), None);
+    assert_eq!(
+        intel_of(&format!("{HEAD}[intel]\nmode = \"audit\"\n")),
+        Some(Mode::Audit)
+    );
+    assert_eq!(
+        intel_of(&format!("{HEAD}[intel]\nmode = \"off\"\n")),
+        Some(Mode::Off)
+    );
+    assert_eq!(intel_of(&format!("{HEAD}[intel]\n")), None);
+    let d = diags("web.toml", &format!("{HEAD}[intel]\nmode = \"block\"\n"));
+    assert_eq!(d, ["5:8: error: `intel.mode` must be one of \"audit\", \"enforce\", \"off\", found `\"block\"`"]);
+    let d = diags("web.toml", &format!("{HEAD}[intel]\nfeeds = []\n"));
+    assert!(
+        d[0].contains("unknown key `feeds` in [intel]; known keys: mode"),
+        "{d:?}"
+    );
 }
 
 #[test]

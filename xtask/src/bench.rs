@@ -11,6 +11,7 @@ mod configs;
 mod images;
 mod leftovers;
 mod loadgen;
+pub mod micro;
 mod noise;
 mod plan;
 mod profile_report;
@@ -276,6 +277,8 @@ pub struct Results {
     pub criterion: Result<Vec<(String, f64)>, String>,
     pub servers: Result<servers::ServerResults, String>,
     pub profile: Result<profiling::Profile, String>,
+    /// The same loops under seawall-micro, with no agent.
+    pub micro: Result<Vec<micro::Row>, String>,
     pub noise: noise::Noise,
 }
 
@@ -349,6 +352,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     run(cargo().args(["build", "--release", "-p", "seawall", "--bin", "seawall"]))?;
     if plan.loops {
         agent_stats::build_criterion()?;
+        crate::micro_binaries()?;
     }
     let swload = build_workload()?;
     let work = std::env::temp_dir().join(format!("seawall-bench-{}", std::process::id()));
@@ -422,6 +426,7 @@ fn measure(env: &Env) -> Result<Results> {
         criterion: not_run("not run (--only)"),
         servers: not_run("not run (--only)"),
         profile: not_run("not run (--no-profile)"),
+        micro: not_run("not run (--only)"),
         noise: noise::Noise::default(),
     };
     if env.plan.loops {
@@ -430,6 +435,20 @@ fn measure(env: &Env) -> Result<Results> {
         results.throughput = agent_stats::throughput(env).map_err(|e| brief("throughput", e));
         results.cpu = agent_stats::cpu(env).map_err(|e| brief("agent CPU", e));
         results.rss = agent_stats::rss(env).map_err(|e| brief("agent RSS", e));
+        eprintln!("xtask bench: the loops under seawall-micro (no agent)");
+        let micro_bin = root().join("target/x86_64-unknown-linux-musl/release/seawall-micro");
+        let profile = configs::bench_profile("enforce");
+        results.micro = micro::measure(&micro::Setup {
+            micro_bin: &micro_bin,
+            image: configs::BENCH_IMAGE,
+            swload: "/bench/swload",
+            profile: &profile,
+            rounds: env.plan.rounds,
+            open_n: env.plan.open_n,
+            exec_n: env.plan.exec_n,
+            tcp_n: env.plan.tcp_n,
+        })
+        .map_err(|e| brief("seawall-micro", e));
     }
     if env.plan.servers {
         results.servers = servers::measure(env, &mut noise).map_err(|e| brief("servers", e));

@@ -1,9 +1,6 @@
 //! `cargo xtask setup | run | test | vm-test | bench`: everything a newcomer or CI runs.
 
 mod bench;
-// Its own command until the bench report takes its rows (it owns xtask/src/bench*).
-#[path = "bench/micro.rs"]
-mod bench_micro;
 mod setup;
 mod vm;
 
@@ -137,7 +134,7 @@ pub fn micro_binaries() -> Result<()> {
 
 fn bench_micro_command(args: &[String]) -> Result<()> {
     let usage = "cargo xtask bench-micro [--rounds N] [--profile FILE]";
-    let (mut rounds, mut profile) = (5, bench_micro::DEFAULT_PROFILE.to_string());
+    let (mut rounds, mut profile) = (5, bench::micro::DEFAULT_PROFILE.to_string());
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| usage.to_string())?;
@@ -160,7 +157,7 @@ fn bench_micro_command(args: &[String]) -> Result<()> {
         bail!("no {image}: `cargo xtask bench` builds it");
     }
     let micro_bin = root().join("target/x86_64-unknown-linux-musl/release/seawall-micro");
-    let rows = bench_micro::measure(&bench_micro::Setup {
+    let rows = bench::micro::measure(&bench::micro::Setup {
         micro_bin: &micro_bin,
         image,
         swload: "/bench/swload",
@@ -170,7 +167,7 @@ fn bench_micro_command(args: &[String]) -> Result<()> {
         exec_n: 1_000,
         tcp_n: 5_000,
     })?;
-    print!("{}", bench_micro::markdown(&rows));
+    print!("{}", bench::micro::markdown(&rows));
     Ok(())
 }
 

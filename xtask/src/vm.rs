@@ -127,6 +127,21 @@ const EXPECTED: &[&str] = &[
     "event_net_packet_blocked",
     "event_net_icmp_blocked",
     "event_net_listen_blocked",
+    // agent/src/bin/seawall-vmtest/intel.rs
+    "intel_programs_attached",
+    "intel_connect_listed_ip_eperm",
+    "intel_connect_listed_cidr_eperm",
+    "intel_connect_ipv4_mapped_eperm",
+    "intel_connect_listed_ipv6_eperm",
+    "intel_sendto_listed_ip_eperm",
+    "intel_connect_unlisted_not_refused",
+    "intel_connect_unlisted_ipv6_not_refused",
+    "scope_intel_outside_not_refused",
+    "assurance_exec_refused_eperm",
+    "assurance_exec_refused_before_chroot_eperm",
+    "event_intel_blocked",
+    "event_intel_sendmsg_blocked",
+    "event_assurance_blocked",
 ];
 
 pub fn vm_test() -> Result<()> {

@@ -85,6 +85,7 @@ fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i64> {
     if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
         decide(ev, &m.policy);
     }
+    crate::assurance::refuse(ev, m.cgroup_id);
     // Only a blocked exec is reported here: it never reaches `sched_process_exec`. Allowed and
     // audited execs go on and the tp_btf program reports them once, with their argv.
     if ev.header.action != ACTION_BLOCKED {

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use seawall_intel::AssuranceConfig;
+use seawall_profile::Mode;
 use serde::Deserialize;
 
 use crate::runtime::sources::SourceSockets;
@@ -50,6 +52,37 @@ pub mod defaults {
     /// Allowed kernel records one container may send per second before the rest are only
     /// counted (blocked and audited ones are never held back).
     pub const EVENT_BUDGET: u32 = 5000;
+    /// What a listed hash or destination gets when `intel_dir` is set.
+    pub const INTEL_MODE: super::IntelMode = super::IntelMode::Enforce;
+}
+
+/// `intel_mode`: what a hash or destination the feeds list gets in a container whose profile
+/// has no `[intel] mode` of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntelMode {
+    /// Refused and reported.
+    Enforce,
+    /// Reported only.
+    Audit,
+    /// Not applied (a profile may still turn it on).
+    Off,
+}
+
+impl From<IntelMode> for Mode {
+    fn from(m: IntelMode) -> Mode {
+        match m {
+            IntelMode::Enforce => Mode::Enforce,
+            IntelMode::Audit => Mode::Audit,
+            IntelMode::Off => Mode::Off,
+        }
+    }
+}
+
+impl std::fmt::Display for IntelMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Mode::from(*self).as_str())
+    }
 }
 
 fn with_default(help: &str, default: impl std::fmt::Display) -> String {
@@ -120,6 +153,15 @@ pub struct AgentOptions {
     pub pin: bool,
     #[arg(long, value_name = "DIR", help = with_default("bpffs directory for pinned maps and programs", defaults::BPFFS))]
     pub bpffs: Option<PathBuf>,
+    /// Threat-intelligence feeds: every file of this directory (plain lists of SHA-256 hashes,
+    /// addresses and CIDRs; MalwareBazaar CSV; STIX 2.1 bundles), reloaded when it changes.
+    #[arg(long, value_name = "DIR")]
+    pub intel_dir: Option<PathBuf>,
+    #[arg(long, value_enum, value_name = "MODE", help = with_default("What a listed hash or destination gets where the profile has no [intel] mode", defaults::INTEL_MODE))]
+    pub intel_mode: Option<IntelMode>,
+    /// `[assurance]`: which images may run (config file only).
+    #[arg(skip)]
+    pub assurance: Option<AssuranceConfig>,
     #[arg(long, value_name = "DIR", help = with_default("State kept across restarts: what each image did (for `seawall profile learn`) and enforce_after clocks", defaults::STATE_DIR))]
     pub state_dir: Option<PathBuf>,
     /// Do not record what containers do (`seawall profile learn` then has nothing to learn
@@ -181,6 +223,12 @@ pub struct AgentConfig {
     pub bpffs: PathBuf,
     /// Keep the programs attached and enforcing when the agent exits.
     pub pin: bool,
+    /// Threat-intelligence feeds directory (intel is off without one).
+    pub intel_dir: Option<PathBuf>,
+    /// The intel mode of containers whose profile does not set one.
+    pub intel_mode: IntelMode,
+    /// Image assurance (`mode = "off"` unless configured).
+    pub assurance: AssuranceConfig,
     /// State kept across restarts (learned behaviour, promotion clocks).
     pub state_dir: PathBuf,
     /// Record what containers do, for `seawall profile learn`.
@@ -218,6 +266,8 @@ pub enum ConfigError {
     },
     #[error("config: ringbuf_bytes = {0} must be a power of two of at least 4096")]
     RingBuf(u32),
+    #[error("config: intel_mode is set but intel_dir is not: name the directory of feeds")]
+    IntelModeWithoutDir,
     #[error(
         "config: {key} = 0 would keep nothing; use at least 1, or no_learn = true to stop learning"
     )]
@@ -268,6 +318,9 @@ impl AgentOptions {
             spool_max_bytes: self.spool_max_bytes.or(file.spool_max_bytes),
             pin: self.pin || file.pin,
             bpffs: self.bpffs.or(file.bpffs),
+            intel_dir: self.intel_dir.or(file.intel_dir),
+            intel_mode: self.intel_mode.or(file.intel_mode),
+            assurance: self.assurance.or(file.assurance),
             state_dir: self.state_dir.or(file.state_dir),
             no_learn: self.no_learn || file.no_learn,
             learn_per_category: self.learn_per_category.or(file.learn_per_category),
@@ -291,6 +344,9 @@ impl AgentOptions {
 
     /// Fills every unset option from [`defaults`] and checks the result.
     pub fn resolve(self) -> Result<AgentConfig, ConfigError> {
+        if self.intel_mode.is_some() && self.intel_dir.is_none() {
+            return Err(ConfigError::IntelModeWithoutDir);
+        }
         let c = AgentConfig {
             profiles: self.profiles.unwrap_or_else(|| defaults::PROFILES.into()),
             output: self.output.unwrap_or_else(|| defaults::OUTPUT.into()),
@@ -321,6 +377,9 @@ impl AgentOptions {
             spool_max_bytes: self.spool_max_bytes.unwrap_or(defaults::SPOOL_MAX_BYTES),
             bpffs: self.bpffs.unwrap_or_else(|| defaults::BPFFS.into()),
             pin: self.pin,
+            intel_dir: self.intel_dir,
+            intel_mode: self.intel_mode.unwrap_or(defaults::INTEL_MODE),
+            assurance: self.assurance.unwrap_or_default(),
             state_dir: self.state_dir.unwrap_or_else(|| defaults::STATE_DIR.into()),
             learn: !self.no_learn,
             learn_per_category: self
@@ -513,6 +572,38 @@ mod tests {
             "empty: the host name"
         );
         assert_eq!(node_name_over_env(None, None), None);
+    }
+
+    #[test]
+    fn intel_and_assurance_keys() {
+        let c = AgentConfig::from_toml(
+            "intel_dir = \"/etc/seawall/intel\"\nintel_mode = \"audit\"\n\
+             [assurance]\nmode = \"enforce\"\nallow = [\"registry.example:5000/**\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.intel_dir, Some(PathBuf::from("/etc/seawall/intel")));
+        assert_eq!(c.intel_mode, IntelMode::Audit);
+        assert_eq!(c.assurance.mode, seawall_intel::AssuranceMode::Enforce);
+        assert_eq!(
+            c.assurance.allow.as_deref(),
+            Some(&["registry.example:5000/**".to_string()][..])
+        );
+        // With a directory and no mode, listed indicators are refused.
+        let c = Cli::parse_from(["x", "--intel-dir", "/d"])
+            .options
+            .resolve()
+            .unwrap();
+        assert_eq!(c.intel_mode, IntelMode::Enforce);
+        assert_eq!(
+            AgentConfig::default().assurance.mode,
+            seawall_intel::AssuranceMode::Off
+        );
+        let err = AgentConfig::from_toml("intel_mode = \"audit\"\n").unwrap_err();
+        assert!(err.to_string().contains("intel_dir is not"), "{err}");
+        let err = AgentConfig::from_toml("intel_mode = \"block\"\n").unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let err = AgentConfig::from_toml("[assurance]\nmodes = \"enforce\"\n").unwrap_err();
+        assert!(err.to_string().contains("modes"), "{err}");
     }
 
     #[test]

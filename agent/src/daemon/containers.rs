@@ -160,6 +160,7 @@ impl Daemon {
             if let Some(files) = &mut self.files {
                 files.unwatch_container(cg);
             }
+            self.intel_forget(cg, id);
             self.prepared.remove(&cg);
             self.held.remove(&cg);
             let mut ev = self.events.event(
@@ -327,8 +328,12 @@ impl Daemon {
             .map(|c| c.policy)
             .unwrap_or_else(|| self.compiled.default_policy());
         info.profile = profile.clone();
+        // Its intel mode and assurance verdict first: both are in force before its policy is,
+        // and a container whose executed files are hashed is prepared (marked) like one with
+        // file rules.
+        self.intel_register(cgroup_id, &info).await;
         let chosen = self.profile_named(&profile).clone();
-        if self.needs_preparing(&chosen) {
+        if self.needs_preparing(cgroup_id, &chosen) {
             // Its mounts are made and marked at its first exec, which the kernel holds until
             // then (a running container is prepared below, at once).
             policy.rules |= agent_common::RULES_HOLD_FIRST_EXEC;

@@ -172,6 +172,7 @@ impl Daemon {
             None => self.profiles.default_profile(),
         };
         let (control, action) = verdict::exec_verdict(profile, *flags, &path_bytes[..]);
+        let (control, action) = self.held_exec_intel(header, control, action);
         header.control = control;
         header.action = action;
         // Signal only the process the kernel held, and only while it is still in that

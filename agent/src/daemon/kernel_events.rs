@@ -72,7 +72,8 @@ impl Daemon {
     }
 
     pub(super) fn emit_kernel(&mut self, ev: &KernelEvent) {
-        if let Some(out) = self.events.kernel_event(ev, &self.containers, &self.procs) {
+        if let Some(mut out) = self.events.kernel_event(ev, &self.containers, &self.procs) {
+            self.annotate_intel(ev, &mut out);
             self.emit(out);
         }
     }

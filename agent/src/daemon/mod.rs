@@ -11,6 +11,7 @@
 pub mod config;
 mod containers;
 mod held;
+mod intel;
 mod kernel_events;
 mod learning;
 mod prepare;
@@ -122,6 +123,8 @@ pub enum DaemonError {
     Kernel(#[from] KernelError),
     #[error("compiling the profiles")]
     Compile(#[from] CompileError),
+    #[error("threat intelligence and image assurance")]
+    Intel(#[from] intel::IntelStartError),
     #[error("installing a SIGHUP handler")]
     Signal(#[source] std::io::Error),
     #[error("the kernel owner thread ended ({0:?}): policy can no longer be written")]
@@ -204,6 +207,8 @@ struct Daemon {
     /// What was lost or held back, as already reported.
     pressure: pressure::Seen,
     drops_seen: u64,
+    /// Threat intelligence and image assurance.
+    intel: intel::NodeIntel,
     /// Hands every event to learning; none with `--no-learn`.
     learner: Option<Learner>,
     /// The `enforce_after` clocks.
@@ -280,6 +285,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
 
     // Invalid profiles stop the start before anything is loaded: there is no policy to keep.
     let initial_profiles = profiles::initial(&cfg.profiles)?;
+    let mut node_intel = intel::NodeIntel::load(&cfg)?;
     let started = start::kernel(&cfg, &health).await?;
     let start::Started {
         mut owner,
@@ -296,6 +302,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         cfg.audit_files,
         !lsm_active,
         health.register("fanotify thread", LOOP_BOUND),
+        node_intel.exec.clone(),
     ) {
         Ok(g) => Some(g),
         Err(e) => {
@@ -312,6 +319,12 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     for (control, backend) in &backends.backend {
         metrics.set_backend(*control, *backend);
     }
+    node_intel.set_backends(
+        backends.lsm_unavailable.is_none(),
+        files
+            .is_none()
+            .then_some("fanotify could not be initialised"),
+    );
 
     let learning = learning::start(&cfg, &stop, &mut tasks);
     // Local API and metrics: served from now on, joined at shutdown.
@@ -427,6 +440,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         handled: sequence::Handled::new(&at_start),
         pressure: pressure::Seen::default(),
         drops_seen: 0,
+        intel: node_intel,
         learner: learning.learner,
         promotion: learning.promotion,
         cfg: cfg.clone(),
@@ -435,6 +449,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     // once the new rules are in and every container points at them.
     let adopted = d.kernel.adopted_rules().await?;
     d.next_profile_id = adopted.max_profile_id;
+    d.start_intel().await?;
     d.install(initial_profiles).await?;
     // The containers already running get their policy before the agent calls itself ready.
     d.first_listing(&mut source_rx).await;
@@ -583,6 +598,7 @@ async fn event_loop(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut stamp = profiles::stamp(&d.cfg.profiles);
     let mut file_rx = d.files.as_mut().map(|f| f.events());
+    let mut listed_rx = d.intel.take_records();
     tokio::pin!(shutdown);
     loop {
         liveness.beat();
@@ -624,6 +640,7 @@ async fn event_loop(
                 d.watch_parents().await;
                 d.expire_waits().await;
                 d.sweep_holds(false).await;
+                d.poll_intel().await;
                 d.poll_counters().await;
                 d.promote_due().await;
                 d.collect_dead_containers(false).await;
@@ -654,6 +671,7 @@ async fn event_loop(
                 }
                 d.on_source(news).await
             }
+            Some(listed) = listed_rx.recv() => d.on_listed_exec(listed),
             Some(first) = async { match &mut file_rx { Some(rx) => rx.recv().await, None => None } } => {
                 d.on_file(first);
                 for _ in 1..FILE_BATCH {

@@ -25,10 +25,13 @@ impl Daemon {
             .unwrap_or_else(|| self.profiles.default_profile())
     }
 
-    /// Whether a container under `profile` must be prepared at its first exec: when fanotify
-    /// watches it, or (on the fallback) its file rules become kernel-enforced mounts.
-    pub(super) fn needs_preparing(&self, profile: &Profile) -> bool {
-        self.files.as_ref().is_some_and(|f| f.needs(profile))
+    /// Whether the container `cgroup_id` under `profile` must be prepared at its first exec:
+    /// when fanotify watches it (its opens, scripts, or executed files for intel), or (on the
+    /// fallback) its file rules become kernel-enforced mounts.
+    pub(super) fn needs_preparing(&self, cgroup_id: u64, profile: &Profile) -> bool {
+        self.files
+            .as_ref()
+            .is_some_and(|f| f.needs(cgroup_id, profile))
             || (!self.lsm_active && !mount_plan(profile).is_empty())
     }
 
@@ -42,7 +45,7 @@ impl Daemon {
             return;
         };
         let profile = self.profile_named(&c.profile.clone()).clone();
-        if self.needs_preparing(&profile) {
+        if self.needs_preparing(cgroup_id, &profile) {
             self.prepare_container(cgroup_id, pid, &profile);
         }
     }

@@ -39,7 +39,8 @@ impl Daemon {
     /// and swaps it in: at no moment is a container without a complete policy.
     pub(super) async fn install(&mut self, loaded: ProfileSet) -> Result<(), DaemonError> {
         let set = self.promoted_set(loaded);
-        let compiled = compile::compile_set(&set, &mut self.next_profile_id)?;
+        let mut compiled = compile::compile_set(&set, &mut self.next_profile_id)?;
+        self.intel.set_policy_modes(&mut compiled, &set);
         let old_paths = self.compiled.all_path_rules();
         let old_nets: Vec<_> = self
             .compiled
@@ -56,6 +57,13 @@ impl Daemon {
         self.profiles = set;
         self.compiled = compiled;
         // Point each container at its new policy, then drop the old rules.
+        self.reregister_all().await;
+        self.kernel.remove_rules(old_paths, old_nets).await?;
+        Ok(())
+    }
+
+    /// Registers every known container again under what is in force now.
+    pub(super) async fn reregister_all(&mut self) {
         let rows: Vec<(u64, ContainerInfo)> = self
             .containers
             .iter()
@@ -68,8 +76,6 @@ impl Daemon {
                 self.register(cg, info).await;
             }
         }
-        self.kernel.remove_rules(old_paths, old_nets).await?;
-        Ok(())
     }
 
     /// Reloads the profiles directory; an invalid set is rejected and the previous one stays.

@@ -70,6 +70,7 @@ pub(super) struct Answerer {
     pub stop: Arc<AtomicBool>,
     pub liveness: Liveness,
     pub counters: Arc<FileCounters>,
+    pub intel: crate::intel::exec::ExecIntel,
 }
 
 /// A run of errors with no good read in between.
@@ -167,6 +168,9 @@ impl Answerer {
     /// permission event is answered exactly once whatever the decision does: a decision that
     /// panics is answered "allow" (fail open, counted).
     fn answer(&self, event: &FanotifyEvent) -> Option<FileEvent> {
+        if super::intel::answered(self, event) {
+            return None;
+        }
         let file = event.fd()?;
         let tid = event.pid() as u32;
         let exec = event.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM);
@@ -225,7 +229,10 @@ impl Answerer {
     /// through), the facts of the file, and its path from the container's root, as bytes: the
     /// mounts are marked through `/proc/<pid>/root`, so the descriptor's path already reads as
     /// the container sees it.
-    fn locate(&self, file: BorrowedFd<'_>) -> Option<(Arc<Watched>, FileFacts, Vec<u8>)> {
+    pub(super) fn locate(
+        &self,
+        file: BorrowedFd<'_>,
+    ) -> Option<(Arc<Watched>, FileFacts, Vec<u8>)> {
         // SAFETY: a plain struct the kernel fills.
         let mut stx: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: valid fd, empty path with AT_EMPTY_PATH, out-pointer. nix has no statx.
@@ -348,7 +355,7 @@ impl Answerer {
     }
 
     /// Whether thread `tid` is in the container cgroup `cgroup_id` (or below it).
-    fn opener_in(&self, tid: u32, cgroup_id: u64) -> bool {
+    pub(super) fn opener_in(&self, tid: u32, cgroup_id: u64) -> bool {
         crate::runtime::cgroup::pid_cgroup(tid)
             .and_then(|p| {
                 self.cgroup_root

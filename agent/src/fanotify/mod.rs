@@ -27,6 +27,7 @@
 
 mod answer;
 pub mod enforced;
+mod intel;
 pub mod mountinfo;
 pub mod scripts;
 
@@ -143,6 +144,7 @@ pub struct FileGuard {
     thread: Option<JoinHandle<()>>,
     counters: Arc<FileCounters>,
     ended: Option<tokio::sync::oneshot::Receiver<ThreadEnd>>,
+    intel: crate::intel::exec::ExecIntel,
 }
 
 /// Why the sensor cannot start or watch a container.
@@ -185,6 +187,7 @@ impl FileGuard {
         audit_all: bool,
         judge_scripts: bool,
         liveness: Liveness,
+        intel: crate::intel::exec::ExecIntel,
     ) -> Result<Self, FileGuardError> {
         // FAN_REPORT_TID: the event names the blocked thread, whose syscall holds the flags.
         let group = Fanotify::init(
@@ -211,6 +214,7 @@ impl FileGuard {
             stop: stop.clone(),
             liveness,
             counters: counters.clone(),
+            intel: intel.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("seawall-fanotify".into())
@@ -231,6 +235,7 @@ impl FileGuard {
             thread: Some(thread),
             counters,
             ended: Some(ended),
+            intel,
         })
     }
 
@@ -268,9 +273,9 @@ impl FileGuard {
     }
 
     /// Whether the container's mounts must be marked before its first process runs.
-    pub fn needs(&self, profile: &Profile) -> bool {
+    pub fn needs(&self, cgroup_id: u64, profile: &Profile) -> bool {
         let (opens, scripts) = wanted(profile, self.audit_all, self.judge_scripts);
-        opens || scripts
+        opens || scripts || !intel::exec_mask(&self.intel, cgroup_id).is_empty()
     }
 
     /// Records the container's profile; its mounts are marked by [`FileGuard::watch_mounts`]
@@ -292,7 +297,8 @@ impl FileGuard {
             return Ok(0);
         };
         let (opens, scripts) = wanted(&profile, self.audit_all, self.judge_scripts);
-        if !(opens || scripts) {
+        let intel_mask = intel::exec_mask(&self.intel, cgroup_id);
+        if !(opens || scripts) && intel_mask.is_empty() {
             self.remove_marks(cgroup_id);
             return Ok(0);
         }
@@ -324,6 +330,7 @@ impl FileGuard {
         if scripts {
             mask |= MaskFlags::FAN_OPEN_EXEC_PERM;
         }
+        mask |= intel_mask;
         let mut marked = Vec::new();
         for m in mounts.iter().filter(|m| m.markable()) {
             // Through the container's own root: the mount as the container sees it, whatever

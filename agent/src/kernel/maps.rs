@@ -110,6 +110,7 @@ pub struct KernelState {
     net_rules: HashMap<MapData, NetRuleKey, NetRule>,
     counters: PerCpuArray<MapData, u64>,
     heartbeat: aya::maps::Array<MapData, u64>,
+    pub(super) intel: super::intel::IntelMaps,
     links: StdHashMap<u64, NetLinks>,
     /// Where links are pinned, when enforcement must outlive the agent.
     pins: Option<LinkPins>,
@@ -166,6 +167,7 @@ impl KernelState {
             counters: take(&mut ebpf, MAP_COUNTERS)?,
             heartbeat: take(&mut ebpf, agent_common::MAP_AGENT_HEARTBEAT)?,
             recovery: RecoveryMaps::take(&mut ebpf)?,
+            intel: super::intel::IntelMaps::take(&mut ebpf)?,
             links: StdHashMap::new(),
             pins,
             cgroup_root,
@@ -279,6 +281,7 @@ impl KernelState {
     pub fn remove_container(&mut self, cgroup_id: u64) {
         let _ = self.containers.remove(&cgroup_id);
         let _ = self.init.remove(&cgroup_id);
+        self.intel.forget(cgroup_id);
         let _ = self.roots.remove(&cgroup_id);
         self.recovery.forget_budget(cgroup_id);
     }

@@ -4,6 +4,7 @@ pub mod backends;
 pub mod coverage;
 pub mod decode;
 pub mod layout;
+pub mod intel;
 pub mod loader;
 pub mod lsm;
 pub mod maps;

@@ -20,7 +20,7 @@ use super::{
 type Reply<T> = oneshot::Sender<Result<T, KernelError>>;
 
 /// What the owner can be asked to do. Each variant carries its reply channel.
-enum Command {
+pub(super) enum Command {
     /// Mark a container parent and attach the container-parent programs there (once).
     AddParent {
         cgroup_id: u64,
@@ -110,6 +110,8 @@ enum Command {
     StopHolding { reply: Reply<()> },
     /// Pin the links staged at start (start-up succeeded).
     CommitPins { reply: Reply<()> },
+    /// The intel tries and assurance refusals (`intel.rs`).
+    Intel(super::intel::IntelCommand),
     /// Drop the state and end the thread.
     Stop,
 }
@@ -291,6 +293,7 @@ fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: im
             Command::CommitPins { reply } => {
                 let _ = reply.send(state.commit_pins());
             }
+            Command::Intel(command) => state.intel.serve(command),
             Command::Stop => return,
         }
         on_command();
@@ -299,7 +302,7 @@ fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: im
 
 impl KernelHandle {
     /// Sends `command` built around a fresh reply channel and waits for the answer.
-    async fn ask<T>(
+    pub(super) async fn ask<T>(
         &self,
         command: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, KernelError> {

@@ -23,6 +23,10 @@ pub struct Status {
     pub kills: u64,
     pub denies: u64,
     pub collector: Option<String>,
+    #[serde(default)]
+    pub intel: Option<super::intel::IntelView>,
+    #[serde(default)]
+    pub assurance: Option<super::intel::AssuranceView>,
     /// `enforce_after` clocks of the profiles in force.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promotions: Vec<PromotionStatus>,
@@ -125,6 +129,12 @@ impl std::fmt::Display for Status {
             }
         }
         writeln!(f, "profiles: {}", self.profiles.join(", "))?;
+        if let Some(intel) = &self.intel {
+            write!(f, "{intel}")?;
+        }
+        if let Some(assurance) = &self.assurance {
+            write!(f, "{assurance}")?;
+        }
         writeln!(
             f,
             "ring buffer drops: {}  kills: {}  denies: {}",

@@ -26,6 +26,8 @@ pub fn control_name(control: u32) -> &'static str {
         CONTROL_CONTAINER_EXEC => "container_exec",
         CONTROL_NETWORK => "network",
         CONTROL_FILE => "file",
+        agent_common::CONTROL_INTEL => "intel",
+        agent_common::CONTROL_ASSURANCE => "assurance",
         _ => "visibility",
     }
 }

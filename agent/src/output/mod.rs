@@ -5,4 +5,5 @@ pub mod clock;
 pub mod event;
 pub mod file_event;
 pub mod flags;
+pub mod intel_event;
 pub mod sinks;

@@ -247,6 +247,18 @@ pub fn markdown(plan: &Plan, r: &Results, args: &[String]) -> Result<String> {
         }
     }
 
+    match &r.micro {
+        Ok(rows) => {
+            let _ = writeln!(o, "\n{}", super::micro::markdown(rows));
+        }
+        Err(e) => {
+            let _ = writeln!(
+                o,
+                "\n### seawall-micro (inside the container, no agent)\n\nn/a: {e}"
+            );
+        }
+    }
+
     profile_report::section(&mut o, plan, r);
     targets::section(&mut o, plan, r);
 

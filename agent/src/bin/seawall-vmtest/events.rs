@@ -39,7 +39,7 @@ fn read<T>(b: &[u8]) -> Option<T> {
     (b.len() >= size_of::<T>()).then(|| unsafe { std::ptr::read_unaligned(b.as_ptr().cast()) })
 }
 
-fn drain(ebpf: &mut Ebpf) -> Result<Vec<Blocked>, String> {
+fn drain(ebpf: &mut Ebpf, intel: &mut crate::intel::Events) -> Result<Vec<Blocked>, String> {
     let mut ring = RingBuf::try_from(ebpf.map_mut(MAP_EVENTS).ok_or("no EVENTS map")?)
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -48,6 +48,7 @@ fn drain(ebpf: &mut Ebpf) -> Result<Vec<Blocked>, String> {
         let Some(h) = read::<EventHeader>(b) else {
             continue;
         };
+        intel.note(&h, b);
         if h.action != ACTION_BLOCKED {
             continue;
         }
@@ -91,7 +92,8 @@ fn drain(ebpf: &mut Ebpf) -> Result<Vec<Blocked>, String> {
 }
 
 pub fn checks(ebpf: &mut Ebpf, report: &mut Report, ports: &Ports) {
-    let events = match drain(ebpf) {
+    let mut intel_events = crate::intel::Events::default();
+    let events = match drain(ebpf, &mut intel_events) {
         Ok(e) => e,
         Err(e) => {
             report.fail("events", &e);
@@ -261,4 +263,5 @@ pub fn checks(ebpf: &mut Ebpf, report: &mut Report, ports: &Ports) {
         net(&|op, _, port, _| op == NET_OP_LISTEN && port == 0),
         "listen on an unbound socket",
     );
+    intel_events.report(report);
 }

@@ -10,7 +10,9 @@
 //! name, truncated paths, file rules through other names and other syscalls, `AF_PACKET`, ICMP,
 //! kernel-chosen listen ports, loopback aliases — and checks each is refused with EPERM (the
 //! process lives on), that the same operations from a sibling cgroup are not, that the files
-//! are unchanged, and that the ring buffer holds the blocked events.
+//! are unchanged, and that the ring buffer holds the blocked events. `intel`: listed destinations
+//! refused by the cgroup connect/sendmsg programs, and a container image assurance refused
+//! unable to exec anything.
 //!
 //! Output: one `PASS name` / `FAIL name: why` line per check, then `N passed, N failed`. With
 //! `--power-off` (the VM's init) it powers the machine off at the end.
@@ -21,6 +23,7 @@
 mod code;
 mod events;
 mod files;
+mod intel;
 mod net;
 mod run;
 mod setup;
@@ -63,6 +66,7 @@ fn run(report: &mut Report) -> Result<(), String> {
     setup::scratch()?;
     let container_cg = setup::make_cgroup(setup::CG_CONTAINER)?;
     setup::make_cgroup(setup::CG_SIBLING)?;
+    let refused_cg = setup::make_cgroup(intel::CG_REFUSED)?;
     // Ping sockets for uid 0 (the VM's own sysctl; the VM is thrown away afterwards).
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 0")
         .map_err(|e| format!("ping_group_range: {e}"))?;
@@ -83,6 +87,9 @@ fn run(report: &mut Report) -> Result<(), String> {
         }
     }
     setup::register(&mut ebpf, container_cg, ports.denied)?;
+    if let Err(e) = intel::setup(&mut ebpf, report, container_cg, refused_cg) {
+        report.fail("intel_setup", &e);
+    }
 
     // Inside the container.
     for line in in_child(|| {
@@ -91,6 +98,7 @@ fn run(report: &mut Report) -> Result<(), String> {
         let mut out = code::checks();
         out.extend(files::checks());
         out.extend(net::checks(&ports));
+        out.extend(intel::container_checks());
         Ok(out)
     })? {
         report.line(&line);
@@ -101,8 +109,12 @@ fn run(report: &mut Report) -> Result<(), String> {
         let mut out = code::scope_checks();
         out.extend(files::scope_checks());
         out.extend(net::scope_checks(&ports));
+        out.extend(intel::scope_checks());
         Ok(out)
     })? {
+        report.line(&line);
+    }
+    for line in in_child(|| Ok(intel::refused_checks()))? {
         report.line(&line);
     }
     files::untouched(report);
