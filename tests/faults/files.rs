@@ -95,7 +95,13 @@ fn a_failed_fanotify_read_is_retried_and_later_opens_are_answered() {
     if !privileged() {
         return;
     }
-    let p = file_profile();
+    // `/etc/passwd` is monitored, so every open of it is the agent's to answer: a read below a
+    // read-only mount that no deny or monitor rule names is answered once and then cached.
+    let p = test_profile(
+        "busybox",
+        "enforce",
+        "[drift]\nprevent = false\n[files]\ndeny = [\"/etc/group\"]\nread_only = [\"/etc/**\"]\nmonitor = [\"/etc/passwd\"]\n",
+    );
     let agent = Agent::start(
         &[("default.toml", DEFAULT_PROFILE), ("busybox.toml", &p)],
         &[],
@@ -173,7 +179,7 @@ fn a_failed_fanotify_read_is_retried_and_later_opens_are_answered() {
         "an open the agent could not be handed was allowed or hung ({took:?}): {during}\n{}",
         agent.log()
     );
-    // The reader goes on: a later open is answered (allowed: a read of a read-only file).
+    // The reader goes on: a later open is answered (allowed and reported: a monitored read).
     let (_, after) = exec(
         &c,
         "timeout -s KILL 5 cat /etc/passwd >/dev/null; echo rc=$?",

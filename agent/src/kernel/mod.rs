@@ -3,8 +3,8 @@
 pub mod backends;
 pub mod coverage;
 pub mod decode;
-pub mod layout;
 pub mod intel;
+pub mod layout;
 pub mod loader;
 pub mod lsm;
 pub mod maps;
