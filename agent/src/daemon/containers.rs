@@ -374,42 +374,36 @@ impl Daemon {
         if change == Change::Added || (change == Change::Updated && image_was_unknown) {
             self.learn_container(&info, files_watched);
         }
-        match change {
-            Change::Added => {
-                let mut ev = self.events.event(
-                    Kind::Container,
-                    Action::Allowed,
-                    "lifecycle",
-                    Severity::Info,
+        let news = match change {
+            Change::Added => Some(format!(
+                "monitoring container {} ({}) with profile {profile}",
+                info.name, info.image
+            )),
+            // Registered nameless or under the default profile while its engine did not
+            // answer (a gap in the stream): say what it is now.
+            Change::Updated => before
+                .is_some_and(|(name, was, _)| name != info.name || was != profile)
+                .then(|| {
                     format!(
-                        "monitoring container {} ({}) with profile {profile}",
+                        "container {} ({}) now monitored with profile {profile}",
                         info.name, info.image
-                    ),
-                );
-                ev.container = Some(info.to_event());
-                self.emit(ev);
-            }
-            Change::Updated => {
-                // Registered nameless or under the default profile while its engine did not
-                // answer (a gap in the stream): say what it is now.
-                if before.is_some_and(|(name, was, _)| name != info.name || was != profile) {
-                    let mut ev = self.events.event(
-                        Kind::Container,
-                        Action::Allowed,
-                        "lifecycle",
-                        Severity::Info,
-                        format!(
-                            "container {} ({}) now monitored with profile {profile}",
-                            info.name, info.image
-                        ),
-                    );
-                    ev.container = Some(info.to_event());
-                    self.emit(ev);
-                }
-            }
+                    )
+                }),
             Change::TableFull => {
                 tracing::error!(container_id = %info.id, "container table full: events of this container lack its metadata");
+                None
             }
+        };
+        if let Some(message) = news {
+            let mut ev = self.events.event(
+                Kind::Container,
+                Action::Allowed,
+                "lifecycle",
+                Severity::Info,
+                message,
+            );
+            ev.container = Some(info.to_event());
+            self.emit(ev);
         }
         self.release_held_for(cgroup_id).await;
         self.refresh_status();
