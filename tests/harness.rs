@@ -184,6 +184,21 @@ impl Agent {
         agent
     }
 
+    /// Waits at most `timeout` for the agent to exit on its own; its status, if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.stopped = true;
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL, as a crash would: nothing is cleaned up by the agent itself.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

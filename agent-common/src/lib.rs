@@ -55,6 +55,20 @@ pub const MAP_BACKEND: &str = "BACKEND";
 /// [`MAP_BACKEND`] bit: the BPF LSM programs are attached and decide exec, mmap, ptrace, file
 /// and socket operations; the fallback-only heuristics at exec (loader, `LD_*`) stand down.
 pub const BACKEND_LSM: u32 = 1 << 0;
+/// tgid → [`ExecEvent`]: execs the kernel stopped (SIGSTOP) for the agent to decide. Written
+/// before the stop, so a hold is never lost with its ring record; removed by the agent once
+/// decided, and by the kernel when the process exits.
+pub const MAP_HELD_EXECS: &str = "HELD_EXECS";
+/// Per-CPU array of two u64: [`SEQ_ASSIGNED`] (the count of the CPU's last
+/// [`EventHeader::seq`]) and [`SEQ_HANDLED`] (the agent's: every record of that CPU up to it
+/// was written to its outputs).
+pub const MAP_EVENT_SEQ: &str = "EVENT_SEQ";
+/// Container cgroup id → [`EventBudget`]: how many allowed records it wrote this second.
+pub const MAP_BUDGETS: &str = "BUDGETS";
+/// [`SuppressedKey`] → u64: allowed records held back, by container, kind and command.
+pub const MAP_SUPPRESSED: &str = "SUPPRESSED";
+/// Array of one [`LayoutStamp`]: what layout the pinned maps beside it have.
+pub const MAP_LAYOUT: &str = "LAYOUT";
 
 // ---------------------------------------------------------------------------------------------
 // Sizes.
@@ -96,6 +110,13 @@ pub const INTEL_CONTAINERS_MAX: u32 = 8192;
 /// Hex digits of the container id in a container cgroup's name: Docker, containerd's CRI
 /// plugin, CRI-O and podman all make 64-digit ids.
 pub const CONTAINER_ID_HEX: usize = 64;
+/// Execs held at once, machine-wide (a full map means no hold, never a lost one).
+pub const HELD_EXECS_ENTRIES: u32 = 1024;
+/// Containers whose allowed-record budget is tracked at once (LRU beyond).
+pub const BUDGETS_ENTRIES: u32 = 8192;
+/// (container, kind, command) suppression counters kept at once (LRU beyond; the total in
+/// [`COUNTER_SUPPRESSED`] is exact).
+pub const SUPPRESSED_ENTRIES: u32 = 4096;
 
 // ---------------------------------------------------------------------------------------------
 // Container parent kinds (values of `CONTAINER_PARENTS`).
@@ -123,8 +144,19 @@ pub const COUNTER_DENIES: u32 = 2;
 /// Decisions taken on kernel memory that could not be read (fail closed: counted as drift or
 /// as a rule match, never as allowed).
 pub const COUNTER_UNREADABLE: u32 = 3;
-/// Number of counters.
-pub const COUNTER_COUNT: u32 = 4;
+/// A held exec could not be recorded in [`MAP_HELD_EXECS`] (map full): it ran on under the
+/// default policy instead of waiting for the container's own.
+pub const COUNTER_HELD_FULL: u32 = 4;
+/// A process's origin could not be recorded in `TASK_ORIGIN` (map full).
+pub const COUNTER_ORIGIN_FULL: u32 = 5;
+/// A container's init could not be recorded in `CONTAINER_INIT` (map full): its processes'
+/// origin is unknown ([`ORIGIN_UNKNOWN`]) and none is judged a `docker exec` session.
+pub const COUNTER_INIT_FULL: u32 = 6;
+/// Allowed records not written to the ring because their container spent its budget or the
+/// ring was over half full (blocked and audited records are never held back).
+pub const COUNTER_SUPPRESSED: u32 = 7;
+/// Number of counters (room for more without a layout change of `COUNTERS`' users).
+pub const COUNTER_COUNT: u32 = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Event kinds, controls and actions.
@@ -209,6 +241,9 @@ pub const PROTO_ICMPV6: u32 = 58;
 pub const ORIGIN_INIT: u32 = 1;
 /// `TASK_ORIGIN` value: entered the container from outside after init (`docker exec`).
 pub const ORIGIN_EXEC_SESSION: u32 = 2;
+/// `TASK_ORIGIN` value: not known, because `CONTAINER_INIT` was full when the process entered
+/// its container. Never judged a `docker exec` session (fail open, counted and flagged).
+pub const ORIGIN_UNKNOWN: u32 = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Exec-event flags.
@@ -290,6 +325,8 @@ pub const EXEC_FILE_DRIFT_FLAGS: u32 = EXEC_UPPER_LAYER
     | EXEC_OUTSIDE_ROOT
     | EXEC_UNREADABLE
     | EXEC_SCRIPT_VIA_FD;
+/// The process's origin is unknown ([`ORIGIN_UNKNOWN`]): `container_exec` was not judged.
+pub const EXEC_ORIGIN_UNKNOWN: u32 = 1 << 28;
 
 // ---------------------------------------------------------------------------------------------
 // Policy.
@@ -472,6 +509,10 @@ pub struct EventHeader {
     pub container_cgroup_id: u64,
     /// Task command name, NUL-padded.
     pub comm: [u8; 16],
+    /// Kernel sequence number, stamped as the record enters the ring: the CPU in the top 16
+    /// bits ([`SEQ_CPU_SHIFT`]) and that CPU's count ([`MAP_EVENT_SEQ`]) below, one per record
+    /// written, from 1, with no gaps, so the agent can count what it read and never handled.
+    pub seq: u64,
 }
 
 /// A process image was replaced (`sched_process_exec`).
@@ -602,6 +643,63 @@ pub struct ContainerRoot {
     pub mnt: u64,
     /// `dentry *` of the container's root directory.
     pub dentry: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults: the kernel's sequence, flood budgets, the pinned maps' layout.
+// ---------------------------------------------------------------------------------------------
+
+/// [`MAP_EVENT_SEQ`] index: the last sequence number the kernel stamped.
+pub const SEQ_ASSIGNED: u32 = 0;
+/// [`MAP_EVENT_SEQ`] index: the agent's high-water mark of records it wrote out.
+pub const SEQ_HANDLED: u32 = 1;
+/// [`EventHeader::seq`] keeps the CPU above this bit, the CPU's count below.
+pub const SEQ_CPU_SHIFT: u32 = 48;
+
+/// One container's allowed-record budget for the current one-second window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventBudget {
+    /// `bpf_ktime_get_boot_ns()` at the start of the window.
+    pub window_start_ns: u64,
+    /// Allowed records written in this window.
+    pub used: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Allowed records held back, since the entry was created.
+    pub suppressed: u64,
+}
+
+/// What suppressed records are counted by.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SuppressedKey {
+    /// Container cgroup id (0: host).
+    pub cgroup_id: u64,
+    /// `EVENT_*`.
+    pub kind: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Command of the task (zero in softirq context), NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// The version of the pinned maps' layout: raise it whenever a pinned map's key, value or
+/// meaning changes (its size alone is caught by [`LayoutStamp::fingerprint`] too). A new
+/// agent meeting pins of another layout migrates them (fresh maps, take-over, old pins
+/// removed) instead of adopting them.
+pub const PIN_LAYOUT_VERSION: u32 = 1;
+
+/// What the [`MAP_LAYOUT`] map holds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayoutStamp {
+    /// [`PIN_LAYOUT_VERSION`] of the agent that created the maps.
+    pub version: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// FNV-1a of every pinned map's name, type, key and value size, entries and flags.
+    pub fingerprint: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -864,14 +962,17 @@ pub const fn fnv1a_step(h: u64, b: u8) -> u64 {
 }
 
 // Compile-time size checks: a change here is an ABI change on both sides.
-const _: () = assert!(core::mem::size_of::<EventHeader>() == 64);
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 64 + 16 + PATH_BUF + ARGS_BUF);
-const _: () = assert!(core::mem::size_of::<ForkEvent>() == 72);
-const _: () = assert!(core::mem::size_of::<ExitEvent>() == 72);
-const _: () = assert!(core::mem::size_of::<NetEvent>() == 64 + 16 + 16);
-const _: () = assert!(core::mem::size_of::<FileEvent>() == 64 + 16 + PATH_BUF);
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 72);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 72 + 16 + PATH_BUF + ARGS_BUF);
+const _: () = assert!(core::mem::size_of::<ForkEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<ExitEvent>() == 80);
+const _: () = assert!(core::mem::size_of::<NetEvent>() == 72 + 16 + 16);
+const _: () = assert!(core::mem::size_of::<FileEvent>() == 72 + 16 + PATH_BUF);
 const _: () = assert!(core::mem::size_of::<ContainerRoot>() == 24);
-const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 64 + 16 + CGROUP_PATH_BUF);
+const _: () = assert!(core::mem::size_of::<CgroupEvent>() == 72 + 16 + CGROUP_PATH_BUF);
+const _: () = assert!(core::mem::size_of::<LayoutStamp>() == 16);
+const _: () = assert!(core::mem::size_of::<EventBudget>() == 24);
+const _: () = assert!(core::mem::size_of::<SuppressedKey>() == 32);
 const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 48);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
@@ -888,6 +989,10 @@ mod pod {
     unsafe impl aya::Pod for NetRule {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for ContainerRoot {}
+    unsafe impl aya::Pod for ExecEvent {}
+    unsafe impl aya::Pod for LayoutStamp {}
+    unsafe impl aya::Pod for EventBudget {}
+    unsafe impl aya::Pod for SuppressedKey {}
 }
 
 #[cfg(test)]
@@ -969,7 +1074,8 @@ mod tests {
         assert_eq!(core::mem::offset_of!(EventHeader, ktime_ns), 24);
         assert_eq!(core::mem::offset_of!(EventHeader, cgroup_id), 32);
         assert_eq!(core::mem::offset_of!(EventHeader, comm), 48);
-        assert_eq!(core::mem::offset_of!(ExecEvent, path), 80);
+        assert_eq!(core::mem::offset_of!(EventHeader, seq), 64);
+        assert_eq!(core::mem::offset_of!(ExecEvent, path), 88);
         assert_eq!(core::mem::align_of::<ExecEvent>(), 8);
     }
 }

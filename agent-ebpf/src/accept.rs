@@ -4,7 +4,8 @@
 //! Visibility only: nothing is denied here.
 
 use agent_common::{
-    NetEvent, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET, FAMILY_INET6, NET_OP_ACCEPT, PROTO_TCP,
+    NetEvent, ACTION_ALLOWED, COUNTER_RINGBUF_DROPS, EVENT_NET, FAMILY_INET, FAMILY_INET6,
+    NET_OP_ACCEPT, PROTO_TCP,
 };
 use aya_ebpf::{
     helpers::generated::bpf_ktime_get_boot_ns, macros::btf_tracepoint,
@@ -13,6 +14,7 @@ use aya_ebpf::{
 
 use crate::{
     container,
+    emit::{self, Context},
     kernel::{offsets, read, read_ptr},
     maps::{count, EVENTS},
 };
@@ -50,6 +52,9 @@ fn try_state(ctx: &BtfTracePointContext) -> Result<(), i64> {
         addr[..4].copy_from_slice(&a);
         FAMILY_INET
     };
+    if !emit::admit(container, EVENT_NET, ACTION_ALLOWED, false, Context::Kernel) {
+        return Ok(());
+    }
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
         count(COUNTER_RINGBUF_DROPS);
         return Ok(());
@@ -70,6 +75,6 @@ fn try_state(ctx: &BtfTracePointContext) -> Result<(), i64> {
         (*ev)._pad = 0;
         (*ev).addr = addr;
     }
-    entry.submit(0);
+    emit::submit(entry);
     Ok(())
 }

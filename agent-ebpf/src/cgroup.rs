@@ -13,8 +13,8 @@
 //! ignored: their ids are not the ones the gate compares.
 
 use agent_common::{
-    names_a_container, CgroupEvent, CGROUP_PATH_BUF, COUNTER_RINGBUF_DROPS, EVENT_CGROUP_MKDIR,
-    MAX_CGROUP_LEVEL, PARENT_NESTED,
+    names_a_container, CgroupEvent, CGROUP_PATH_BUF, EVENT_CGROUP_MKDIR, MAX_CGROUP_LEVEL,
+    PARENT_NESTED,
 };
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_kernel_str, macros::btf_tracepoint, macros::map,
@@ -24,7 +24,7 @@ use aya_ebpf::{
 use crate::{
     container::CONTAINER_CGROUPS,
     kernel::{fill_header, offsets, read, read_ptr},
-    maps::{count, CONTAINER_PARENTS, EVENTS},
+    maps::CONTAINER_PARENTS,
 };
 
 /// Per-CPU scratch for the event: it is classified before the ring is asked for room, so a full
@@ -85,9 +85,8 @@ fn try_mkdir(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // Before the event: the policy gate must know the container even if the ring is full.
         let _ = CONTAINER_CGROUPS.insert(id, 1, 0);
     }
-    if EVENTS.output::<CgroupEvent>(&*ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
-    }
+    // A new container is critical: no budget holds it back (see `emit`).
+    crate::emit::copy(&*ev);
     Ok(())
 }
 

@@ -5,13 +5,14 @@
 
 use agent_common::{
     ExecEvent, ACTION_ALLOWED, ACTION_BLOCKED, ARGS_BUF, CONTROL_CONTAINER_EXEC, CONTROL_DRIFT,
-    CONTROL_EXEC, COUNTER_KILLS, COUNTER_RINGBUF_DROPS, COUNTER_UNREADABLE, EVENT_EXEC,
-    EXEC_ARGS_TRUNCATED, EXEC_DRIFT_FLAGS, EXEC_FILE_DRIFT_FLAGS, EXEC_FOREIGN_FS,
-    EXEC_FROM_EXEC_SESSION, EXEC_HELD, EXEC_LOADER, EXEC_OUTSIDE_ROOT, EXEC_PATH_TRUNCATED,
-    EXEC_PATH_UNTRUSTED, EXEC_ROOT_NOT_OVERLAY, EXEC_SCRIPT_VIA_FD, EXEC_UNLINKED, EXEC_UNREADABLE,
-    EXEC_UPPER_LAYER, HEARTBEAT_FRESH_NS, LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY,
-    ORIGIN_EXEC_SESSION, ORIGIN_INIT, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW,
-    RULES_EXEC_DENY, RULES_EXEC_DENY_TREES, RULES_HOLD_FIRST_EXEC,
+    CONTROL_EXEC, COUNTER_HELD_FULL, COUNTER_INIT_FULL, COUNTER_KILLS, COUNTER_ORIGIN_FULL,
+    COUNTER_UNREADABLE, EVENT_EXEC, EXEC_ARGS_TRUNCATED, EXEC_DRIFT_FLAGS, EXEC_FILE_DRIFT_FLAGS,
+    EXEC_FOREIGN_FS, EXEC_FROM_EXEC_SESSION, EXEC_HELD, EXEC_LOADER, EXEC_ORIGIN_UNKNOWN,
+    EXEC_OUTSIDE_ROOT, EXEC_PATH_TRUNCATED, EXEC_PATH_UNTRUSTED, EXEC_ROOT_NOT_OVERLAY,
+    EXEC_SCRIPT_VIA_FD, EXEC_UNLINKED, EXEC_UNREADABLE, EXEC_UPPER_LAYER, HEARTBEAT_FRESH_NS,
+    LIST_DRIFT_ALLOW, LIST_EXEC_ALLOW, LIST_EXEC_DENY, ORIGIN_EXEC_SESSION, ORIGIN_INIT,
+    ORIGIN_UNKNOWN, OVERLAYFS_SUPER_MAGIC, RULES_DRIFT_ALLOW, RULES_EXEC_ALLOW, RULES_EXEC_DENY,
+    RULES_EXEC_DENY_TREES, RULES_HOLD_FIRST_EXEC,
 };
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_send_signal},
@@ -21,8 +22,11 @@ use aya_ebpf::{
 
 use crate::{
     container::{self, action_for},
+    emit::{self, Context},
     kernel::{fill_header, host_events, offsets, read, read_ptr},
-    maps::{count, lsm_active, AGENT_HEARTBEAT, CONTAINER_INIT, EVENTS, SCRATCH_EXEC, TASK_ORIGIN},
+    maps::{
+        count, lsm_active, AGENT_HEARTBEAT, CONTAINER_INIT, HELD_EXECS, SCRATCH_EXEC, TASK_ORIGIN,
+    },
     root,
 };
 
@@ -77,9 +81,11 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let _ = read_args(ev, task);
 
     if let Some(m) = member {
-        let (origin, first_exec) = origin_of(ev.header.tgid, m.cgroup_id);
+        let (origin, first_exec) = origin_of(ev.header.tgid, ppid, m.cgroup_id);
         if origin == ORIGIN_EXEC_SESSION {
             ev.flags |= EXEC_FROM_EXEC_SESSION;
+        } else if origin == ORIGIN_UNKNOWN {
+            ev.flags |= EXEC_ORIGIN_UNKNOWN;
         }
         if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
             if m.policy.drift_mode != 0 && !lsm_active() {
@@ -104,15 +110,27 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
             // A container younger than its own policy, or one whose kernel-enforced mounts the
             // agent makes at its first exec: stop the new image before its first instruction
             // and let the agent finish. Only while the agent is alive (fresh heartbeat), so no
-            // process waits for nobody.
+            // process waits for nobody, and only once the hold is recorded where any agent
+            // finds it (HELD_EXECS), so a lost ring record or a dead agent never strands it:
+            // the agent sweeps that map.
             ev.flags |= EXEC_HELD;
-            // SAFETY: as above, the current task of a monitored container.
-            unsafe { bpf_send_signal(SIGSTOP) };
+            // By reference: a copy of the record would not fit the 512-byte stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let recorded = HELD_EXECS.insert(ev.header.tgid, &*ev, 0).is_ok();
+            if recorded {
+                // SAFETY: as above, the current task of a monitored container.
+                unsafe { bpf_send_signal(SIGSTOP) };
+            } else {
+                // Full: run on under the default policy already decided above.
+                ev.flags &= !EXEC_HELD;
+                count(COUNTER_HELD_FULL);
+            }
         }
     }
 
-    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
+    let critical = ev.flags & EXEC_HELD != 0;
+    if emit::admit(ccg, EVENT_EXEC, ev.header.action, critical, Context::Task) {
+        emit::copy(&*ev);
     }
     Ok(())
 }
@@ -285,21 +303,38 @@ fn via_descriptor(filename: u64) -> bool {
 
 /// How this process came into its container, and whether this is the container's very first
 /// exec. A process the maps do not know yet entered it from outside: the first one is the
-/// container's init, every later one a `docker exec`.
+/// container's init, every later one a `docker exec`. Full maps never make an init or its
+/// descendants look like a `docker exec` session: a process whose parent has an origin
+/// inherits it (its own entry was lost to a full `TASK_ORIGIN` at fork), and when
+/// `CONTAINER_INIT` is full the origin is unknown.
 #[inline(always)]
-pub(crate) fn origin_of(tgid: u32, container: u64) -> (u32, bool) {
+pub(crate) fn origin_of(tgid: u32, ppid: u32, container: u64) -> (u32, bool) {
     // SAFETY: the value is copied out at once.
     if let Some(o) = unsafe { TASK_ORIGIN.get(tgid) } {
         return (*o, false);
     }
     const BPF_NOEXIST: u64 = 1;
-    let first = CONTAINER_INIT.insert(container, tgid, BPF_NOEXIST).is_ok();
-    let origin = if first {
-        ORIGIN_INIT
+    const EEXIST: i64 = 17;
+    let mut first = false;
+    // SAFETY: as above.
+    let origin = if let Some(o) = unsafe { TASK_ORIGIN.get(ppid) } {
+        *o
     } else {
-        ORIGIN_EXEC_SESSION
+        match CONTAINER_INIT.insert(container, tgid, BPF_NOEXIST) {
+            Ok(()) => {
+                first = true;
+                ORIGIN_INIT
+            }
+            Err(e) if e as i64 == -EEXIST => ORIGIN_EXEC_SESSION,
+            Err(_) => {
+                count(COUNTER_INIT_FULL);
+                ORIGIN_UNKNOWN
+            }
+        }
     };
-    let _ = TASK_ORIGIN.insert(tgid, origin, 0);
+    if TASK_ORIGIN.insert(tgid, origin, 0).is_err() {
+        count(COUNTER_ORIGIN_FULL);
+    }
     (origin, first)
 }
 

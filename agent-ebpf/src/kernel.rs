@@ -119,4 +119,6 @@ pub fn fill_header(
     h.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     h.container_cgroup_id = container_cgroup_id;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // Numbered as it enters the ring (`emit::submit`).
+    h.seq = 0;
 }

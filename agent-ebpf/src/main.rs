@@ -10,6 +10,7 @@ mod accept;
 mod assurance;
 mod cgroup;
 mod container;
+mod emit;
 mod env;
 mod exec;
 mod intel;

@@ -4,8 +4,8 @@
 //! events written while it was away) instead of starting from nothing.
 
 use agent_common::{
-    ContainerPolicy, ContainerRoot, ExecEvent, NetRule, NetRuleKey, PathRuleKey, BACKEND_LSM,
-    COUNTER_COUNT,
+    ContainerPolicy, ContainerRoot, ExecEvent, LayoutStamp, NetRule, NetRuleKey, PathRuleKey,
+    BACKEND_LSM, COUNTER_COUNT, HELD_EXECS_ENTRIES,
 };
 use aya_ebpf::{
     macros::map,
@@ -48,6 +48,15 @@ pub static CONTAINER_ROOTS: HashMap<u64, ContainerRoot> = HashMap::pinned(8192, 
 /// Not pinned: the agent that loads the programs says which backend it attached.
 #[map]
 pub static BACKEND: Array<u32> = Array::with_max_entries(1, 0);
+
+/// What layout the pinned maps have; written by the agent that created them, read by the
+/// next one before it adopts them. No program uses it.
+#[map]
+pub static LAYOUT: Array<LayoutStamp> = Array::pinned(1, 0);
+
+/// Execs stopped for the agent, by tgid (see `agent_common::MAP_HELD_EXECS`).
+#[map]
+pub static HELD_EXECS: HashMap<u32, ExecEvent> = HashMap::pinned(HELD_EXECS_ENTRIES, 0);
 
 /// Per-CPU scratch for building an exec event (too big for the 512-byte stack).
 #[map]

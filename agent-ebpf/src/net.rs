@@ -23,6 +23,7 @@ use aya_ebpf::{
 
 use crate::{
     container::{self, action_for},
+    emit::{self, Context},
     kernel::fill_header,
     maps::{count, EVENTS, NET_RULES},
 };
@@ -427,6 +428,10 @@ fn emit_record(
     action: u32,
     task: bool,
 ) {
+    let ctx = if task { Context::Task } else { Context::Kernel };
+    if !emit::admit(cgroup, EVENT_NET, action, false, ctx) {
+        return;
+    }
     let Some(mut entry) = EVENTS.reserve::<NetEvent>(0) else {
         count(COUNTER_RINGBUF_DROPS);
         return;
@@ -452,5 +457,5 @@ fn emit_record(
         (*ev)._pad = 0;
         (*ev).addr = addr;
     }
-    entry.submit(0);
+    emit::submit(entry);
 }

@@ -1,13 +1,16 @@
 //! Fork and exit, so the agent keeps its process table, and so a process's origin (container
 //! init or `docker exec` session) passes to its children.
 
-use agent_common::{ExitEvent, ForkEvent, COUNTER_RINGBUF_DROPS, EVENT_EXIT, EVENT_FORK};
+use agent_common::{
+    ExitEvent, ForkEvent, ACTION_ALLOWED, COUNTER_ORIGIN_FULL, EVENT_EXIT, EVENT_FORK,
+};
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{
     container,
+    emit::{self, Context},
     kernel::{fill_header, host_events, offsets, read, read_ptr},
-    maps::{count, EVENTS, TASK_ORIGIN},
+    maps::{count, HELD_EXECS, TASK_ORIGIN},
 };
 
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -29,7 +32,9 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let parent_tgid: u32 = unsafe { read(parent, o.task_tgid)? };
     // SAFETY: copied out at once.
     if let Some(origin) = unsafe { TASK_ORIGIN.get(parent_tgid) }.copied() {
-        let _ = TASK_ORIGIN.insert(child_tgid, origin, 0);
+        if TASK_ORIGIN.insert(child_tgid, origin, 0).is_err() {
+            count(COUNTER_ORIGIN_FULL);
+        }
     }
     let member = container::current();
     if member.is_none() && !host_events() {
@@ -42,14 +47,10 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         child_tgid,
         _pad: 0,
     };
-    fill_header(
-        &mut ev.header,
-        EVENT_FORK,
-        member.map(|m| m.cgroup_id).unwrap_or(0),
-        ppid,
-    );
-    if EVENTS.output::<ForkEvent>(&ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
+    let container = member.map(|m| m.cgroup_id).unwrap_or(0);
+    fill_header(&mut ev.header, EVENT_FORK, container, ppid);
+    if emit::admit(container, EVENT_FORK, ACTION_ALLOWED, false, Context::Task) {
+        emit::copy(&ev);
     }
     Ok(())
 }
@@ -70,6 +71,8 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let _ = TASK_ORIGIN.remove(tgid);
+    // A held process that dies (killed while stopped) leaves nothing for the agent to decide.
+    let _ = HELD_EXECS.remove(tgid);
     let member = container::current();
     if member.is_none() && !host_events() {
         return Ok(());
@@ -82,14 +85,10 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         exit_code,
         _pad: 0,
     };
-    fill_header(
-        &mut ev.header,
-        EVENT_EXIT,
-        member.map(|m| m.cgroup_id).unwrap_or(0),
-        ppid,
-    );
-    if EVENTS.output::<ExitEvent>(&ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
+    let container = member.map(|m| m.cgroup_id).unwrap_or(0);
+    fill_header(&mut ev.header, EVENT_EXIT, container, ppid);
+    if emit::admit(container, EVENT_EXIT, ACTION_ALLOWED, false, Context::Task) {
+        emit::copy(&ev);
     }
     Ok(())
 }

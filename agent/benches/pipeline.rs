@@ -42,6 +42,7 @@ fn header(kind: u32) -> EventHeader {
         cgroup_id: CGROUP,
         container_cgroup_id: CGROUP,
         comm,
+        seq: 1,
     }
 }
 

@@ -7,6 +7,8 @@
 pub mod cli;
 /// Wiring and the one event loop (`daemon::run`), with its configuration.
 pub mod daemon;
+/// Named places a test build fails on purpose (`--features failpoints`).
+pub mod failpoint;
 /// The fanotify file sensor: answers permission events and reports plain file records.
 pub mod fanotify;
 /// Threat intelligence (feeds of listed hashes and addresses) and image assurance, on this node.

@@ -122,6 +122,8 @@ pub struct DeliveryStats {
     pub connected: bool,
     /// Seconds since the collector last acknowledged, while events are waiting (0 when none).
     pub lag_seconds: u64,
+    /// Highest seq known to be on disk (`fdatasync`ed), connected to a collector or not.
+    pub synced_seq: u64,
     /// Events the collector refused individually (recorded there as delivery records), since
     /// the agent started.
     pub rejected_total: u64,
@@ -137,12 +139,44 @@ pub(crate) struct Shared {
     dropped_unreported: AtomicU64,
     rejected_total: AtomicU64,
     last_progress: Mutex<Instant>,
+    /// Highest seq `fdatasync`ed.
+    synced_seq: AtomicU64,
 }
 
 impl Shared {
     fn spool(&self) -> std::sync::MutexGuard<'_, spool::Spool> {
         // The spool's files stay consistent if a holder panicked (recovery handles torn lines).
         self.spool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `fdatasync`s the spool and records how far that reached.
+    pub(crate) fn sync(&self) -> Result<(), DeliveryError> {
+        let spool = self.spool();
+        let last = spool.last_seq();
+        spool.sync()?;
+        self.synced_seq.fetch_max(last, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// How often the spool is `fdatasync`ed, whatever the collector does.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Syncs the spool every [`SYNC_EVERY`] until `stop`, so a host crash loses at most the last
+/// second of events even while no collector answers (the sender only syncs while connected).
+async fn sync_spool(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(SYNC_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let s = shared.clone();
+        match tokio::task::spawn_blocking(move || s.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "syncing the delivery spool failed"),
+            Err(e) => tracing::warn!(error = %e, "the spool sync task failed"),
+        }
     }
 }
 
@@ -173,8 +207,10 @@ impl Delivery {
             dropped_unreported: AtomicU64::new(0),
             rejected_total: AtomicU64::new(0),
             last_progress: Mutex::new(Instant::now()),
+            synced_seq: AtomicU64::new(0),
         });
         let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(sync_spool(shared.clone(), stop_rx.clone()));
         let task = tokio::spawn(sender::run(shared.clone(), target, stop_rx));
         Ok((
             Delivery {
@@ -239,7 +275,27 @@ impl Delivery {
             acked_seq: spool.acked(),
             connected: self.shared.connected.load(Ordering::Relaxed),
             lag_seconds: lag,
+            synced_seq: self.shared.synced_seq.load(Ordering::Relaxed),
             rejected_total: self.shared.rejected_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the sender task is still running (false once it ended before `shutdown`: it
+    /// panicked, and nothing is delivered any more).
+    pub fn is_running(&self) -> bool {
+        self.task
+            .lock()
+            .ok()
+            .and_then(|t| t.as_ref().map(|t| !t.is_finished()))
+            .unwrap_or(false)
+    }
+
+    /// Ends the sender task as a crash would, for the agent's fault tests (the daemon must
+    /// notice it through [`Delivery::is_running`]).
+    #[doc(hidden)]
+    pub fn abort_sender(&self) {
+        if let Ok(Some(t)) = self.task.lock().as_deref() {
+            t.abort();
         }
     }
 
@@ -251,7 +307,7 @@ impl Delivery {
         if let Some(task) = task {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        if let Err(e) = self.shared.spool().sync() {
+        if let Err(e) = self.shared.sync() {
             tracing::warn!(error = %e, "flushing the delivery spool at shutdown");
         }
     }

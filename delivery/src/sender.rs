@@ -242,7 +242,7 @@ async fn session(
                 *backoff = Duration::from_millis(100);
             }
             _ = shared.wake.notified(), if in_flight.len() < WINDOW => {}
-            _ = flush.tick() => shared.spool().sync()?,
+            _ = flush.tick() => shared.sync()?,
             _ = tokio::time::sleep_until(waiting_since + ACK_TIMEOUT), if !in_flight.is_empty() => {
                 return Err(DeliveryError::AckTimeout { url: collector.url.clone(), waited: ACK_TIMEOUT, unacked: in_flight.len() });
             }

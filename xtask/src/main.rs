@@ -173,7 +173,13 @@ fn bench_micro_command(args: &[String]) -> Result<()> {
 
 /// cargo-fuzz targets in `fuzz/` (its own workspace). Adding a target: its `[[bin]]` in
 /// `fuzz/Cargo.toml` and one line here.
-const FUZZ_TARGETS: &[&str] = &["spool_reader", "store_reader", "collector_request"];
+const FUZZ_TARGETS: &[&str] = &[
+    "spool_reader",
+    "store_reader",
+    "collector_request",
+    "profile_parser",
+    "ring_decoder",
+];
 /// How long `cargo xtask test` runs each fuzz target.
 const FUZZ_SECONDS: u32 = 30;
 
@@ -194,6 +200,8 @@ fn fuzz() -> Result<()> {
         run(Command::new("cargo")
             .current_dir(root())
             .args([&toolchain, "fuzz", "run", target, "--"])
+            // The agent's build script would build the kernel object with the fuzz flags.
+            .env("AYA_BUILD_SKIP", "1")
             .arg(format!("-max_total_time={FUZZ_SECONDS}")))?;
     }
     Ok(())
@@ -201,13 +209,16 @@ fn fuzz() -> Result<()> {
 
 fn test() -> Result<()> {
     setup::setup()?;
-    // Unit and collector tests, and the binaries the integration tests drive.
+    // Unit and collector tests, and the binaries the integration tests drive (the agent with
+    // the failpoints tests/faults.rs arms; inert unless SEAWALL_FAILPOINTS is set).
     run(cargo().args([
         "build",
         "-p",
         "seawall",
         "--bin",
         "seawall",
+        "--features",
+        "seawall/failpoints",
         "-p",
         "seawall-collector",
     ]))?;

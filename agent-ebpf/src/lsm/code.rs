@@ -6,9 +6,9 @@
 //! `PTRACE_MODE_ATTACH`). All of it is the drift control.
 
 use agent_common::{
-    ExecEvent, ACTION_BLOCKED, CONTROL_DRIFT, COUNTER_RINGBUF_DROPS, COUNTER_UNREADABLE,
-    EVENT_EXEC, EXEC_DRIFT_FLAGS, EXEC_FROM_EXEC_SESSION, EXEC_ROOT_NOT_OVERLAY, EXEC_UNREADABLE,
-    EXEC_VIA_MMAP, EXEC_VIA_PTRACE, ORIGIN_EXEC_SESSION,
+    ExecEvent, ACTION_BLOCKED, CONTROL_DRIFT, COUNTER_UNREADABLE, EVENT_EXEC, EXEC_DRIFT_FLAGS,
+    EXEC_FROM_EXEC_SESSION, EXEC_ROOT_NOT_OVERLAY, EXEC_UNREADABLE, EXEC_VIA_MMAP, EXEC_VIA_PTRACE,
+    ORIGIN_EXEC_SESSION,
 };
 use aya_ebpf::{
     helpers::generated::bpf_get_current_task,
@@ -20,9 +20,10 @@ use aya_ebpf::{
 use super::verdict;
 use crate::{
     container::{self, action_for, Membership},
+    emit,
     exec::{decide, describe_file, origin_of},
     kernel::{fill_header, offsets, read, read_ptr},
-    maps::{count, EVENTS, SCRATCH_EXEC},
+    maps::{count, SCRATCH_EXEC},
 };
 
 const PROT_EXEC: u64 = 0x4;
@@ -78,7 +79,7 @@ fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i64> {
     let file = unsafe { read_ptr(bprm, o.bprm_file) }.unwrap_or(0);
     describe_file(ev, task, file, Some(m.cgroup_id));
 
-    if origin_of(ev.header.tgid, m.cgroup_id).0 == ORIGIN_EXEC_SESSION {
+    if origin_of(ev.header.tgid, ev.header.ppid, m.cgroup_id).0 == ORIGIN_EXEC_SESSION {
         ev.flags |= EXEC_FROM_EXEC_SESSION;
     }
     if ev.flags & EXEC_ROOT_NOT_OVERLAY == 0 {
@@ -93,9 +94,7 @@ fn try_bprm_check(ctx: &LsmContext) -> Result<i32, i64> {
     if ev.flags & EXEC_UNREADABLE != 0 {
         count(COUNTER_UNREADABLE);
     }
-    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
-    }
+    emit::copy(&*ev);
     Ok(verdict(ev.header.action))
 }
 
@@ -189,9 +188,7 @@ fn report(ev: &ExecEvent, _m: &Membership) -> Result<i32, i64> {
     if ev.flags & EXEC_UNREADABLE != 0 {
         count(COUNTER_UNREADABLE);
     }
-    if EVENTS.output::<ExecEvent>(ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
-    }
+    emit::copy(ev);
     Ok(verdict(ev.header.action))
 }
 

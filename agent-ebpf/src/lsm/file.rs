@@ -35,6 +35,7 @@ use aya_ebpf::{
 use super::verdict;
 use crate::{
     container::{self, action_for, Membership},
+    emit,
     exec::{build_path, path_listed},
     kernel::{fill_header, offsets, read, read_ptr},
     maps::{count, EVENTS},
@@ -137,9 +138,7 @@ fn proc_mem(m: &Membership, mnt: u64, dentry: u64) -> Result<i32, i64> {
     fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, 0);
     ev.header.control = CONTROL_DRIFT;
     ev.header.action = action_for(m.policy.drift_mode);
-    if EVENTS.output::<ExecEvent>(&*ev, 0).is_err() {
-        count(COUNTER_RINGBUF_DROPS);
-    }
+    emit::copy(&*ev);
     Ok(verdict(ev.header.action))
 }
 
@@ -191,12 +190,12 @@ fn check(
     if ev.flags & EXEC_UNREADABLE != 0 {
         count(COUNTER_UNREADABLE);
     }
-    emit(m, task, op, open_flags, ev, action);
+    report(m, task, op, open_flags, ev, action);
     Ok(verdict(action))
 }
 
 #[inline(always)]
-fn emit(m: &Membership, task: u64, op: u32, open_flags: u32, ev: &ExecEvent, action: u32) {
+fn report(m: &Membership, task: u64, op: u32, open_flags: u32, ev: &ExecEvent, action: u32) {
     let o = offsets();
     let Some(mut entry) = EVENTS.reserve::<FileEvent>(0) else {
         count(COUNTER_RINGBUF_DROPS);
@@ -224,7 +223,7 @@ fn emit(m: &Membership, task: u64, op: u32, open_flags: u32, ev: &ExecEvent, act
             (*out).path_len = 0;
         }
     }
-    entry.submit(0);
+    emit::submit(entry);
 }
 
 /// Reads `(mnt, dentry)` of a `const struct path *`.

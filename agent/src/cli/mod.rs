@@ -175,8 +175,13 @@ fn async_command(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// `seawall uninstall`: every pin under `bpffs` goes, so the programs stop enforcing.
+/// `seawall uninstall`: every pin under `bpffs` goes, so the programs stop enforcing. Processes
+/// the kernel still holds for an agent that never came back are resumed first.
 fn uninstall(bpffs: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    let resumed = crate::kernel::recovery::resume_all_held(bpffs);
+    if resumed > 0 {
+        println!("resumed {resumed} processes the kernel held for the agent");
+    }
     let n = pins::remove_all(bpffs)
         .map_err(|e| anyhow::anyhow!(e).context(format!("removing {}", bpffs.display())))?;
     println!("removed {} ({n} program links detached)", bpffs.display());

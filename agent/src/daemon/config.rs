@@ -49,6 +49,9 @@ pub mod defaults {
     pub const LEARN_PER_CATEGORY: usize = 256;
     /// Images whose behaviour is kept; the least recently seen goes first.
     pub const LEARN_MAX_IMAGES: usize = 64;
+    /// Allowed kernel records one container may send per second before the rest are only
+    /// counted (blocked and audited ones are never held back).
+    pub const EVENT_BUDGET: u32 = 5000;
     /// What a listed hash or destination gets when `intel_dir` is set.
     pub const INTEL_MODE: super::IntelMode = super::IntelMode::Enforce;
 }
@@ -186,6 +189,8 @@ pub struct AgentOptions {
     pub learn_per_category: Option<usize>,
     #[arg(long, value_name = "N", help = with_default("Images whose behaviour is kept; the least recently seen is dropped for a new one", defaults::LEARN_MAX_IMAGES))]
     pub learn_max_images: Option<usize>,
+    #[arg(long, value_name = "N", help = with_default("Allowed kernel records one container may send per second; beyond it they are counted and reported per container and command, not sent one by one (blocked and audited records are never held back; 0: no limit)", defaults::EVENT_BUDGET))]
+    pub event_budget: Option<u32>,
 }
 
 /// The agent's resolved configuration: every value set.
@@ -250,6 +255,8 @@ pub struct AgentConfig {
     pub learn_per_category: usize,
     /// Images whose behaviour is kept.
     pub learn_max_images: usize,
+    /// Allowed kernel records per container per second (0: no limit).
+    pub event_budget: u32,
 }
 
 impl Default for AgentConfig {
@@ -336,6 +343,7 @@ impl AgentOptions {
             no_learn: self.no_learn || file.no_learn,
             learn_per_category: self.learn_per_category.or(file.learn_per_category),
             learn_max_images: self.learn_max_images.or(file.learn_max_images),
+            event_budget: self.event_budget.or(file.event_budget),
         }
     }
 
@@ -399,6 +407,7 @@ impl AgentOptions {
                 .learn_per_category
                 .unwrap_or(defaults::LEARN_PER_CATEGORY),
             learn_max_images: self.learn_max_images.unwrap_or(defaults::LEARN_MAX_IMAGES),
+            event_budget: self.event_budget.unwrap_or(defaults::EVENT_BUDGET),
         };
         c.validate()?;
         Ok(c)

@@ -27,6 +27,8 @@ const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
 pub(super) const LOOKUP_WAIT: Duration = Duration::from_secs(6);
 /// Containers created but not yet seen running, kept at most.
 const CREATED_MAX: usize = 1024;
+/// Unresolvable container cgroups remembered at most (a flood of new cgroups cannot grow it).
+const UNRESOLVED_MAX: usize = 4096;
 
 /// A cgroup waiting for its source's answer.
 #[derive(Debug)]
@@ -120,6 +122,9 @@ impl Daemon {
                 for info in running {
                     self.started(info).await;
                 }
+                // Containers that started and died during the gap never reached the table,
+                // but the kernel recorded them: their entries go by their cgroup.
+                self.collect_dead_containers(true).await;
                 self.refresh_status();
             }
             SourceEvent::Unreachable { source } => {
@@ -145,7 +150,7 @@ impl Daemon {
         self.register(cg, info).await;
     }
 
-    async fn stopped(&mut self, id: &str) {
+    pub(super) async fn stopped(&mut self, id: &str) {
         self.created.remove(id);
         self.awaiting.remove(id);
         if let Some((cg, info)) = self.containers.remove_container(id) {
@@ -184,6 +189,9 @@ impl Daemon {
         match self.parents.dir_of(cgroup_id) {
             Some(dir) => self.add_by_dir(cgroup_id, dir).await,
             None => {
+                if self.unresolved.len() >= UNRESOLVED_MAX {
+                    self.unresolved.clear();
+                }
                 self.unresolved.insert(cgroup_id, Instant::now());
             }
         }
@@ -357,35 +365,47 @@ impl Daemon {
             profile = %profile,
             "monitoring container"
         );
-        let image_was_unknown = self
+        let before = self
             .containers
             .get(cgroup_id)
-            .is_some_and(|c| c.image.is_empty());
+            .map(|c| (c.name.clone(), c.profile.clone(), c.image.is_empty()));
+        let image_was_unknown = before.as_ref().is_some_and(|b| b.2);
         let change = self.containers.upsert(cgroup_id, info.clone());
         if change == Change::Added || (change == Change::Updated && image_was_unknown) {
             self.learn_container(&info, files_watched);
         }
-        match change {
-            Change::Added => {
-                let mut ev = self.events.event(
-                    Kind::Container,
-                    Action::Allowed,
-                    "lifecycle",
-                    Severity::Info,
+        let news = match change {
+            Change::Added => Some(format!(
+                "monitoring container {} ({}) with profile {profile}",
+                info.name, info.image
+            )),
+            // Registered nameless or under the default profile while its engine did not
+            // answer (a gap in the stream): say what it is now.
+            Change::Updated => before
+                .is_some_and(|(name, was, _)| name != info.name || was != profile)
+                .then(|| {
                     format!(
-                        "monitoring container {} ({}) with profile {profile}",
+                        "container {} ({}) now monitored with profile {profile}",
                         info.name, info.image
-                    ),
-                );
-                ev.container = Some(info.to_event());
-                self.emit(ev);
-            }
-            Change::Updated => {}
+                    )
+                }),
             Change::TableFull => {
                 tracing::error!(container_id = %info.id, "container table full: events of this container lack its metadata");
+                None
             }
+        };
+        if let Some(message) = news {
+            let mut ev = self.events.event(
+                Kind::Container,
+                Action::Allowed,
+                "lifecycle",
+                Severity::Info,
+                message,
+            );
+            ev.container = Some(info.to_event());
+            self.emit(ev);
         }
-        self.release_held_for(cgroup_id);
+        self.release_held_for(cgroup_id).await;
         self.refresh_status();
     }
 

@@ -1,22 +1,29 @@
-//! Records from the kernel and from fanotify: table bookkeeping, held execs decided under the
-//! container's own profile, the kernel's counters, and the events the builder makes of them.
+//! Records from the kernel and from fanotify: table bookkeeping, held execs (`held.rs`), the
+//! kernel's counters, and the events the builder makes of them.
 
-use std::time::Instant;
-
-use nix::{sys::signal::Signal, unistd::Pid};
 use seawall_proto::event::{Action, Severity};
 use seawall_service::ErrorChain;
 
-use super::{containers::LOOKUP_WAIT, Daemon};
+use super::Daemon;
 use crate::{
     fanotify::FileEvent,
-    kernel::decode::{Header, KernelEvent},
+    kernel::{decode::KernelEvent, ring::RingItem},
     output::{clock::Clock, file_event},
-    policy::verdict,
     runtime::procs::ProcessInfo,
 };
 
 impl Daemon {
+    /// One item from the ring reader.
+    pub(super) async fn on_ring(&mut self, item: RingItem) {
+        match item {
+            RingItem::Record(ev) => {
+                self.handled.record(ev.header().seq);
+                self.on_kernel(ev).await;
+            }
+            RingItem::BacklogRead => self.on_backlog_read(),
+        }
+    }
+
     /// One kernel record.
     pub(super) async fn on_kernel(&mut self, ev: KernelEvent) {
         match &ev {
@@ -57,106 +64,33 @@ impl Daemon {
         }
         if let KernelEvent::Exec { flags, .. } = &ev {
             if flags & agent_common::EXEC_HELD != 0 {
-                if self.containers.get(cg).is_none() && self.awaiting_cgroup(cg) {
-                    // Its source has not answered yet: decide once its profile is known.
-                    self.held.entry(cg).or_default().push((ev, Instant::now()));
-                    return;
-                }
-                self.release_and_emit(ev);
+                self.on_held(ev).await;
                 return;
             }
         }
         self.emit_kernel(&ev);
     }
 
-    fn emit_kernel(&mut self, ev: &KernelEvent) {
+    pub(super) fn emit_kernel(&mut self, ev: &KernelEvent) {
         if let Some(mut out) = self.events.kernel_event(ev, &self.containers, &self.procs) {
             self.annotate_intel(ev, &mut out);
             self.emit(out);
         }
     }
 
-    /// Releases the execs held for a container that is now registered.
-    pub(super) fn release_held_for(&mut self, cgroup_id: u64) {
-        for (ev, _) in self.held.remove(&cgroup_id).unwrap_or_default() {
-            self.release_and_emit(ev);
-        }
-    }
-
-    /// Held execs whose container never got its own profile in time: decided under the
-    /// default profile.
-    pub(super) async fn release_expired_holds(&mut self) {
-        let late: Vec<u64> = self
-            .held
-            .iter()
-            .filter(|(_, evs)| evs.iter().any(|(_, t)| t.elapsed() > LOOKUP_WAIT))
-            .map(|(cg, _)| *cg)
-            .collect();
-        for cg in late {
-            tracing::warn!(
-                container_cgroup_id = cg,
-                "held exec waited too long for its container's profile: deciding under the default profile"
-            );
-            self.release_held_for(cg);
-        }
-    }
-
-    fn release_and_emit(&mut self, mut ev: KernelEvent) {
-        if let KernelEvent::Exec {
-            header,
-            flags,
-            path_bytes,
-            ..
-        } = &mut ev
-        {
-            // Its file controls first (mounts, marks), then its verdict: nothing of the
-            // container runs before both.
-            self.prepare_at_first_exec(header.container_cgroup_id, header.pid);
-            let (flags, path) = (*flags, path_bytes.clone());
-            self.release_held(header, flags, &path);
-        }
-        self.emit_kernel(&ev);
-    }
-
-    /// A process the kernel stopped at its first instruction because its container's own
-    /// policy was not written yet: decide under the container's profile, then kill or resume.
-    fn release_held(&mut self, header: &mut Header, flags: u32, path: &[u8]) {
-        let cg = header.container_cgroup_id;
-        let profile = match self.containers.get(cg) {
-            Some(c) => self
-                .profiles
-                .profiles()
-                .find(|p| p.name == c.profile)
-                .unwrap_or_else(|| self.profiles.default_profile()),
-            None => self.profiles.default_profile(),
-        };
-        let (control, action) = verdict::exec_verdict(profile, flags, path);
-        let (control, action) = self.held_exec_intel(header, control, action);
-        header.control = control;
-        header.action = action;
-        // Signal only the process the kernel held, and only while it is still in that
-        // container's cgroup (it cannot have been replaced while stopped, but check anyway).
-        if !self.pid_in_container(header.pid, cg) {
-            return;
-        }
-        let signal = if action == agent_common::ACTION_BLOCKED {
-            Signal::SIGKILL
-        } else {
-            Signal::SIGCONT
-        };
-        if let Err(e) = nix::sys::signal::kill(Pid::from_raw(header.pid as i32), signal) {
-            tracing::warn!(pid = header.pid, %signal, error = %e, "releasing a held process failed");
-        }
-        tracing::debug!(
-            pid = header.pid,
-            container_cgroup_id = cg,
-            %signal,
-            "released held process"
-        );
-    }
-
     /// One fanotify record.
     pub(super) fn on_file(&mut self, fev: FileEvent) {
+        if let Some(secs) = crate::failpoint::armed_number("stall_event_loop_on_file") {
+            static STALLED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !STALLED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    secs,
+                    "failpoint stall_event_loop_on_file: the event loop stalls"
+                );
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+            }
+        }
         if let Some(ev) =
             file_event::to_event(&fev, &mut self.events, &self.containers, &self.procs)
         {
@@ -174,6 +108,7 @@ impl Daemon {
                 return;
             }
         };
+        self.report_pressure(&c).await;
         let drops = c[agent_common::COUNTER_RINGBUF_DROPS as usize];
         self.metrics.set_ringbuf_drops(drops);
         if drops > self.drops_seen {

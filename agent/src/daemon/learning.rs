@@ -6,9 +6,8 @@
 use seawall_profile::{HumanDuration, Mode, Profile, ProfileSet};
 use seawall_proto::event::{Action, Event, Kind, Severity};
 use seawall_service::ErrorChain;
-use tokio::task::JoinSet;
 
-use super::{config::AgentConfig, Daemon, Stop};
+use super::{config::AgentConfig, supervise::Tasks, Daemon, Stop};
 use crate::learn::{
     self,
     promotion::{self, PromotionClock, STATE_FILE as CLOCK_FILE},
@@ -32,7 +31,7 @@ pub(super) struct Learning {
 /// Opens the state directory and starts the learner's task and the clocks' writer, both
 /// joined with the daemon's other tasks. Without a usable state directory, both keep their
 /// state in memory only (said loudly): enforcement does not depend on it.
-pub(super) fn start(cfg: &AgentConfig, stop: &Stop, tasks: &mut JoinSet<()>) -> Learning {
+pub(super) fn start(cfg: &AgentConfig, stop: &Stop, tasks: &mut Tasks) -> Learning {
     let state = match StateDir::open(&cfg.state_dir) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -52,7 +51,7 @@ pub(super) fn start(cfg: &AgentConfig, stop: &Stop, tasks: &mut JoinSet<()>) -> 
             state.clone(),
             stop.wait(),
         );
-        tasks.spawn(task);
+        tasks.spawn("learner", task);
         (Some(learner), Some(query))
     } else {
         (None, None)
@@ -64,7 +63,7 @@ pub(super) fn start(cfg: &AgentConfig, stop: &Stop, tasks: &mut JoinSet<()>) -> 
                 None
             });
             let (writer, task) = StateWriter::spawn(state, CLOCK_FILE, stop.wait());
-            tasks.spawn(task);
+            tasks.spawn("enforce_after clock writer", task);
             (saved, Some(writer))
         }
         None => (None, None),

@@ -3,18 +3,25 @@
 //!
 //! Shaped like mini-redis's `server::run`: [`run`] takes its dependencies ([`Agent`]) and its
 //! shutdown future. Inside, every task it starts (ring reader, container sources, local API,
-//! metrics endpoint, watchdog) is joined before it returns, and the kernel owner thread is
-//! stopped and joined last.
+//! metrics endpoint, watchdog) is named (`supervise`): the end of any of them, of the kernel
+//! owner, of the fanotify thread or of the delivery sender before shutdown stops the agent
+//! with an error that names it. Every task is joined before `run` returns, and the kernel
+//! owner thread is stopped and joined last.
 
 pub mod config;
 mod containers;
+mod held;
 mod intel;
 mod kernel_events;
 mod learning;
 mod prepare;
+mod pressure;
 mod profiles;
+mod sequence;
 mod start;
+mod stop;
 mod summary;
+mod supervise;
 
 use std::{
     collections::HashMap,
@@ -34,11 +41,10 @@ use seawall_service::{
 use tokio::{
     net::{TcpListener, UnixListener},
     sync::{mpsc, watch},
-    task::JoinSet,
 };
 
 use crate::{
-    fanotify::{enforced::PlannedMount, FileGuard},
+    fanotify::{enforced::PlannedMount, FileGuard, ThreadEnd},
     kernel::{
         backends::Backends,
         coverage,
@@ -46,7 +52,7 @@ use crate::{
         maps::KernelError,
         owner::{KernelHandle, OwnerExit},
         programs::Control,
-        ring,
+        ring::{self, RingItem},
     },
     learn::{promotion::PromotionClock, Learner},
     ops::{api, metrics::Metrics, status::Status},
@@ -123,6 +129,18 @@ pub enum DaemonError {
     Signal(#[source] std::io::Error),
     #[error("the kernel owner thread ended ({0:?}): policy can no longer be written")]
     OwnerEnded(OwnerExit),
+    #[error("the {task} task {how}: the agent cannot go on without it")]
+    TaskEnded {
+        task: &'static str,
+        how: supervise::TaskEnd,
+    },
+    #[error("the fanotify thread ended ({0:?}): file controls are gone (the kernel now lets watched opens through)")]
+    FileThreadEnded(ThreadEnd),
+    #[error("the delivery sender ended: events are no longer sent to the collector")]
+    DeliveryEnded,
+    /// A failpoint of the fault tests failed the start on purpose.
+    #[error("failpoint {0}")]
+    Failpoint(&'static str),
 }
 
 /// A shutdown signal every task can wait on.
@@ -182,6 +200,12 @@ struct Daemon {
     awaiting: HashMap<String, containers::Awaiting>,
     /// Execs the kernel held (stopped) in containers whose lookup is still out, by cgroup.
     held: HashMap<u64, Vec<(KernelEvent, Instant)>>,
+    /// Holds the sweep decided (their ring record, if it comes late, is not reported again).
+    swept: held::Swept,
+    /// Which kernel records were written out, and the gap an earlier agent left.
+    handled: sequence::Handled,
+    /// What was lost or held back, as already reported.
+    pressure: pressure::Seen,
     drops_seen: u64,
     /// Threat intelligence and image assurance.
     intel: intel::NodeIntel,
@@ -256,7 +280,8 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     } = agent;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = Stop(stop_rx);
-    let mut tasks = JoinSet::new();
+    let mut tasks = supervise::Tasks::default();
+    crate::failpoint::announce();
 
     // Invalid profiles stop the start before anything is loaded: there is no policy to keep.
     let initial_profiles = profiles::initial(&cfg.profiles)?;
@@ -270,6 +295,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         parents,
         own_cgroup,
         lsm_unavailable,
+        pins,
     } = started;
     let lsm_active = lsm_unavailable.is_none();
     let files = match FileGuard::start(
@@ -302,28 +328,36 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
 
     let learning = learning::start(&cfg, &stop, &mut tasks);
     // Local API and metrics: served from now on, joined at shutdown.
-    tasks.spawn(api::serve(
-        api,
-        status.clone(),
-        output.sinks.bus.clone(),
-        learning.query.clone(),
-        stop.wait(),
-    ));
-    if let Some(listener) = metrics_listener {
-        tasks.spawn(seawall_service::metrics::serve(
-            listener,
-            metrics.registry(),
+    tasks.spawn(
+        "local API",
+        api::serve(
+            api,
+            status.clone(),
+            output.sinks.bus.clone(),
+            learning.query.clone(),
             stop.wait(),
-        ));
+        ),
+    );
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(
+            "metrics endpoint",
+            seawall_service::metrics::serve(listener, metrics.registry(), stop.wait()),
+        );
     }
 
-    let (kernel_tx, mut kernel_rx) = mpsc::channel(65_536);
-    tasks.spawn(ring::read_ring(
-        ring,
-        kernel_tx,
-        health.register("ring reader", LOOP_BOUND),
-        stop.wait(),
-    ));
+    // Where the previous agent stopped writing records out, read before the reader starts.
+    let at_start = kernel.sequence().await?;
+    let (kernel_tx, mut kernel_rx) = mpsc::channel(ring::CHANNEL_DEPTH);
+    let (ring_stop_tx, ring_stop_rx) = watch::channel(false);
+    tasks.spawn_fallible(
+        "ring reader",
+        ring::read_ring(
+            ring,
+            kernel_tx,
+            health.register("ring reader", LOOP_BOUND),
+            Stop(ring_stop_rx).wait(),
+        ),
+    );
 
     let (source_tx, mut source_rx) = mpsc::channel::<SourceEvent>(1024);
     let mut lookup = None;
@@ -337,15 +371,28 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
             ContainerSource::Docker { socket } => {
                 let (l, requests) = Lookup::channel(1024);
                 lookup = Some(l);
-                tasks.spawn(docker::watch(
-                    socket,
-                    source_tx.clone(),
-                    requests,
-                    stop.wait(),
-                ));
+                tasks.spawn(
+                    "Docker source",
+                    docker::watch(
+                        socket,
+                        source_tx.clone(),
+                        requests,
+                        health.register("Docker source", docker::LIVENESS_BOUND),
+                        stop.wait(),
+                    ),
+                );
             }
             ContainerSource::Engine(endpoint) => {
-                tasks.spawn(engines::watch(endpoint, source_tx.clone(), stop.wait()));
+                let name = match endpoint.runtime {
+                    seawall_engines::Runtime::Containerd => "containerd source",
+                    seawall_engines::Runtime::CriO => "CRI source",
+                    seawall_engines::Runtime::Podman => "podman source",
+                    seawall_engines::Runtime::Docker => "Docker engine source",
+                };
+                tasks.spawn(
+                    name,
+                    engines::watch(endpoint, source_tx.clone(), stop.wait()),
+                );
             }
         }
     }
@@ -389,6 +436,9 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         created: HashMap::new(),
         awaiting: HashMap::new(),
         held: HashMap::new(),
+        swept: held::Swept::default(),
+        handled: sequence::Handled::new(&at_start),
+        pressure: pressure::Seen::default(),
         drops_seen: 0,
         intel: node_intel,
         learner: learning.learner,
@@ -404,7 +454,14 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     // The containers already running get their policy before the agent calls itself ready.
     d.first_listing(&mut source_rx).await;
     d.kernel.remove_rules(adopted.paths, adopted.nets).await?;
+    // Holds an earlier agent left past their deadline are decided now, under the policy just
+    // written; younger ones wait for their ring records.
+    d.sweep_holds(false).await;
     d.kernel.heartbeat().await?;
+    if crate::failpoint::armed("fail_start_after_attach").is_some() {
+        // Everything is loaded and attached: what a start failing this late must undo.
+        return Err(DaemonError::Failpoint("fail_start_after_attach"));
+    }
 
     {
         let mut s = status.lock().unwrap_or_else(|e| e.into_inner());
@@ -437,6 +494,8 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
             backends.describe(Control::Network)
         ),
     );
+    // The start succeeded: from here on this agent's links may outlive it.
+    d.kernel.commit_pins().await?;
     let released = d.kernel.release_previous().await?;
     if released > 0 {
         tracing::info!(
@@ -448,22 +507,24 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         // Links an earlier pinned agent left, when this one does not pin its own.
         crate::kernel::pins::LinkPins::new(&cfg.bpffs).release_previous();
     }
+    pins.keep();
     d.sinks.flush();
     if let Some(n) = &notifier {
         n.ready("enforcing");
         if let Some(every) = watchdog_interval() {
-            tasks.spawn(health::watchdog(
-                n.clone(),
-                every,
-                health.clone(),
-                stop.wait(),
-            ));
+            tasks.spawn(
+                "watchdog",
+                health::watchdog(n.clone(), every, health.clone(), stop.wait()),
+            );
         }
     }
 
     let result = event_loop(
         &mut d,
-        &mut owner,
+        &mut Supervised {
+            owner: &mut owner,
+            tasks: &mut tasks,
+        },
         &mut kernel_rx,
         &mut source_rx,
         notifier.as_ref(),
@@ -471,30 +532,19 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         shutdown,
     )
     .await;
+    if let Err(e) = &result {
+        tracing::error!(error = %ErrorChain(e), "the agent stops on an error");
+    }
 
     if let Some(n) = &notifier {
         n.stopping();
     }
-    d.agent_event(Action::Allowed, Severity::Info, "agent stopping".into());
-    d.sinks.flush();
+    d.finish(&mut kernel_rx, ring_stop_tx).await;
     let _ = stop_tx.send(true);
     if let Some(files) = d.files.take() {
         files.stop();
     }
-    let joined = tokio::time::timeout(JOIN_GRACE, async {
-        while let Some(done) = tasks.join_next().await {
-            if let Err(e) = done {
-                if e.is_panic() {
-                    tracing::error!(error = %e, "a task of the agent panicked");
-                }
-            }
-        }
-    })
-    .await;
-    if joined.is_err() {
-        tracing::warn!("tasks still running after the shutdown grace period: cut");
-        tasks.shutdown().await;
-    }
+    tasks.join(JOIN_GRACE).await;
     if let Some(delivery) = d.delivery.take() {
         delivery.shutdown().await;
     }
@@ -516,13 +566,27 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     Ok(())
 }
 
-/// The one loop. Biased towards what must not wait (shutdown, the owner's death, SIGHUP, the
-/// tick, container news), and kernel and file records are taken in bounded batches, so a
-/// flood of them cannot starve the rest.
+/// What the loop watches for an end: the kernel owner thread and the named tasks.
+struct Supervised<'a> {
+    owner: &'a mut crate::kernel::owner::KernelOwner,
+    tasks: &'a mut supervise::Tasks,
+}
+
+/// Resolves when the fanotify thread ends (pending without file controls).
+async fn files_ended(files: &mut Option<FileGuard>) -> ThreadEnd {
+    match files {
+        Some(f) => f.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The one loop. Biased towards what must not wait (shutdown, the end of a part the agent
+/// cannot do without, SIGHUP, the tick, container news), and kernel and file records are taken
+/// in bounded batches, so a flood of them cannot starve the rest.
 async fn event_loop(
     d: &mut Daemon,
-    owner: &mut crate::kernel::owner::KernelOwner,
-    kernel_rx: &mut mpsc::Receiver<KernelEvent>,
+    sup: &mut Supervised<'_>,
+    kernel_rx: &mut mpsc::Receiver<RingItem>,
     source_rx: &mut mpsc::Receiver<SourceEvent>,
     notifier: Option<&Notifier>,
     health: &Health,
@@ -541,9 +605,19 @@ async fn event_loop(
         tokio::select! {
             biased;
             _ = &mut shutdown => return Ok(()),
-            how = owner.exited() => {
+            how = sup.owner.exited() => {
                 tracing::error!(?how, "the kernel owner thread ended: no map writes are possible any more");
                 return Err(DaemonError::OwnerEnded(how));
+            }
+            (task, how) = sup.tasks.ended() => {
+                tracing::error!(task, %how, "a task the agent cannot do without ended");
+                return Err(DaemonError::TaskEnded { task, how });
+            }
+            how = files_ended(&mut d.files) => {
+                tracing::error!(?how, "the fanotify thread ended: the agent stops, and the kernel lets watched opens through");
+                // Close the group now: opens waiting on it go ahead at once.
+                d.files.take();
+                return Err(DaemonError::FileThreadEnded(how));
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading profiles");
@@ -565,11 +639,22 @@ async fn event_loop(
                 }
                 d.watch_parents().await;
                 d.expire_waits().await;
+                d.sweep_holds(false).await;
                 d.poll_intel().await;
                 d.poll_counters().await;
                 d.promote_due().await;
+                d.collect_dead_containers(false).await;
                 if let Err(e) = d.kernel.heartbeat().await {
                     tracing::error!(error = %ErrorChain(&e), "kernel heartbeat failed");
+                }
+                if crate::failpoint::armed("delivery_sender_exit").is_some() {
+                    if let Some(dl) = &d.delivery {
+                        dl.abort_sender();
+                    }
+                }
+                if d.delivery.as_ref().is_some_and(|dl| !dl.is_running()) {
+                    tracing::error!("the delivery sender ended");
+                    return Err(DaemonError::DeliveryEnded);
                 }
             }
             Some(news) = source_rx.recv() => {
@@ -579,7 +664,7 @@ async fn event_loop(
                     // which names the container and pod in them, is still in the table.
                     for _ in 0..KERNEL_BATCH {
                         match kernel_rx.try_recv() {
-                            Ok(ev) => d.on_kernel(ev).await,
+                            Ok(item) => d.on_ring(item).await,
                             Err(_) => break,
                         }
                     }
@@ -596,16 +681,23 @@ async fn event_loop(
                     }
                 }
             }
-            Some(first) = kernel_rx.recv() => {
-                d.on_kernel(first).await;
+            first = kernel_rx.recv() => {
+                let Some(first) = first else {
+                    return Err(DaemonError::TaskEnded {
+                        task: "ring reader",
+                        how: supervise::TaskEnd::Returned,
+                    });
+                };
+                d.on_ring(first).await;
                 for _ in 1..KERNEL_BATCH {
                     match kernel_rx.try_recv() {
-                        Ok(ev) => d.on_kernel(ev).await,
+                        Ok(item) => d.on_ring(item).await,
                         Err(_) => break,
                     }
                 }
             }
         }
         d.sinks.flush();
+        d.record_handled().await;
     }
 }

@@ -9,7 +9,7 @@ use seawall_service::{health::Health, ErrorChain};
 use super::{config::AgentConfig, LOOP_BOUND};
 use crate::{
     kernel::{
-        loader::{self, LoadError, LoadOptions},
+        loader::{self, LoadError, LoadOptions, PinnedMaps},
         lsm,
         maps::{KernelError, KernelState},
         owner::{KernelHandle, KernelOwner},
@@ -67,6 +67,35 @@ pub struct Started {
     pub own_cgroup: Option<u64>,
     /// Why BPF LSM is not in use, when it is not.
     pub lsm_unavailable: Option<String>,
+    /// Undoes what the load did to the pins unless the start completes.
+    pub pins: StartPins,
+}
+
+/// What the load did to the bpffs pins, undone when dropped unless [`StartPins::keep`] was
+/// called: a start that fails part-way leaves the pins as it found them (its own fresh ones
+/// removed, migrated ones back in place), and its staged links detach with the owner's state.
+pub struct StartPins {
+    dir: PathBuf,
+    maps: Option<PinnedMaps>,
+}
+
+impl StartPins {
+    /// The start completed: keep the pins as they are now, and remove the maps a migration
+    /// retired (the earlier programs were released).
+    pub fn keep(mut self) {
+        if let Some(PinnedMaps::Migrated { version, .. }) = self.maps.take() {
+            let removed = crate::kernel::layout::remove_retired(&self.dir);
+            tracing::info!(dir = %self.dir.display(), from = ?version, removed, "migrated the pinned maps to this agent's layout");
+        }
+    }
+}
+
+impl Drop for StartPins {
+    fn drop(&mut self) {
+        if let Some(maps) = self.maps.take() {
+            loader::undo(&self.dir, &maps);
+        }
+    }
 }
 
 /// Loads and attaches everything, and returns the owner that now holds it.
@@ -101,14 +130,23 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
     if link_pins.adopting() {
         tracing::info!(dir = %cfg.bpffs.display(), "an earlier agent's programs are still enforcing: adopting its maps, then taking over");
     }
-    let loader::Loaded { mut ebpf, btf } = loader::load(
+    let loader::Loaded {
+        mut ebpf,
+        btf,
+        maps,
+    } = loader::load(
         &LoadOptions {
             host_events: cfg.host_events,
             ringbuf_bytes: cfg.ringbuf_bytes,
             bpffs: cfg.bpffs.clone(),
+            event_budget: cfg.event_budget,
         },
         cfg.pin.then_some(&mut link_pins),
     )?;
+    let pins = StartPins {
+        dir: cfg.bpffs.clone(),
+        maps: Some(maps),
+    };
     let lsm_unavailable = match lsm::load_lsm(&mut ebpf, &btf) {
         Ok(()) => None,
         Err(e) => {
@@ -160,6 +198,7 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
         parents,
         own_cgroup,
         lsm_unavailable,
+        pins,
     })
 }
 

@@ -9,17 +9,28 @@
 //! Fail closed: any syscall not known to be an `open(2)` of the 64-bit ABI — `openat2` (its
 //! flags live in memory another thread can change), the 32-bit entry points, x32, io_uring
 //! workers — has unknown flags, and unknown flags count as a write.
+//!
+//! Every process in a watched container that opens a watched file waits in `open(2)` until
+//! this thread answers, and the kernel has no timeout, so the thread never stops answering on
+//! its own: a full channel to the event loop costs the *report* (counted, the answer was
+//! given under the profile's decision), a read or poll error is counted and retried with a
+//! short backoff, and a decision that panics is answered "allow" (fail open, counted). Only
+//! errors that last [`GIVE_UP_AFTER`] end the thread, and its end is fatal for the agent: the
+//! fanotify group closes with the process, and the kernel then lets every pending and later
+//! open through until the next agent marks the containers again.
 
 use std::{
     os::{
         fd::{AsRawFd, BorrowedFd},
         unix::{ffi::OsStrExt, fs::MetadataExt},
     },
+    panic::AssertUnwindSafe,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
+    time::{Duration, Instant},
 };
 
 use nix::{
@@ -35,12 +46,19 @@ use tokio::sync::mpsc;
 
 use super::{
     scripts::{self, FileFacts, Origin},
-    ByMount, FileEvent, Watched,
+    ByMount, FileCounters, FileEvent, Watched,
 };
-use crate::policy::verdict::{could_match, decide};
+use crate::{
+    failpoint,
+    policy::verdict::{could_match, decide},
+};
 
 /// How long one wait for events lasts: the thread beats and checks for shutdown this often.
 const POLL_MS: u16 = 1000;
+/// Errors without one good read in between for this long end the thread (and the agent).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// Longest pause between retries after an error.
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Everything the answering thread holds.
 pub(super) struct Answerer {
@@ -51,14 +69,28 @@ pub(super) struct Answerer {
     pub tx: mpsc::Sender<FileEvent>,
     pub stop: Arc<AtomicBool>,
     pub liveness: Liveness,
+    pub counters: Arc<FileCounters>,
     pub intel: crate::intel::exec::ExecIntel,
+}
+
+/// A run of errors with no good read in between.
+#[derive(Default)]
+struct ErrorStreak {
+    since: Option<Instant>,
+    count: u32,
 }
 
 impl Answerer {
     /// Waits for events (a second at a time, so an idle sensor still beats), answers each.
+    /// Returns only on shutdown, when the daemon is gone, or after errors that lasted
+    /// [`GIVE_UP_AFTER`].
     pub fn run(self) {
+        let mut streak = ErrorStreak::default();
         loop {
-            self.liveness.beat();
+            if streak.since.is_none() {
+                // A thread in an error streak does not claim progress: the watchdog sees it.
+                self.liveness.beat();
+            }
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -68,22 +100,38 @@ impl Answerer {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
-                    tracing::error!(error = %e, "waiting for fanotify events failed: file controls stopped");
-                    return;
+                    if !self.recover(&mut streak, "waiting for fanotify events", e) {
+                        return;
+                    }
+                    continue;
                 }
             }
             let events = match self.group.read_events() {
                 Ok(events) => events,
                 Err(Errno::EINTR | Errno::EAGAIN) => continue,
                 Err(e) => {
-                    tracing::error!(error = %e, "reading fanotify events failed: file controls stopped");
-                    return;
+                    if !self.recover(&mut streak, "reading fanotify events", e) {
+                        return;
+                    }
+                    continue;
                 }
             };
+            if streak.since.take().is_some() {
+                tracing::info!(errors = streak.count, "fanotify reads work again");
+                streak.count = 0;
+            }
             for event in events {
+                if failpoint::armed("fanotify_thread_panic").is_some() {
+                    panic!("failpoint fanotify_thread_panic");
+                }
                 if let Some(record) = self.answer(&event) {
-                    if self.tx.blocking_send(record).is_err() {
-                        return;
+                    match self.tx.try_send(record) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            // Answered already; only the report is lost, and counted.
+                            self.counters.unreported.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
                 // Dropping the event closes its fd.
@@ -91,12 +139,34 @@ impl Answerer {
         }
     }
 
+    /// Counts an error and waits a little before the next try; false once errors lasted
+    /// [`GIVE_UP_AFTER`] with no good read (the thread ends, and with it the agent).
+    fn recover(&self, streak: &mut ErrorStreak, what: &str, e: Errno) -> bool {
+        self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+        let since = *streak.since.get_or_insert_with(Instant::now);
+        streak.count += 1;
+        if since.elapsed() > GIVE_UP_AFTER {
+            tracing::error!(error = %e, errors = streak.count, "{what} keeps failing: the fanotify thread gives up (the agent stops; the kernel lets watched opens through)");
+            return false;
+        }
+        if streak.count.is_power_of_two() {
+            tracing::error!(error = %e, errors = streak.count, "{what} failed: retrying (the kernel denied the events it could not hand over)");
+        }
+        let pause = Duration::from_millis(10)
+            .saturating_mul(streak.count)
+            .min(BACKOFF_MAX);
+        std::thread::sleep(pause);
+        true
+    }
+
     fn group_fd(&self) -> BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.group.as_fd()
     }
 
-    /// Decides one event, answers it, caches what can be cached; the record to report.
+    /// Decides one event, answers it, caches what can be cached; the record to report. A
+    /// permission event is answered exactly once whatever the decision does: a decision that
+    /// panics is answered "allow" (fail open, counted).
     fn answer(&self, event: &FanotifyEvent) -> Option<FileEvent> {
         if super::intel::answered(self, event) {
             return None;
@@ -104,11 +174,19 @@ impl Answerer {
         let file = event.fd()?;
         let tid = event.pid() as u32;
         let exec = event.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM);
-        let (record, cacheable) = match self.locate(file) {
+        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| match self.locate(file) {
             None => (None, false),
             Some((w, facts, path)) if exec => self.exec_permission(file, tid, &w, facts, path),
             Some((w, facts, path)) => self.open_permission(tid, &w, facts, path),
-        };
+        }));
+        let (record, cacheable) = decided.unwrap_or_else(|_| {
+            self.counters.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                tid,
+                "deciding a fanotify event panicked: allowed (fail open)"
+            );
+            (None, false)
+        });
         if cacheable {
             // No rule can ever match this inode (or it is the image's): later opens skip the
             // round trip. Not surviving modification: a cached answer about a file is dropped

@@ -73,6 +73,42 @@ struct Watched {
 /// Mount id (`statx(STATX_MNT_ID)`) → the container the mount belongs to.
 type ByMount = Arc<Mutex<HashMap<u64, Arc<Watched>>>>;
 
+/// What the answering thread could not report or had to recover from, counted.
+#[derive(Debug, Default)]
+pub struct FileCounters {
+    /// Events answered whose record found the channel to the event loop full.
+    pub unreported: std::sync::atomic::AtomicU64,
+    /// Poll and read errors retried.
+    pub read_errors: std::sync::atomic::AtomicU64,
+    /// Decisions that panicked (answered "allow").
+    pub panics: std::sync::atomic::AtomicU64,
+}
+
+/// How the answering thread ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadEnd {
+    /// It returned (shutdown, or errors it gave up on).
+    Returned,
+    /// It panicked.
+    Panicked,
+}
+
+/// Tells the daemon the thread ended, however it ended (drop runs while a panic unwinds).
+struct EndSignal(Option<tokio::sync::oneshot::Sender<ThreadEnd>>);
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        let how = if std::thread::panicking() {
+            ThreadEnd::Panicked
+        } else {
+            ThreadEnd::Returned
+        };
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(how);
+        }
+    }
+}
+
 /// One open (or script exec) the sensor saw and answered.
 #[derive(Debug, Clone)]
 pub struct FileEvent {
@@ -106,6 +142,8 @@ pub struct FileGuard {
     rx: Option<mpsc::Receiver<FileEvent>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    counters: Arc<FileCounters>,
+    ended: Option<tokio::sync::oneshot::Receiver<ThreadEnd>>,
     intel: crate::intel::exec::ExecIntel,
 }
 
@@ -162,8 +200,11 @@ impl FileGuard {
         .map_err(FileGuardError::Init)?;
         let group = Arc::new(group);
         let by_mount: ByMount = Arc::default();
-        let (tx, rx) = mpsc::channel(65_536);
+        let depth = crate::failpoint::armed_number("file_channel_capacity").unwrap_or(8192);
+        let (tx, rx) = mpsc::channel(depth as usize);
         let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(FileCounters::default());
+        let (end_tx, ended) = tokio::sync::oneshot::channel();
         let answerer = answer::Answerer {
             group: group.clone(),
             by_mount: by_mount.clone(),
@@ -172,11 +213,15 @@ impl FileGuard {
             tx,
             stop: stop.clone(),
             liveness,
+            counters: counters.clone(),
             intel: intel.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("seawall-fanotify".into())
-            .spawn(move || answerer.run())
+            .spawn(move || {
+                let _end = EndSignal(Some(end_tx));
+                answerer.run();
+            })
             .map_err(FileGuardError::Thread)?;
         Ok(Self {
             group,
@@ -188,8 +233,27 @@ impl FileGuard {
             rx: Some(rx),
             stop,
             thread: Some(thread),
+            counters,
+            ended: Some(ended),
             intel,
         })
+    }
+
+    /// What the thread could not report or recovered from.
+    pub fn counters(&self) -> &FileCounters {
+        &self.counters
+    }
+
+    /// Resolves when the answering thread ends, with how (once; pending after that).
+    pub async fn ended(&mut self) -> ThreadEnd {
+        match self.ended.as_mut() {
+            Some(rx) => {
+                let how = rx.await.unwrap_or(ThreadEnd::Panicked);
+                self.ended = None;
+                how
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// The stream of file events (taken once).

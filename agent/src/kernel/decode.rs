@@ -22,6 +22,8 @@ pub struct Header {
     /// 0 for host processes.
     pub container_cgroup_id: u64,
     pub comm: String,
+    /// The kernel's sequence number: CPU above `SEQ_CPU_SHIFT`, that CPU's count below.
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +144,7 @@ fn header(h: &EventHeader) -> Header {
         cgroup_id: h.cgroup_id,
         container_cgroup_id: h.container_cgroup_id,
         comm: c_str(&h.comm),
+        seq: h.seq,
     }
 }
 
@@ -169,28 +172,30 @@ fn ip(family: u32, addr: &[u8; 16]) -> IpAddr {
     }
 }
 
+/// An exec record (from the ring, or from `HELD_EXECS`) as a kernel event.
+pub fn exec_record(e: &ExecEvent) -> KernelEvent {
+    let path_len = (e.path_len as usize).min(e.path.len());
+    let args_len = (e.args_len as usize).min(e.args.len());
+    // A truncated path is only the tail the kernel kept: marked, never passed off as a real
+    // path.
+    let mark = if e.flags & agent_common::EXEC_PATH_TRUNCATED != 0 {
+        "…"
+    } else {
+        ""
+    };
+    KernelEvent::Exec {
+        header: header(&e.header),
+        flags: e.flags,
+        path: format!("{mark}{}", path_text(&e.path[..path_len])),
+        path_bytes: e.path[..path_len].to_vec(),
+        args: split_args(&e.args[..args_len]),
+    }
+}
+
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     let h: EventHeader = read(bytes, "event header")?;
     Ok(match h.kind {
-        EVENT_EXEC => {
-            let e: ExecEvent = read(bytes, "exec event")?;
-            let path_len = (e.path_len as usize).min(e.path.len());
-            let args_len = (e.args_len as usize).min(e.args.len());
-            // A truncated path is only the tail the kernel kept: marked, never passed off as a
-            // real path.
-            let mark = if e.flags & agent_common::EXEC_PATH_TRUNCATED != 0 {
-                "…"
-            } else {
-                ""
-            };
-            KernelEvent::Exec {
-                header: header(&e.header),
-                flags: e.flags,
-                path: format!("{mark}{}", path_text(&e.path[..path_len])),
-                path_bytes: e.path[..path_len].to_vec(),
-                args: split_args(&e.args[..args_len]),
-            }
-        }
+        EVENT_EXEC => exec_record(&read::<ExecEvent>(bytes, "exec event")?),
         EVENT_FORK => {
             let e: ForkEvent = read(bytes, "fork event")?;
             KernelEvent::Fork {
@@ -270,6 +275,7 @@ pub(crate) mod tests {
             cgroup_id: 77,
             container_cgroup_id: 77,
             comm,
+            seq: 1,
         }
     }
 

@@ -30,6 +30,7 @@ use super::{
     loader::safe_attach_point,
     pins::{LinkPins, PinError},
     programs::{self, Hook},
+    recovery::RecoveryMaps,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +81,7 @@ pub enum KernelError {
     Pin(#[from] PinError),
 }
 
-fn map_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
+pub(super) fn map_err(name: &'static str) -> impl Fn(MapError) -> KernelError {
     move |source| KernelError::Map { name, source }
 }
 
@@ -113,6 +114,25 @@ pub struct KernelState {
     links: StdHashMap<u64, NetLinks>,
     /// Where links are pinned, when enforcement must outlive the agent.
     pins: Option<LinkPins>,
+    /// Held execs, record numbering, flood counts.
+    pub recovery: RecoveryMaps,
+}
+
+/// How full one kernel map is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MapUsage {
+    pub name: String,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+/// Container cgroups the per-container maps hold entries for (`CONTAINERS` without key 0,
+/// `CONTAINER_INIT`, `CONTAINER_ROOTS`).
+#[derive(Debug, Default, Clone)]
+pub struct ContainerKeys {
+    pub policies: Vec<u64>,
+    pub inits: Vec<u64>,
+    pub roots: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -122,7 +142,7 @@ struct NetLinks {
     skb: Vec<(&'static str, CgroupSkbLinkId)>,
 }
 
-fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
+pub(super) fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> Result<T, KernelError> {
@@ -146,6 +166,7 @@ impl KernelState {
             net_rules: take(&mut ebpf, MAP_NET_RULES)?,
             counters: take(&mut ebpf, MAP_COUNTERS)?,
             heartbeat: take(&mut ebpf, agent_common::MAP_AGENT_HEARTBEAT)?,
+            recovery: RecoveryMaps::take(&mut ebpf)?,
             intel: super::intel::IntelMaps::take(&mut ebpf)?,
             links: StdHashMap::new(),
             pins,
@@ -256,12 +277,53 @@ impl KernelState {
         Ok(links)
     }
 
-    /// Forgets a container: its policy, init and recorded root.
+    /// Forgets a container: its policy, init, recorded root and budget.
     pub fn remove_container(&mut self, cgroup_id: u64) {
         let _ = self.containers.remove(&cgroup_id);
         let _ = self.init.remove(&cgroup_id);
         self.intel.forget(cgroup_id);
         let _ = self.roots.remove(&cgroup_id);
+        self.recovery.forget_budget(cgroup_id);
+    }
+
+    /// Which container cgroups the per-container maps hold entries for, so entries of
+    /// containers that died unseen (a lost `die`, an agent that was down) can be removed.
+    pub fn container_keys(&self) -> ContainerKeys {
+        ContainerKeys {
+            policies: self
+                .containers
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|&k| k != 0)
+                .collect(),
+            inits: self.init.keys().filter_map(Result::ok).collect(),
+            roots: self.roots.keys().filter_map(Result::ok).collect(),
+        }
+    }
+
+    /// How full the maps are that a flood or a leak could fill.
+    pub fn usage(&self) -> Vec<MapUsage> {
+        fn usage<K: aya::Pod, V: aya::Pod>(
+            name: &'static str,
+            map: &HashMap<MapData, K, V>,
+        ) -> MapUsage {
+            MapUsage {
+                name: name.to_string(),
+                entries: map.keys().filter(Result::is_ok).count() as u64,
+                capacity: map_capacity(map),
+            }
+        }
+        vec![
+            usage(MAP_CONTAINERS, &self.containers),
+            usage(MAP_CONTAINER_INIT, &self.init),
+            usage(MAP_TASK_ORIGIN, &self.origin),
+            usage(agent_common::MAP_CONTAINER_ROOTS, &self.roots),
+            MapUsage {
+                name: agent_common::MAP_HELD_EXECS.to_string(),
+                entries: self.recovery.held_count() as u64,
+                capacity: agent_common::HELD_EXECS_ENTRIES as u64,
+            },
+        ]
     }
 
     /// Records the init of a container that was running before the agent, and the origin of
@@ -354,6 +416,22 @@ impl KernelState {
             .map_err(map_err(agent_common::MAP_AGENT_HEARTBEAT))
     }
 
+    /// Tells the kernel to hold nothing more for this agent (it is stopping): the heartbeat
+    /// reads as stale at once.
+    pub fn stop_holding(&mut self) -> Result<(), KernelError> {
+        self.heartbeat
+            .set(0, 0, 0)
+            .map_err(map_err(agent_common::MAP_AGENT_HEARTBEAT))
+    }
+
+    /// Pins the links staged during start-up: from now on they outlive the agent.
+    pub fn commit_pins(&mut self) -> Result<(), KernelError> {
+        match self.pins.as_mut() {
+            Some(pins) => Ok(pins.commit()?),
+            None => Ok(()),
+        }
+    }
+
     /// Sums of the per-CPU counters (`COUNTER_*`).
     pub fn counters(&self) -> Result<Counters, KernelError> {
         let mut out = [0u64; COUNTER_COUNT as usize];
@@ -366,6 +444,15 @@ impl KernelState {
         }
         Ok(out)
     }
+}
+
+/// The `max_entries` the kernel gave a map (0 when it cannot be read).
+fn map_capacity<K: aya::Pod, V: aya::Pod>(map: &HashMap<MapData, K, V>) -> u64 {
+    use aya::maps::IterableMap;
+    map.map()
+        .info()
+        .map(|i| i.max_entries() as u64)
+        .unwrap_or(0)
 }
 
 /// Pins a cgroup link (always an fd link on the kernels we attach with bpf_link).

@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use agent_common::{ContainerPolicy, NetRule, NetRuleKey, PathRuleKey};
 use tokio::sync::{mpsc, oneshot};
 
-use super::maps::{AdoptedRules, Counters, KernelError, KernelState};
+use super::{
+    maps::{AdoptedRules, ContainerKeys, Counters, KernelError, KernelState, MapUsage},
+    recovery::{HeldExec, Sequence, Suppressed},
+};
 
 /// The reply channel of a command that can fail.
 type Reply<T> = oneshot::Sender<Result<T, KernelError>>;
@@ -71,6 +74,42 @@ pub(super) enum Command {
     Heartbeat { reply: Reply<()> },
     /// The kernel's counters.
     Counters { reply: Reply<Counters> },
+    /// Every exec the kernel holds now.
+    HeldExecs {
+        reply: oneshot::Sender<Vec<HeldExec>>,
+    },
+    /// Whether a hold is still there.
+    IsHeld {
+        pid: u32,
+        ktime_ns: u64,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A hold was decided.
+    ForgetHeld {
+        pid: u32,
+        ktime_ns: u64,
+        reply: oneshot::Sender<()>,
+    },
+    /// The kernel's numbering and the recorded high-water mark.
+    Sequence { reply: Reply<Sequence> },
+    /// Record the high-water mark (one value per CPU).
+    SetHandled { per_cpu: Vec<u64>, reply: Reply<()> },
+    /// What floods held back since the last call.
+    TakeSuppressed {
+        reply: oneshot::Sender<Vec<Suppressed>>,
+    },
+    /// Which container cgroups the per-container maps hold.
+    ContainerKeys {
+        reply: oneshot::Sender<ContainerKeys>,
+    },
+    /// How full the maps are.
+    Usage {
+        reply: oneshot::Sender<Vec<MapUsage>>,
+    },
+    /// Hold nothing more (the agent is stopping).
+    StopHolding { reply: Reply<()> },
+    /// Pin the links staged at start (start-up succeeded).
+    CommitPins { reply: Reply<()> },
     /// The intel tries and assurance refusals (`intel.rs`).
     Intel(super::intel::IntelCommand),
     /// Drop the state and end the thread.
@@ -202,10 +241,57 @@ fn serve(mut state: KernelState, mut rx: mpsc::Receiver<Command>, on_command: im
                 let _ = reply.send(state.release_previous());
             }
             Command::Heartbeat { reply } => {
+                if crate::failpoint::armed("kernel_owner_panic").is_some() {
+                    // After the start's heartbeat and a tick's: with the agent up.
+                    static BEATS: std::sync::atomic::AtomicU32 =
+                        std::sync::atomic::AtomicU32::new(0);
+                    if BEATS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= 2 {
+                        panic!("failpoint kernel_owner_panic");
+                    }
+                }
                 let _ = reply.send(state.heartbeat());
             }
             Command::Counters { reply } => {
                 let _ = reply.send(state.counters());
+            }
+            Command::HeldExecs { reply } => {
+                let _ = reply.send(state.recovery.held());
+            }
+            Command::IsHeld {
+                pid,
+                ktime_ns,
+                reply,
+            } => {
+                let _ = reply.send(state.recovery.is_held(pid, ktime_ns));
+            }
+            Command::ForgetHeld {
+                pid,
+                ktime_ns,
+                reply,
+            } => {
+                state.recovery.forget_held(pid, ktime_ns);
+                let _ = reply.send(());
+            }
+            Command::Sequence { reply } => {
+                let _ = reply.send(state.recovery.sequence());
+            }
+            Command::SetHandled { per_cpu, reply } => {
+                let _ = reply.send(state.recovery.set_handled(per_cpu));
+            }
+            Command::TakeSuppressed { reply } => {
+                let _ = reply.send(state.recovery.take_suppressed());
+            }
+            Command::ContainerKeys { reply } => {
+                let _ = reply.send(state.container_keys());
+            }
+            Command::Usage { reply } => {
+                let _ = reply.send(state.usage());
+            }
+            Command::StopHolding { reply } => {
+                let _ = reply.send(state.stop_holding());
+            }
+            Command::CommitPins { reply } => {
+                let _ = reply.send(state.commit_pins());
             }
             Command::Intel(command) => state.intel.serve(command),
             Command::Stop => return,
@@ -325,6 +411,67 @@ impl KernelHandle {
     /// The kernel's counters.
     pub async fn counters(&self) -> Result<Counters, KernelError> {
         self.ask(|reply| Command::Counters { reply }).await?
+    }
+
+    /// Every exec the kernel holds now.
+    pub async fn held_execs(&self) -> Result<Vec<HeldExec>, KernelError> {
+        self.ask(|reply| Command::HeldExecs { reply }).await
+    }
+
+    /// Whether the hold of `pid` made at `ktime_ns` is still undecided.
+    pub async fn is_held(&self, pid: u32, ktime_ns: u64) -> Result<bool, KernelError> {
+        self.ask(|reply| Command::IsHeld {
+            pid,
+            ktime_ns,
+            reply,
+        })
+        .await
+    }
+
+    /// The hold of `pid` made at `ktime_ns` was decided.
+    pub async fn forget_held(&self, pid: u32, ktime_ns: u64) -> Result<(), KernelError> {
+        self.ask(|reply| Command::ForgetHeld {
+            pid,
+            ktime_ns,
+            reply,
+        })
+        .await
+    }
+
+    /// The kernel's numbering and the recorded high-water mark.
+    pub async fn sequence(&self) -> Result<Sequence, KernelError> {
+        self.ask(|reply| Command::Sequence { reply }).await?
+    }
+
+    /// Records the high-water mark of records written out (one value per CPU).
+    pub async fn set_handled(&self, per_cpu: Vec<u64>) -> Result<(), KernelError> {
+        self.ask(|reply| Command::SetHandled { per_cpu, reply })
+            .await?
+    }
+
+    /// What floods held back since the last call.
+    pub async fn take_suppressed(&self) -> Result<Vec<Suppressed>, KernelError> {
+        self.ask(|reply| Command::TakeSuppressed { reply }).await
+    }
+
+    /// Which container cgroups the per-container maps hold.
+    pub async fn container_keys(&self) -> Result<ContainerKeys, KernelError> {
+        self.ask(|reply| Command::ContainerKeys { reply }).await
+    }
+
+    /// How full the maps are.
+    pub async fn usage(&self) -> Result<Vec<MapUsage>, KernelError> {
+        self.ask(|reply| Command::Usage { reply }).await
+    }
+
+    /// Tells the kernel to hold nothing more: the agent is stopping.
+    pub async fn stop_holding(&self) -> Result<(), KernelError> {
+        self.ask(|reply| Command::StopHolding { reply }).await?
+    }
+
+    /// Pins the links staged at start: start-up succeeded, they may outlive the agent now.
+    pub async fn commit_pins(&self) -> Result<(), KernelError> {
+        self.ask(|reply| Command::CommitPins { reply }).await?
     }
 }
 

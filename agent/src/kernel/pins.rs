@@ -1,7 +1,12 @@
 //! bpffs pins: the shared maps (pinned by name by the loader) and the program links, so that
-//! enforcement outlives the agent process. A restarting agent adopts the pinned maps, attaches
-//! its own programs, pins their links in a directory of its own (`links-<pid>`), and only then
-//! releases the previous agent's links: enforcement never pauses, it briefly runs twice.
+//! enforcement outlives the agent process. A restarting agent adopts the pinned maps (when
+//! their layout is its own, see `layout`), attaches its own programs, pins their links in a
+//! directory of its own (`links-<pid>`), and only then releases the previous agent's links:
+//! enforcement never pauses, it briefly runs twice.
+//!
+//! Links are *staged* while the agent starts and pinned only once the start succeeded
+//! ([`LinkPins::commit`]): a start that fails part-way drops them, so nothing it attached stays
+//! attached, and the previous agent's links (still pinned) keep enforcing.
 
 use std::{
     io,
@@ -68,6 +73,9 @@ pub struct LinkPins {
     mine: PathBuf,
     previous: Vec<PathBuf>,
     held: Vec<PinnedLink>,
+    /// Links attached during start-up, pinned by [`LinkPins::commit`].
+    staged: Vec<(String, FdLink)>,
+    committed: bool,
 }
 
 impl LinkPins {
@@ -79,6 +87,8 @@ impl LinkPins {
             mine,
             previous,
             held: Vec::new(),
+            staged: Vec::new(),
+            committed: false,
         }
     }
 
@@ -87,7 +97,25 @@ impl LinkPins {
         !self.previous.is_empty()
     }
 
+    /// Keeps `link` to be pinned as `name` once the start succeeded (at once after that).
     pub fn pin(&mut self, name: &str, link: FdLink) -> Result<(), PinError> {
+        if self.committed {
+            return self.pin_now(name, link);
+        }
+        self.staged.push((name.to_string(), link));
+        Ok(())
+    }
+
+    /// Pins every staged link: from now on they outlive the agent.
+    pub fn commit(&mut self) -> Result<(), PinError> {
+        for (name, link) in std::mem::take(&mut self.staged) {
+            self.pin_now(&name, link)?;
+        }
+        self.committed = true;
+        Ok(())
+    }
+
+    fn pin_now(&mut self, name: &str, link: FdLink) -> Result<(), PinError> {
         std::fs::create_dir_all(&self.mine).map_err(|source| PinError::Bpffs {
             path: self.mine.clone(),
             source,
@@ -148,6 +176,7 @@ pub fn remove_all(dir: &Path) -> io::Result<usize> {
     for d in link_dirs(dir) {
         n += release_dir(&d);
     }
+    super::layout::remove_retired(dir);
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.path().is_file() || e.file_type().map(|t| !t.is_dir()).unwrap_or(false) {

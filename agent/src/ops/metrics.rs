@@ -71,6 +71,11 @@ struct VersionLabels {
     version: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MapLabels {
+    map: Label,
+}
+
 /// A counter fed with absolute totals read elsewhere (the kernel's per-CPU counters, the
 /// spool's drop count): it advances by the difference, never backwards.
 #[derive(Debug, Default)]
@@ -100,6 +105,12 @@ pub struct Metrics {
     spool_dropped: AbsoluteCounter,
     delivery_lag_seconds: Gauge<f64, AtomicU64>,
     backends: Family<BackendLabels, Gauge>,
+    records_lost: Counter,
+    records_suppressed: AbsoluteCounter,
+    map_full: Family<MapLabels, Counter>,
+    map_entries: Family<MapLabels, Gauge>,
+    map_capacity: Family<MapLabels, Gauge>,
+    file_unreported: Counter,
     /// control → backend label now set, so a change replaces the series instead of adding one.
     // A std Mutex: held for a map update at start or on a backend change, never across await.
     backend_of: Mutex<std::collections::BTreeMap<Label, Label>>,
@@ -167,6 +178,42 @@ impl Metrics {
             "The enforcement backend each control runs on (value 1)",
             backends.clone(),
         );
+        let records_lost = Counter::default();
+        registry.register(
+            "seawall_kernel_records_lost",
+            "Kernel records an agent read from the ring and never wrote out (it died first), counted by the next agent",
+            records_lost.clone(),
+        );
+        let records_suppressed = AbsoluteCounter::default();
+        registry.register(
+            "seawall_kernel_records_suppressed",
+            "Allowed kernel records counted but not sent one by one: a container over its event budget, or the ring over half full",
+            records_suppressed.counter.clone(),
+        );
+        let map_full = Family::<MapLabels, Counter>::default();
+        registry.register(
+            "seawall_kernel_map_full",
+            "Kernel map insertions that failed because the map was full, by map",
+            map_full.clone(),
+        );
+        let map_entries = Family::<MapLabels, Gauge>::default();
+        registry.register(
+            "seawall_kernel_map_entries",
+            "Entries in the kernel maps a flood or a leak could fill",
+            map_entries.clone(),
+        );
+        let map_capacity = Family::<MapLabels, Gauge>::default();
+        registry.register(
+            "seawall_kernel_map_capacity",
+            "Capacity of those maps",
+            map_capacity.clone(),
+        );
+        let file_unreported = Counter::default();
+        registry.register(
+            "seawall_file_events_unreported",
+            "fanotify permission events answered but not reported because the pipeline was full",
+            file_unreported.clone(),
+        );
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -188,8 +235,49 @@ impl Metrics {
             spool_dropped,
             delivery_lag_seconds,
             backends,
+            records_lost,
+            records_suppressed,
+            map_full,
+            map_entries,
+            map_capacity,
+            file_unreported,
             backend_of: Mutex::default(),
         }
+    }
+
+    /// Kernel records found lost (read by an earlier agent and never written out).
+    pub fn add_records_lost(&self, n: u64) {
+        self.records_lost.inc_by(n);
+    }
+
+    /// Allowed kernel records held back, summed over CPUs (absolute).
+    pub fn set_records_suppressed(&self, total: u64) {
+        self.records_suppressed.set(total);
+    }
+
+    /// Failed insertions into a full kernel map.
+    pub fn add_map_full(&self, map: &str, n: u64) {
+        self.map_full
+            .get_or_create(&MapLabels {
+                map: Cow::Owned(map.to_owned()),
+            })
+            .inc_by(n);
+    }
+
+    /// How full a kernel map is.
+    pub fn set_map_usage(&self, map: &str, entries: u64, capacity: u64) {
+        let labels = MapLabels {
+            map: Cow::Owned(map.to_owned()),
+        };
+        self.map_entries.get_or_create(&labels).set(entries as i64);
+        self.map_capacity
+            .get_or_create(&labels)
+            .set(capacity as i64);
+    }
+
+    /// fanotify events answered and not reported.
+    pub fn add_file_unreported(&self, n: u64) {
+        self.file_unreported.inc_by(n);
     }
 
     /// The registry, for the endpoint.

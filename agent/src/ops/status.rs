@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::{backends::Backends, programs::Control},
+    kernel::{backends::Backends, maps::MapUsage, programs::Control},
     learn::promotion::PromotionStatus,
 };
 
@@ -34,6 +34,32 @@ pub struct Status {
     /// backend (`coverage.rs`).
     #[serde(default)]
     pub coverage: Vec<crate::kernel::coverage::CoverageLine>,
+    /// What the agent lost or held back, and how full the kernel maps are.
+    #[serde(default)]
+    pub losses: Losses,
+}
+
+/// Everything that did not go out one by one, counted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Losses {
+    /// Kernel records an earlier agent read and never wrote out (counted at start).
+    pub kernel_records_lost: u64,
+    /// Allowed kernel records held back by a container's budget or a filling ring.
+    pub kernel_records_suppressed: u64,
+    /// Execs held right now (stopped for the agent's decision).
+    pub held_execs: u64,
+    /// Failed insertions into full kernel maps: held execs, process origins, container inits.
+    pub held_map_full: u64,
+    pub origin_map_full: u64,
+    pub init_map_full: u64,
+    /// fanotify events answered but not reported (the pipeline was full).
+    pub file_events_unreported: u64,
+    /// fanotify read or poll errors recovered from.
+    pub file_read_errors: u64,
+    /// Kernel map entries of containers that died unseen, removed.
+    pub stale_container_entries_removed: u64,
+    /// How full the kernel maps are (refreshed every few seconds).
+    pub maps: Vec<MapUsage>,
 }
 
 /// One container engine the agent reads.
@@ -114,6 +140,21 @@ impl std::fmt::Display for Status {
             "ring buffer drops: {}  kills: {}  denies: {}",
             self.ringbuf_drops, self.kills, self.denies
         )?;
+        let l = &self.losses;
+        writeln!(
+            f,
+            "losses: kernel records lost {}  suppressed {}  held execs {}  full maps (held/origin/init) {}/{}/{}  file events unreported {}",
+            l.kernel_records_lost,
+            l.kernel_records_suppressed,
+            l.held_execs,
+            l.held_map_full,
+            l.origin_map_full,
+            l.init_map_full,
+            l.file_events_unreported
+        )?;
+        for m in &l.maps {
+            writeln!(f, "  map {:<16} {}/{}", m.name, m.entries, m.capacity)?;
+        }
         writeln!(
             f,
             "collector: {}",

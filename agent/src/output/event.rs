@@ -366,10 +366,10 @@ mod tests {
     #[test]
     fn a_blocked_drift_is_critical_and_says_why() {
         let mut raw = decode::tests::exec_event(5, "/tmp/x", &["/tmp/x"]);
-        // header.control @4, header.action @8, flags @64
+        // header.control @4, header.action @8, flags @72
         raw[4..8].copy_from_slice(&CONTROL_DRIFT.to_ne_bytes());
         raw[8..12].copy_from_slice(&ACTION_BLOCKED.to_ne_bytes());
-        raw[64..68].copy_from_slice(&agent_common::EXEC_UPPER_LAYER.to_ne_bytes());
+        raw[72..76].copy_from_slice(&EXEC_UPPER_LAYER.to_ne_bytes());
         let ev = decode::decode(&raw).unwrap();
         let mut e = Enricher::new("n".into(), 1);
         let out = e
@@ -391,9 +391,10 @@ mod tests {
     #[test]
     fn an_exec_says_whether_it_is_in_a_session_where_its_file_lives_and_whether_its_path_was_cut() {
         let mut raw = decode::tests::exec_event(5, "/usr/bin/x", &["x"]);
-        // header.control @4 stays 0 (visibility): no control was asked about any of this.
+        // header.control @4 stays 0 (visibility): no control was asked about any of this;
+        // flags @72.
         let flags = EXEC_FROM_EXEC_SESSION | EXEC_PATH_TRUNCATED | EXEC_FOREIGN_FS | EXEC_UNLINKED;
-        raw[64..68].copy_from_slice(&flags.to_ne_bytes());
+        raw[72..76].copy_from_slice(&flags.to_ne_bytes());
         let ev = decode::decode(&raw).unwrap();
         let mut e = Enricher::new("n".into(), 1);
         let out = e
@@ -403,7 +404,7 @@ mod tests {
         let p = out.process.unwrap();
         assert!(p.exec_session && p.exe_truncated);
         assert_eq!(p.exe_source, "other_fs", "memfd: another filesystem first");
-        raw[64..68].copy_from_slice(&(EXEC_ROOT_NOT_OVERLAY | EXEC_UPPER_LAYER).to_ne_bytes());
+        raw[72..76].copy_from_slice(&(EXEC_ROOT_NOT_OVERLAY | EXEC_UPPER_LAYER).to_ne_bytes());
         let ev = decode::decode(&raw).unwrap();
         let p = e
             .kernel_event(&ev, &ContainerTable::default(), &ProcessTable::new(1))

@@ -11,7 +11,7 @@ use bollard::{
     Docker,
 };
 use futures_util::{Stream, StreamExt};
-use seawall_service::ErrorChain;
+use seawall_service::{health::Liveness, ErrorChain};
 use tokio::{sync::mpsc, task::JoinSet};
 
 use super::{table::ContainerInfo, Runtime, SourceEvent, SourceId};
@@ -39,6 +39,11 @@ const LOOKUPS_IN_FLIGHT: usize = 32;
 /// Reconnection backoff after the engine went away: doubles from the first to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_LAST: Duration = Duration::from_secs(30);
+/// How often the source shows it is alive while the engine is quiet. Its health bound must
+/// exceed [`BACKOFF_LAST`] plus an inspect.
+const IDLE_BEAT: Duration = Duration::from_secs(1);
+/// The health bound the daemon registers the source with.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(90);
 
 /// One container lifecycle change from the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,11 +147,13 @@ impl DockerSource {
 /// The Docker source: watches the engine at `socket` and sends what it sees on `events`,
 /// answers `lookups` (container ids), and reconnects with backoff whenever the engine goes
 /// away, re-listing the running containers after every gap ([`SourceEvent::Resync`]).
-/// Ends when `shutdown` resolves or the daemon stops listening.
+/// Ends when `shutdown` resolves or the daemon stops listening. Beats `liveness` on every
+/// turn, at least every second while connected and before every retry while not.
 pub async fn watch(
     socket: String,
     events: mpsc::Sender<SourceEvent>,
     mut lookups: mpsc::Receiver<String>,
+    liveness: Liveness,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -154,7 +161,13 @@ pub async fn watch(
     let mut backoff = BACKOFF_FIRST;
     let mut first = true;
     let mut inspecting = JoinSet::new();
+    let mut idle = tokio::time::interval(IDLE_BEAT);
+    if crate::failpoint::armed("docker_source_exit").is_some() {
+        tracing::error!("failpoint docker_source_exit: the Docker source ends");
+        return;
+    }
     loop {
+        liveness.beat();
         let source = tokio::select! {
             _ = &mut shutdown => return,
             connected = DockerSource::connect(&socket) => connected,
@@ -198,8 +211,10 @@ pub async fn watch(
             Err(e) => tracing::error!(error = %ErrorChain(&e), "listing running containers failed"),
         }
         loop {
+            liveness.beat();
             tokio::select! {
                 _ = &mut shutdown => return,
+                _ = idle.tick() => {}
                 Some(id) = lookups.recv() => {
                     if inspecting.len() >= LOOKUPS_IN_FLIGHT {
                         inspecting.join_next().await;
@@ -305,7 +320,9 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         let (_lookup, requests) = crate::runtime::Lookup::channel(8);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let source = tokio::spawn(watch(socket, tx, requests, async {
+        let health = seawall_service::health::Health::new();
+        let liveness = health.register("docker source", LIVENESS_BOUND);
+        let source = tokio::spawn(watch(socket, tx, requests, liveness, async {
             let _ = stopped.await;
         }));
         let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
