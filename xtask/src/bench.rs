@@ -341,6 +341,13 @@ fn host_lock() -> Result<Option<std::fs::File>> {
     Ok(Some(file))
 }
 
+/// The server images, which the learn tests use too (one debootstrap, cached), and the host's
+/// Redis client the Redis test loads them with.
+pub fn server_images() -> Result<()> {
+    crate::setup::ensure_packages(&["debootstrap", "debian-archive-keyring", "redis-tools"])?;
+    images::ensure_all()
+}
+
 pub fn bench(args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("--readme") {
         return readme::regenerate(args.get(1).map(Path::new));

@@ -17,9 +17,10 @@ cargo xtask <command>
              dockerd when none answers; build the test image seawall-test/busybox:latest.
              Safe to run every time.
   run [ARGS] build, then run `seawall agent` as root with the repo's profiles/ (ARGS are passed on)
-  test       every test: unit tests, collector tests, privileged integration tests against real
-             containers (the agent's, and seawall-micro's with no agent), and the BPF LSM tests
-             in a qemu VM (vm-test)
+  test       every test: unit tests, collector tests, fuzz targets (30 s each), privileged
+             integration tests against real containers (the agent's, and seawall-micro's with no
+             agent; the Redis image is built once by debootstrap), and the BPF LSM tests in a
+             qemu VM (vm-test)
   vm-test    only the BPF LSM tests, in a qemu VM with Debian's kernel
   bench-micro [--rounds N] [--profile FILE]
              exec, open and connect loops in a container with and without seawall-micro (needs
@@ -245,6 +246,8 @@ fn test() -> Result<()> {
         ])
         .env("CC_x86_64_unknown_linux_musl", musl_cc()))?;
     micro_binaries()?;
+    // tests/learn.rs learns a real Redis from the bench's image.
+    bench::server_images()?;
     // Privileged tests against real containers: one agent at a time.
     run(cargo()
         .args([
