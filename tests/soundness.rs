@@ -42,6 +42,15 @@ fn rc(stdout: &str, key: &str) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Whether `n` events matching `pred` arrive within 15 s.
+fn at_least(agent: &Agent, n: usize, pred: impl Fn(&Value) -> bool) -> bool {
+    agent
+        .wait_for(Duration::from_secs(15), |_| {
+            agent.events().iter().filter(|e| pred(e)).count() >= n
+        })
+        .is_some()
+}
+
 /// The first drift event of container `c` whose exe is `exe`.
 fn drift_event(agent: &Agent, c: &Container, exe: &str) -> Value {
     let id = c.id();
@@ -140,21 +149,12 @@ fn chroot_into_an_image_directory_keeps_exec_paths() {
         "other image tools keep running: {s}"
     );
     let id = c.id();
-    let n = agent
-        .wait_for(Duration::from_secs(15), |_| {
-            agent
-                .events()
-                .iter()
-                .filter(|e| {
-                    e["control"] == "exec"
-                        && e["action"] == "blocked"
-                        && e["container"]["id"] == id.as_str()
-                        && e["process"]["exe"] == "/usr/local/bin/wget"
-                })
-                .count()
-                >= 2
-        })
-        .is_some();
+    let n = at_least(&agent, 2, |e| {
+        e["control"] == "exec"
+            && e["action"] == "blocked"
+            && e["container"]["id"] == id.as_str()
+            && e["process"]["exe"] == "/usr/local/bin/wget"
+    });
     assert!(
         n,
         "both execs are reported as /usr/local/bin/wget blocked: {:?}",
@@ -278,21 +278,12 @@ fn ld_preload_ld_audit_and_ld_library_path_of_a_dropped_library_are_drift() {
         "a directory on the drift allow list: {s}"
     );
     let id = c.id();
-    let blocked = agent
-        .wait_for(Duration::from_secs(15), |_| {
-            agent
-                .events()
-                .iter()
-                .filter(|e| {
-                    e["control"] == "drift"
-                        && e["action"] == "blocked"
-                        && e["container"]["id"] == id.as_str()
-                        && e["process"]["exe"] == DYN_TRUE
-                })
-                .count()
-                >= PRELOAD_KEYS.len()
-        })
-        .is_some();
+    let blocked = at_least(&agent, PRELOAD_KEYS.len(), |e| {
+        e["control"] == "drift"
+            && e["action"] == "blocked"
+            && e["container"]["id"] == id.as_str()
+            && e["process"]["exe"] == DYN_TRUE
+    });
     assert!(
         blocked,
         "one blocked drift event per door: {:?}",
@@ -353,20 +344,9 @@ fn a_script_run_from_memory_or_deleted_is_refused() {
         "{s}"
     );
     let id = c.id();
-    let n = agent
-        .wait_for(Duration::from_secs(15), |_| {
-            agent
-                .events()
-                .iter()
-                .filter(|e| {
-                    e["control"] == "drift"
-                        && e["action"] == "blocked"
-                        && e["container"]["id"] == id.as_str()
-                })
-                .count()
-                >= 3
-        })
-        .is_some();
+    let n = at_least(&agent, 3, |e| {
+        e["control"] == "drift" && e["action"] == "blocked" && e["container"]["id"] == id.as_str()
+    });
     assert!(n, "three blocked drift events: {:?}", agent.events());
 }
 
@@ -420,21 +400,12 @@ fn a_truncated_path_never_matches_an_allow_list() {
 /// Whether `c` got at least `n` network events with `action` for `port` (15 s at most).
 fn network_events(agent: &Agent, c: &Container, action: &str, port: u16, n: usize) -> bool {
     let id = c.id();
-    agent
-        .wait_for(Duration::from_secs(15), |_| {
-            agent
-                .events()
-                .iter()
-                .filter(|e| {
-                    e["kind"] == "network"
-                        && e["action"] == action
-                        && e["network"]["port"] == port
-                        && e["container"]["id"] == id.as_str()
-                })
-                .count()
-                >= n
-        })
-        .is_some()
+    at_least(agent, n, |e| {
+        e["kind"] == "network"
+            && e["action"] == action
+            && e["network"]["port"] == port
+            && e["container"]["id"] == id.as_str()
+    })
 }
 
 #[test]
@@ -956,21 +927,12 @@ fn file_rules_hold_through_other_names_threads_and_syscalls() {
     }
     let id = c.id();
     // The write opens are refused by fanotify and reported, whatever thread or ABI made them.
-    let writes = agent
-        .wait_for(Duration::from_secs(15), |_| {
-            agent
-                .events()
-                .iter()
-                .filter(|e| {
-                    e["kind"] == "file"
-                        && e["action"] == "blocked"
-                        && e["file"]["path"] == "/etc/passwd"
-                        && e["container"]["id"] == id.as_str()
-                })
-                .count()
-                >= 4
-        })
-        .is_some();
+    let writes = at_least(&agent, 4, |e| {
+        e["kind"] == "file"
+            && e["action"] == "blocked"
+            && e["file"]["path"] == "/etc/passwd"
+            && e["container"]["id"] == id.as_str()
+    });
     assert!(
         writes,
         "four blocked writes of /etc/passwd: {:?}",
