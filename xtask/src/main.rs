@@ -210,19 +210,6 @@ fn fuzz() -> Result<()> {
 
 fn test() -> Result<()> {
     setup::setup()?;
-    // Unit and collector tests, and the binaries the integration tests drive (the agent with
-    // the failpoints tests/faults.rs arms; inert unless SEAWALL_FAILPOINTS is set).
-    run(cargo().args([
-        "build",
-        "-p",
-        "seawall",
-        "--bin",
-        "seawall",
-        "--features",
-        "seawall/failpoints",
-        "-p",
-        "seawall-collector",
-    ]))?;
     run(cargo().args([
         "test",
         "--workspace",
@@ -248,12 +235,29 @@ fn test() -> Result<()> {
     micro_binaries()?;
     // tests/learn.rs learns a real Redis from the bench's image.
     bench::server_images()?;
-    // Privileged tests against real containers: one agent at a time.
+    // The binaries the integration tests drive: the agent with the failpoints tests/faults.rs
+    // arms (inert unless SEAWALL_FAILPOINTS is set), and the collector. Built here, after every
+    // other cargo run: `cargo test --workspace` builds target/debug/seawall for agent/tests
+    // without the feature and would overwrite it.
+    run(cargo().args([
+        "build",
+        "-p",
+        "seawall",
+        "--bin",
+        "seawall",
+        "--features",
+        "seawall/failpoints",
+        "-p",
+        "seawall-collector",
+    ]))?;
+    // Privileged tests against real containers: one agent at a time. Every suite runs even
+    // when an earlier one fails, so one run names every failure.
     run(cargo()
         .args([
             "test",
             "-p",
             "seawall-integration",
+            "--no-fail-fast",
             "--",
             "--test-threads=1",
         ])
