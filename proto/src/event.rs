@@ -303,27 +303,48 @@ impl Event {
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("an Event always serializes")
     }
+
+    /// Writes the event as one JSON line, newline included, straight into `out` (no `String`
+    /// of its own). Only `out`'s errors can fail it: an `Event` always serializes.
+    pub fn write_json_line(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")
+    }
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Kind {
+    /// The name the JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Kind::Exec => "exec",
             Kind::File => "file",
             Kind::Network => "network",
             Kind::Container => "container",
             Kind::Agent => "agent",
-        })
+        }
+    }
+}
+
+impl Action {
+    /// The name the JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allowed => "allowed",
+            Action::Audited => "audited",
+            Action::Blocked => "blocked",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Action::Allowed => "allowed",
-            Action::Audited => "audited",
-            Action::Blocked => "blocked",
-        })
+        f.write_str(self.as_str())
     }
 }
 
