@@ -383,6 +383,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_line_written_to_a_writer_is_the_line_and_a_newline() {
+        let mut e = Event::new(
+            7,
+            "2026-12-01T00:00:00.000000000Z".into(),
+            "n\"ode".into(),
+            Kind::Network,
+            Action::Audited,
+            "network",
+            Severity::Medium,
+            "connect \u{1b} x".into(),
+        );
+        e.network = Some(Network {
+            op: "connect".into(),
+            protocol: "tcp".into(),
+            address: "::1".into(),
+            port: 80,
+        });
+        let mut out = b"earlier line\n".to_vec();
+        e.write_json_line(&mut out).unwrap();
+        let want = format!("earlier line\n{}\n", e.to_json_line());
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        for (k, name) in [(Kind::Exec, "exec"), (Kind::Agent, "agent")] {
+            assert_eq!(k.as_str(), name);
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{name}\""));
+        }
+        for a in [Action::Allowed, Action::Audited, Action::Blocked] {
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.as_str())
+            );
+        }
+    }
+
+    #[test]
     fn bound_keeps_small_events_and_cuts_huge_ones_below_the_limit() {
         let mut e = Event::new(
             1,
