@@ -118,7 +118,7 @@ mod tests {
     }
 
     /// `n` threads open `file`; their (tid, open result) come back on the channel.
-    fn openers(file: &std::path::Path, n: usize) -> mpsc::Receiver<(i32, Result<(), i32>)> {
+    fn openers(file: &std::path::Path, n: usize) -> Opens {
         let (tx, rx) = mpsc::channel();
         for _ in 0..n {
             let (file, tx) = (file.to_owned(), tx.clone());
@@ -150,14 +150,24 @@ mod tests {
         events
     }
 
-    #[test]
-    fn one_batch_answers_every_opener_each_with_its_own_answer() {
+    type Opens = mpsc::Receiver<(i32, Result<(), i32>)>;
+
+    /// `n` threads waiting in `open(2)` of a scratch file, and their events.
+    fn opens_waiting(n: usize) -> Option<(tempfile::TempDir, Fanotify, Opens, Vec<FanotifyEvent>)> {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("watched");
         std::fs::write(&file, b"x").unwrap();
-        let Some(group) = group_on(&file) else { return };
-        let results = openers(&file, 3);
-        let events = pending(&group, 3);
+        let group = group_on(&file)?;
+        let results = openers(&file, n);
+        let events = pending(&group, n);
+        Some((dir, group, results, events))
+    }
+
+    #[test]
+    fn one_batch_answers_every_opener_each_with_its_own_answer() {
+        let Some((_dir, group, results, events)) = opens_waiting(3) else {
+            return;
+        };
         let denied = events[1].pid();
         let mut answers = Answers::new(&group, 4);
         // An answer the kernel refuses (no such pending event) first: the rest still go.
@@ -185,12 +195,9 @@ mod tests {
 
     #[test]
     fn answers_not_flushed_are_written_when_the_batch_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("watched");
-        std::fs::write(&file, b"x").unwrap();
-        let Some(group) = group_on(&file) else { return };
-        let results = openers(&file, 1);
-        let events = pending(&group, 1);
+        let Some((_dir, group, results, events)) = opens_waiting(1) else {
+            return;
+        };
         let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut answers = Answers::new(&group, 1);
             answers.push(events[0].fd().unwrap(), Response::FAN_DENY);
