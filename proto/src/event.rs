@@ -303,27 +303,48 @@ impl Event {
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("an Event always serializes")
     }
+
+    /// Writes the event as one JSON line, newline included, straight into `out` (no `String`
+    /// of its own). Only `out`'s errors can fail it: an `Event` always serializes.
+    pub fn write_json_line(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")
+    }
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Kind {
+    /// The name the JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Kind::Exec => "exec",
             Kind::File => "file",
             Kind::Network => "network",
             Kind::Container => "container",
             Kind::Agent => "agent",
-        })
+        }
+    }
+}
+
+impl Action {
+    /// The name the JSON uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allowed => "allowed",
+            Action::Audited => "audited",
+            Action::Blocked => "blocked",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Action::Allowed => "allowed",
-            Action::Audited => "audited",
-            Action::Blocked => "blocked",
-        })
+        f.write_str(self.as_str())
     }
 }
 
@@ -360,6 +381,40 @@ impl std::str::FromStr for Severity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_written_to_a_writer_is_the_line_and_a_newline() {
+        let mut e = Event::new(
+            7,
+            "2026-12-01T00:00:00.000000000Z".into(),
+            "n\"ode".into(),
+            Kind::Network,
+            Action::Audited,
+            "network",
+            Severity::Medium,
+            "connect \u{1b} x".into(),
+        );
+        e.network = Some(Network {
+            op: "connect".into(),
+            protocol: "tcp".into(),
+            address: "::1".into(),
+            port: 80,
+        });
+        let mut out = b"earlier line\n".to_vec();
+        e.write_json_line(&mut out).unwrap();
+        let want = format!("earlier line\n{}\n", e.to_json_line());
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        for (k, name) in [(Kind::Exec, "exec"), (Kind::Agent, "agent")] {
+            assert_eq!(k.as_str(), name);
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{name}\""));
+        }
+        for a in [Action::Allowed, Action::Audited, Action::Blocked] {
+            assert_eq!(
+                serde_json::to_string(&a).unwrap(),
+                format!("\"{}\"", a.as_str())
+            );
+        }
+    }
 
     #[test]
     fn bound_keeps_small_events_and_cuts_huge_ones_below_the_limit() {

@@ -5,7 +5,8 @@
 //! Who opened the file, and how: the event's descriptor is opened by fanotify with the group's
 //! own `event_f_flags`, so its fdinfo says nothing about the opener's intent (checked: `flags:
 //! 0100000` whatever the opener asked). The opener's flags are the syscall arguments of the very
-//! thread that is blocked waiting for our answer (`FAN_REPORT_TID`), from `/proc/<tid>/syscall`.
+//! thread that is blocked waiting for our answer (`FAN_REPORT_TID`), from `/proc/<tid>/syscall`
+//! (read through a descriptor cached per thread, see `opener.rs`).
 //! Fail closed: any syscall not known to be an `open(2)` of the 64-bit ABI — `openat2` (its
 //! flags live in memory another thread can change), the 32-bit entry points, x32, io_uring
 //! workers — has unknown flags, and unknown flags count as a write.
@@ -20,6 +21,7 @@
 //! open through until the next agent marks the containers again.
 
 use std::{
+    cell::RefCell,
     os::{
         fd::{AsRawFd, BorrowedFd},
         unix::{ffi::OsStrExt, fs::MetadataExt},
@@ -36,7 +38,7 @@ use std::{
 use nix::{
     errno::Errno,
     poll::{poll, PollFd, PollFlags, PollTimeout},
-    sys::fanotify::{Fanotify, FanotifyEvent, FanotifyResponse, MarkFlags, MaskFlags, Response},
+    sys::fanotify::{Fanotify, FanotifyEvent, MarkFlags, MaskFlags, Response},
 };
 use procfs::process::Syscall;
 use seawall_profile::Mode;
@@ -45,6 +47,8 @@ use seawall_service::health::Liveness;
 use tokio::sync::mpsc;
 
 use super::{
+    opener::{TaskFile, TaskFiles},
+    responses::Answers,
     scripts::{self, FileFacts, Origin},
     ByMount, FileCounters, FileEvent, Watched,
 };
@@ -66,6 +70,8 @@ pub(super) struct Answerer {
     pub by_mount: ByMount,
     pub audit_all: bool,
     pub cgroup_root: Option<PathBuf>,
+    /// Open `/proc/<tid>/` files of recent openers (one thread uses them: no lock).
+    pub task_files: RefCell<TaskFiles>,
     pub tx: mpsc::Sender<FileEvent>,
     pub stop: Arc<AtomicBool>,
     pub liveness: Liveness,
@@ -86,6 +92,9 @@ impl Answerer {
     /// [`GIVE_UP_AFTER`].
     pub fn run(self) {
         let mut streak = ErrorStreak::default();
+        // A burst is drained by reads until EAGAIN (the group is non-blocking); a lone event,
+        // the common case of one opener at a time, costs one poll and one read.
+        let mut drain = false;
         loop {
             if streak.since.is_none() {
                 // A thread in an error streak does not claim progress: the watchdog sees it.
@@ -94,37 +103,52 @@ impl Answerer {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let mut fds = [PollFd::new(self.group_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(POLL_MS)) {
-                Ok(0) => continue,
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    if !self.recover(&mut streak, "waiting for fanotify events", e) {
-                        return;
+            if !drain {
+                let mut fds = [PollFd::new(self.group_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(POLL_MS)) {
+                    Ok(0) => {
+                        // Idle: the threads whose files are cached may be gone.
+                        self.task_files.borrow_mut().clear();
+                        continue;
                     }
-                    continue;
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        if !self.recover(&mut streak, "waiting for fanotify events", e) {
+                            return;
+                        }
+                        continue;
+                    }
                 }
             }
             let events = match self.group.read_events() {
                 Ok(events) => events,
-                Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {
+                    drain = false;
+                    continue;
+                }
                 Err(e) => {
+                    drain = false;
                     if !self.recover(&mut streak, "reading fanotify events", e) {
                         return;
                     }
                     continue;
                 }
             };
+            drain = events.len() > 1;
             if streak.since.take().is_some() {
                 tracing::info!(errors = streak.count, "fanotify reads work again");
                 streak.count = 0;
             }
-            for event in events {
+            // Declared after `events`: on any exit, even unwinding, the answers are written
+            // before the events' descriptors close.
+            let mut answers = Answers::new(&self.group, events.len());
+            for event in &events {
                 if failpoint::armed("fanotify_thread_panic").is_some() {
                     panic!("failpoint fanotify_thread_panic");
                 }
-                if let Some(record) = self.answer(&event) {
+                if let Some(record) = self.answer(event, &mut answers) {
                     match self.tx.try_send(record) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
@@ -134,8 +158,9 @@ impl Answerer {
                         Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
-                // Dropping the event closes its fd.
             }
+            answers.flush();
+            // Dropping the events closes their fds.
         }
     }
 
@@ -164,17 +189,20 @@ impl Answerer {
         self.group.as_fd()
     }
 
-    /// Decides one event, answers it, caches what can be cached; the record to report. A
-    /// permission event is answered exactly once whatever the decision does: a decision that
+    /// Decides one event, queues its answer, caches what can be cached; the record to report.
+    /// A permission event is answered exactly once whatever the decision does: a decision that
     /// panics is answered "allow" (fail open, counted).
-    fn answer(&self, event: &FanotifyEvent) -> Option<FileEvent> {
-        if super::intel::answered(self, event) {
-            return None;
-        }
+    fn answer(&self, event: &FanotifyEvent, answers: &mut Answers<'_>) -> Option<FileEvent> {
         let file = event.fd()?;
+        let located = self.locate(file);
+        if let Some((w, _, path)) = &located {
+            if super::intel::answered(self, event, file, w, path) {
+                return None;
+            }
+        }
         let tid = event.pid() as u32;
         let exec = event.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM);
-        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| match self.locate(file) {
+        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| match located {
             None => (None, false),
             Some((w, facts, path)) if exec => self.exec_permission(file, tid, &w, facts, path),
             Some((w, facts, path)) => self.open_permission(tid, &w, facts, path),
@@ -214,13 +242,7 @@ impl Answerer {
             } else {
                 Response::FAN_ALLOW
             };
-            // A failed answer leaves the kernel to allow the open when the group closes.
-            if let Err(e) = self
-                .group
-                .write_response(FanotifyResponse::new(file, response))
-            {
-                tracing::warn!(error = %e, tid, "answering a fanotify permission event failed");
-            }
+            answers.push(file, response);
         }
         record
     }
@@ -292,10 +314,10 @@ impl Answerer {
         }
         // Scope: only processes inside this container are ever denied (the engine itself, or
         // `docker cp`, also open these files).
-        if !self.opener_in(tid, w.cgroup_id) {
+        if !self.opener_in(tid, w) {
             return (None, false);
         }
-        let flags = pending_open_flags(tid);
+        let flags = self.pending_open_flags(tid);
         let (action, rule) = decide(&w.policy, &path, flags);
         if action == Action::Allowed && !self.audit_all {
             return (None, false);
@@ -334,7 +356,7 @@ impl Answerer {
             return (None, false);
         }
         let allowed = w.drift.allow.iter().any(|r| r.matches_bytes(&path));
-        if allowed || !self.opener_in(tid, w.cgroup_id) {
+        if allowed || !self.opener_in(tid, w) {
             return (None, false);
         }
         let action = match w.drift.mode {
@@ -354,34 +376,59 @@ impl Answerer {
         (Some(record), false)
     }
 
-    /// Whether thread `tid` is in the container cgroup `cgroup_id` (or below it).
-    pub(super) fn opener_in(&self, tid: u32, cgroup_id: u64) -> bool {
-        crate::runtime::cgroup::pid_cgroup(tid)
-            .and_then(|p| {
-                self.cgroup_root
-                    .as_ref()
-                    .map(|r| r.join(p.trim_start_matches('/')))
-            })
-            .and_then(|dir| {
-                let mut d = dir.as_path();
-                loop {
-                    if std::fs::metadata(d).ok()?.ino() == cgroup_id {
-                        return Some(true);
-                    }
-                    d = d.parent()?;
-                }
-            })
-            .unwrap_or(false)
+    /// Whether thread `tid` is in the container's cgroup (or below it), as it is now.
+    pub(super) fn opener_in(&self, tid: u32, w: &Watched) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut files = self.task_files.borrow_mut();
+        if let Some(path) = files
+            .read(tid, TaskFile::Cgroup, &mut buf)
+            .and_then(crate::runtime::cgroup::unified_path_bytes)
+        {
+            return self.in_container(path, w);
+        }
+        drop(files);
+        // Gone, or a content too long for the buffer: read again whole.
+        crate::runtime::cgroup::pid_cgroup(tid).is_some_and(|p| self.in_container(p.as_bytes(), w))
     }
-}
 
-/// The open flags of the syscall thread `tid` is blocked in, when they are known.
-fn pending_open_flags(tid: u32) -> Option<i32> {
-    let syscall = procfs::process::Process::new(tid as i32)
-        .ok()?
-        .syscall()
-        .ok()?;
-    open_flags(&syscall)
+    /// Whether the cgroup at `path` (from the hierarchy root) is the container's or below it.
+    fn in_container(&self, path: &[u8], w: &Watched) -> bool {
+        match &w.cgroup_path {
+            Some(dir) => crate::runtime::cgroup::is_at_or_below(path, dir),
+            None => self.walk_to(path, w.cgroup_id),
+        }
+    }
+
+    /// Whether a cgroup (its path from the hierarchy root) or one of its ancestors has the id
+    /// `cgroup_id`: one `statx` per level, for containers whose path was not found.
+    fn walk_to(&self, path: &[u8], cgroup_id: u64) -> bool {
+        let Some(root) = &self.cgroup_root else {
+            return false;
+        };
+        let rel = std::ffi::OsStr::from_bytes(path.strip_prefix(b"/").unwrap_or(path));
+        let dir = root.join(rel);
+        let mut d = dir.as_path();
+        loop {
+            match std::fs::metadata(d) {
+                Ok(m) if m.ino() == cgroup_id => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+            match d.parent() {
+                Some(p) if p.starts_with(root) => d = p,
+                _ => return false,
+            }
+        }
+    }
+
+    /// The open flags of the syscall thread `tid` is blocked in, when they are known.
+    fn pending_open_flags(&self, tid: u32) -> Option<i32> {
+        use procfs::FromRead;
+        let mut buf = [0u8; 512];
+        let mut files = self.task_files.borrow_mut();
+        let text = files.read(tid, TaskFile::Syscall, &mut buf)?;
+        open_flags(&Syscall::from_read(text).ok()?)
+    }
 }
 
 /// The flags argument of an open(2), openat(2) or creat(2) a task is blocked in. Only the

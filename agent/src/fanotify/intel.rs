@@ -16,7 +16,9 @@
 use nix::sys::fanotify::{FanotifyEvent, FanotifyResponse, MaskFlags, Response};
 use seawall_proto::event::Action;
 
-use super::answer::Answerer;
+use std::os::fd::BorrowedFd;
+
+use super::{answer::Answerer, Watched};
 use crate::intel::exec::{ExecIntel, ListedExec};
 
 /// The permission events intel needs on a container's filesystem.
@@ -28,21 +30,22 @@ pub(super) fn exec_mask(intel: &ExecIntel, cgroup_id: u64) -> MaskFlags {
     }
 }
 
-/// Judges an exec permission event by the content of the file. True when it answered the
-/// event (refused it); false when the other checks decide (not an exec, not listed, audit).
-pub(super) fn answered(a: &Answerer, event: &FanotifyEvent) -> bool {
+/// Judges an exec permission event by the content of the file (`file`, at `path` in the
+/// container `w`, as `Answerer::locate` found them). True when it answered the event (refused
+/// it); false when the other checks decide (not an exec, not listed, audit).
+pub(super) fn answered(
+    a: &Answerer,
+    event: &FanotifyEvent,
+    file: BorrowedFd<'_>,
+    w: &Watched,
+    path: &[u8],
+) -> bool {
     if !event.mask().contains(MaskFlags::FAN_OPEN_EXEC_PERM) {
         return false;
     }
-    let Some(file) = event.fd() else {
-        return false;
-    };
-    let Some((w, _, path)) = a.locate(file) else {
-        return false;
-    };
     let pid = event.pid() as u32;
     // The engine, or the host, reading the container's files is never refused.
-    if a.intel.mode(w.cgroup_id) == seawall_profile::Mode::Off || !a.opener_in(pid, w.cgroup_id) {
+    if a.intel.mode(w.cgroup_id) == seawall_profile::Mode::Off || !a.opener_in(pid, w) {
         return false;
     }
     let Some((action, intel)) = a.intel.judge(w.cgroup_id, file) else {
@@ -62,7 +65,7 @@ pub(super) fn answered(a: &Answerer, event: &FanotifyEvent) -> bool {
     a.intel.report(ListedExec {
         cgroup_id: w.cgroup_id,
         pid,
-        path: String::from_utf8_lossy(&path).into_owned(),
+        path: String::from_utf8_lossy(path).into_owned(),
         action,
         intel,
     });

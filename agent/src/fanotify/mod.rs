@@ -29,6 +29,8 @@ mod answer;
 pub mod enforced;
 mod intel;
 pub mod mountinfo;
+mod opener;
+mod responses;
 pub mod scripts;
 
 use std::{
@@ -56,6 +58,11 @@ use self::scripts::Layers;
 /// What one container's policy needs at answer time.
 struct Watched {
     cgroup_id: u64,
+    /// The container cgroup's path from the hierarchy root, as `/proc/<pid>/cgroup` shows it,
+    /// when it was found at marking time: membership is then a prefix test on the opener's
+    /// path (the path names this cgroup for the life of these marks, which a new container's
+    /// registration replaces), not a `statx` per ancestor.
+    cgroup_path: Option<Vec<u8>>,
     policy: FilePolicy,
     drift: DriftPolicy,
     /// The container's root mount (execs on other mounts are not the image's).
@@ -135,6 +142,7 @@ pub struct FileGuard {
     /// Whether scripts are judged here (the fallback: BPF LSM judges them in the kernel).
     judge_scripts: bool,
     by_mount: ByMount,
+    cgroup_root: Option<std::path::PathBuf>,
     /// Container → its marked mounts (id, marked path).
     marked: HashMap<u64, Vec<(u64, CString)>>,
     /// Container → its profile, until its mounts are known (first exec, or already running).
@@ -190,9 +198,11 @@ impl FileGuard {
         intel: crate::intel::exec::ExecIntel,
     ) -> Result<Self, FileGuardError> {
         // FAN_REPORT_TID: the event names the blocked thread, whose syscall holds the flags.
+        // FAN_NONBLOCK: a busy group is drained by reads until EAGAIN, without a poll each.
         let group = Fanotify::init(
             InitFlags::FAN_CLASS_CONTENT
                 | InitFlags::FAN_CLOEXEC
+                | InitFlags::FAN_NONBLOCK
                 | InitFlags::FAN_UNLIMITED_QUEUE
                 | InitFlags::FAN_REPORT_TID,
             EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC,
@@ -205,11 +215,13 @@ impl FileGuard {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(FileCounters::default());
         let (end_tx, ended) = tokio::sync::oneshot::channel();
+        let cgroup_root = crate::runtime::cgroup::cgroup2_root().ok();
         let answerer = answer::Answerer {
             group: group.clone(),
             by_mount: by_mount.clone(),
             audit_all,
-            cgroup_root: crate::runtime::cgroup::cgroup2_root().ok(),
+            cgroup_root: cgroup_root.clone(),
+            task_files: Default::default(),
             tx,
             stop: stop.clone(),
             liveness,
@@ -228,6 +240,7 @@ impl FileGuard {
             audit_all,
             judge_scripts,
             by_mount,
+            cgroup_root,
             marked: HashMap::new(),
             pending: HashMap::new(),
             rx: Some(rx),
@@ -307,8 +320,15 @@ impl FileGuard {
         let mounts =
             mountinfo::of_pid(pid).map_err(|source| FileGuardError::Mounts { pid, source })?;
         let root = mounts.iter().find(|m| m.is_root());
+        let cgroup_path = self.cgroup_root.as_deref().and_then(|root| {
+            crate::runtime::cgroup::ancestor_with_id(root, pid, cgroup_id).map(String::into_bytes)
+        });
+        if cgroup_path.is_none() {
+            tracing::debug!(container_cgroup_id = cgroup_id, pid, "the container cgroup's path is unknown: openers are checked by a walk of their cgroup's ancestors");
+        }
         let watched = Arc::new(Watched {
             cgroup_id,
+            cgroup_path,
             policy: profile.files.clone(),
             drift: profile.drift.clone(),
             root_mount: root.map(|m| m.id).unwrap_or(0),

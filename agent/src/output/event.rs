@@ -208,7 +208,8 @@ impl Enricher {
                 p.exe_source = exe_source(*flags).into();
                 let why = exec_reason(control, *flags);
                 let message = match action {
-                    Action::Allowed => format!("exec {path}"),
+                    // The message of every allowed exec: one exact allocation, no formatter.
+                    Action::Allowed => ["exec ", path.as_str()].concat(),
                     a => format!("{}: exec {path}{why} {a}", control_name(control)),
                 };
                 (Kind::Exec, p, None, message)

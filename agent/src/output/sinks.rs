@@ -61,17 +61,29 @@ impl Sinks {
         })
     }
 
+    /// Writes the event, publishes it to local subscribers, forwards it, counts it. The JSON
+    /// is serialized straight into the output buffer unless someone subscribes to the local
+    /// bus, which needs a line of its own.
     pub fn emit(&mut self, ev: &Event) {
-        let line = ev.to_json_line();
-        if let Err(e) = writeln!(self.writer, "{line}") {
+        let written = if self.bus.receiver_count() == 0 {
+            ev.write_json_line(&mut self.writer)
+        } else {
+            let line = ev.to_json_line();
+            let written = self
+                .writer
+                .write_all(line.as_bytes())
+                .and_then(|()| self.writer.write_all(b"\n"));
+            let _ = self.bus.send(Arc::from(line));
+            written
+        };
+        if let Err(e) = written {
             tracing::error!(error = %e, "writing an event to the output failed");
         }
-        let _ = self.bus.send(Arc::from(line.as_str()));
         for f in &mut self.forward {
             f(ev);
         }
         self.metrics
-            .inc_event(&ev.kind.to_string(), &ev.action.to_string(), &ev.control);
+            .inc_event(ev.kind.as_str(), ev.action.as_str(), &ev.control);
     }
 
     /// Every event from now on also goes to the collector's spool, in order.

@@ -47,22 +47,54 @@ pub fn cgroup_id(path: &Path) -> Result<u64, CgroupError> {
 }
 
 /// The cgroup v2 path of a process relative to the hierarchy root (`0::/docker/<id>` →
-/// `/docker/<id>`).
+/// `/docker/<id>`). One open, one read into a stack buffer, one close; a content too long for
+/// the buffer is read again whole.
 pub fn pid_cgroup(pid: u32) -> Option<String> {
-    let groups = procfs::process::Process::new(pid as i32)
-        .ok()?
-        .cgroups()
-        .ok()?;
-    unified_path(&groups)
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{pid}/cgroup")).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = file.read(&mut buf).ok()?;
+    let path = if n < buf.len() {
+        unified_path_bytes(&buf[..n])?.to_vec()
+    } else {
+        let mut all = buf.to_vec();
+        file.read_to_end(&mut all).ok()?;
+        unified_path_bytes(&all)?.to_vec()
+    };
+    String::from_utf8(path).ok()
 }
 
-/// The unified (hierarchy 0) entry of a `/proc/<pid>/cgroup`.
-fn unified_path(groups: &procfs::ProcessCGroups) -> Option<String> {
-    groups
-        .0
-        .iter()
-        .find(|g| g.hierarchy == 0)
-        .map(|g| g.pathname.trim().to_string())
+/// The unified (hierarchy 0) path in the content of a `/proc/<pid>/cgroup`.
+pub fn unified_path_bytes(content: &[u8]) -> Option<&[u8]> {
+    content
+        .split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(b"0::"))
+        .map(|p| p.trim_ascii())
+}
+
+/// Whether the cgroup at `path` is `dir` or lies below it (both from the hierarchy root).
+pub fn is_at_or_below(path: &[u8], dir: &[u8]) -> bool {
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
+/// The path (from the hierarchy root) of the cgroup with id `id` that `pid` is in or below:
+/// the pid's own cgroup, or its nearest ancestor with that id. Never the root.
+pub fn ancestor_with_id(root: &Path, pid: u32, id: u64) -> Option<String> {
+    let own = pid_cgroup(pid)?;
+    ancestor_path_with_id(root, &own, id).map(str::to_owned)
+}
+
+/// The nearest ancestor of `path` (itself included, the root excluded) whose id is `id`.
+fn ancestor_path_with_id<'p>(root: &Path, path: &'p str, id: u64) -> Option<&'p str> {
+    let mut p = path.trim_end_matches('/');
+    while !p.is_empty() {
+        if cgroup_id(&root.join(p.trim_start_matches('/'))).ok()? == id {
+            return Some(p);
+        }
+        p = &p[..p.rfind('/')?];
+    }
+    None
 }
 
 /// The container id in a cgroup path's last component (`<id>`, `docker-<id>.scope`,
@@ -302,10 +334,45 @@ mod tests {
 
     #[test]
     fn reads_the_unified_line_of_proc_pid_cgroup() {
-        use procfs::FromRead;
-        let text = "9:name=systemd:/docker/abc\n1:cpu:/docker/abc\n0::/docker/abc\n";
-        let groups = procfs::ProcessCGroups::from_read(text.as_bytes()).unwrap();
-        assert_eq!(unified_path(&groups).as_deref(), Some("/docker/abc"));
+        let text = b"9:name=systemd:/docker/abc\n1:cpu:/docker/abc\n0::/docker/abc\n";
+        assert_eq!(unified_path_bytes(text), Some(&b"/docker/abc"[..]));
+        assert_eq!(unified_path_bytes(b"0::/\n"), Some(&b"/"[..]));
+        assert_eq!(unified_path_bytes(b"1:cpu:/x\n"), None, "no unified line");
+        let mine = pid_cgroup(std::process::id()).unwrap();
+        assert!(mine.starts_with('/'), "{mine}");
+    }
+
+    #[test]
+    fn a_cgroup_is_below_a_directory_only_at_a_component_boundary() {
+        assert!(is_at_or_below(b"/docker/abc", b"/docker/abc"));
+        assert!(is_at_or_below(b"/docker/abc/init", b"/docker/abc"));
+        assert!(!is_at_or_below(b"/docker/abcd", b"/docker/abc"));
+        assert!(!is_at_or_below(b"/docker", b"/docker/abc"));
+        assert!(!is_at_or_below(b"/user.slice", b"/docker/abc"));
+    }
+
+    #[test]
+    fn the_container_cgroup_is_found_among_the_ancestors_by_id() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("docker/c1/sub/deeper")).unwrap();
+        let id = cgroup_id(&root.path().join("docker/c1")).unwrap();
+        let r = root.path();
+        assert_eq!(
+            ancestor_path_with_id(r, "/docker/c1/sub/deeper", id),
+            Some("/docker/c1")
+        );
+        assert_eq!(
+            ancestor_path_with_id(r, "/docker/c1", id),
+            Some("/docker/c1")
+        );
+        assert_eq!(ancestor_path_with_id(r, "/docker", id), None);
+        let root_id = cgroup_id(r).unwrap();
+        assert_eq!(
+            ancestor_path_with_id(r, "/docker", root_id),
+            None,
+            "never the root"
+        );
+        assert_eq!(ancestor_path_with_id(r, "/gone/x", id), None);
     }
 
     #[test]
