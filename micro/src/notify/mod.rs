@@ -6,6 +6,7 @@
 //! Should this loop ever stop (the supervisor killed), the kernel fails every pending and
 //! future notified call with ENOSYS: the tree fails closed.
 
+mod code_maps;
 mod exec;
 mod files;
 mod listener;
@@ -37,7 +38,8 @@ pub struct Context {
     pub profile: Profile,
     /// The Landlock rules as installed, to predict the kernel's answer for events.
     pub fs: Compiled,
-    /// Files executable at start, with their ctime: drift is anything else.
+    /// Regular files at start, with their ctime: running or mapping anything else as code is
+    /// drift.
     pub at_start: HashMap<FileId, i128>,
     pub events: Events,
     pub sockets: Arc<SocketTable>,
@@ -84,6 +86,8 @@ fn dispatch(ctx: &Arc<Context>, req: &Request) -> Option<Reply> {
     match i64::from(req.nr) {
         libc::SYS_execve | libc::SYS_execveat => Some(exec::on_exec(ctx, req)),
         libc::SYS_memfd_create => exec::on_memfd(ctx, req),
+        libc::SYS_mmap => Some(code_maps::on_mmap(ctx, req)),
+        libc::SYS_mprotect | libc::SYS_pkey_mprotect => Some(code_maps::on_mprotect(ctx, req)),
         libc::SYS_socket => net::on_socket(ctx, req),
         libc::SYS_connect | libc::SYS_bind => net::on_address(ctx, req),
         libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => net::on_send(ctx, req),
