@@ -60,6 +60,11 @@ fn ready() -> bool {
     } else {
         None
     };
+    runs_unless(why)
+}
+
+/// `true` when there is no reason not to run; else says `SKIP: <why>` loudly, and fails on CI.
+fn runs_unless(why: Option<String>) -> bool {
     match why {
         None => true,
         Some(why) => {
@@ -152,6 +157,19 @@ fn run_with(
     micro_args: &[&str],
     script: &str,
 ) -> Run {
+    run_in(profile, network, docker_args, micro_args, script, |_| {})
+}
+
+/// `run_with`, with `stage` adding files to `/mt` first (present at start: part of the image
+/// as far as drift is concerned).
+fn run_in(
+    profile: &str,
+    network: &str,
+    docker_args: &[&str],
+    micro_args: &[&str],
+    script: &str,
+    stage: impl FnOnce(&Path),
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let mt = dir.path().join("mt");
     let out = dir.path().join("out");
@@ -161,6 +179,7 @@ fn run_with(
     std::fs::copy(helper_bin(), mt.join("micro-helper")).unwrap();
     std::fs::write(mt.join("p.toml"), profile).unwrap();
     std::fs::write(mt.join("secret"), "the secret\n").unwrap();
+    stage(&mt);
     let name = unique_name("micro");
     let container = Container { name: name.clone() };
     let mut cmd = Command::new("docker");
@@ -265,6 +284,8 @@ fn assert_threads_unreachable(r: &Run) {
 mod attacker;
 #[path = "micro/benign.rs"]
 mod benign;
+#[path = "micro/code.rs"]
+mod code;
 #[path = "micro/collector.rs"]
 mod collector;
 #[path = "micro/drift.rs"]

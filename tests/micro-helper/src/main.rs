@@ -2,6 +2,7 @@
 //! (`syscall(2)`, `int 0x80`), never libc's wrappers. Each prints `OP: ok` or `OP: ERRNO` per
 //! call so the test reads exactly what the process saw.
 
+mod code;
 mod escape;
 mod exec;
 mod files;
@@ -81,6 +82,9 @@ fn main() {
             "race-exec" => exec::race_exec(a(2), a(3), a(4)),
             "race-sendmsg" => net::race_sendmsg(a(2), a(3), a(4)),
             "memfd-exec" => exec::memfd_exec(),
+            "map-file" => code::map_file(a(2)),
+            "map-memfd" => code::map_memfd(),
+            "persona" => code::persona(a(2)),
             "exec" => exec::exec(a(2), &args[3..]),
             "file" => files::file_attacks(a(2)),
             "read" => files::read(a(2)),
