@@ -169,6 +169,10 @@ impl Plan {
                  at an address (mmap MAP_FIXED) between the supervisor's check and the kernel's \
                  mmap/mprotect: the check is race-free only for a single-threaded caller"
                     .into(),
+                "a file of the image without an execute bit (a library) on a writable mount \
+                 that is not an overlay (a volume) can be rewritten in place after it was \
+                 mapped: W^X keeps only the files executable at start unwritable"
+                    .into(),
                 "a process the supervisor may not look at (running as another user than \
                  seawall-micro, or not dumpable) has every PROT_EXEC file mapping refused under \
                  enforce: run seawall-micro as the application's user"
