@@ -251,13 +251,14 @@ fn raw_syscalls_cannot_map_dropped_code_or_a_memfd_executable() {
     r.assert_out("personality(READ_IMPLIES_EXEC): EPERM");
     r.assert_out("persona READ_IMPLIES_EXEC: false");
     r.assert_out("read mapping executable: false");
-    // The image's own file maps executable every way.
+    // The image's own file maps executable every way. (Docker's default seccomp profile refuses
+    // pkey_mprotect before ours is asked: EPERM with or without seawall-micro, and no event; the
+    // supervisor's side of it is in the filter's unit test.)
     for op in [
         "mmap(PROT_EXEC)",
         "mmap(PROT_EXEC, high flags)",
         "mmap(PROT_EXEC, MAP_SHARED)",
         "mprotect(PROT_EXEC)",
-        "pkey_mprotect(PROT_EXEC)",
     ] {
         r.assert_out(&format!("{op} /mt/micro-helper: ok"));
     }
@@ -270,10 +271,7 @@ fn raw_syscalls_cannot_map_dropped_code_or_a_memfd_executable() {
             .any(|e| message_has(e, "mprotect(PROT_EXEC) of /tmp/dropped")),
         "{dropped:?}"
     );
-    assert!(
-        dropped.len() >= 5,
-        "three mmaps, mprotect, pkey_mprotect: {dropped:?}"
-    );
+    assert!(dropped.len() >= 4, "three mmaps and mprotect: {dropped:?}");
     r.event("memfd mapped executable", |e| {
         is(e, "exec", "drift", "blocked")
             && e["file"]["path"]
