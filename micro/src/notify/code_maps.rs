@@ -30,7 +30,7 @@ use super::exec::drift_reason;
 use super::listener::{Reply, Request};
 use super::resolve::{display, resolve, Resolved};
 use super::target::{process_info, Target, TargetError};
-use super::{action_for, Context};
+use super::{action_for, bit_names, Context};
 use crate::events::Draft;
 
 /// What a mapping request brings in, as the kernel resolved it.
@@ -183,18 +183,15 @@ fn emit(
 
 /// `PROT_READ|PROT_EXEC` for events.
 fn prot_text(prot: u64) -> String {
-    let prot = prot as i32;
-    let mut parts = Vec::new();
-    for (bit, name) in [
-        (libc::PROT_READ, "PROT_READ"),
-        (libc::PROT_WRITE, "PROT_WRITE"),
-        (libc::PROT_EXEC, "PROT_EXEC"),
-    ] {
-        if prot & bit != 0 {
-            parts.push(name);
-        }
-    }
-    parts.join("|")
+    bit_names(
+        prot as i32,
+        &[
+            (libc::PROT_READ, "PROT_READ"),
+            (libc::PROT_WRITE, "PROT_WRITE"),
+            (libc::PROT_EXEC, "PROT_EXEC"),
+        ],
+    )
+    .join("|")
 }
 
 /// The next space-separated field of `s`, and what follows it.

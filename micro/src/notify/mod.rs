@@ -51,6 +51,15 @@ const NATIVE_ARCH: u32 = 0xc000_003e;
 #[cfg(target_arch = "aarch64")]
 const NATIVE_ARCH: u32 = 0xc000_00b7;
 
+/// The names `names` gives the bits set in `value`, in `names`' order (flags for events).
+fn bit_names(value: i32, names: &[(i32, &'static str)]) -> Vec<&'static str> {
+    names
+        .iter()
+        .filter(|&&(bit, _)| value & bit != 0)
+        .map(|&(_, name)| name)
+        .collect()
+}
+
 /// The action an event reports for a violation under `mode`, given whether the kernel blocks.
 pub fn action_for(mode: Mode, blocked: bool) -> Action {
     match (mode, blocked) {
