@@ -2,6 +2,7 @@
 
 use std::{
     io::Write as _,
+    os::unix::process::CommandExt as _,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -247,7 +248,8 @@ fn ensure_docker() -> Result<()> {
         .append(true)
         .open("/var/log/seawall-dockerd.log")
         .context("opening /var/log/seawall-dockerd.log")?;
-    Command::new("setsid")
+    let mut dockerd = Command::new("setsid");
+    dockerd
         .args([
             "dockerd",
             "--bridge=none",
@@ -256,9 +258,18 @@ fn ensure_docker() -> Result<()> {
         ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting dockerd")?;
+        .stderr(log);
+    // dockerd outlives this run: it must not inherit our descriptors. Under
+    // `flock /tmp/seawall-host.lock cargo xtask test` it would otherwise hold the host lock for
+    // as long as it runs, and every later test would wait on it.
+    // SAFETY: close_range is async-signal-safe and touches only descriptors above stderr.
+    unsafe {
+        dockerd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    dockerd.spawn().context("starting dockerd")?;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if docker_answers() {
