@@ -173,6 +173,20 @@ fn startup_message(plan: &Plan, fs: &Compiled) -> String {
     m
 }
 
+/// A persona with READ_IMPLIES_EXEC (inherited across exec) makes every readable mapping
+/// executable without PROT_EXEC in the call: the tree must not start with it (the filter keeps
+/// it from setting it again).
+fn clear_read_implies_exec() {
+    let flag = confine::syscalls::READ_IMPLIES_EXEC;
+    // SAFETY: 0xffffffff only reads the persona; setting it back changes nothing else.
+    unsafe {
+        let persona = libc::personality(0xffff_ffff);
+        if persona >= 0 && persona as u32 & flag != 0 {
+            libc::personality(libc::c_ulong::from(persona as u32 & !flag));
+        }
+    }
+}
+
 fn main() {
     // Before any thread exists, so every thread (and the tree, until it execs) has them blocked
     // and only the main thread takes them.
@@ -209,7 +223,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         Compiled::default()
     };
-    let at_start = snap.executables();
+    let at_start = snap.regular_files();
     let snapshot_entries = snap.nodes.len();
     drop(snap);
     if args.check {
@@ -242,6 +256,9 @@ fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
 
+    if plan.watch_code_maps {
+        clear_read_implies_exec();
+    }
     let me = std::process::id();
     if me != 1 {
         // Orphans of the tree come here to be reaped, as they would to PID 1.

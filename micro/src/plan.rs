@@ -49,6 +49,9 @@ pub struct Plan {
     pub watch_exec: bool,
     /// memfd_create is done by the supervisor, always with `MFD_NOEXEC_SEAL`.
     pub memfd_noexec: bool,
+    /// mmap(PROT_EXEC) of a file and mprotect/pkey_mprotect adding PROT_EXEC go to the
+    /// supervisor, which refuses code that was not in the filesystem at start (drift not off).
+    pub watch_code_maps: bool,
     pub watch_files: FileWatch,
     /// Sockets are created, connected, bound and sent on by the supervisor.
     pub net_on_behalf: bool,
@@ -117,6 +120,7 @@ impl Plan {
         let watch_exec =
             f.user_notif && (p.drift.mode != Mode::Off || (p.exec.mode != Mode::Off && exec_lists));
         let memfd_noexec = enforce(p.drift.mode) && f.memfd_noexec && f.on_behalf();
+        let watch_code_maps = f.user_notif && p.drift.mode != Mode::Off;
         let watch_files = if !f.user_notif || p.files.mode == Mode::Off {
             FileWatch::None
         } else if !p.files.deny.is_empty() {
@@ -157,9 +161,21 @@ impl Plan {
             backend: String::new(),
             degraded: Vec::new(),
             not_covered: vec![
-                "mmap(PROT_EXEC) of a file, and running one through the dynamic loader \
-                 (`ld.so FILE`), are not refused: Landlock's execute right covers \
-                 execve/execveat and ELF interpreters only"
+                "code written into anonymous memory and made executable (JIT-style: \
+                 mmap/mprotect of anonymous or already-written private pages, shm with \
+                 SHM_EXEC, /proc/self/mem onto its own code) runs: JITs need it"
+                    .into(),
+                "a multi-threaded process can swap the file behind an fd (dup2) or the mapping \
+                 at an address (mmap MAP_FIXED) between the supervisor's check and the kernel's \
+                 mmap/mprotect: the check is race-free only for a single-threaded caller"
+                    .into(),
+                "a file of the image without an execute bit (a library) on a writable mount \
+                 that is not an overlay (a volume) can be rewritten in place after it was \
+                 mapped: W^X keeps only the files executable at start unwritable"
+                    .into(),
+                "a process the supervisor may not look at (running as another user than \
+                 seawall-micro, or not dumpable) has every PROT_EXEC file mapping refused under \
+                 enforce: run seawall-micro as the application's user"
                     .into(),
                 "a script given to an interpreter (`sh FILE`) is read, not executed".into(),
                 "directories holding executables at start take no new files and their \
@@ -170,7 +186,7 @@ impl Plan {
         if p.drift.mode != Mode::Off {
             r.backend = if enforce(p.drift.mode) {
                 "Landlock execute right on the files executable at start; seccomp \
-                 notification for memfd_create and events"
+                 notification for memfd_create, mmap/mprotect PROT_EXEC of files and events"
             } else {
                 AUDIT_BACKEND
             }
@@ -187,6 +203,11 @@ impl Plan {
                 );
             }
             if !f.user_notif {
+                r.degraded.push(
+                    "code not in the image can be mapped executable (LD_PRELOAD, dlopen, \
+                     `ld.so FILE`, mmap/mprotect PROT_EXEC): needs seccomp user notification"
+                        .into(),
+                );
                 r.degraded.push(no_events.clone());
             }
         }
@@ -366,6 +387,7 @@ impl Plan {
             landlock_files,
             watch_exec,
             memfd_noexec,
+            watch_code_maps,
             watch_files,
             net_on_behalf,
             net_watch,

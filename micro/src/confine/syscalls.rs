@@ -83,6 +83,59 @@ fn pid_guarded() -> Vec<(c_long, u8)> {
     ]
 }
 
+/// Code mappings the supervisor judges (drift): only what can bring a file's code in is
+/// notified, decided here on the registers; anonymous mappings (JITs) and everything without
+/// PROT_EXEC stay in the kernel.
+pub(crate) fn code_map_rules() -> Vec<SyscallRule> {
+    let exec = Cond::any_bit(2, libc::PROT_EXEC as u32);
+    let mut rules = vec![SyscallRule {
+        nr: libc::SYS_mmap as u32,
+        arms: vec![Arm {
+            conds: vec![
+                exec,
+                Cond::MaskedEq {
+                    arg: 3,
+                    mask: libc::MAP_ANONYMOUS as u32,
+                    value: 0,
+                },
+            ],
+            verdict: Verdict::Notify,
+        }],
+        otherwise: Verdict::Allow,
+    }];
+    for nr in [libc::SYS_mprotect, libc::SYS_pkey_mprotect] {
+        rules.push(SyscallRule {
+            nr: nr as u32,
+            arms: vec![Arm {
+                conds: vec![exec],
+                verdict: Verdict::Notify,
+            }],
+            otherwise: Verdict::Allow,
+        });
+    }
+    // READ_IMPLIES_EXEC would make every PROT_READ mapping executable without PROT_EXEC in
+    // the arguments; 0xffffffff only asks for the current persona.
+    rules.push(SyscallRule {
+        nr: libc::SYS_personality as u32,
+        arms: vec![Arm {
+            conds: vec![
+                Cond::MaskedNe {
+                    arg: 0,
+                    mask: u32::MAX,
+                    value: u32::MAX,
+                },
+                Cond::any_bit(0, READ_IMPLIES_EXEC),
+            ],
+            verdict: EPERM,
+        }],
+        otherwise: Verdict::Allow,
+    });
+    rules
+}
+
+/// `personality(2)`'s flag that adds PROT_EXEC to every readable mapping.
+pub const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
+
 pub fn filter_spec(plan: &Plan, sup: SupervisorIds) -> FilterSpec {
     let notify_ok = plan.features.user_notif;
     let mut rules: Vec<SyscallRule> = Vec::new();
@@ -114,6 +167,16 @@ pub fn filter_spec(plan: &Plan, sup: SupervisorIds) -> FilterSpec {
         arms: vec![
             Arm {
                 conds: vec![Cond::any_bit(0, NAMESPACE_FLAGS)],
+                verdict: EPERM,
+            },
+            // Two processes sharing one address space would let one remap what the supervisor
+            // just checked for the other's mprotect (vfork shares it with a parent that waits).
+            Arm {
+                conds: vec![Cond::MaskedEq {
+                    arg: 0,
+                    mask: (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_VFORK) as u32,
+                    value: libc::CLONE_VM as u32,
+                }],
                 verdict: EPERM,
             },
             // Two processes sharing one fd table would let one swap the socket behind a
@@ -179,6 +242,9 @@ pub fn filter_spec(plan: &Plan, sup: SupervisorIds) -> FilterSpec {
     }
     if plan.memfd_noexec {
         rules.push(SyscallRule::always(libc::SYS_memfd_create, Verdict::Notify));
+    }
+    if plan.watch_code_maps {
+        rules.extend(code_map_rules());
     }
 
     let net = plan.net_on_behalf || plan.net_watch;

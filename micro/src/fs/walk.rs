@@ -177,11 +177,12 @@ impl Snapshot {
         Ok(snap)
     }
 
-    /// Regular files that were executable at start, by identity, with their ctime.
-    pub fn executables(&self) -> HashMap<FileId, i128> {
+    /// Every regular file at start, by identity, with its ctime (executable or not: libraries
+    /// are mapped, not executed, and need no execute bit).
+    pub fn regular_files(&self) -> HashMap<FileId, i128> {
         self.nodes
             .iter()
-            .filter(|n| n.kind == NodeKind::File { exec: true })
+            .filter(|n| matches!(n.kind, NodeKind::File { .. }))
             .map(|n| (n.id, n.ctime_ns))
             .collect()
     }
@@ -235,7 +236,8 @@ mod tests {
         let tool = s.find(&root.join("bin/tool")).unwrap();
         assert_eq!(s.nodes[tool].kind, NodeKind::File { exec: true });
         assert_eq!(s.aliases[&s.nodes[tool].id].len(), 2);
-        assert_eq!(s.executables().len(), 1);
+        // tool (twice linked) and conf.
+        assert_eq!(s.regular_files().len(), 2);
         assert!(matches!(
             s.nodes[s.find(&root.join("etc")).unwrap()].kind,
             NodeKind::Dir { walked: true, .. }

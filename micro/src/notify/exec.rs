@@ -34,31 +34,35 @@ struct Violation {
     why: &'static str,
 }
 
+/// Why running `r` is drift, if it is (drift not off, not under `drift.allow`): a memfd or a
+/// deleted file, a file that was not in the filesystem at start, or one changed since
+/// (`ctime_now`, when the file can be looked at). Exec and code mappings share this decision.
+pub fn drift_reason(ctx: &Context, r: &Resolved, ctime_now: Option<i128>) -> Option<&'static str> {
+    let drift = &ctx.profile.drift;
+    if drift.mode == Mode::Off || drift.allow.iter().any(|a| a.matches(&display(&r.path))) {
+        return None;
+    }
+    if r.detached {
+        return Some(" (deleted or memory-only file)");
+    }
+    match r.id.and_then(|id| ctx.at_start.get(&id)) {
+        None => Some(" (not in the filesystem at start)"),
+        Some(&ctime) => (ctime_now.unwrap_or(ctime) != ctime).then_some(" (changed since start)"),
+    }
+}
+
 fn judge(ctx: &Context, r: &Resolved) -> Option<Violation> {
     let path = display(&r.path);
-    let drift = &ctx.profile.drift;
     let exec = &ctx.profile.exec;
-    if drift.mode != Mode::Off && !drift.allow.iter().any(|a| a.matches(&path)) {
-        let why = if r.detached {
-            Some(" (deleted or memory-only file)")
-        } else {
-            match r.id.and_then(|id| ctx.at_start.get(&id).map(|c| (id, *c))) {
-                None => Some(" (not in the filesystem at start)"),
-                Some((_, ctime)) => {
-                    let now = std::fs::metadata(&r.path)
-                        .map(|m| crate::fs::walk::ctime_ns(&m))
-                        .unwrap_or(ctime);
-                    (now != ctime).then_some(" (changed since start)")
-                }
-            }
-        };
-        if let Some(why) = why {
-            return Some(Violation {
-                control: "drift",
-                mode: drift.mode,
-                why,
-            });
-        }
+    let now = std::fs::metadata(&r.path)
+        .ok()
+        .map(|m| crate::fs::walk::ctime_ns(&m));
+    if let Some(why) = drift_reason(ctx, r, now) {
+        return Some(Violation {
+            control: "drift",
+            mode: ctx.profile.drift.mode,
+            why,
+        });
     }
     if exec.mode != Mode::Off {
         let denied = exec.deny.iter().any(|d| d.matches(&path));

@@ -9,7 +9,7 @@ use seawall_proto::event::{Action, File, Kind};
 use super::listener::{Reply, Request};
 use super::resolve::{display, resolve, Resolved};
 use super::target::Target;
-use super::Context;
+use super::{bit_names, Context};
 use crate::events::Draft;
 use crate::fs::rights::*;
 
@@ -55,16 +55,15 @@ fn flags_text(flags: u64) -> String {
         libc::O_RDWR => "O_RDWR",
         _ => "O_RDONLY",
     }];
-    for (bit, name) in [
-        (libc::O_CREAT, "O_CREAT"),
-        (libc::O_EXCL, "O_EXCL"),
-        (libc::O_TRUNC, "O_TRUNC"),
-        (libc::O_APPEND, "O_APPEND"),
-    ] {
-        if flags & bit != 0 {
-            parts.push(name);
-        }
-    }
+    parts.extend(bit_names(
+        flags,
+        &[
+            (libc::O_CREAT, "O_CREAT"),
+            (libc::O_EXCL, "O_EXCL"),
+            (libc::O_TRUNC, "O_TRUNC"),
+            (libc::O_APPEND, "O_APPEND"),
+        ],
+    ));
     parts.join("|")
 }
 

@@ -6,6 +6,7 @@
 //! Should this loop ever stop (the supervisor killed), the kernel fails every pending and
 //! future notified call with ENOSYS: the tree fails closed.
 
+mod code_maps;
 mod exec;
 mod files;
 mod listener;
@@ -37,7 +38,8 @@ pub struct Context {
     pub profile: Profile,
     /// The Landlock rules as installed, to predict the kernel's answer for events.
     pub fs: Compiled,
-    /// Files executable at start, with their ctime: drift is anything else.
+    /// Regular files at start, with their ctime: running or mapping anything else as code is
+    /// drift.
     pub at_start: HashMap<FileId, i128>,
     pub events: Events,
     pub sockets: Arc<SocketTable>,
@@ -48,6 +50,15 @@ pub struct Context {
 const NATIVE_ARCH: u32 = 0xc000_003e;
 #[cfg(target_arch = "aarch64")]
 const NATIVE_ARCH: u32 = 0xc000_00b7;
+
+/// The names `names` gives the bits set in `value`, in `names`' order (flags for events).
+fn bit_names(value: i32, names: &[(i32, &'static str)]) -> Vec<&'static str> {
+    names
+        .iter()
+        .filter(|&&(bit, _)| value & bit != 0)
+        .map(|&(_, name)| name)
+        .collect()
+}
 
 /// The action an event reports for a violation under `mode`, given whether the kernel blocks.
 pub fn action_for(mode: Mode, blocked: bool) -> Action {
@@ -84,6 +95,8 @@ fn dispatch(ctx: &Arc<Context>, req: &Request) -> Option<Reply> {
     match i64::from(req.nr) {
         libc::SYS_execve | libc::SYS_execveat => Some(exec::on_exec(ctx, req)),
         libc::SYS_memfd_create => exec::on_memfd(ctx, req),
+        libc::SYS_mmap => Some(code_maps::on_mmap(ctx, req)),
+        libc::SYS_mprotect | libc::SYS_pkey_mprotect => Some(code_maps::on_mprotect(ctx, req)),
         libc::SYS_socket => net::on_socket(ctx, req),
         libc::SYS_connect | libc::SYS_bind => net::on_address(ctx, req),
         libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => net::on_send(ctx, req),

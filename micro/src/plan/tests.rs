@@ -36,6 +36,7 @@ fn a_full_kernel_enforces_everything_and_refuses_nothing() {
     assert!(p.refusals().is_empty(), "{:?}", p.refusals());
     assert!(p.landlock_drift && p.landlock_exec && p.landlock_files);
     assert!(p.watch_exec && p.memfd_noexec && p.net_on_behalf && !p.net_watch);
+    assert!(p.watch_code_maps);
     assert_eq!(p.watch_files, FileWatch::Changes);
     assert_eq!(p.raw_sockets, Mode::Enforce);
     assert_eq!(p.tcp.bind, Some(vec![0, 80, 8000, 8001]));
@@ -60,6 +61,12 @@ fn a_kernel_without_landlock_or_notification_refuses_enforce_but_runs_audit() {
             .any(|s| s.starts_with("drift: files written after start")),
         "{r:?}"
     );
+    assert!(
+        r.iter()
+            .any(|s| s.starts_with("drift: code not in the image can be mapped executable")),
+        "{r:?}"
+    );
+    assert!(!p.watch_code_maps);
     assert!(r.iter().any(|s| s.starts_with("exec: ")), "{r:?}");
     assert!(r.iter().any(|s| s.starts_with("file: ")), "{r:?}");
     assert!(r.iter().any(|s| s.starts_with("network: egress")), "{r:?}");
@@ -105,4 +112,13 @@ fn the_shipped_example_profile_loads_and_a_full_kernel_enforces_all_of_it() {
     assert_eq!(plan.watch_files, FileWatch::All);
     assert_eq!(plan.raw_sockets, Mode::Enforce);
     assert!(plan.tcp.bind.as_ref().is_some_and(|b| b.contains(&8080)));
+}
+
+#[test]
+fn code_mappings_are_watched_whenever_drift_is_on() {
+    let audit = ENFORCE_ALL.replace("prevent = true", "prevent = true\nmode = \"audit\"");
+    assert!(Plan::new(&profile(&audit), FULL).watch_code_maps);
+    let off = ENFORCE_ALL.replace("prevent = true", "prevent = false");
+    let p = Plan::new(&profile(&off), FULL);
+    assert!(!p.watch_code_maps, "{}", p.describe());
 }

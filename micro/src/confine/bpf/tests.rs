@@ -156,3 +156,39 @@ fn other_abis_are_killed() {
     let r = under(&s, || unsafe { libc::syscall(0x4000_0000 + 39) as i32 });
     assert_eq!(r, Err(libc::SIGSYS));
 }
+
+#[test]
+fn only_file_code_mappings_and_exec_grants_reach_the_supervisor() {
+    // Notify with no listener attached is ENOSYS: that is how "sent to the supervisor" shows.
+    let s = spec(crate::confine::syscalls::code_map_rules());
+    let got = under(&s, || unsafe {
+        let fd = libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY);
+        let map = |prot: i32, flags: i32, fd: i32| {
+            let p = libc::mmap(std::ptr::null_mut(), 4096, prot, flags, fd, 0);
+            if p == libc::MAP_FAILED {
+                Err(errno())
+            } else {
+                Ok(p)
+            }
+        };
+        let rx = libc::PROT_READ | libc::PROT_EXEC;
+        let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let checks = [
+            map(rx, libc::MAP_PRIVATE, fd).err() == Some(libc::ENOSYS),
+            map(libc::PROT_READ, libc::MAP_PRIVATE, fd).is_ok(),
+            map(rx, anon, -1).is_ok(),
+            match map(libc::PROT_READ, anon, -1) {
+                Ok(p) => {
+                    libc::mprotect(p, 4096, rx) == -1
+                        && errno() == libc::ENOSYS
+                        && libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_WRITE) == 0
+                }
+                Err(_) => false,
+            },
+            libc::personality(0x0040_0000) == -1 && errno() == libc::EPERM,
+            libc::personality(0xffff_ffff) >= 0,
+        ];
+        checks.iter().position(|ok| !ok).map_or(0, |i| i as i32 + 1)
+    });
+    assert_eq!(got, Ok(0), "the first check that failed, counting from 1");
+}

@@ -1,0 +1,290 @@
+//! Code mapped without an exec: `mmap(PROT_EXEC)` of a file and `mprotect`/`pkey_mprotect`
+//! adding `PROT_EXEC`. This is how the dynamic loader brings in `LD_PRELOAD` libraries,
+//! `dlopen`ed ones and a program given to it (`ld.so FILE`), and how a static binary runs
+//! code from a dropped file or a memfd without execve. Landlock's execute right does not
+//! reach any of them, so the supervisor decides, on what the kernel resolved: the open file
+//! behind the fd (`/proc/TID/fd/N`), or the mapping at the address (`/proc/TID/maps`), judged
+//! as an exec of that file would be (drift: not in the filesystem at start, changed since,
+//! memory-only or deleted).
+//!
+//! The filter only sends what can bring a file's code in; anonymous mappings (JITs) never come
+//! here. A refusal is `EPERM`, which the loaders report cleanly ("failed to map segment").
+//!
+//! Race: the answer is "continue", so the kernel re-reads the fd (or the mapping) after the
+//! look. For a single-threaded caller nothing can change either meanwhile: the caller waits
+//! here, and the filter refuses sharing an fd table or an address space with another process
+//! (`CLONE_FILES`/`CLONE_VM` without `CLONE_THREAD`; vfork's parent waits). Another thread of a
+//! multi-threaded caller can `dup2` a different file onto the fd, or `mmap(MAP_FIXED)` over
+//! the address, between the look and the kernel's call: that race is NOT closed. Installing
+//! the checked file at that number (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SETFD`) before
+//! continuing would not close it either (the other thread can dup2 again after the install),
+//! and the supervisor cannot make the mapping itself in another address space. It is written
+//! down in `--check` (drift, not covered) and in the README.
+
+use std::path::PathBuf;
+
+use seawall_profile::Mode;
+use seawall_proto::event::{Action, File, Kind, Process};
+
+use super::exec::drift_reason;
+use super::listener::{Reply, Request};
+use super::resolve::{display, resolve, Resolved};
+use super::target::{process_info, Target, TargetError};
+use super::{action_for, bit_names, Context};
+use crate::events::Draft;
+
+/// What a mapping request brings in, as the kernel resolved it.
+struct Code {
+    resolved: Resolved,
+    /// `st_ctime` of the file now, when it has a path to look at.
+    ctime_ns: Option<i128>,
+}
+
+/// `mmap(addr, len, prot, flags, fd, off)` with `PROT_EXEC` and a file.
+pub fn on_mmap(ctx: &Context, req: &Request) -> Reply {
+    let fd = req.int(4);
+    let t = match look(ctx, req, "mmap") {
+        Ok(t) => t,
+        Err(reply) => return reply,
+    };
+    let link = t.proc_path(&format!("fd/{fd}"));
+    let code = match resolve(&t, fd, b"", true, true) {
+        Some(r) => Code {
+            ctime_ns: std::fs::metadata(&link)
+                .ok()
+                .map(|m| crate::fs::walk::ctime_ns(&m)),
+            resolved: r,
+        },
+        // No such fd: the kernel's own EBADF.
+        None if std::fs::symlink_metadata(&link)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+        {
+            return Reply::Continue
+        }
+        None => return undecidable(ctx, t.process(), req, "mmap", &format!("fd {fd}")),
+    };
+    if !ctx.listener.valid(req.id) {
+        // What was read may belong to whoever has the thread id now.
+        return Reply::Continue;
+    }
+    judge(ctx, &t, req, "mmap", &code)
+}
+
+/// `mprotect(addr, len, prot)` / `pkey_mprotect(…, pkey)` with `PROT_EXEC`.
+pub fn on_mprotect(ctx: &Context, req: &Request) -> Reply {
+    let (addr, len) = (req.args[0], req.args[1]);
+    let t = match look(ctx, req, "mprotect") {
+        Ok(t) => t,
+        Err(reply) => return reply,
+    };
+    let maps = match std::fs::read_to_string(t.proc_path("maps")) {
+        Ok(m) => m,
+        Err(_) => return undecidable(ctx, t.process(), req, "mprotect", "the caller's mappings"),
+    };
+    let end = addr.saturating_add(len);
+    let mut files = Vec::new();
+    for m in maps.lines().filter_map(Mapping::parse) {
+        if m.start < end && addr < m.end && m.inode != 0 {
+            files.push(m);
+        }
+    }
+    if !ctx.listener.valid(req.id) {
+        return Reply::Continue;
+    }
+    for m in files {
+        let code = m.code(&t);
+        let reply = judge(ctx, &t, req, "mprotect", &code);
+        if reply != Reply::Continue {
+            return reply;
+        }
+    }
+    Reply::Continue
+}
+
+/// The verdict on one file, with its event.
+fn judge(ctx: &Context, t: &Target, req: &Request, op: &str, code: &Code) -> Reply {
+    let Some(why) = drift_reason(ctx, &code.resolved, code.ctime_ns) else {
+        return Reply::Continue;
+    };
+    let mode = ctx.profile.drift.mode;
+    let blocked = mode == Mode::Enforce;
+    let shown = display(&code.resolved.path);
+    emit(
+        ctx,
+        t.process(),
+        action_for(mode, blocked),
+        format!("{op}(PROT_EXEC) of {shown}{why}"),
+        shown,
+        req,
+    );
+    if blocked {
+        Reply::Errno(libc::EPERM)
+    } else {
+        Reply::Continue
+    }
+}
+
+/// The caller, opened for looking. A caller that is gone gets no answer that matters; one the
+/// supervisor may not look at (not dumpable, or running as another user, which takes
+/// CAP_SYS_PTRACE to inspect) cannot be judged.
+fn look(ctx: &Context, req: &Request, op: &str) -> Result<Target, Reply> {
+    match Target::open(&ctx.listener, req, false) {
+        Ok(t) => Ok(t),
+        Err(TargetError::Gone) => Err(Reply::Continue),
+        Err(_) => Err(undecidable(
+            ctx,
+            process_info(req.tid),
+            req,
+            op,
+            "the caller's files",
+        )),
+    }
+}
+
+/// What the file is cannot be told: refused under enforce (fail closed), reported either way.
+fn undecidable(ctx: &Context, process: Process, req: &Request, op: &str, what: &str) -> Reply {
+    let blocked = ctx.profile.drift.mode == Mode::Enforce;
+    emit(
+        ctx,
+        process,
+        action_for(ctx.profile.drift.mode, blocked),
+        format!("{op}(PROT_EXEC): cannot look at {what}"),
+        what.to_string(),
+        req,
+    );
+    if blocked {
+        Reply::Errno(libc::EPERM)
+    } else {
+        Reply::Continue
+    }
+}
+
+fn emit(
+    ctx: &Context,
+    process: Process,
+    action: Action,
+    what: String,
+    path: String,
+    req: &Request,
+) {
+    ctx.events.emit(Draft {
+        kind: Kind::Exec,
+        action,
+        control: "drift",
+        message: format!("drift: {what} {action}"),
+        process: Some(process),
+        file: Some(File {
+            path,
+            flags: prot_text(req.args[2]),
+        }),
+        network: None,
+    });
+}
+
+/// `PROT_READ|PROT_EXEC` for events.
+fn prot_text(prot: u64) -> String {
+    bit_names(
+        prot as i32,
+        &[
+            (libc::PROT_READ, "PROT_READ"),
+            (libc::PROT_WRITE, "PROT_WRITE"),
+            (libc::PROT_EXEC, "PROT_EXEC"),
+        ],
+    )
+    .join("|")
+}
+
+/// The next space-separated field of `s`, and what follows it.
+fn next_field(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    s.split_at(s.find(' ').unwrap_or(s.len()))
+}
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, PartialEq, Eq)]
+struct Mapping {
+    start: u64,
+    end: u64,
+    dev: u64,
+    inode: u64,
+    /// The kernel's name for the file: escaped (`\012` for a newline), ` (deleted)` when gone.
+    path: String,
+}
+
+impl Mapping {
+    /// `start-end perms offset major:minor inode   path`.
+    fn parse(line: &str) -> Option<Mapping> {
+        let (range, rest) = next_field(line);
+        let (_perms, rest) = next_field(rest);
+        let (_offset, rest) = next_field(rest);
+        let (dev, rest) = next_field(rest);
+        let (inode, rest) = next_field(rest);
+        let (start, end) = range.split_once('-')?;
+        let (major, minor) = dev.split_once(':')?;
+        Some(Mapping {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            dev: libc::makedev(
+                u32::from_str_radix(major, 16).ok()?,
+                u32::from_str_radix(minor, 16).ok()?,
+            ),
+            inode: inode.parse().ok()?,
+            path: rest.trim_start().to_string(),
+        })
+    }
+
+    /// The mapped file judged by identity, as the kernel holds it; its path is only looked at
+    /// for the ctime, and only when that path still names the same file.
+    fn code(&self, t: &Target) -> Code {
+        let id = (self.dev, self.inode);
+        let detached = self.path.starts_with("/memfd:") || self.path.ends_with(" (deleted)");
+        let ctime_ns = (!detached && self.path.starts_with('/'))
+            .then(|| std::fs::metadata(t.proc_path(&format!("root{}", self.path))).ok())
+            .flatten()
+            .filter(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino()) == id
+            })
+            .map(|m| crate::fs::walk::ctime_ns(&m));
+        Code {
+            resolved: Resolved {
+                path: PathBuf::from(&self.path),
+                id: Some(id),
+                mode: 0,
+                detached,
+            },
+            ctime_ns,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_lines_parse_with_odd_paths() {
+        let m = Mapping::parse(
+            "7f1c2a000000-7f1c2a022000 r-xp 00002000 00:28 10059937                   /tmp/a b.so (deleted)",
+        )
+        .unwrap();
+        assert_eq!(m.start, 0x7f1c_2a00_0000);
+        assert_eq!(m.end, 0x7f1c_2a02_2000);
+        assert_eq!(m.dev, libc::makedev(0, 0x28));
+        assert_eq!(m.inode, 10_059_937);
+        assert_eq!(m.path, "/tmp/a b.so (deleted)");
+        let anon = Mapping::parse("7ffd1000-7ffd2000 rw-p 00000000 00:00 0 ").unwrap();
+        assert_eq!((anon.inode, anon.path.as_str()), (0, ""));
+        let heap = Mapping::parse("55d0-55e0 rw-p 00000000 00:00 0          [heap]").unwrap();
+        assert_eq!(heap.path, "[heap]");
+        assert!(Mapping::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn prot_is_spelled_out() {
+        assert_eq!(
+            prot_text((libc::PROT_READ | libc::PROT_EXEC) as u64),
+            "PROT_READ|PROT_EXEC"
+        );
+    }
+}

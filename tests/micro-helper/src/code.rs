@@ -1,0 +1,133 @@
+//! Code brought in without an exec: mmap(PROT_EXEC) of a file or a memfd, mprotect and
+//! pkey_mprotect adding PROT_EXEC to a file mapping, flags with bits in the upper half of the
+//! register, and the persona that makes every readable mapping executable.
+
+use crate::{cstr, name, report, sys};
+
+const PAGE: usize = 4096;
+const READ_IMPLIES_EXEC: u64 = 0x0040_0000;
+
+/// A raw mmap of one page of `fd`.
+unsafe fn map(prot: u64, flags: u64, fd: i64) -> Result<i64, i32> {
+    sys(libc::syscall(
+        libc::SYS_mmap,
+        0usize,
+        PAGE,
+        prot,
+        flags,
+        fd,
+        0usize,
+    ))
+}
+
+/// Every way to get `fd`'s pages mapped executable, each reported as `OP: ok|ERRNO`.
+unsafe fn attempts(what: &str, fd: i64) {
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    let private = libc::MAP_PRIVATE as u64;
+    if let Ok(p) = report(&format!("mmap(PROT_EXEC) {what}"), map(rx, private, fd)) {
+        libc::syscall(libc::SYS_munmap, p, PAGE);
+    }
+    // MAP_ANONYMOUS in the upper half is no anonymous mapping for the kernel.
+    let upper = private | ((libc::MAP_ANONYMOUS as u64) << 32);
+    if let Ok(p) = report(
+        &format!("mmap(PROT_EXEC, high flags) {what}"),
+        map(rx, upper, fd),
+    ) {
+        libc::syscall(libc::SYS_munmap, p, PAGE);
+    }
+    let shared = libc::MAP_SHARED as u64;
+    if let Ok(p) = report(
+        &format!("mmap(PROT_EXEC, MAP_SHARED) {what}"),
+        map(rx, shared, fd),
+    ) {
+        libc::syscall(libc::SYS_munmap, p, PAGE);
+    }
+    let Ok(p) = report(
+        &format!("mmap(PROT_READ) {what}"),
+        map(libc::PROT_READ as u64, private, fd),
+    ) else {
+        return;
+    };
+    report(
+        &format!("mprotect(PROT_EXEC) {what}"),
+        sys(libc::syscall(libc::SYS_mprotect, p, PAGE, rx)),
+    )
+    .ok();
+    report(
+        &format!("pkey_mprotect(PROT_EXEC) {what}"),
+        sys(libc::syscall(libc::SYS_pkey_mprotect, p, PAGE, rx, -1i64)),
+    )
+    .ok();
+    println!("{what} executable: {}", mapped_executable(p as u64));
+    libc::syscall(libc::SYS_munmap, p, PAGE);
+}
+
+/// Whether `/proc/self/maps` shows the page at `addr` with execute permission.
+fn mapped_executable(addr: u64) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines().any(|l| {
+        let Some((range, rest)) = l.split_once(' ') else {
+            return false;
+        };
+        let Some((s, e)) = range.split_once('-') else {
+            return false;
+        };
+        let (s, e) = (
+            u64::from_str_radix(s, 16).unwrap_or(0),
+            u64::from_str_radix(e, 16).unwrap_or(0),
+        );
+        s <= addr && addr < e && rest.as_bytes().get(2) == Some(&b'x')
+    })
+}
+
+/// map-file PATH: PATH opened read-only, then every way to map it executable.
+pub unsafe fn map_file(path: &str) {
+    let p = cstr(path);
+    let Ok(fd) = report(
+        "open",
+        sys(libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            libc::O_RDONLY,
+        )),
+    ) else {
+        return;
+    };
+    attempts(path, fd);
+}
+
+/// map-memfd: a memfd filled with this program, then every way to map it executable.
+pub unsafe fn map_memfd() {
+    let n = cstr("code");
+    let Ok(fd) = report(
+        "memfd_create",
+        sys(libc::syscall(libc::SYS_memfd_create, n.as_ptr(), 0)),
+    ) else {
+        return;
+    };
+    let me = std::fs::read("/proc/self/exe").expect("read self");
+    libc::syscall(libc::SYS_write, fd, me.as_ptr(), me.len());
+    attempts("memfd", fd);
+}
+
+/// persona PATH: asks for READ_IMPLIES_EXEC, then maps PATH PROT_READ and says whether that
+/// mapping came out executable.
+pub unsafe fn persona(path: &str) {
+    report(
+        "personality(READ_IMPLIES_EXEC)",
+        sys(libc::syscall(libc::SYS_personality, READ_IMPLIES_EXEC)),
+    )
+    .ok();
+    let current = libc::syscall(libc::SYS_personality, 0xffff_ffffu64);
+    println!(
+        "persona READ_IMPLIES_EXEC: {}",
+        current >= 0 && current as u64 & READ_IMPLIES_EXEC != 0
+    );
+    let p = cstr(path);
+    let fd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY);
+    match map(libc::PROT_READ as u64, libc::MAP_PRIVATE as u64, fd) {
+        Ok(a) => println!("read mapping executable: {}", mapped_executable(a as u64)),
+        Err(e) => println!("mmap(PROT_READ): {}", name(e)),
+    }
+}
