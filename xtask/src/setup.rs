@@ -28,6 +28,9 @@ const APT_PACKAGES: &[&str] = &[
     "xz-utils",
     "systemd",
     "nats-server",
+    // tests/micro/code.rs builds a small glibc program and library to load in a container.
+    "gcc",
+    "libc6-dev",
 ];
 
 /// The LLVM major bpf-linker is built against (Debian's `llvm-22-dev`).
