@@ -251,8 +251,21 @@ fn test() -> Result<()> {
         "seawall-collector",
     ]))?;
     // Privileged tests against real containers: one agent at a time. Every suite runs even
-    // when an earlier one fails, so one run names every failure.
-    run(cargo()
+    // when an earlier one fails, so one run names every failure. On a shared development
+    // host, SEAWALL_HOST_LOCK=/tmp/seawall-host.lock holds that lock for this part only
+    // (the builds above do not need it).
+    let mut privileged = cargo();
+    if let Some(lock) = std::env::var_os("SEAWALL_HOST_LOCK") {
+        let mut flock = Command::new("flock");
+        flock.arg(lock).arg(privileged.get_program());
+        for (k, v) in privileged.get_envs() {
+            if let Some(v) = v {
+                flock.env(k, v);
+            }
+        }
+        privileged = flock;
+    }
+    run(privileged
         .args([
             "test",
             "-p",
