@@ -9,6 +9,8 @@
 
 #[path = "soundness/fixture.rs"]
 mod fixture;
+#[path = "soundness/syscall_hooks.rs"]
+mod syscall_hooks;
 
 use std::{
     net::{TcpListener, TcpStream},

@@ -1,0 +1,279 @@
+//! The fallback's opt-in syscall hooks (`fallback_syscall_hooks`): the doors that only a BPF
+//! LSM hook sees otherwise, watched from syscall tracepoints on hosts without BPF LSM. Any
+//! syscall tracepoint puts every syscall of every task on the host on the slow path (DESIGN.md,
+//! "What each hook costs"), so the agent attaches these only when asked, and never where BPF LSM
+//! is the backend.
+//!
+//! A tracepoint cannot fail a syscall: in enforce mode the caller is killed
+//! (`bpf_send_signal(SIGKILL)`, the whole thread group) and the event says blocked; in audit
+//! mode the event says audited. Every program is gated first on membership of a monitored
+//! container, then on the control's mode. The doors and why a kill stops them:
+//! - `ptrace` (any request: attach, seize, traceme, poke…): killed at entry, before the kernel
+//!   acts; no poke can follow an attach whose tracer died. Drift, as `ptrace_access_check`.
+//! - `process_vm_writev`: killed at entry; with `SIGKILL` pending the kernel's page pinning of
+//!   the target (`__get_user_pages` checks `fatal_signal_pending`) fails, so nothing is copied.
+//! - `socket(AF_PACKET, …)` under `block_raw_sockets`: the socket is made, the caller dies before
+//!   it returns; only a sibling thread racing on the new descriptor could use it first.
+//! - `mmap`/`mprotect` with `PROT_EXEC` of a file: judged at syscall exit on the mapping the
+//!   kernel made (`bpf_find_vma`: its `vm_file`), with exec's drift decision; killed before the
+//!   return to user, so the mapped code never runs in the calling thread (another thread of the
+//!   same process jumping into it before the kill lands is a window, see the README).
+//!
+//! Not seen here: 32-bit (`int 0x80`) syscalls (x86 does not trace compat syscalls), and
+//! `io_uring`'s socket operation.
+
+use agent_common::{
+    ACTION_ALLOWED, ACTION_BLOCKED, COUNTER_KILLS, FAMILY_PACKET, NET_OP_RAW_SOCKET, PROTO_RAW,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_send_signal},
+    },
+    macros::{map, tracepoint},
+    maps::LruHashMap,
+    programs::TracePointContext,
+};
+
+use crate::{
+    container::{self, action_for, Membership},
+    injection::{judge_mapping, judge_ptrace},
+    kernel::{offsets, read},
+    maps::count,
+    net,
+};
+
+const SIGKILL: u32 = 9;
+const PROT_EXEC: u64 = 0x4;
+const MAP_ANONYMOUS: u64 = 0x20;
+const VM_EXEC: u64 = 0x4;
+const PTRACE_TRACEME: u64 = 0;
+/// Tries of `bpf_find_vma`, which gives up (`-EBUSY`) while another thread holds the mmap lock.
+const FIND_VMA_TRIES: u32 = 4;
+
+/// Offset of `args[0]` in a `sys_enter_*` record, and of `ret` in a `sys_exit_*` one (the
+/// formats in tracefs: 8 bytes of common fields, `__syscall_nr`, padding).
+const ARGS: usize = 16;
+
+/// An executable mapping asked for at `sys_enter`, judged at `sys_exit` (by thread id): the
+/// address `mprotect` was given (0 for `mmap`, whose exit returns the address).
+#[map]
+static PENDING_EXEC_MAPS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+    // SAFETY: the record is the tracepoint's; a failed read is 0 (callers treat it as absent).
+    unsafe { ctx.read_at::<u64>(ARGS + 8 * i) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn ret(ctx: &TracePointContext) -> i64 {
+    // SAFETY: as above; an unreadable return is an error return (nothing to judge).
+    unsafe { ctx.read_at::<i64>(ARGS) }.unwrap_or(-1)
+}
+
+#[inline(always)]
+fn thread_id() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
+/// Kills the current task in enforce mode (`action` blocked). The caller proved it is in a
+/// monitored container.
+#[inline(always)]
+fn enforce(action: u32) {
+    if action == ACTION_BLOCKED {
+        // SAFETY: plain helper call; signals the current thread group only, which the gate
+        // proved is in a monitored container.
+        unsafe { bpf_send_signal(SIGKILL) };
+        count(COUNTER_KILLS);
+    }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_ptrace")]
+pub fn sys_enter_ptrace(ctx: TracePointContext) -> u32 {
+    let Some(m) = container::current() else {
+        return 0;
+    };
+    // Only PTRACE_TRACEME names the target here (the caller itself); any other pid is the
+    // caller's pid namespace's, which the event cannot translate: 0 (not known).
+    let target = if arg(&ctx, 0) == PTRACE_TRACEME {
+        (bpf_get_current_pid_tgid() >> 32) as u32
+    } else {
+        0
+    };
+    if let Ok(action) = judge_ptrace(&m, target) {
+        enforce(action);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_process_vm_writev")]
+pub fn sys_enter_process_vm_writev(_ctx: TracePointContext) -> u32 {
+    let Some(m) = container::current() else {
+        return 0;
+    };
+    if let Ok(action) = judge_ptrace(&m, 0) {
+        enforce(action);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_socket")]
+pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
+    // Cheap filter first: every socket() on the host passes here. Inet raw sockets are the
+    // cgroup sock_create program's.
+    let family = arg(&ctx, 0) as u32;
+    if family != FAMILY_PACKET {
+        return 0;
+    }
+    let Some(m) = container::current() else {
+        return 0;
+    };
+    if m.policy.block_raw_sockets == 0 {
+        return 0;
+    }
+    let action = action_for(m.policy.net_mode);
+    if action == ACTION_ALLOWED {
+        return 0;
+    }
+    net::emit(
+        m.cgroup_id,
+        NET_OP_RAW_SOCKET,
+        family,
+        PROTO_RAW,
+        0,
+        [0; 16],
+        action,
+    );
+    enforce(action);
+    0
+}
+
+/// Whether a container task asking for `prot` is worth judging at exit: drift is on and the
+/// mapping would be executable.
+#[inline(always)]
+fn wants_judging(prot: u64) -> Option<Membership> {
+    if prot & PROT_EXEC == 0 {
+        return None;
+    }
+    let m = container::current()?;
+    (m.policy.drift_mode != 0).then_some(m)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_mmap")]
+pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    // Anonymous executable memory is a JIT's: not judged (see the README).
+    if arg(&ctx, 3) & MAP_ANONYMOUS != 0 {
+        return 0;
+    }
+    if wants_judging(arg(&ctx, 2)).is_some() {
+        let _ = PENDING_EXEC_MAPS.insert(thread_id(), 0u64, 0);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_mprotect")]
+pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
+    let start = arg(&ctx, 0);
+    if wants_judging(arg(&ctx, 2)).is_some() {
+        let _ = PENDING_EXEC_MAPS.insert(thread_id(), start, 0);
+    }
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_mmap")]
+pub fn sys_exit_mmap(ctx: TracePointContext) -> u32 {
+    let r = ret(&ctx);
+    // A failed mmap returns -errno (above -4096): nothing was mapped.
+    exit_exec_mapping(if (-4095..0).contains(&r) { 0 } else { r as u64 });
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_mprotect")]
+pub fn sys_exit_mprotect(ctx: TracePointContext) -> u32 {
+    let ok = ret(&ctx) == 0;
+    let tid = thread_id();
+    // SAFETY: the value is copied out at once.
+    let Some(start) = (unsafe { PENDING_EXEC_MAPS.get(tid) }).copied() else {
+        return 0;
+    };
+    let _ = PENDING_EXEC_MAPS.remove(tid);
+    if ok {
+        judge_at(start);
+    }
+    0
+}
+
+/// `sys_exit_mmap`: the mapping at `addr` (0: the call failed), when its entry was recorded.
+#[inline(always)]
+fn exit_exec_mapping(addr: u64) {
+    let tid = thread_id();
+    if PENDING_EXEC_MAPS.get_ptr(tid).is_none() {
+        return;
+    }
+    let _ = PENDING_EXEC_MAPS.remove(tid);
+    if addr != 0 {
+        judge_at(addr);
+    }
+}
+
+/// What `bpf_find_vma` found: the mapping's file and flags.
+#[repr(C)]
+struct FoundVma {
+    found: u64,
+    file: u64,
+    flags: u64,
+}
+
+/// `bpf_find_vma` callback (static, as the verifier requires): copies out what is needed
+/// while the mmap lock is held.
+extern "C" fn found_vma(_task: u64, vma: u64, out: *mut FoundVma) -> i64 {
+    let o = offsets();
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address; `out` is the caller's stack.
+    unsafe {
+        (*out).found = 1;
+        (*out).file = read::<u64>(vma, o.vma_vm_file).unwrap_or(0);
+        (*out).flags = read::<u64>(vma, o.vma_vm_flags).unwrap_or(VM_EXEC);
+    }
+    0
+}
+
+/// The executable mapping at `addr` of the current (container) task, judged on the file the
+/// kernel mapped. Not found, or the lock never free: judged as unreadable (fail closed).
+#[inline(always)]
+fn judge_at(addr: u64) {
+    let Some(m) = container::current() else {
+        return;
+    };
+    let mut out = FoundVma {
+        found: 0,
+        file: 0,
+        flags: VM_EXEC,
+    };
+    let mut tries = 0;
+    while tries < FIND_VMA_TRIES {
+        // SAFETY: the current task's BTF pointer, a static callback and a stack context, as
+        // the helper requires.
+        let r = unsafe {
+            bpf_find_vma(
+                bpf_get_current_task_btf(),
+                addr,
+                found_vma as *mut _,
+                &mut out as *mut FoundVma as *mut _,
+                0,
+            )
+        };
+        if r == 0 || out.found != 0 {
+            break;
+        }
+        tries += 1;
+    }
+    // Anonymous memory made executable (a JIT), or a mapping that is not executable after
+    // all (mprotect of a range whose first page is not the one asked for): not judged.
+    if out.found != 0 && (out.file == 0 || out.flags & VM_EXEC == 0) {
+        return;
+    }
+    if let Ok(action) = judge_mapping(&m, out.file) {
+        enforce(action);
+    }
+}
