@@ -1,22 +1,30 @@
 //! Code that did not come in through `execve`: a file mapped executable, and writing into
-//! another process (`ptrace`, `process_vm_writev`). One decision, the drift control's, shared by
+//! another process (`ptrace`, `process_vm_writev`) or into any process's memory through
+//! `/proc/<pid>/mem`. One decision, the drift control's, shared by
 //! the BPF LSM hooks (`lsm/code.rs`, which fail the syscall with `EPERM`) and the fallback's
 //! opt-in syscall hooks (`syscalls.rs`, which kill the caller), so both backends report the
 //! same event for the same door.
 
 use agent_common::{
     ExecEvent, ACTION_ALLOWED, CONTROL_DRIFT, COUNTER_UNREADABLE, EVENT_EXEC, EXEC_DRIFT_FLAGS,
-    EXEC_ROOT_NOT_OVERLAY, EXEC_UNREADABLE, EXEC_VIA_MMAP, EXEC_VIA_PTRACE,
+    EXEC_ROOT_NOT_OVERLAY, EXEC_UNREADABLE, EXEC_VIA_MMAP, EXEC_VIA_PROC_MEM, EXEC_VIA_PTRACE,
 };
-use aya_ebpf::{helpers::generated::bpf_get_current_task, macros::map, maps::PerCpuArray};
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_task, bpf_probe_read_kernel_str},
+    macros::map,
+    maps::PerCpuArray,
+};
 
 use crate::{
     container::{action_for, Membership},
     emit,
-    exec::{decide, describe_file},
+    exec::{build_path, decide, describe_file},
     kernel::{fill_header, offsets, read, read_ptr},
     maps::count,
+    root,
 };
+
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 
 /// Per-CPU scratch for executable mappings and ptrace: `mmap_file` also runs inside `execve`
 /// (the ELF loader maps the binary), so it must not share `SCRATCH_EXEC` with
@@ -99,6 +107,51 @@ pub(crate) fn judge_ptrace(m: &Membership, target_tgid: u32) -> Result<u32, i64>
     ev.header.control = CONTROL_DRIFT;
     ev.header.action = action_for(m.policy.drift_mode);
     Ok(report(ev))
+}
+
+/// Whether the dentry is a `mem` file of procfs (`/proc/<pid>/mem`, `/proc/<pid>/task/<tid>/mem`).
+/// A procfs name that cannot be read counts as `mem` (fail closed).
+#[inline(always)]
+pub(crate) fn is_proc_mem(dentry: u64) -> bool {
+    let o = offsets();
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+    let magic =
+        unsafe { read_ptr(dentry, o.dentry_d_sb).and_then(|sb| read::<u64>(sb, o.sb_s_magic)) };
+    if magic != Ok(PROC_SUPER_MAGIC) {
+        return false;
+    }
+    let Ok(name) = (unsafe { read::<u64>(dentry, o.dentry_d_name_name) }) else {
+        return true;
+    };
+    let mut b = [0u8; 4];
+    // SAFETY: a 4-byte destination.
+    let r = unsafe { bpf_probe_read_kernel_str(b.as_mut_ptr().cast(), 4, name as *const _) };
+    r != 4 || b == *b"mem\0"
+}
+
+/// `/proc/<pid>/mem` (`mnt`, `dentry`) opened for writing by the current task of container
+/// `m`: writing into a process's code, its own included (`ptrace_access_check` does not run for
+/// the caller's own thread group). Drift; reports it and returns the action.
+#[inline(always)]
+pub(crate) fn judge_proc_mem(m: &Membership, mnt: u64, dentry: u64) -> Result<u32, i64> {
+    let ev = SCRATCH_MMAP.get_ptr_mut(0).ok_or(-1i64)?;
+    // SAFETY: per-CPU scratch owned by this program invocation.
+    let ev: &mut ExecEvent = unsafe { &mut *ev };
+    // SAFETY: plain helper call; the current task.
+    let task = unsafe { bpf_get_current_task() };
+    let r = root::reference(m.cgroup_id, task);
+    ev.flags = EXEC_VIA_PROC_MEM | r.flags;
+    ev.path_len = 0;
+    ev.args_len = 0;
+    ev.target_tgid = 0;
+    if build_path(ev, mnt, dentry, r.mnt, r.dentry).is_err() {
+        ev.flags |= EXEC_UNREADABLE;
+    }
+    fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, 0);
+    ev.header.control = CONTROL_DRIFT;
+    ev.header.action = action_for(m.policy.drift_mode);
+    emit::copy(&*ev);
+    Ok(ev.header.action)
 }
 
 #[inline(always)]

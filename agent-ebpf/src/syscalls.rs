@@ -19,8 +19,13 @@
 //!   return to user, so the mapped code never runs in the calling thread (another thread of the
 //!   same process jumping into it before the kill lands is a window, see the README).
 //!
+//! - `open`/`openat`/`openat2` for writing: at syscall exit the new descriptor's file
+//!   (`task->files->fdt->fd[fd]`) is checked; a procfs `mem` file opened with `FMODE_WRITE` is
+//!   drift and the caller is killed before it returns (a sibling thread guessing the descriptor
+//!   and writing through it first is a window).
+//!
 //! Not seen here: 32-bit (`int 0x80`) syscalls (x86 does not trace compat syscalls), and
-//! `io_uring`'s socket operation.
+//! `io_uring`'s socket and open operations.
 
 use agent_common::{
     ACTION_ALLOWED, ACTION_BLOCKED, COUNTER_KILLS, FAMILY_PACKET, NET_OP_RAW_SOCKET, PROTO_RAW,
@@ -37,8 +42,8 @@ use aya_ebpf::{
 
 use crate::{
     container::{self, action_for, Membership},
-    injection::{judge_mapping, judge_ptrace},
-    kernel::{offsets, read},
+    injection::{is_proc_mem, judge_mapping, judge_proc_mem, judge_ptrace},
+    kernel::{offsets, read, read_ptr},
     maps::count,
     net,
 };
@@ -48,6 +53,8 @@ const PROT_EXEC: u64 = 0x4;
 const MAP_ANONYMOUS: u64 = 0x20;
 const VM_EXEC: u64 = 0x4;
 const PTRACE_TRACEME: u64 = 0;
+const O_ACCMODE: u64 = 0o3;
+const FMODE_WRITE: u32 = 0x2;
 /// Tries of `bpf_find_vma`, which gives up (`-EBUSY`) while another thread holds the mmap lock.
 const FIND_VMA_TRIES: u32 = 4;
 
@@ -55,10 +62,19 @@ const FIND_VMA_TRIES: u32 = 4;
 /// formats in tracefs: 8 bytes of common fields, `__syscall_nr`, padding).
 const ARGS: usize = 16;
 
+/// [`PENDING_EXEC_MAPS`]'s value for an `mmap` (no address is page-aligned to all ones).
+const MMAP_PENDING: u64 = u64::MAX;
+
 /// An executable mapping asked for at `sys_enter`, judged at `sys_exit` (by thread id): the
-/// address `mprotect` was given (0 for `mmap`, whose exit returns the address).
+/// address `mprotect` was given, or [`MMAP_PENDING`] for `mmap` (whose exit returns the
+/// address). Each exit takes only its own syscall's entry, so an entry left by a thread that
+/// never reached its exit cannot make another syscall judge a wrong address.
 #[map]
 static PENDING_EXEC_MAPS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Write opens of container tasks under drift, judged at `sys_exit` (by thread id).
+#[map]
+static PENDING_WRITE_OPENS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
 
 #[inline(always)]
 fn arg(ctx: &TracePointContext, i: usize) -> u64 {
@@ -167,7 +183,7 @@ pub fn sys_enter_mmap(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if wants_judging(arg(&ctx, 2)).is_some() {
-        let _ = PENDING_EXEC_MAPS.insert(thread_id(), 0u64, 0);
+        let _ = PENDING_EXEC_MAPS.insert(thread_id(), MMAP_PENDING, 0);
     }
     0
 }
@@ -198,7 +214,7 @@ pub fn sys_exit_mprotect(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = PENDING_EXEC_MAPS.remove(tid);
-    if ok {
+    if ok && start != MMAP_PENDING {
         judge_at(start);
     }
     0
@@ -208,11 +224,12 @@ pub fn sys_exit_mprotect(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn exit_exec_mapping(addr: u64) {
     let tid = thread_id();
-    if PENDING_EXEC_MAPS.get_ptr(tid).is_none() {
+    // SAFETY: the value is copied out at once.
+    let Some(pending) = (unsafe { PENDING_EXEC_MAPS.get(tid) }).copied() else {
         return;
-    }
+    };
     let _ = PENDING_EXEC_MAPS.remove(tid);
-    if addr != 0 {
+    if addr != 0 && pending == MMAP_PENDING {
         judge_at(addr);
     }
 }
@@ -274,6 +291,121 @@ fn judge_at(addr: u64) {
         return;
     }
     if let Ok(action) = judge_mapping(&m, out.file) {
+        enforce(action);
+    }
+}
+
+/// At `sys_enter` of an open: a container task under drift opening for writing is noted.
+#[inline(always)]
+fn enter_open(flags: u64) {
+    if flags & O_ACCMODE == 0 {
+        return;
+    }
+    let Some(m) = container::current() else {
+        return;
+    };
+    if m.policy.drift_mode != 0 {
+        let _ = PENDING_WRITE_OPENS.insert(thread_id(), 0u32, 0);
+    }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_open")]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    enter_open(arg(&ctx, 1));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    enter_open(arg(&ctx, 2));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    // `struct open_how` is in user memory; its first field is the flags. Unreadable: judged as
+    // a write (fail closed).
+    let how = arg(&ctx, 2);
+    let mut flags = O_ACCMODE;
+    // SAFETY: an 8-byte destination; a user address, read with the user helper.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            &mut flags as *mut u64 as *mut _,
+            8,
+            how as *const _,
+        )
+    };
+    enter_open(flags);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_open")]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    exit_open(ret(&ctx));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    exit_open(ret(&ctx));
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    exit_open(ret(&ctx));
+    0
+}
+
+/// At `sys_exit` of a noted open: the file behind descriptor `fd`, judged when it is a procfs
+/// `mem` file opened for writing.
+#[inline(always)]
+fn exit_open(fd: i64) {
+    let tid = thread_id();
+    if PENDING_WRITE_OPENS.get_ptr(tid).is_none() {
+        return;
+    }
+    let _ = PENDING_WRITE_OPENS.remove(tid);
+    if fd < 0 {
+        return;
+    }
+    let Some(m) = container::current() else {
+        return;
+    };
+    let o = offsets();
+    // SAFETY: plain helper call; the current task.
+    let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+    let file = unsafe {
+        read_ptr(task, o.task_files)
+            .and_then(|files| read_ptr(files, o.files_fdt))
+            .and_then(|fdt| {
+                let max: u32 = read(fdt, o.fdtable_max_fds)?;
+                if fd as u64 >= max as u64 {
+                    return Err(-9);
+                }
+                let fds = read_ptr(fdt, o.fdtable_fd)?;
+                read_ptr(fds + (fd as u64) * 8, 0)
+            })
+    };
+    let Ok(file) = file else {
+        // The descriptor was closed (or replaced) by another thread already: nothing to
+        // find. Not judged: the open was for writing, but of anything.
+        return;
+    };
+    let f_path = file + o.file_f_path as u64;
+    // SAFETY (reads): as above.
+    let (mnt, dentry, mode) = unsafe {
+        (
+            read_ptr(f_path, o.path_mnt).unwrap_or(0),
+            read_ptr(f_path, o.path_dentry).unwrap_or(0),
+            read::<u32>(file, o.file_f_mode).unwrap_or(FMODE_WRITE),
+        )
+    };
+    if mode & FMODE_WRITE == 0 || !is_proc_mem(dentry) {
+        return;
+    }
+    if let Ok(action) = judge_proc_mem(&m, mnt, dentry) {
         enforce(action);
     }
 }

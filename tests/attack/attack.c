@@ -252,8 +252,9 @@ static int cmd_traceme(int argc, char **argv) {
 static char target_buf[64] = "ORIGINAL";
 
 static int cmd_inject(int argc, char **argv) {
-    /* inject HOW (vmwrite | poke | traceme): write into a child's memory with
-     * process_vm_writev, or PTRACE_ATTACH + PTRACE_POKEDATA, or have the child offer itself
+    /* inject HOW (vmwrite | poke | traceme | procmem | procmem-open | procmem-openat2): write
+     * into a child's memory with process_vm_writev, PTRACE_ATTACH + PTRACE_POKEDATA, or
+     * /proc/<child>/mem opened by openat, open(2) or openat2; or have the child offer itself
      * with PTRACE_TRACEME. The child prints "target=<its buffer>" once the parent is done or
      * dead (its pipe closes), so the effect is visible even when the parent is killed. */
     if (argc < 3) return 2;
@@ -287,6 +288,24 @@ static int cmd_inject(int argc, char **argv) {
             memcpy(&word, "POKED!!!", sizeof word);
             r = ptrace(PTRACE_POKEDATA, pid, target_buf, (void *)word);
             ptrace(PTRACE_DETACH, pid, NULL, NULL);
+        }
+    } else if (!strncmp(what, "procmem", 7)) {
+        /* procmem (openat), procmem-open (open(2)), procmem-openat2: /proc/<child>/mem. */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/mem", pid);
+        int fd;
+        if (!strcmp(what, "procmem-open")) {
+            fd = (int)syscall(SYS_open, path, O_RDWR);
+        } else if (!strcmp(what, "procmem-openat2")) {
+            struct open_how how = { .flags = O_RDWR };
+            fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+        } else {
+            fd = open(path, O_RDWR);
+        }
+        r = fd < 0 ? -1 : 0;
+        if (fd >= 0) {
+            static const char evil[] = "MEMWRITE";
+            r = pwrite(fd, evil, sizeof evil, (off_t)(unsigned long)target_buf) == (ssize_t)sizeof evil ? 0 : -1;
         }
     } else if (!traceme) {
         return 2;

@@ -192,10 +192,10 @@ pub struct AgentOptions {
     #[arg(long, value_name = "N", help = with_default("Allowed kernel records one container may send per second; beyond it they are counted and reported per container and command, not sent one by one (blocked and audited records are never held back; 0: no limit)", defaults::EVENT_BUDGET))]
     pub event_budget: Option<u32>,
     /// On a host without BPF LSM, also attach syscall tracepoints so executable mappings of
-    /// dropped code, ptrace, process_vm_writev and AF_PACKET sockets in containers are killed
-    /// (enforce) or reported (audit) instead of unseen. COST: every syscall of every task on the
-    /// host takes the slow path while they are attached (10-19% slower on an open/close loop).
-    /// Never loaded where BPF LSM is the backend.
+    /// dropped code, ptrace, process_vm_writev, writes to /proc/<pid>/mem and AF_PACKET sockets
+    /// in containers are killed (enforce) or reported (audit) instead of unseen. COST: every
+    /// syscall of every task on the host takes the slow path while they are attached (10-19%
+    /// slower on an open/close loop). Never loaded where BPF LSM is the backend.
     #[arg(long)]
     pub fallback_syscall_hooks: bool,
 }

@@ -83,7 +83,7 @@ impl Backends {
                         hooks(control, Backend::ExecSignal)
                     );
                     let text = match (control, fanotify) {
-                        (Control::Drift, None) => format!("{signal}; the loader run as a program and LD_PRELOAD/LD_AUDIT of non-image libraries killed at exec; scripts: fanotify exec permission on every mount of the container (EPERM); {}", opt_in("executable mappings of non-image files (dlopen, mmap, mprotect), ptrace and process_vm_writev", control)),
+                        (Control::Drift, None) => format!("{signal}; the loader run as a program and LD_PRELOAD/LD_AUDIT of non-image libraries killed at exec; scripts: fanotify exec permission on every mount of the container (EPERM); {}", opt_in("executable mappings of non-image files (dlopen, mmap, mprotect), ptrace, process_vm_writev and /proc/<pid>/mem", control)),
                         (Control::Drift, Some(_)) => format!("{signal}; scripts not covered (no fanotify)"),
                         _ => signal,
                     };

@@ -149,7 +149,7 @@ pub const MATRIX: &[Row] = &[
         control: "drift",
         what: "writing code through /proc/<pid>/mem (its own process included)",
         fallback: cell(NotVisible, "fanotify cannot mark procfs", ""),
-        fallback_opt_in: None,
+        fallback_opt_in: Some(cell(Enforced, "open, openat and openat2 of a procfs mem file with FMODE_WRITE are judged at syscall exit on the file behind the new descriptor: the caller is killed before it returns; another thread guessing the descriptor and writing first, 32-bit syscalls and io_uring opens are not covered", "soundness::syscall_hooks::proc_mem_opened_for_writing_is_killed, proc_mem_opened_for_writing_is_reported_in_audit")),
         lsm: cell(Enforced, "file_open of /proc/*/mem for writing: EPERM", "vm-test: proc_self_mem_write_eperm"),
         closes: Some("BPF LSM, or booting with proc_mem.force_override=never (Linux >= 6.12)"),
     },
@@ -371,7 +371,8 @@ pub fn lines(backend: BackendKind, facts: &KernelFacts, hooks: &SyscallHooks) ->
                     ));
                 }
             }
-            if backend == BackendKind::Fallback {
+            // What the kernel itself refuses, where nothing of ours enforces already.
+            if backend == BackendKind::Fallback && coverage != Enforced {
                 if r.class == "ptrace" && facts.yama_ptrace_scope.is_some_and(|s| s >= 2) {
                     coverage = Enforced;
                     how = "refused by the kernel: kernel.yama.ptrace_scope >= 2".into();
@@ -567,7 +568,7 @@ mod tests {
                 .find(|l| l.class == class)
                 .unwrap()
         };
-        for class in ["executable_mapping", "ptrace", "packet_socket"] {
+        for class in ["executable_mapping", "ptrace", "proc_mem", "packet_socket"] {
             let off = line(&SyscallHooks::Off, class);
             assert_eq!(off.coverage, NotVisible, "{class}");
             assert!(
@@ -593,7 +594,7 @@ mod tests {
         }
         // What the hooks do not cover stays as it was; BPF LSM never takes the opt-in cell.
         assert_eq!(
-            line(&SyscallHooks::Attached, "proc_mem").coverage,
+            line(&SyscallHooks::Attached, "anonymous_executable_memory").coverage,
             NotVisible
         );
         let lsm = lines(

@@ -283,6 +283,12 @@ pub const PROGRAMS: &[Program] = &[
     syscall("sys_enter_mprotect", &[Drift]),
     syscall("sys_exit_mprotect", &[Drift]),
     syscall("sys_enter_socket", &[Network]),
+    syscall("sys_enter_open", &[Drift]),
+    syscall("sys_exit_open", &[Drift]),
+    syscall("sys_enter_openat", &[Drift]),
+    syscall("sys_exit_openat", &[Drift]),
+    syscall("sys_enter_openat2", &[Drift]),
+    syscall("sys_exit_openat2", &[Drift]),
 ];
 
 const fn syscall(name: &'static str, controls: &'static [Control]) -> Program {
@@ -409,7 +415,7 @@ mod tests {
             assert_eq!(syscall, p.backend == Backend::SyscallSignal, "{}", p.name);
         }
         assert!(tracepoints().all(|(p, _)| !matches!(p.hook, Hook::Syscall(_))));
-        assert_eq!(syscall_hooks().count(), 7);
+        assert_eq!(syscall_hooks().count(), 13);
     }
 
     #[test]

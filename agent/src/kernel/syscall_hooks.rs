@@ -1,7 +1,8 @@
 //! The fallback's opt-in syscall hooks (`fallback_syscall_hooks` / `--fallback-syscall-hooks`):
 //! loads and attaches the table's `tracepoint/syscalls/*` programs on a host without BPF LSM,
-//! so executable mappings of dropped code, `ptrace`, `process_vm_writev` and `AF_PACKET`
-//! sockets in containers are killed (enforce) or reported (audit) instead of unseen.
+//! so executable mappings of dropped code, `ptrace`, `process_vm_writev`, write opens of
+//! `/proc/<pid>/mem` and `AF_PACKET` sockets in containers are killed (enforce) or reported
+//! (audit) instead of unseen.
 //!
 //! Off by default, and never loaded where BPF LSM is the backend: while any syscall tracepoint
 //! is attached, every syscall of every task on the host takes the kernel's slow path (10–19%
