@@ -27,9 +27,7 @@
 //! Not seen here: 32-bit (`int 0x80`) syscalls (x86 does not trace compat syscalls), and
 //! `io_uring`'s socket and open operations.
 
-use agent_common::{
-    ACTION_ALLOWED, ACTION_BLOCKED, COUNTER_KILLS, FAMILY_PACKET, NET_OP_RAW_SOCKET, PROTO_RAW,
-};
+use agent_common::{ACTION_BLOCKED, COUNTER_KILLS, FAMILY_PACKET};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
@@ -41,7 +39,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    container::{self, action_for, Membership},
+    container::{self, Membership},
     injection::{is_proc_mem, judge_mapping, judge_proc_mem, judge_ptrace},
     kernel::{offsets, read, read_ptr},
     maps::count,
@@ -145,23 +143,7 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     let Some(m) = container::current() else {
         return 0;
     };
-    if m.policy.block_raw_sockets == 0 {
-        return 0;
-    }
-    let action = action_for(m.policy.net_mode);
-    if action == ACTION_ALLOWED {
-        return 0;
-    }
-    net::emit(
-        m.cgroup_id,
-        NET_OP_RAW_SOCKET,
-        family,
-        PROTO_RAW,
-        0,
-        [0; 16],
-        action,
-    );
-    enforce(action);
+    enforce(net::judge_raw_socket(&m, family));
     0
 }
 

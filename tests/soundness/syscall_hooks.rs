@@ -1,20 +1,19 @@
 //! The fallback's opt-in syscall hooks (`--fallback-syscall-hooks`): the doors the fallback
 //! cannot see otherwise — executable mappings of dropped code, `ptrace`, `process_vm_writev`,
-//! `/proc/<pid>/mem` opened for writing, `AF_PACKET` sockets — killed under an enforcing profile (the process sees 137 and the effect
-//! never happens) and reported in audit; host processes doing the same are untouched; and
-//! `seawall status` says which of the two the agent runs.
+//! `/proc/<pid>/mem` opened for writing, `AF_PACKET` sockets — killed under an enforcing
+//! profile (the process sees 137 and the effect never happens) and reported in audit; host
+//! processes doing the same are untouched; and `seawall status` says which of the two the agent
+//! runs.
 //!
 //! These are fallback tests: where BPF LSM is the backend the hooks are never loaded, which
 //! is asserted instead.
 
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use seawall_integration::*;
 use serde_json::Value;
 
-use super::{at_least, fixture::*, profile, rc};
-
-const OPT_IN: &str = "--fallback-syscall-hooks";
+use super::{fixture::*, profile, rc};
 
 /// An agent with the opt-in, `busybox` images under `mode` with `body`.
 fn agent_with_hooks(mode: &str, body: &str) -> Agent {
@@ -23,7 +22,7 @@ fn agent_with_hooks(mode: &str, body: &str) -> Agent {
             ("default.toml", DEFAULT_PROFILE),
             ("busybox.toml", &profile(mode, body)),
         ],
-        &[OPT_IN],
+        &["--fallback-syscall-hooks"],
     )
 }
 
@@ -55,23 +54,82 @@ fn hooks_attached(agent: &Agent) -> bool {
     true
 }
 
-fn drift_events(agent: &Agent, c: &Container, door: &str, action: &str) -> usize {
-    let id = c.id();
-    agent
-        .events()
-        .iter()
-        .filter(|e| {
-            e["control"] == "drift"
+/// One attack run: the agent, the container, and what the container printed.
+struct Run {
+    agent: Agent,
+    c: Container,
+    out: String,
+}
+
+impl Run {
+    /// `script` in a fresh container of the attack image (no network) under an agent with the
+    /// opt-in; `None` (the test returns) where privileged tests cannot run or BPF LSM is the
+    /// backend.
+    fn attack(mode: &str, body: &str, tag: &str, script: &str) -> Option<Run> {
+        if !privileged() {
+            return None;
+        }
+        let image = attack_image()?;
+        let agent = agent_with_hooks(mode, body);
+        if !hooks_attached(&agent) {
+            return None;
+        }
+        let (c, out) = run_in(&image, tag, &["--network", "none"], script);
+        let out = format!("{}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+        Some(Run { agent, c, out })
+    }
+
+    fn rc(&self, key: &str) -> Option<i32> {
+        rc(&self.out, key)
+    }
+
+    /// Asserts that each of `keys` exited with `code`.
+    fn exits(&self, keys: &[&str], code: i32) {
+        for key in keys {
+            assert_eq!(self.rc(key), Some(code), "{key}: {}", self.out);
+        }
+    }
+
+    /// Waits for at least `n` drift events of this container through `door` with `action`.
+    fn drift_events(&self, door: &str, action: &str, n: usize) {
+        let id = self.c.id();
+        let count = || {
+            self.agent
+                .events()
+                .iter()
+                .filter(|e| {
+                    e["control"] == "drift"
+                        && e["action"] == action
+                        && e["container"]["id"] == id.as_str()
+                        && e["message"].as_str().unwrap_or("").contains(door)
+                })
+                .count()
+        };
+        self.agent
+            .wait_for(Duration::from_secs(15), |_| count() >= n);
+        assert!(
+            count() >= n,
+            "{n} {action} events ({door}): {:?}",
+            self.agent.events()
+        );
+    }
+
+    /// Waits for a raw-socket event of this container with `action`.
+    fn packet_event(&self, action: &str) {
+        let id = self.c.id();
+        self.agent.expect(&format!("{action} raw socket"), |e| {
+            e["kind"] == "network"
                 && e["action"] == action
+                && e["network"]["op"] == "raw_socket"
                 && e["container"]["id"] == id.as_str()
-                && e["message"].as_str().unwrap_or("").contains(door)
-        })
-        .count()
+        });
+    }
 }
 
 const PTRACE: &str = "ptrace attach to another process";
 const PROC_MEM: &str = "write access to process memory";
 const MAPPED: &str = "file mapped executable";
+const DRIFT: &str = "[drift]\nprevent = true\n";
 
 fn inject_script() -> String {
     format!(
@@ -82,73 +140,35 @@ fn inject_script() -> String {
 
 #[test]
 fn ptrace_and_process_vm_writev_are_killed_before_they_act() {
-    if !privileged() {
+    let Some(r) = Run::attack("enforce", DRIFT, "sys-inject", &inject_script()) else {
         return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("enforce", "[drift]\nprevent = true\n");
-    if !hooks_attached(&agent) {
-        return;
-    }
-    let (c, out) = run_in(
-        &image,
-        "sys-inject",
-        &["--network", "none"],
-        &inject_script(),
-    );
-    let s = text(&out.stdout);
-    assert_eq!(rc(&s, "vmwrite"), Some(137), "{s} {}", text(&out.stderr));
-    assert_eq!(rc(&s, "poke"), Some(137), "{s}");
+    };
+    r.exits(&["vmwrite", "poke"], 137);
     // The child that offered itself was killed at PTRACE_TRACEME.
-    assert_eq!(rc(&s, "traceme"), Some(1), "{s}");
-    assert!(s.contains("traceme child killed by 9"), "{s}");
+    r.exits(&["traceme"], 1);
+    assert!(r.out.contains("traceme child killed by 9"), "{}", r.out);
     // The targets' memory is unchanged: with SIGKILL pending nothing was copied or poked.
-    assert_eq!(s.matches("target=ORIGINAL").count(), 2, "{s}");
-    assert!(!s.contains("OVERWRITTEN") && !s.contains("POKED"), "{s}");
+    assert_eq!(r.out.matches("target=ORIGINAL").count(), 2, "{}", r.out);
     assert!(
-        at_least(&agent, 3, |e| {
-            e["control"] == "drift"
-                && e["action"] == "blocked"
-                && e["container"]["id"] == c.id().as_str()
-                && e["message"].as_str().unwrap_or("").contains(PTRACE)
-        }),
-        "three blocked ptrace events: {:?}",
-        agent.events()
+        !r.out.contains("OVERWRITTEN") && !r.out.contains("POKED"),
+        "{}",
+        r.out
     );
+    r.drift_events(PTRACE, "blocked", 3);
 }
 
 #[test]
 fn ptrace_and_process_vm_writev_are_reported_in_audit() {
-    if !privileged() {
+    let Some(r) = Run::attack("audit", DRIFT, "sys-inject-audit", &inject_script()) else {
         return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("audit", "[drift]\nprevent = true\n");
-    if !hooks_attached(&agent) {
-        return;
-    }
-    let (c, out) = run_in(
-        &image,
-        "sys-inject-audit",
-        &["--network", "none"],
-        &inject_script(),
-    );
-    let s = text(&out.stdout);
-    assert_eq!(rc(&s, "vmwrite"), Some(0), "audit lets it run: {s}");
-    assert_eq!(rc(&s, "poke"), Some(0), "{s}");
-    assert_eq!(rc(&s, "traceme"), Some(0), "{s}");
+    };
+    r.exits(&["vmwrite", "poke", "traceme"], 0);
     assert!(
-        s.contains("target=OVERWRITTEN") && s.contains("target=POKED"),
-        "{s}"
+        r.out.contains("target=OVERWRITTEN") && r.out.contains("target=POKED"),
+        "{}",
+        r.out
     );
-    agent.wait_for(std::time::Duration::from_secs(15), |_| {
-        drift_events(&agent, &c, PTRACE, "audited") >= 3
-    });
-    assert!(
-        drift_events(&agent, &c, PTRACE, "audited") >= 3,
-        "audited ptrace events: {:?}",
-        agent.events()
-    );
+    r.drift_events(PTRACE, "audited", 3);
 }
 
 fn proc_mem_script() -> String {
@@ -160,71 +180,33 @@ fn proc_mem_script() -> String {
     )
 }
 
+const PROC_MEM_KEYS: &[&str] = &["self", "openat", "open", "openat2"];
+
 #[test]
 fn proc_mem_opened_for_writing_is_killed() {
-    if !privileged() {
+    let Some(r) = Run::attack("enforce", DRIFT, "sys-procmem", &proc_mem_script()) else {
         return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("enforce", "[drift]\nprevent = true\n");
-    if !hooks_attached(&agent) {
-        return;
-    }
-    let (c, out) = run_in(
-        &image,
-        "sys-procmem",
-        &["--network", "none"],
-        &proc_mem_script(),
-    );
-    let s = text(&out.stdout);
-    for key in ["self", "openat", "open", "openat2"] {
-        assert_eq!(rc(&s, key), Some(137), "{key}: {s} {}", text(&out.stderr));
-    }
+    };
+    r.exits(PROC_MEM_KEYS, 137);
     // Killed before open returned: the targets' memory is unchanged.
-    assert_eq!(s.matches("target=ORIGINAL").count(), 3, "{s}");
-    assert!(!s.contains("MEMWRITE") && !s.contains("procmem ok"), "{s}");
-    assert_eq!(rc(&s, "read"), Some(0), "reading procfs is untouched: {s}");
+    assert_eq!(r.out.matches("target=ORIGINAL").count(), 3, "{}", r.out);
     assert!(
-        at_least(&agent, 4, |e| {
-            e["control"] == "drift"
-                && e["action"] == "blocked"
-                && e["container"]["id"] == c.id().as_str()
-                && e["message"].as_str().unwrap_or("").contains(PROC_MEM)
-        }),
-        "four blocked /proc/<pid>/mem events: {:?}",
-        agent.events()
+        !r.out.contains("MEMWRITE") && !r.out.contains("procmem ok"),
+        "{}",
+        r.out
     );
+    r.exits(&["read"], 0);
+    r.drift_events(PROC_MEM, "blocked", 4);
 }
 
 #[test]
 fn proc_mem_opened_for_writing_is_reported_in_audit() {
-    if !privileged() {
+    let Some(r) = Run::attack("audit", DRIFT, "sys-procmem-audit", &proc_mem_script()) else {
         return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("audit", "[drift]\nprevent = true\n");
-    if !hooks_attached(&agent) {
-        return;
-    }
-    let (c, out) = run_in(
-        &image,
-        "sys-procmem-audit",
-        &["--network", "none"],
-        &proc_mem_script(),
-    );
-    let s = text(&out.stdout);
-    for key in ["self", "openat", "open", "openat2"] {
-        assert_eq!(rc(&s, key), Some(0), "{key}: audit lets it run: {s}");
-    }
-    assert_eq!(s.matches("target=MEMWRITE").count(), 3, "{s}");
-    agent.wait_for(std::time::Duration::from_secs(15), |_| {
-        drift_events(&agent, &c, PROC_MEM, "audited") >= 4
-    });
-    assert!(
-        drift_events(&agent, &c, PROC_MEM, "audited") >= 4,
-        "audited /proc/<pid>/mem events: {:?}",
-        agent.events()
-    );
+    };
+    r.exits(PROC_MEM_KEYS, 0);
+    assert_eq!(r.out.matches("target=MEMWRITE").count(), 3, "{}", r.out);
+    r.drift_events(PROC_MEM, "audited", 4);
 }
 
 /// Each way to map dropped code executable, with its own `rc` key; `--preload` runs the
@@ -246,43 +228,23 @@ fn mapping_script() -> String {
 const LOADER_ALLOWED: &str =
     "[drift]\nprevent = true\nallow = [\"/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\"]\n";
 
+const MAPPING_KEYS: &[&str] = &["mmap", "mprotect", "memfd", "preload"];
+
 #[test]
 fn an_executable_mapping_of_a_dropped_file_is_killed() {
-    if !privileged() {
+    let Some(r) = Run::attack("enforce", LOADER_ALLOWED, "sys-map", &mapping_script()) else {
         return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("enforce", LOADER_ALLOWED);
-    if !hooks_attached(&agent) {
-        return;
-    }
-    let (c, out) = run_in(&image, "sys-map", &["--network", "none"], &mapping_script());
-    let s = text(&out.stdout);
-    for key in ["mmap", "mprotect", "memfd", "preload"] {
-        assert_eq!(rc(&s, key), Some(137), "{key}: {s} {}", text(&out.stderr));
-    }
+    };
+    r.exits(MAPPING_KEYS, 137);
     // Killed before the return to user: nothing after the mapping ran, the constructor least.
-    assert!(!s.contains("mmap ok") && !s.contains("mprotect ok"), "{s}");
-    assert!(!s.contains("PRELOAD-RAN"), "{s}");
+    for ran in ["mmap ok", "mprotect ok", "mmap-memfd ok", "PRELOAD-RAN"] {
+        assert!(!r.out.contains(ran), "{ran}: {}", r.out);
+    }
     // Image files map and run.
-    assert_eq!(rc(&s, "image"), Some(0), "an image library maps: {s}");
-    assert_eq!(
-        rc(&s, "benign"),
-        Some(0),
-        "a dynamic image program runs: {s}"
-    );
-    assert!(
-        at_least(&agent, 4, |e| {
-            e["control"] == "drift"
-                && e["action"] == "blocked"
-                && e["container"]["id"] == c.id().as_str()
-                && e["message"].as_str().unwrap_or("").contains(MAPPED)
-        }),
-        "four blocked mapping events: {:?}",
-        agent.events()
-    );
-    let id = c.id();
-    let e = agent.expect("the mapped file's path", |e| {
+    r.exits(&["image", "benign"], 0);
+    r.drift_events(MAPPED, "blocked", 4);
+    let id = r.c.id();
+    let e = r.agent.expect("the mapped file's path", |e| {
         e["action"] == "blocked"
             && e["container"]["id"] == id.as_str()
             && e["process"]["exe"] == "/tmp/evil.so"
@@ -292,96 +254,43 @@ fn an_executable_mapping_of_a_dropped_file_is_killed() {
 
 #[test]
 fn an_executable_mapping_is_reported_in_audit() {
-    if !privileged() {
+    let Some(r) = Run::attack("audit", LOADER_ALLOWED, "sys-map-audit", &mapping_script()) else {
         return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("audit", LOADER_ALLOWED);
-    if !hooks_attached(&agent) {
-        return;
-    }
-    let (c, out) = run_in(
-        &image,
-        "sys-map-audit",
-        &["--network", "none"],
-        &mapping_script(),
-    );
-    let s = text(&out.stdout);
-    for key in ["mmap", "mprotect", "memfd", "preload", "image", "benign"] {
-        assert_eq!(rc(&s, key), Some(0), "{key}: {s}");
-    }
-    assert!(s.contains("PRELOAD-RAN"), "audit lets it run: {s}");
-    agent.wait_for(std::time::Duration::from_secs(15), |_| {
-        drift_events(&agent, &c, MAPPED, "audited") >= 4
-    });
+    };
+    r.exits(MAPPING_KEYS, 0);
+    r.exits(&["image", "benign"], 0);
     assert!(
-        drift_events(&agent, &c, MAPPED, "audited") >= 4,
-        "audited mapping events: {:?}",
-        agent.events()
+        r.out.contains("PRELOAD-RAN"),
+        "audit lets it run: {}",
+        r.out
     );
+    r.drift_events(MAPPED, "audited", 4);
 }
 
 fn packet_script() -> String {
     format!("{ATTACK} packet; echo packet=$?")
 }
 
-fn packet_events(agent: &Agent, c: &Container, action: &str) -> bool {
-    let id = c.id();
-    agent
-        .wait_for(std::time::Duration::from_secs(15), |e| {
-            e["kind"] == "network"
-                && e["action"] == action
-                && e["network"]["op"] == "raw_socket"
-                && e["container"]["id"] == id.as_str()
-        })
-        .is_some()
-}
+const RAW: &str = "[network]\nblock_raw_sockets = true\n";
 
 #[test]
 fn an_af_packet_socket_is_killed() {
-    if !privileged() {
-        return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("enforce", "[network]\nblock_raw_sockets = true\n");
-    if !hooks_attached(&agent) {
-        return;
-    }
     // CAP_NET_RAW is in Docker's default set: without the hook the socket would be made.
-    let (c, out) = run_in(
-        &image,
-        "sys-packet",
-        &["--network", "none"],
-        &packet_script(),
-    );
-    let s = text(&out.stdout);
-    assert_eq!(rc(&s, "packet"), Some(137), "{s} {}", text(&out.stderr));
-    assert!(
-        !s.contains("packet ok"),
-        "the socket never reached the program: {s}"
-    );
-    assert!(packet_events(&agent, &c, "blocked"), "{:?}", agent.events());
+    let Some(r) = Run::attack("enforce", RAW, "sys-packet", &packet_script()) else {
+        return;
+    };
+    r.exits(&["packet"], 137);
+    assert!(!r.out.contains("packet ok"), "never returned: {}", r.out);
+    r.packet_event("blocked");
 }
 
 #[test]
 fn an_af_packet_socket_is_reported_in_audit() {
-    if !privileged() {
+    let Some(r) = Run::attack("audit", RAW, "sys-packet-audit", &packet_script()) else {
         return;
-    }
-    let Some(image) = attack_image() else { return };
-    let agent = agent_with_hooks("audit", "[network]\nblock_raw_sockets = true\n");
-    if !hooks_attached(&agent) {
-        return;
-    }
-    let (c, out) = run_in(
-        &image,
-        "sys-packet-audit",
-        &["--network", "none"],
-        &packet_script(),
-    );
-    let s = text(&out.stdout);
-    assert_eq!(rc(&s, "packet"), Some(0), "audit lets it run: {s}");
-    assert!(packet_events(&agent, &c, "audited"), "{:?}", agent.events());
+    };
+    r.exits(&["packet"], 0);
+    r.packet_event("audited");
 }
 
 #[test]
@@ -389,14 +298,10 @@ fn host_processes_doing_the_same_are_untouched() {
     if !privileged() {
         return;
     }
-    let Some(_image) = attack_image() else { return };
-    let Some(helper) = attack_helper() else {
+    let (Some(helper), Some(library)) = (attack_helper(), attack_library()) else {
         return;
     };
-    let agent = agent_with_hooks(
-        "enforce",
-        "[drift]\nprevent = true\n[network]\nblock_raw_sockets = true\n",
-    );
+    let agent = agent_with_hooks("enforce", &format!("{DRIFT}{RAW}"));
     if !hooks_attached(&agent) {
         return;
     }
@@ -405,7 +310,7 @@ fn host_processes_doing_the_same_are_untouched() {
         .suffix(".so")
         .tempfile()
         .unwrap();
-    std::fs::copy(attack_library().unwrap(), lib.path()).unwrap();
+    std::fs::copy(library, lib.path()).unwrap();
     let lib = lib.path().to_str().unwrap().to_string();
     for args in [
         vec!["inject", "vmwrite"],
@@ -415,6 +320,7 @@ fn host_processes_doing_the_same_are_untouched() {
         vec!["procmem"],
         vec!["map", "mmap", &lib],
         vec!["map", "mprotect", &lib],
+        vec!["map", "memfd", &lib],
         vec!["packet"],
     ] {
         let out = Command::new(&helper).args(&args).output().unwrap();
@@ -428,7 +334,7 @@ fn host_processes_doing_the_same_are_untouched() {
         );
     }
     // Host processes are outside every container: no event names them.
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(1));
     let events = agent.events();
     let theirs: Vec<&Value> = events
         .iter()
@@ -450,7 +356,7 @@ fn status_says_which_doors_the_hooks_cover() {
     };
     let classes = ["executable_mapping", "ptrace", "proc_mem", "packet_socket"];
     {
-        let agent = super::agent_with("enforce", "[drift]\nprevent = true\n");
+        let agent = super::agent_with("enforce", DRIFT);
         let s = status(&agent);
         if s["backends"]["lsm_unavailable"].is_null() {
             eprintln!("SKIP: BPF LSM is the backend here");
@@ -460,26 +366,19 @@ fn status_says_which_doors_the_hooks_cover() {
         for class in classes {
             let l = line(&s, class);
             assert_eq!(l["coverage"], "not_visible", "{l}");
-            assert!(
-                l["how"]
-                    .as_str()
-                    .unwrap()
-                    .contains("enable fallback_syscall_hooks"),
-                "{l}"
-            );
+            let how = l["how"].as_str().unwrap();
+            assert!(how.contains("enable fallback_syscall_hooks"), "{l}");
         }
     }
-    let agent = agent_with_hooks("enforce", "[drift]\nprevent = true\n");
+    let agent = agent_with_hooks("enforce", DRIFT);
     assert!(hooks_attached(&agent));
     let s = status(&agent);
     for class in classes {
         let l = line(&s, class);
         assert_eq!(l["coverage"], "enforced", "{l}");
+        let how = l["how"].as_str().unwrap();
         assert!(
-            l["how"]
-                .as_str()
-                .unwrap()
-                .starts_with("enforced (kill) by the opt-in syscall hooks"),
+            how.starts_with("enforced (kill) by the opt-in syscall hooks"),
             "{l}"
         );
     }
