@@ -270,7 +270,7 @@ static int cmd_inject(int argc, char **argv) {
         }
         char c;
         while (read(go[0], &c, 1) > 0) {}
-        printf("target=%s\n", target_buf);
+        printf("target %s=%s\n", argv[2], target_buf);
         _exit(0);
     }
     close(go[0]);

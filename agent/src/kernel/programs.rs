@@ -280,8 +280,6 @@ pub const PROGRAMS: &[Program] = &[
     syscall("sys_enter_process_vm_writev", &[Drift]),
     syscall("sys_enter_mmap", &[Drift]),
     syscall("sys_exit_mmap", &[Drift]),
-    syscall("sys_enter_mprotect", &[Drift]),
-    syscall("sys_exit_mprotect", &[Drift]),
     syscall("sys_enter_socket", &[Network]),
     syscall("sys_enter_open", &[Drift]),
     syscall("sys_exit_open", &[Drift]),
@@ -415,7 +413,7 @@ mod tests {
             assert_eq!(syscall, p.backend == Backend::SyscallSignal, "{}", p.name);
         }
         assert!(tracepoints().all(|(p, _)| !matches!(p.hook, Hook::Syscall(_))));
-        assert_eq!(syscall_hooks().count(), 13);
+        assert_eq!(syscall_hooks().count(), 11);
     }
 
     #[test]
