@@ -182,3 +182,18 @@ pub fn start_in(image: &str, tag: &str, extra: &[&str], script: &str) -> Contain
 pub fn nested(n: usize) -> String {
     vec!["a"; n].join("/")
 }
+
+/// `seawall status --json` of `agent`.
+pub fn status_json(agent: &seawall_integration::Agent) -> serde_json::Value {
+    let out = Command::new(seawall_integration::agent_bin())
+        .args(["status", "--json", "--api-socket"])
+        .arg(&agent.api)
+        .output()
+        .expect("seawall status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}

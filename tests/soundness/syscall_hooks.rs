@@ -26,20 +26,10 @@ fn agent_with_hooks(mode: &str, body: &str) -> Agent {
     )
 }
 
-fn status(agent: &Agent) -> Value {
-    let out = Command::new(agent_bin())
-        .args(["status", "--json", "--api-socket"])
-        .arg(&agent.api)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Whether this agent runs the fallback with the hooks attached. On BPF LSM: asserts that the
 /// hooks were not loaded, and the caller returns (the LSM hooks are the VM test's).
 fn hooks_attached(agent: &Agent) -> bool {
-    let s = status(agent);
+    let s = status_json(agent);
     if s["backends"]["lsm_unavailable"].is_null() {
         assert_eq!(s["backends"]["syscall_hooks"], "not_with_lsm", "{s}");
         eprintln!("SKIP: BPF LSM is the backend here: the syscall hooks are never loaded");
@@ -378,7 +368,7 @@ fn status_says_which_doors_the_hooks_cover() {
     let classes = ["executable_mapping", "ptrace", "proc_mem", "packet_socket"];
     {
         let agent = super::agent_with("enforce", DRIFT);
-        let s = status(&agent);
+        let s = status_json(&agent);
         if s["backends"]["lsm_unavailable"].is_null() {
             eprintln!("SKIP: BPF LSM is the backend here");
             return;
@@ -393,7 +383,7 @@ fn status_says_which_doors_the_hooks_cover() {
     }
     let agent = agent_with_hooks("enforce", DRIFT);
     assert!(hooks_attached(&agent));
-    let s = status(&agent);
+    let s = status_json(&agent);
     for class in classes {
         let l = line(&s, class);
         assert_eq!(l["coverage"], "enforced", "{l}");
