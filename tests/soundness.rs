@@ -9,6 +9,8 @@
 
 #[path = "soundness/fixture.rs"]
 mod fixture;
+#[path = "soundness/syscall_hooks.rs"]
+mod syscall_hooks;
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -981,13 +983,7 @@ fn status_and_profile_check_say_what_this_backend_cannot_enforce() {
     }
     let body = "[drift]\nprevent = true\n[network]\nblock_raw_sockets = true\n";
     let agent = agent_with("enforce", body);
-    let out = Command::new(agent_bin())
-        .args(["status", "--json", "--api-socket"])
-        .arg(&agent.api)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = status_json(&agent);
     let line = |class: &str| {
         s["coverage"]
             .as_array()

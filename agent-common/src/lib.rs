@@ -821,6 +821,14 @@ pub struct KernelOffsets {
     pub dentry_d_inode: u32,
     /// `inode.i_mode`.
     pub inode_i_mode: u32,
+    /// `task_struct.files` (the opt-in syscall hooks find an opened file by its descriptor).
+    pub task_files: u32,
+    /// `files_struct.fdt`.
+    pub files_fdt: u32,
+    /// `fdtable.fd` (the array of `struct file *`).
+    pub fdtable_fd: u32,
+    /// `fdtable.max_fds`.
+    pub fdtable_max_fds: u32,
     /// Explicit padding to keep the struct a multiple of 8 bytes.
     pub _pad_tail: u32,
 }
@@ -864,7 +872,7 @@ const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 48);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 54 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 58 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

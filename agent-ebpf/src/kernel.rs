@@ -59,6 +59,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     msghdr_msg_namelen: 0,
     dentry_d_inode: 0,
     inode_i_mode: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_fd: 0,
+    fdtable_max_fds: 0,
     _pad_tail: 0,
 };
 

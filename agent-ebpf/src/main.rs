@@ -13,6 +13,7 @@ mod container;
 mod emit;
 mod env;
 mod exec;
+mod injection;
 mod intel;
 mod kernel;
 mod listen;
@@ -21,6 +22,7 @@ mod maps;
 mod net;
 mod process;
 mod root;
+mod syscalls;
 mod walk;
 
 #[cfg(not(test))]

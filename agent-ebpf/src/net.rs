@@ -96,10 +96,21 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         emit(m.cgroup_id, NET_OP_ICMP, family, proto, 0, [0; 16], action);
         return verdict(action);
     }
-    if !(ty == SOCK_RAW || family == FAMILY_PACKET) || p.block_raw_sockets == 0 {
+    if !(ty == SOCK_RAW || family == FAMILY_PACKET) {
         return ALLOW;
     }
-    let action = action_for(p.net_mode);
+    verdict(judge_raw_socket(&m, family))
+}
+
+/// A raw or packet socket of `family` made by a task of container `m`: under
+/// `block_raw_sockets` reported, and the action returned (allowed otherwise). Shared by the
+/// cgroup program above, BPF LSM `socket_create` and the fallback's opt-in `socket()` hook.
+#[inline(always)]
+pub(crate) fn judge_raw_socket(m: &container::Membership, family: u32) -> u32 {
+    if m.policy.block_raw_sockets == 0 {
+        return ACTION_ALLOWED;
+    }
+    let action = action_for(m.policy.net_mode);
     emit(
         m.cgroup_id,
         NET_OP_RAW_SOCKET,
@@ -109,7 +120,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         [0; 16],
         action,
     );
-    verdict(action)
+    action
 }
 
 fn on_addr(ctx: &SockAddrContext, op: u32, family: u32) -> i32 {

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -204,6 +205,17 @@ static int cmd_map(int argc, char **argv) {
         if (p == MAP_FAILED) return refused("mmap");
         return done("mmap");
     }
+    if (!strcmp(argv[2], "memfd")) {
+        /* map memfd SRC: SRC's bytes copied into a memfd, mapped executable. */
+        int m = memfd_create("code", 0);
+        if (m < 0) return refused("memfd");
+        char buf[4096] = {0};
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 || write(m, buf, sizeof buf) != (ssize_t)sizeof buf) return refused("memfd-write");
+        p = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, m, 0);
+        if (p == MAP_FAILED) return refused("mmap-memfd");
+        return done("mmap-memfd");
+    }
     p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) return refused("mmap-read");
     if (mprotect(p, 4096, PROT_READ | PROT_EXEC) != 0) return refused("mprotect");
@@ -234,6 +246,80 @@ static int cmd_traceme(int argc, char **argv) {
     waitpid(pid, &st, 0);
     if (WEXITSTATUS(st) >= 100) { errno = WEXITSTATUS(st) - 100; return refused("traceme"); }
     return done("traceme");
+}
+
+/* The target of `inject`: a child whose buffer the parent tries to overwrite. */
+static char target_buf[64] = "ORIGINAL";
+
+static int cmd_inject(int argc, char **argv) {
+    /* inject HOW (vmwrite | poke | traceme | procmem | procmem-open | procmem-openat2): write
+     * into a child's memory with process_vm_writev, PTRACE_ATTACH + PTRACE_POKEDATA, or
+     * /proc/<child>/mem opened by openat, open(2) or openat2; or have the child offer itself
+     * with PTRACE_TRACEME. The child prints "target=<its buffer>" once the parent is done or
+     * dead (its pipe closes), so the effect is visible even when the parent is killed. */
+    if (argc < 3) return 2;
+    int go[2];
+    if (pipe(go) != 0) return refused("pipe");
+    int traceme = !strcmp(argv[2], "traceme");
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(go[1]);
+        if (traceme && ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0) {
+            printf("traceme errno=%d\n", errno);
+            _exit(1);
+        }
+        char c;
+        while (read(go[0], &c, 1) > 0) {}
+        printf("target %s=%s\n", argv[2], target_buf);
+        _exit(0);
+    }
+    close(go[0]);
+    const char *what = argv[2];
+    int r = 0;
+    if (!strcmp(what, "vmwrite")) {
+        static char evil[64] = "OVERWRITTEN";
+        struct iovec local = { evil, sizeof evil }, remote = { target_buf, sizeof target_buf };
+        r = process_vm_writev(pid, &local, 1, &remote, 1, 0) == (ssize_t)sizeof evil ? 0 : -1;
+    } else if (!strcmp(what, "poke")) {
+        r = ptrace(PTRACE_ATTACH, pid, NULL, NULL);
+        if (r == 0) {
+            waitpid(pid, NULL, 0);
+            long word;
+            memcpy(&word, "POKED!!!", sizeof word);
+            r = ptrace(PTRACE_POKEDATA, pid, target_buf, (void *)word);
+            ptrace(PTRACE_DETACH, pid, NULL, NULL);
+        }
+    } else if (!strncmp(what, "procmem", 7)) {
+        /* procmem (openat), procmem-open (open(2)), procmem-openat2: /proc/<child>/mem. */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/mem", pid);
+        int fd;
+        if (!strcmp(what, "procmem-open")) {
+            fd = (int)syscall(SYS_open, path, O_RDWR);
+        } else if (!strcmp(what, "procmem-openat2")) {
+            struct open_how how = { .flags = O_RDWR };
+            fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+        } else {
+            fd = open(path, O_RDWR);
+        }
+        r = fd < 0 ? -1 : 0;
+        if (fd >= 0) {
+            static const char evil[] = "MEMWRITE";
+            r = pwrite(fd, evil, sizeof evil, (off_t)(unsigned long)target_buf) == (ssize_t)sizeof evil ? 0 : -1;
+        }
+    } else if (!traceme) {
+        return 2;
+    }
+    int e = errno;
+    close(go[1]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (traceme && WIFSIGNALED(st)) {
+        printf("traceme child killed by %d\n", WTERMSIG(st));
+        return 1;
+    }
+    if (r != 0) { errno = e; return refused(what); }
+    return done(what);
 }
 
 static int cmd_procmem(int argc, char **argv) {
@@ -319,6 +405,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "ptrace")) return cmd_ptrace(argc, argv);
     if (!strcmp(c, "traceme")) return cmd_traceme(argc, argv);
     if (!strcmp(c, "procmem")) return cmd_procmem(argc, argv);
+    if (!strcmp(c, "inject")) return cmd_inject(argc, argv);
     if (!strcmp(c, "packet")) return cmd_packet(argc, argv);
     if (!strcmp(c, "ping")) return cmd_ping(argc, argv);
     if (!strcmp(c, "connect")) return cmd_connect(argc, argv);

@@ -136,6 +136,19 @@ pub fn attack_image() -> Option<String> {
     }
 }
 
+/// The helper on the host (for host processes doing what the attacker does), once the image
+/// is built.
+pub fn attack_helper() -> Option<PathBuf> {
+    attack_image()?;
+    BUILT.get()?.as_ref().ok().map(|b| b.dir.join("attack"))
+}
+
+/// The dropped library on the host (see [`attack_helper`]).
+pub fn attack_library() -> Option<PathBuf> {
+    attack_image()?;
+    BUILT.get()?.as_ref().ok().map(|b| b.dir.join("evil.so"))
+}
+
 /// `docker run` (foreground) of `sh -c script` in `image` with `extra` flags before the image.
 pub fn run_in(image: &str, tag: &str, extra: &[&str], script: &str) -> (Container, Output) {
     let name = unique_name(tag);
@@ -168,4 +181,19 @@ pub fn start_in(image: &str, tag: &str, extra: &[&str], script: &str) -> Contain
 /// `n` nested directories `a/a/…` (the shell builds them with one `mkdir -p`).
 pub fn nested(n: usize) -> String {
     vec!["a"; n].join("/")
+}
+
+/// `seawall status --json` of `agent`.
+pub fn status_json(agent: &seawall_integration::Agent) -> serde_json::Value {
+    let out = Command::new(seawall_integration::agent_bin())
+        .args(["status", "--json", "--api-socket"])
+        .arg(&agent.api)
+        .output()
+        .expect("seawall status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status JSON")
 }

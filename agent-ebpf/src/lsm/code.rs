@@ -6,22 +6,16 @@
 //! `PTRACE_MODE_ATTACH`). All of it is the drift control.
 
 use agent_common::{
-    ExecEvent, ACTION_BLOCKED, CONTROL_DRIFT, COUNTER_UNREADABLE, EVENT_EXEC, EXEC_DRIFT_FLAGS,
-    EXEC_FROM_EXEC_SESSION, EXEC_ROOT_NOT_OVERLAY, EXEC_UNREADABLE, EXEC_VIA_MMAP, EXEC_VIA_PTRACE,
-    ORIGIN_EXEC_SESSION,
+    ExecEvent, ACTION_BLOCKED, COUNTER_UNREADABLE, EVENT_EXEC, EXEC_FROM_EXEC_SESSION,
+    EXEC_ROOT_NOT_OVERLAY, EXEC_UNREADABLE, ORIGIN_EXEC_SESSION,
 };
-use aya_ebpf::{
-    helpers::generated::bpf_get_current_task,
-    macros::{lsm, map},
-    maps::PerCpuArray,
-    programs::LsmContext,
-};
+use aya_ebpf::{helpers::generated::bpf_get_current_task, macros::lsm, programs::LsmContext};
 
 use super::verdict;
 use crate::{
-    container::{self, action_for, Membership},
-    emit,
+    container, emit,
     exec::{decide, describe_file, origin_of},
+    injection::{judge_mapping, judge_ptrace, ppid_of},
     kernel::{fill_header, offsets, read, read_ptr},
     maps::{count, SCRATCH_EXEC},
 };
@@ -30,11 +24,6 @@ const PROT_EXEC: u64 = 0x4;
 const VM_EXEC: u64 = 0x4;
 const PTRACE_MODE_ATTACH: u32 = 0x02;
 
-/// Per-CPU scratch for executable mappings: `mmap_file` also runs inside `execve` (the ELF
-/// loader maps the binary), so it must not share `SCRATCH_EXEC` with `bprm_check_security`.
-#[map]
-static SCRATCH_MMAP: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
-
 #[lsm(hook = "bprm_check_security")]
 pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     let retval: i32 = ctx.arg(1);
@@ -42,16 +31,6 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return retval;
     }
     try_bprm_check(&ctx).unwrap_or(0)
-}
-
-/// The parent's tgid, 0 when it cannot be read (the event still goes out).
-#[inline(always)]
-fn ppid_of(task: u64) -> u32 {
-    let o = offsets();
-    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    unsafe { read_ptr(task, o.task_real_parent) }
-        .and_then(|p| unsafe { read(p, o.task_tgid) })
-        .unwrap_or(0)
 }
 
 /// Drift, exec lists and `docker exec` sessions, decided exactly as `exec.rs` decides them
@@ -140,56 +119,13 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     try_exec_mapping(file).unwrap_or(0)
 }
 
-/// A file mapped executable: drift when the file is not the image's. The task's own
-/// executable is skipped (its exec was judged, and the ELF loader maps it during `execve`).
+/// A file mapped executable by a container task: refused when it is drift (`injection.rs`).
+#[inline(always)]
 fn try_exec_mapping(file: u64) -> Result<i32, i64> {
     let Some(m) = container::current() else {
         return Ok(0);
     };
-    if m.policy.drift_mode == 0 {
-        return Ok(0);
-    }
-    let o = offsets();
-    // SAFETY: plain helper call; the current task.
-    let task = unsafe { bpf_get_current_task() };
-    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    let inode = unsafe { read::<u64>(file, o.file_f_inode) }.unwrap_or(0);
-    let exe_inode = unsafe {
-        read_ptr(task, o.task_mm)
-            .and_then(|mm| read_ptr(mm, o.mm_exe_file))
-            .and_then(|exe| read::<u64>(exe, o.file_f_inode))
-    }
-    .unwrap_or(0);
-    if inode != 0 && inode == exe_inode {
-        return Ok(0);
-    }
-    let ev = SCRATCH_MMAP.get_ptr_mut(0).ok_or(-1i64)?;
-    // SAFETY: per-CPU scratch owned by this program invocation.
-    let ev: &mut ExecEvent = unsafe { &mut *ev };
-    ev.flags = EXEC_VIA_MMAP;
-    ev.path_len = 0;
-    ev.args_len = 0;
-    ev.target_tgid = 0;
-    describe_file(ev, task, file, Some(m.cgroup_id));
-    if ev.flags & EXEC_ROOT_NOT_OVERLAY != 0 || ev.flags & EXEC_DRIFT_FLAGS == 0 {
-        return Ok(0);
-    }
-    fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, ppid_of(task));
-    decide(ev, &m.policy);
-    if ev.header.control != CONTROL_DRIFT {
-        // An image file on a drift allow list: not ours to report here.
-        return Ok(0);
-    }
-    report(ev, &m)
-}
-
-#[inline(always)]
-fn report(ev: &ExecEvent, _m: &Membership) -> Result<i32, i64> {
-    if ev.flags & EXEC_UNREADABLE != 0 {
-        count(COUNTER_UNREADABLE);
-    }
-    emit::copy(ev);
-    Ok(verdict(ev.header.action))
+    judge_mapping(&m, file).map(verdict)
 }
 
 #[lsm(hook = "ptrace_access_check")]
@@ -220,28 +156,13 @@ pub fn ptrace_traceme(ctx: LsmContext) -> i32 {
     try_ptrace(task).unwrap_or(0)
 }
 
-/// Attaching to (or offering oneself to) a tracer from inside a container: under drift, a way
-/// to run code that was never in the image inside an image process.
+/// Attaching to (or offering oneself to) a tracer from inside a container: refused under
+/// drift (`injection.rs`).
 fn try_ptrace(target: u64) -> Result<i32, i64> {
     let Some(m) = container::current() else {
         return Ok(0);
     };
-    if m.policy.drift_mode == 0 {
-        return Ok(0);
-    }
-    let o = offsets();
-    // SAFETY: plain helper call; the current task.
-    let task = unsafe { bpf_get_current_task() };
-    let ev = SCRATCH_MMAP.get_ptr_mut(0).ok_or(-1i64)?;
-    // SAFETY: per-CPU scratch owned by this program invocation.
-    let ev: &mut ExecEvent = unsafe { &mut *ev };
-    fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, ppid_of(task));
-    ev.flags = EXEC_VIA_PTRACE;
-    ev.path_len = 0;
-    ev.args_len = 0;
     // SAFETY (read): bpf_probe_read_kernel tolerates any address.
-    ev.target_tgid = unsafe { read::<u32>(target, o.task_tgid) }.unwrap_or(0);
-    ev.header.control = CONTROL_DRIFT;
-    ev.header.action = action_for(m.policy.drift_mode);
-    report(ev, &m)
+    let target_tgid = unsafe { read::<u32>(target, offsets().task_tgid) }.unwrap_or(0);
+    judge_ptrace(&m, target_tgid).map(verdict)
 }

@@ -15,18 +15,14 @@
 //! thread group).
 
 use agent_common::{
-    ExecEvent, FileEvent, ACTION_ALLOWED, CONTROL_DRIFT, CONTROL_FILE, COUNTER_RINGBUF_DROPS,
-    COUNTER_UNREADABLE, EVENT_EXEC, EVENT_FILE, EXEC_PATH_TRUNCATED, EXEC_UNREADABLE,
-    EXEC_VIA_PROC_MEM, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE, FILE_OP_LINK, FILE_OP_OPEN,
-    FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, LIST_FILE_DENY, LIST_FILE_READ_ONLY,
-    LIST_FILE_RULE_DIRS, PATH_BUF, RULES_FILE_DENY, RULES_FILE_DENY_TREES, RULES_FILE_READ_ONLY,
-    RULES_FILE_READ_ONLY_TREES,
+    ExecEvent, FileEvent, ACTION_ALLOWED, CONTROL_FILE, COUNTER_RINGBUF_DROPS, COUNTER_UNREADABLE,
+    EVENT_FILE, EXEC_PATH_TRUNCATED, EXEC_UNREADABLE, FILE_OP_CHMOD, FILE_OP_CHOWN, FILE_OP_CREATE,
+    FILE_OP_LINK, FILE_OP_OPEN, FILE_OP_RENAME, FILE_OP_TRUNCATE, FILE_OP_UNLINK, LIST_FILE_DENY,
+    LIST_FILE_READ_ONLY, LIST_FILE_RULE_DIRS, PATH_BUF, RULES_FILE_DENY, RULES_FILE_DENY_TREES,
+    RULES_FILE_READ_ONLY, RULES_FILE_READ_ONLY_TREES,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_probe_read_kernel_buf,
-        generated::{bpf_get_current_task, bpf_probe_read_kernel_str},
-    },
+    helpers::{bpf_probe_read_kernel_buf, generated::bpf_get_current_task},
     macros::{lsm, map},
     maps::PerCpuArray,
     programs::LsmContext,
@@ -37,6 +33,7 @@ use crate::{
     container::{self, action_for, Membership},
     emit,
     exec::{build_path, path_listed},
+    injection::{is_proc_mem, judge_proc_mem},
     kernel::{fill_header, offsets, read, read_ptr},
     maps::{count, EVENTS},
     root,
@@ -47,7 +44,6 @@ const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 const O_APPEND: u32 = 0o2000;
 const FMODE_WRITE: u32 = 0x2;
-const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 
 /// Per-CPU scratch for the path of a file being opened or changed: `file_open` runs inside
 /// syscalls of the exec path too, so it must not share `SCRATCH_EXEC` with
@@ -96,50 +92,10 @@ fn try_file_open(ctx: &LsmContext) -> Result<i32, i64> {
         )
     };
     if writes && m.policy.drift_mode != 0 && is_proc_mem(dentry) {
-        return proc_mem(&m, mnt, dentry);
+        return judge_proc_mem(&m, mnt, dentry).map(verdict);
     }
     let touch = if writes { Touch::Change } else { Touch::Read };
     check(&m, FILE_OP_OPEN, flags, mnt, dentry, touch)
-}
-
-/// Whether the dentry is a `mem` file of procfs (`/proc/<pid>/mem`, `/proc/<pid>/task/<tid>/mem`).
-#[inline(always)]
-fn is_proc_mem(dentry: u64) -> bool {
-    let o = offsets();
-    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
-    let magic =
-        unsafe { read_ptr(dentry, o.dentry_d_sb).and_then(|sb| read::<u64>(sb, o.sb_s_magic)) };
-    if magic != Ok(PROC_SUPER_MAGIC) {
-        return false;
-    }
-    let Ok(name) = (unsafe { read::<u64>(dentry, o.dentry_d_name_name) }) else {
-        return true;
-    };
-    let mut b = [0u8; 4];
-    // SAFETY: a 4-byte destination.
-    let r = unsafe { bpf_probe_read_kernel_str(b.as_mut_ptr().cast(), 4, name as *const _) };
-    r != 4 || b == *b"mem\0"
-}
-
-fn proc_mem(m: &Membership, mnt: u64, dentry: u64) -> Result<i32, i64> {
-    let ev = SCRATCH_FILE.get_ptr_mut(0).ok_or(-1i64)?;
-    // SAFETY: per-CPU scratch owned by this program invocation.
-    let ev: &mut ExecEvent = unsafe { &mut *ev };
-    // SAFETY: plain helper call; the current task.
-    let task = unsafe { bpf_get_current_task() };
-    let r = root::reference(m.cgroup_id, task);
-    ev.flags = EXEC_VIA_PROC_MEM | r.flags;
-    ev.path_len = 0;
-    ev.args_len = 0;
-    ev.target_tgid = 0;
-    if build_path(ev, mnt, dentry, r.mnt, r.dentry).is_err() {
-        ev.flags |= EXEC_UNREADABLE;
-    }
-    fill_header(&mut ev.header, EVENT_EXEC, m.cgroup_id, 0);
-    ev.header.control = CONTROL_DRIFT;
-    ev.header.action = action_for(m.policy.drift_mode);
-    emit::copy(&*ev);
-    Ok(verdict(ev.header.action))
 }
 
 /// The file rule decision for an operation on (`mnt`, `dentry`), reported when a rule matched.

@@ -7,8 +7,8 @@
 
 use agent_common::{
     ACTION_ALLOWED, ACTION_BLOCKED, FAMILY_INET, FAMILY_INET6, FAMILY_PACKET, NET_LIST_LISTEN,
-    NET_OP_CONNECT, NET_OP_ICMP, NET_OP_LISTEN, NET_OP_RAW_SOCKET, PROTO_ANY, PROTO_ICMP,
-    PROTO_ICMPV6, PROTO_RAW, PROTO_TCP, PROTO_UDP, RULES_NET_LISTEN,
+    NET_OP_CONNECT, NET_OP_ICMP, NET_OP_LISTEN, PROTO_ANY, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP, RULES_NET_LISTEN,
 };
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 
@@ -41,20 +41,7 @@ pub fn socket_create(ctx: LsmContext) -> i32 {
     let Some(m) = container::current() else {
         return 0;
     };
-    if m.policy.block_raw_sockets == 0 {
-        return 0;
-    }
-    let action = action_for(m.policy.net_mode);
-    net::emit(
-        m.cgroup_id,
-        NET_OP_RAW_SOCKET,
-        family as u32,
-        PROTO_RAW,
-        0,
-        [0; 16],
-        action,
-    );
-    verdict(action)
+    verdict(net::judge_raw_socket(&m, family as u32))
 }
 
 #[lsm(hook = "socket_connect")]

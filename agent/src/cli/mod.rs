@@ -204,7 +204,10 @@ fn profile_check(path: &std::path::Path) -> anyhow::Result<std::process::ExitCod
 /// enforce, with the kernel feature that would close each gap. The backend is what this kernel
 /// offers (`bpf` in its LSM list), which the running agent confirms by loading.
 fn print_coverage_gaps(path: &std::path::Path) {
-    use crate::kernel::coverage::{profile_gaps, BackendKind, KernelFacts};
+    use crate::kernel::{
+        coverage::{profile_gaps, BackendKind, KernelFacts},
+        syscall_hooks::SyscallHooks,
+    };
     let profiles: Vec<seawall_profile::Profile> = if path.is_dir() {
         seawall_profile::ProfileSet::load_dir(path)
             .map(|set| set.profiles().cloned().collect())
@@ -223,7 +226,9 @@ fn print_coverage_gaps(path: &std::path::Path) {
         BackendKind::Fallback => "the fallback (no bpf in this kernel's LSM list)",
     };
     for p in &profiles {
-        for gap in profile_gaps(p, backend, &facts) {
+        // The agent's config is not read here: what its opt-in hooks would close is named in
+        // each warning instead.
+        for gap in profile_gaps(p, backend, &facts, &SyscallHooks::Off) {
             println!(
                 "{}: warning: profile {} on {name}: {gap}",
                 p.source.display(),

@@ -191,6 +191,13 @@ pub struct AgentOptions {
     pub learn_max_images: Option<usize>,
     #[arg(long, value_name = "N", help = with_default("Allowed kernel records one container may send per second; beyond it they are counted and reported per container and command, not sent one by one (blocked and audited records are never held back; 0: no limit)", defaults::EVENT_BUDGET))]
     pub event_budget: Option<u32>,
+    /// On a host without BPF LSM, also attach syscall tracepoints so executable mappings of
+    /// dropped code, ptrace, process_vm_writev, writes to /proc/<pid>/mem and AF_PACKET sockets
+    /// in containers are killed (enforce) or reported (audit) instead of unseen. COST: every
+    /// syscall of every task on the host takes the slow path while they are attached (10-19%
+    /// slower on an open/close loop). Never loaded where BPF LSM is the backend.
+    #[arg(long)]
+    pub fallback_syscall_hooks: bool,
 }
 
 /// The agent's resolved configuration: every value set.
@@ -257,6 +264,9 @@ pub struct AgentConfig {
     pub learn_max_images: usize,
     /// Allowed kernel records per container per second (0: no limit).
     pub event_budget: u32,
+    /// Attach the fallback's syscall tracepoints where BPF LSM is not the backend (slows every
+    /// syscall on the host; off by default).
+    pub fallback_syscall_hooks: bool,
 }
 
 impl Default for AgentConfig {
@@ -344,6 +354,7 @@ impl AgentOptions {
             learn_per_category: self.learn_per_category.or(file.learn_per_category),
             learn_max_images: self.learn_max_images.or(file.learn_max_images),
             event_budget: self.event_budget.or(file.event_budget),
+            fallback_syscall_hooks: self.fallback_syscall_hooks || file.fallback_syscall_hooks,
         }
     }
 
@@ -408,6 +419,7 @@ impl AgentOptions {
                 .unwrap_or(defaults::LEARN_PER_CATEGORY),
             learn_max_images: self.learn_max_images.unwrap_or(defaults::LEARN_MAX_IMAGES),
             event_budget: self.event_budget.unwrap_or(defaults::EVENT_BUDGET),
+            fallback_syscall_hooks: self.fallback_syscall_hooks,
         };
         c.validate()?;
         Ok(c)
@@ -491,7 +503,19 @@ mod tests {
         assert_eq!(c.containerd_socket, None);
         assert_eq!(c.container_parents, vec!["docker".to_string()]);
         assert!(!c.host_events);
+        assert!(
+            !c.fallback_syscall_hooks,
+            "syscall tracepoints slow the whole host: opt-in only"
+        );
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_syscall_hooks_are_a_key_and_a_flag() {
+        let c = AgentConfig::from_toml("fallback_syscall_hooks = true\n").unwrap();
+        assert!(c.fallback_syscall_hooks);
+        let flags = Cli::parse_from(["x", "--fallback-syscall-hooks"]).options;
+        assert!(flags.resolve().unwrap().fallback_syscall_hooks);
     }
 
     #[test]

@@ -297,6 +297,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         parents,
         own_cgroup,
         lsm_unavailable,
+        syscall_hooks,
         pins,
     } = started;
     let lsm_active = lsm_unavailable.is_none();
@@ -317,6 +318,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         fanotify_unavailable: files
             .is_none()
             .then(|| "fanotify could not be initialised".to_string()),
+        syscall_hooks,
     });
     for (control, backend) in &backends.backend {
         metrics.set_backend(*control, *backend);
@@ -480,6 +482,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
                 coverage::BackendKind::Fallback
             },
             &coverage::KernelFacts::probe(),
+            &backends.syscall_hooks,
         );
         s.started = Clock::now();
         s.version = env!("CARGO_PKG_VERSION").into();

@@ -14,6 +14,7 @@ use crate::{
         maps::{KernelError, KernelState},
         owner::{KernelHandle, KernelOwner},
         pins::LinkPins,
+        syscall_hooks::{self, SyscallHooks},
     },
     runtime::cgroup::{self, CgroupError, ContainerParent, ContainerParents, ParentKind},
 };
@@ -67,6 +68,8 @@ pub struct Started {
     pub own_cgroup: Option<u64>,
     /// Why BPF LSM is not in use, when it is not.
     pub lsm_unavailable: Option<String>,
+    /// What became of the opt-in syscall hooks.
+    pub syscall_hooks: SyscallHooks,
     /// Undoes what the load did to the pins unless the start completes.
     pub pins: StartPins,
 }
@@ -157,6 +160,28 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
         }
     };
     drop(btf);
+    let syscall_hooks = match (cfg.fallback_syscall_hooks, &lsm_unavailable) {
+        (false, _) => SyscallHooks::Off,
+        (true, None) => {
+            tracing::info!("fallback_syscall_hooks: BPF LSM is the backend and covers these doors; no syscall hook loaded");
+            SyscallHooks::NotWithLsm
+        }
+        (true, Some(_)) => match syscall_hooks::load(&mut ebpf) {
+            Ok(()) => {
+                tracing::warn!(
+                    cost = syscall_hooks::COST,
+                    "fallback syscall hooks attached"
+                );
+                SyscallHooks::Attached
+            }
+            Err(e) => {
+                syscall_hooks::unload(&mut ebpf);
+                let reason = ErrorChain(&e).to_string();
+                tracing::error!(%reason, "fallback syscall hooks could not be attached: executable mappings, ptrace and AF_PACKET stay unseen");
+                SyscallHooks::Failed(reason)
+            }
+        },
+    };
     let ring = ebpf
         .take_map(agent_common::MAP_EVENTS)
         .ok_or(StartError::NoRing(agent_common::MAP_EVENTS))?;
@@ -198,6 +223,7 @@ pub async fn kernel(cfg: &AgentConfig, health: &Health) -> Result<Started, Start
         parents,
         own_cgroup,
         lsm_unavailable,
+        syscall_hooks,
         pins,
     })
 }

@@ -21,6 +21,7 @@ pub(super) fn print(b: &Backends, d: &Daemon) {
         };
         let state = match (program.backend, &b.lsm_unavailable) {
             (Backend::BpfLsm, Some(_)) => "not loaded",
+            (Backend::SyscallSignal, _) if !b.syscall_hooks.attached() => "not loaded (opt-in)",
             _ => "attached",
         };
         text.push_str(&format!(

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::programs::{self, Backend, Control, Hook};
+use super::{
+    programs::{self, Backend, Control, Hook},
+    syscall_hooks::{self, SyscallHooks},
+};
 
 /// The backend of every control, as the probe found them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -19,6 +22,9 @@ pub struct Backends {
     pub backend: BTreeMap<Control, Backend>,
     /// Why the preferred backend (BPF LSM) is not used, when it is not.
     pub lsm_unavailable: Option<String>,
+    /// The fallback's opt-in syscall hooks: off, attached, not loaded (BPF LSM), or failed.
+    #[serde(default)]
+    pub syscall_hooks: SyscallHooks,
 }
 
 /// What the probe learned: whether the LSM programs loaded and whether fanotify started, each
@@ -29,6 +35,8 @@ pub struct Probe {
     pub lsm_unavailable: Option<String>,
     /// `None` when the fanotify group started; otherwise why not.
     pub fanotify_unavailable: Option<String>,
+    /// What became of the opt-in syscall hooks.
+    pub syscall_hooks: SyscallHooks,
 }
 
 /// Program names of `control` on `backend`, with their hooks (`tp_btf/sched_process_exec`).
@@ -38,6 +46,7 @@ fn hooks(control: Control, backend: Backend) -> String {
             Hook::CgroupSockAddr(_) | Hook::CgroupSockCreate | Hook::CgroupSkbIngress => {
                 p.name.to_string()
             }
+            Hook::Syscall(tp) => tp.to_string(),
             hook => hook.to_string(),
         })
         .collect::<Vec<_>>()
@@ -49,6 +58,17 @@ impl Backends {
     pub fn decide(probe: &Probe) -> Backends {
         let lsm = probe.lsm_unavailable.is_none();
         let fanotify = probe.fanotify_unavailable.as_deref();
+        let attached = probe.syscall_hooks.attached();
+        let opt_in = |what: &str, control: Control| {
+            if attached {
+                format!(
+                    "{what}: killed by the opt-in syscall hooks {} + bpf_send_signal(SIGKILL)",
+                    hooks(control, Backend::SyscallSignal)
+                )
+            } else {
+                format!("{what} not visible (opt-in: {})", syscall_hooks::OPT_IN)
+            }
+        };
         let mut detail = BTreeMap::new();
         let mut backend = BTreeMap::new();
         for control in Control::ALL {
@@ -63,7 +83,7 @@ impl Backends {
                         hooks(control, Backend::ExecSignal)
                     );
                     let text = match (control, fanotify) {
-                        (Control::Drift, None) => format!("{signal}; the loader run as a program and LD_PRELOAD/LD_AUDIT of non-image libraries killed at exec; scripts: fanotify exec permission on every mount of the container (EPERM); executable mappings of non-image files (dlopen, mmap) not visible"),
+                        (Control::Drift, None) => format!("{signal}; the loader run as a program and LD_PRELOAD/LD_AUDIT of non-image libraries killed at exec; scripts: fanotify exec permission on every mount of the container (EPERM); {}", opt_in("executable mappings of non-image files (dlopen, mmap, mprotect), ptrace, process_vm_writev and /proc/<pid>/mem", control)),
                         (Control::Drift, Some(_)) => format!("{signal}; scripts not covered (no fanotify)"),
                         _ => signal,
                     };
@@ -91,7 +111,7 @@ impl Backends {
                             hooks(control, Backend::BpfLsm)
                         )
                     } else {
-                        format!("{cgroup} (EPERM); AF_PACKET sockets not visible")
+                        format!("{cgroup} (EPERM); {}", opt_in("AF_PACKET sockets", control))
                     };
                     (Backend::CgroupSock, text)
                 }
@@ -103,6 +123,7 @@ impl Backends {
             detail,
             backend,
             lsm_unavailable: probe.lsm_unavailable.clone(),
+            syscall_hooks: probe.syscall_hooks.clone(),
         }
     }
 
@@ -121,6 +142,7 @@ mod tests {
         let b = Backends::decide(&Probe {
             lsm_unavailable: Some("BPF LSM is not enabled".into()),
             fanotify_unavailable: None,
+            syscall_hooks: SyscallHooks::Off,
         });
         assert!(b
             .describe(Control::Exec)
@@ -138,6 +160,29 @@ mod tests {
         );
         assert!(!net.contains("per container"), "{net}");
         assert_eq!(b.lsm_unavailable.as_deref(), Some("BPF LSM is not enabled"));
+    }
+
+    #[test]
+    fn the_fallback_names_the_syscall_hooks_when_attached_and_the_opt_in_when_not() {
+        let probe = |syscall_hooks| Probe {
+            lsm_unavailable: Some("no bpf".into()),
+            fanotify_unavailable: None,
+            syscall_hooks,
+        };
+        let off = Backends::decide(&probe(SyscallHooks::Off));
+        assert!(off
+            .describe(Control::Drift)
+            .contains("not visible (opt-in: fallback_syscall_hooks"));
+        assert!(off
+            .describe(Control::Network)
+            .contains("AF_PACKET sockets not visible"));
+        let on = Backends::decide(&probe(SyscallHooks::Attached));
+        let drift = on.describe(Control::Drift);
+        assert!(
+            drift.contains("sys_enter_ptrace") && drift.contains("sys_exit_mmap"),
+            "{drift}"
+        );
+        assert!(on.describe(Control::Network).contains("sys_enter_socket"));
     }
 
     #[test]
@@ -162,6 +207,7 @@ mod tests {
         let b = Backends::decide(&Probe {
             lsm_unavailable: Some("x".into()),
             fanotify_unavailable: Some("no fanotify".into()),
+            syscall_hooks: SyscallHooks::Failed("refused".into()),
         });
         let v = serde_json::to_value(&b).unwrap();
         assert!(v["exec"].as_str().unwrap().contains("SIGKILL"));

@@ -168,7 +168,7 @@ fn load_and_attach(
                 .map_err(err)?
                 .load()
                 .map_err(err)?,
-            Hook::TpBtf(_) | Hook::Lsm(_) => return Err(LoadError::Scope(name)),
+            Hook::TpBtf(_) | Hook::Lsm(_) | Hook::Syscall(_) => return Err(LoadError::Scope(name)),
         }
     }
     Ok((ebpf, kbtf))

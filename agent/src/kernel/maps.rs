@@ -271,7 +271,9 @@ impl KernelState {
                         None => links.skb.push((name, id)),
                     }
                 }
-                Hook::TpBtf(_) | Hook::Lsm(_) => return Err(KernelError::NotCgroup(name)),
+                Hook::TpBtf(_) | Hook::Lsm(_) | Hook::Syscall(_) => {
+                    return Err(KernelError::NotCgroup(name))
+                }
             }
         }
         Ok(links)

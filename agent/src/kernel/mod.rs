@@ -14,3 +14,4 @@ pub mod pins;
 pub mod programs;
 pub mod recovery;
 pub mod ring;
+pub mod syscall_hooks;

@@ -68,6 +68,10 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         msghdr_msg_namelen: f("msghdr", "msg_namelen")?,
         dentry_d_inode: f("dentry", "d_inode")?,
         inode_i_mode: f("inode", "i_mode")?,
+        task_files: f("task_struct", "files")?,
+        files_fdt: f("files_struct", "fdt")?,
+        fdtable_fd: f("fdtable", "fd")?,
+        fdtable_max_fds: f("fdtable", "max_fds")?,
         _pad_tail: 0,
     })
 }

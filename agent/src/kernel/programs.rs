@@ -66,6 +66,9 @@ pub enum Backend {
     Fanotify,
     /// cgroup sock_addr and sock programs at the container parent cgroup: EPERM.
     CgroupSock,
+    /// The fallback's opt-in syscall tracepoints (`fallback_syscall_hooks`) plus
+    /// `bpf_send_signal(SIGKILL)`: the caller dies before the syscall returns to user.
+    SyscallSignal,
     /// Plain visibility: events, no decision.
     Sensor,
 }
@@ -78,6 +81,7 @@ impl Backend {
             Backend::ExecSignal => "exec_signal",
             Backend::Fanotify => "fanotify",
             Backend::CgroupSock => "cgroup_sock",
+            Backend::SyscallSignal => "syscall_signal",
             Backend::Sensor => "sensor",
         }
     }
@@ -119,6 +123,9 @@ pub enum Hook {
     CgroupSockCreate,
     /// A cgroup_skb ingress program (packets delivered to the container's sockets).
     CgroupSkbIngress,
+    /// A plain syscall tracepoint (`tracepoint/syscalls/<name>`): every syscall of every task
+    /// on the host takes the slow path while one is attached, so only by opt-in.
+    Syscall(&'static str),
 }
 
 impl fmt::Display for Hook {
@@ -129,6 +136,7 @@ impl fmt::Display for Hook {
             Hook::CgroupSockAddr(h) => write!(f, "cgroup_sock_addr/{h:?}"),
             Hook::CgroupSockCreate => f.write_str("cgroup_sock/sock_create"),
             Hook::CgroupSkbIngress => f.write_str("cgroup_skb/ingress"),
+            Hook::Syscall(tp) => write!(f, "tracepoint/syscalls/{tp}"),
         }
     }
 }
@@ -152,6 +160,8 @@ pub enum KernelNeed {
     BpfLsm,
     /// A cgroup v2 hierarchy to attach to.
     CgroupV2,
+    /// The operator's opt-in (`fallback_syscall_hooks`), on a host without BPF LSM.
+    OptIn,
 }
 
 /// One kernel program of the object.
@@ -265,7 +275,30 @@ pub const PROGRAMS: &[Program] = &[
     lsm("socket_create", &[Network]),
     lsm("socket_sendmsg", &[Network]),
     lsm("socket_listen", &[Network]),
+    // The fallback's opt-in syscall hooks: the doors above that only BPF LSM sees otherwise.
+    syscall("sys_enter_ptrace", &[Drift]),
+    syscall("sys_enter_process_vm_writev", &[Drift]),
+    syscall("sys_enter_mmap", &[Drift]),
+    syscall("sys_exit_mmap", &[Drift]),
+    syscall("sys_enter_socket", &[Network]),
+    syscall("sys_enter_open", &[Drift]),
+    syscall("sys_exit_open", &[Drift]),
+    syscall("sys_enter_openat", &[Drift]),
+    syscall("sys_exit_openat", &[Drift]),
+    syscall("sys_enter_openat2", &[Drift]),
+    syscall("sys_exit_openat2", &[Drift]),
 ];
+
+const fn syscall(name: &'static str, controls: &'static [Control]) -> Program {
+    Program {
+        name,
+        hook: Hook::Syscall(name),
+        scope: AttachScope::Global,
+        controls,
+        backend: Backend::SyscallSignal,
+        needs: &[KernelNeed::OptIn],
+    }
+}
 
 const fn lsm(name: &'static str, controls: &'static [Control]) -> Program {
     Program {
@@ -301,6 +334,14 @@ pub fn tracepoints() -> impl Iterator<Item = (&'static Program, &'static str)> {
 pub fn lsm_hooks() -> impl Iterator<Item = (&'static Program, &'static str)> {
     PROGRAMS.iter().filter_map(|p| match p.hook {
         Hook::Lsm(hook) => Some((p, hook)),
+        _ => None,
+    })
+}
+
+/// The fallback's opt-in syscall tracepoints and their names in `syscalls/`.
+pub fn syscall_hooks() -> impl Iterator<Item = (&'static Program, &'static str)> {
+    PROGRAMS.iter().filter_map(|p| match p.hook {
+        Hook::Syscall(tp) => Some((p, tp)),
         _ => None,
     })
 }
@@ -363,6 +404,19 @@ mod tests {
     }
 
     #[test]
+    fn syscall_tracepoints_are_opt_in_and_nothing_else_is() {
+        // DESIGN.md: a syscall tracepoint slows every syscall on the host; none may be loaded
+        // by default (the start-up load takes tp_btf programs only).
+        for p in PROGRAMS {
+            let syscall = matches!(p.hook, Hook::Syscall(_));
+            assert_eq!(syscall, p.needs.contains(&KernelNeed::OptIn), "{}", p.name);
+            assert_eq!(syscall, p.backend == Backend::SyscallSignal, "{}", p.name);
+        }
+        assert!(tracepoints().all(|(p, _)| !matches!(p.hook, Hook::Syscall(_))));
+        assert_eq!(syscall_hooks().count(), 11);
+    }
+
+    #[test]
     fn stable_names_serialize_as_they_print() {
         for c in Control::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.name());
@@ -372,6 +426,7 @@ mod tests {
             Backend::ExecSignal,
             Backend::Fanotify,
             Backend::CgroupSock,
+            Backend::SyscallSignal,
             Backend::Sensor,
         ] {
             assert_eq!(serde_json::to_value(b).unwrap(), b.name());
