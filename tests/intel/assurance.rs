@@ -150,6 +150,29 @@ impl Drop for Tag {
     }
 }
 
+/// Runs `image`, asserts its command never ran, and returns the blocked assurance event
+/// about that container.
+fn refused(agent: &Agent, image: &str, what: &str) -> serde_json::Value {
+    let (c, out) = run_image(image, "echo SHOULD-NOT-PRINT");
+    assert!(
+        !out.status.success(),
+        "{what}: the container of {image} succeeded"
+    );
+    assert!(
+        !text(&out.stdout).contains("SHOULD-NOT-PRINT"),
+        "{what}: {image} ran: {}",
+        text(&out.stdout)
+    );
+    let id = c.id();
+    let e = agent.expect(what, |e| {
+        e["control"] == "assurance"
+            && e["kind"] == "container"
+            && e["container"]["id"] == id.as_str()
+    });
+    assert_eq!(e["action"], "blocked", "{what}: {e}");
+    e
+}
+
 fn run_image(tag: &str, script: &str) -> (Container, std::process::Output) {
     let name = unique_name("assure");
     let out = Command::new("docker")
@@ -215,20 +238,7 @@ fn an_unapproved_image_never_runs_while_an_approved_one_does() {
         &["--config", config.to_str().unwrap()],
     );
     let unapproved = Tag::new("seawall-test/unapproved");
-    let (c, out) = run_image(&unapproved.0, "echo SHOULD-NOT-PRINT");
-    assert!(!out.status.success(), "the unapproved container succeeded");
-    assert!(
-        !text(&out.stdout).contains("SHOULD-NOT-PRINT"),
-        "the unapproved image ran: {}",
-        text(&out.stdout)
-    );
-    let id = c.id();
-    let e = agent.expect("assurance refusal", |e| {
-        e["control"] == "assurance"
-            && e["kind"] == "container"
-            && e["container"]["id"] == id.as_str()
-    });
-    assert_eq!(e["action"], "blocked");
+    let e = refused(&agent, &unapproved.0, "assurance refusal");
     assert_eq!(e["severity"], "critical");
     assert_eq!(e["container"]["image"], unapproved.0.as_str());
     assert!(
@@ -251,16 +261,7 @@ fn an_unapproved_image_never_runs_while_an_approved_one_does() {
 
     // Allowed by `seawall-test/busybox*`, but denied: deny wins.
     let denied = Tag::new("seawall-test/busybox-denied");
-    let (c, out) = run_image(&denied.0, "echo SHOULD-NOT-PRINT");
-    assert!(!out.status.success(), "the denied container succeeded");
-    assert!(!text(&out.stdout).contains("SHOULD-NOT-PRINT"));
-    let id = c.id();
-    let e = agent.expect("assurance deny", |e| {
-        e["control"] == "assurance"
-            && e["kind"] == "container"
-            && e["container"]["id"] == id.as_str()
-    });
-    assert_eq!(e["action"], "blocked");
+    let e = refused(&agent, &denied.0, "assurance deny");
     let msg = e["message"].as_str().unwrap_or("");
     assert!(msg.contains("deny `seawall-test/busybox-denied*`"), "{msg}");
 }
@@ -364,16 +365,7 @@ fn an_image_with_a_finding_at_max_severity_is_refused_and_a_bad_report_stops_the
         &[("default.toml", DEFAULT_PROFILE)],
         &["--config", config.to_str().unwrap()],
     );
-    let (c, out) = run_image(&vulnerable.0, "echo SHOULD-NOT-PRINT");
-    assert!(!out.status.success(), "the vulnerable container succeeded");
-    assert!(!text(&out.stdout).contains("SHOULD-NOT-PRINT"));
-    let cid = c.id();
-    let e = agent.expect("assurance refusal by scan report", |e| {
-        e["control"] == "assurance"
-            && e["kind"] == "container"
-            && e["container"]["id"] == cid.as_str()
-    });
-    assert_eq!(e["action"], "blocked");
+    let e = refused(&agent, &vulnerable.0, "assurance refusal by scan report");
     assert_eq!(e["container"]["image_id"], id.as_str());
     let msg = e["message"].as_str().unwrap_or("");
     assert!(
