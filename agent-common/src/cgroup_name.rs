@@ -113,3 +113,71 @@ pub fn names_a_container(buf: &[u8; CGROUP_PATH_BUF], len: u32) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::CGROUP_PATH_BUF;
+    use std::{format, string::ToString};
+
+    /// `names_a_container` of a path, as the kernel sees it.
+    fn names(path: &str) -> bool {
+        let mut buf = [0u8; CGROUP_PATH_BUF];
+        buf[..path.len()].copy_from_slice(path.as_bytes());
+        names_a_container(&buf, path.len() as u32)
+    }
+
+    const ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
+
+    #[test]
+    fn container_cgroups_of_every_runtime_and_driver_are_named_so() {
+        let pod =
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0f6c4a4e_1b2c.slice";
+        for path in [
+            format!("{pod}/cri-containerd-{ID}.scope"),
+            format!("{pod}/crio-{ID}.scope"),
+            format!("{pod}/docker-{ID}.scope"),
+            format!("/kubepods/burstable/pod0f6c4a4e-1b2c/{ID}"),
+            format!("/kubepods/pod0f6c4a4e-1b2c/{ID}"),
+            format!("/kubepods/besteffort/pod0f6c4a4e-1b2c/crio-{ID}"),
+            format!("/system.slice/docker-{ID}.scope"),
+            format!("/machine.slice/libpod-{ID}.scope"),
+            format!("/libpod_parent/libpod-{ID}"),
+        ] {
+            assert!(names(&path), "{path}");
+        }
+    }
+
+    #[test]
+    fn host_services_pods_monitors_and_near_misses_are_not_containers() {
+        let short = &ID[..63];
+        for path in [
+            "/system.slice/foo.service".to_string(),
+            "/system.slice/containerd.service".to_string(),
+            "/user.slice/user-1000.slice/session-3.scope".to_string(),
+            "/init.scope".to_string(),
+            "/kubepods".to_string(),
+            "/kubepods/burstable".to_string(),
+            "/kubepods/burstable/pod0f6c4a4e-1b2c".to_string(),
+            "/kubepods.slice/kubepods-burstable.slice".to_string(),
+            format!("/kubepods/pod0f6c4a4e/crio-conmon-{ID}"),
+            format!("/kubepods.slice/kubepods-pod1.slice/crio-conmon-{ID}.scope"),
+            format!("/machine.slice/libpod-conmon-{ID}.scope"),
+            "/libpod_parent/conmon".to_string(),
+            // A bare id needs a pod directory: `/docker/<id>` is a child rule, not a name rule.
+            format!("/docker/{ID}"),
+            format!("/kubepods/burstable/{ID}"),
+            format!("/kubepods/pod/{ID}"),
+            format!("/kubepods/burstable/pod1/{short}"),
+            format!("/system.slice/docker-{short}.scope"),
+            format!("/system.slice/docker-{ID}.service"),
+            format!("/system.slice/docker-{ID}x.scope"),
+            format!("/system.slice/docker-{}.scope", ID.replace('3', "g")),
+            "".to_string(),
+            "/".to_string(),
+        ] {
+            assert!(!names(&path), "{path}");
+        }
+    }
+}
