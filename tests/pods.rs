@@ -281,3 +281,91 @@ fn a_containerd_restart_is_survived_and_pods_started_in_the_gap_are_enforced() {
         "the agent is still running"
     );
 }
+
+/// Issue 11: a profile selecting pods by label beats an image match (`ProfileSet::for_container`,
+/// README "Kubernetes"). The pods are made through the CRI, as the kubelet makes them, so their
+/// own labels are on their sandboxes only and reach the agent through containerd.
+#[test]
+fn a_pod_label_profile_beats_an_image_match_for_pods_made_through_the_cri() {
+    use seawall_engines::cri_pods::{CriPods, PodSpec};
+    if !privileged() || !containerd_available() {
+        return;
+    }
+    let pause = PauseImage::build();
+    let mut ctrd = Containerd::start_with_cri(&pause.ctr_name());
+    ctrd.import_test_image();
+    ctrd.import_from_docker(&pause.name);
+    let image = test_profile("busybox", "enforce", "[drift]\nprevent = true\n");
+    let web = "[profile]\nname = \"web\"\npod_labels = { app = \"web\" }\nmode = \"audit\"\n\n[drift]\nprevent = true\n";
+    let agent = agent_on(
+        &ctrd,
+        &[
+            ("default.toml", DEFAULT_PROFILE),
+            ("busybox.toml", &image),
+            ("web.toml", web),
+        ],
+    );
+    let spec = |name: &str, app: &str| {
+        let uid = pod_uid();
+        PodSpec {
+            namespace: "shop".into(),
+            name: name.into(),
+            uid: uid.clone(),
+            cgroup_parent: format!("/kubepods/burstable/pod{uid}"),
+            labels: [("app".to_string(), app.to_string())].into(),
+        }
+    };
+    let (web_pod, api_pod) = (spec("web-0", "web"), spec("api-0", "api"));
+    let mut dirs = vec!["/kubepods".to_string(), "/kubepods/burstable".to_string()];
+    dirs.extend([web_pod.cgroup_parent.clone(), api_pod.cgroup_parent.clone()]);
+    ctrd.owns_cgroup_dirs(&dirs);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut pods = rt
+        .block_on(CriPods::connect(&ctrd.socket))
+        .expect("CRI connect");
+    // What the drift's exit status was, written where the test can read it.
+    let script = "cp /bin/busybox /tmp/x; /tmp/x echo RAN > /ran; echo $? > /rc; exec sleep 300";
+    // app=web: the label profile (audit) wins over the image's enforcing one; app=api: no
+    // selector matches, the image's profile enforces.
+    for (spec, seen, action) in [
+        (&web_pod, "rc=0 ran=RAN", "audited"),
+        (&api_pod, "rc=137 ran=", "blocked"),
+    ] {
+        // The CRI plugin picks imported images up from containerd's events: retry briefly.
+        let sandbox = (0..50)
+            .find_map(|_| {
+                rt.block_on(pods.run_pod(spec)).ok().or_else(|| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    None
+                })
+            })
+            .unwrap_or_else(|| panic!("RunPodSandbox never worked:\n{}", ctrd.log()));
+        let id = rt
+            .block_on(pods.start_container(&sandbox, spec, "app", CTR_IMAGE, &["sh", "-c", script]))
+            .expect("CreateContainer + StartContainer");
+        let read = |file: &str| {
+            task_pid(&ctrd.socket, &id)
+                .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/root/{file}")).ok())
+        };
+        let mut rc = None;
+        for _ in 0..100 {
+            rc = read("rc");
+            if rc.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let rc = rc.unwrap_or_else(|| {
+            panic!("the pod container never ran its script\n{}", agent.log())
+        });
+        let got = format!("rc={} ran={}", rc.trim(), read("ran").unwrap_or_default().trim());
+        assert_eq!(got, seen, "pod {} (app={:?})", spec.name, spec.labels);
+        let e = agent.expect("the drift in the pod", |e| is_drift_of(e, &id));
+        assert_eq!(e["action"], action, "{e}");
+        assert_eq!(e["container"]["kubernetes"]["pod"], spec.name.as_str(), "{e}");
+        assert_eq!(e["container"]["kubernetes"]["namespace"], "shop", "{e}");
+        assert_eq!(e["container"]["runtime"], "containerd", "{e}");
+        let _ = rt.block_on(pods.remove_container(&id));
+        let _ = rt.block_on(pods.remove_pod(&sandbox));
+    }
+}

@@ -156,3 +156,61 @@ fn a_held_exec_whose_record_is_lost_is_decided_at_its_deadline() {
         agent.log()
     );
 }
+
+/// Runs a drift in a new container whose engine answers the way `failpoints` make it, under an
+/// enforcing profile for the test image and the audit default: the drift must be blocked, by
+/// the container's own profile, because its first exec waited for the engine's answer.
+fn drift_under_a_late_engine(tag: &str, failpoints: &str) {
+    let p = test_profile("busybox", "enforce", "[drift]\nprevent = true\n");
+    let agent = agent_with_failpoints(
+        &[("default.toml", DEFAULT_PROFILE), ("busybox.toml", p.as_str())],
+        &[],
+        failpoints,
+    );
+    let (c, out) = run_sh(
+        tag,
+        "none",
+        "cp /bin/busybox /tmp/echo && /tmp/echo SHOULD-NOT-PRINT; echo rc=$?",
+    );
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("rc=137") && !s.contains("SHOULD-NOT-PRINT"),
+        "the drift ran: its container was decided under the default (audit) profile while its engine was late: {s}\n{}",
+        agent.log()
+    );
+    let e = agent.expect("the blocked drift", |e| {
+        e["control"] == "drift" && e["container"]["id"] == c.id().as_str()
+    });
+    assert_eq!(e["action"], "blocked");
+    assert_eq!(e["process"]["exe"], "/tmp/echo");
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("was not described by its engine"))),
+        "the container was given up on: {}",
+        agent.log()
+    );
+}
+
+#[test]
+fn a_slow_engine_keeps_the_first_exec_held_until_the_containers_own_profile_is_in_force() {
+    if !privileged() {
+        return;
+    }
+    // Every inspect of a new container takes 9 s, past the 6 s an unreachable engine is
+    // waited for: the podman race of a loaded host, made certain.
+    drift_under_a_late_engine("slow-engine", "docker_inspect_delay_secs=9");
+}
+
+#[test]
+fn a_failed_lookup_is_asked_again_rather_than_falling_back_to_the_default_profile() {
+    if !privileged() {
+        return;
+    }
+    // The first three inspects fail as a timed-out engine does (the create event's, the
+    // agent's lookup, ...): a failure is not an answer.
+    drift_under_a_late_engine("failed-lookup", "docker_inspect_failures=3");
+}

@@ -22,9 +22,14 @@ use crate::runtime::{
 
 /// How long an unknown container cgroup is not looked up again.
 const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
-/// How long a cgroup waits for its source's answer (an inspect times out after 5 s) before it
-/// is registered with what is known, under the default profile.
+/// How long a cgroup waits for a source that is unreachable (it may come back and list it)
+/// before it is registered with what is known, under the default profile.
 pub(super) const LOOKUP_WAIT: Duration = Duration::from_secs(6);
+/// How long a cgroup waits for a source that is up: a loaded engine answers late, and its
+/// container's first exec stays held meanwhile rather than run under the default profile.
+pub(super) const ENGINE_WAIT: Duration = Duration::from_secs(30);
+/// How soon a failed lookup is asked again.
+const LOOKUP_RETRY: Duration = Duration::from_secs(1);
 /// Containers created but not yet seen running, kept at most.
 const CREATED_MAX: usize = 1024;
 /// Unresolvable container cgroups remembered at most (a flood of new cgroups cannot grow it).
@@ -38,6 +43,10 @@ pub(super) struct Awaiting {
     since: Instant,
     /// The runtime its cgroup's name says, if it says one.
     hint: Option<Runtime>,
+    /// Whether Docker was asked (else it waits for another source's report).
+    asked: bool,
+    /// When to ask again after a failed lookup.
+    retry_at: Option<Instant>,
 }
 
 impl Daemon {
@@ -101,6 +110,11 @@ impl Daemon {
                     if let Some(w) = self.awaiting.remove(&id) {
                         self.register_unknown(w.cgroup_id, id, w.hint).await;
                     }
+                }
+            }
+            SourceEvent::LookupFailed { id } => {
+                if let Some(w) = self.awaiting.get_mut(&id) {
+                    w.retry_at = Some(Instant::now() + LOOKUP_RETRY);
                 }
             }
             SourceEvent::Started(info) => self.started(info).await,
@@ -259,6 +273,8 @@ impl Daemon {
                 dir,
                 since: Instant::now(),
                 hint,
+                asked,
+                retry_at: None,
             },
         );
     }
@@ -268,19 +284,78 @@ impl Daemon {
         self.awaiting.values().any(|w| w.cgroup_id == cgroup_id)
     }
 
-    /// Lookups unanswered for too long: register with what is known (the default profile).
+    /// Whether the source a wait is for is up (listed, or still connecting): its answer is
+    /// coming. An unreachable one may never answer.
+    fn awaited_source_up(&self, w: &Awaiting) -> bool {
+        let up = |wanted: &dyn Fn(Runtime) -> bool| {
+            self.sources
+                .iter()
+                .any(|(s, state)| wanted(s.runtime) && *state != Some(false))
+        };
+        if w.asked {
+            return up(&|r| r == Runtime::Docker);
+        }
+        match w.hint {
+            Some(r) => up(&|s| s == r),
+            None => up(&|s| s != Runtime::Docker),
+        }
+    }
+
+    /// How long this wait may last: [`ENGINE_WAIT`] while its source is up, else
+    /// [`LOOKUP_WAIT`].
+    fn wait_limit(&self, w: &Awaiting) -> Duration {
+        if self.awaited_source_up(w) {
+            ENGINE_WAIT
+        } else {
+            LOOKUP_WAIT
+        }
+    }
+
+    /// Failed lookups asked again; waits past their limit registered with what is known
+    /// (the default profile), with an event saying so.
     pub(super) async fn expire_waits(&mut self) {
-        let late: Vec<String> = self
-            .awaiting
-            .iter()
-            .filter(|(_, w)| w.since.elapsed() > LOOKUP_WAIT)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in late {
-            if let Some(w) = self.awaiting.remove(&id) {
-                tracing::warn!(container_id = %id, dir = %w.dir.display(), "the container engine did not answer in time: monitoring with the default profile");
-                self.register_unknown(w.cgroup_id, id, w.hint).await;
+        let now = Instant::now();
+        let mut late = Vec::new();
+        let mut again = Vec::new();
+        for (id, w) in &self.awaiting {
+            if w.since.elapsed() > self.wait_limit(w) {
+                late.push(id.clone());
+            } else if w.retry_at.is_some_and(|t| now >= t) {
+                again.push(id.clone());
             }
+        }
+        for id in again {
+            let asked = self.lookup.as_ref().is_some_and(|l| l.request(&id));
+            if let Some(w) = self.awaiting.get_mut(&id) {
+                // Saturated: the next tick tries again.
+                w.retry_at = (!asked).then_some(now + LOOKUP_RETRY);
+            }
+        }
+        for id in late {
+            let Some(w) = self.awaiting.remove(&id) else {
+                continue;
+            };
+            let waited = w.since.elapsed().as_secs();
+            tracing::warn!(container_id = %id, dir = %w.dir.display(), waited_s = waited, "the container engine did not describe the container in time: monitoring with the default profile");
+            let mut ev = self.events.event(
+                Kind::Container,
+                Action::Allowed,
+                "lifecycle",
+                Severity::High,
+                format!(
+                    "container {id} was not described by its engine within {waited} s: monitored with the default profile until it is"
+                ),
+            );
+            ev.container = Some(
+                ContainerInfo {
+                    id: id.clone(),
+                    runtime: w.hint,
+                    ..Default::default()
+                }
+                .to_event(),
+            );
+            self.emit(ev);
+            self.register_unknown(w.cgroup_id, id, w.hint).await;
         }
         self.release_expired_holds().await;
     }

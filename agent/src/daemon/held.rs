@@ -3,10 +3,12 @@
 //! hold in `HELD_EXECS` before it stops the process, so no hold is ever stranded:
 //!
 //! - its ring record arrives: it is decided under the container's profile once the container
-//!   is registered, or under the default profile when the engine has not answered in time;
+//!   is registered, or under the default profile when the engine has not answered in time
+//!   ([`ENGINE_WAIT`] while the engine is up, [`LOOKUP_WAIT`] while it is unreachable);
 //! - its record never arrives (the ring was full, the agent read it and crashed): the sweep on
-//!   every tick decides each hold older than [`HOLD_DEADLINE`] under the container's policy as
-//!   it is then, and reports the exec from the kernel's copy of the record;
+//!   every tick decides each hold older than [`HOLD_DEADLINE`] (and whose container is not
+//!   waiting for its engine any more) under the container's policy as it is then, and reports
+//!   the exec from the kernel's copy of the record;
 //! - the agent dies: the next agent's sweep does the same (the map is pinned);
 //! - the agent stops: it tells the kernel to hold nothing more, then decides every hold;
 //! - no agent comes back: the kernel holds nothing once the heartbeat is 2 s old, but what it
@@ -26,11 +28,16 @@ use std::{
 use nix::{sys::signal::Signal, unistd::Pid};
 use seawall_service::ErrorChain;
 
-use super::{containers::LOOKUP_WAIT, Daemon};
+use super::{
+    containers::{ENGINE_WAIT, LOOKUP_WAIT},
+    Daemon,
+};
 use crate::{kernel::decode::KernelEvent, policy::verdict};
 
 /// How long a hold may wait for its ring record's decision before the sweep takes it. Longer
-/// than [`LOOKUP_WAIT`], after which a record's own decision falls back to the default profile.
+/// than [`LOOKUP_WAIT`], after which a record's own decision falls back to the default profile;
+/// a hold whose container still waits for its engine is left to that wait (up to
+/// [`ENGINE_WAIT`]).
 pub(super) const HOLD_DEADLINE: Duration = Duration::from_secs(8);
 /// Holds decided by the sweep remembered at most (their ring record may still come).
 const SWEPT_MEMORY: usize = 4096;
@@ -93,12 +100,18 @@ impl Daemon {
         }
     }
 
-    /// Holds whose container never got its own profile in time: the default profile decides.
+    /// Holds whose container never got its own profile in time (its wait ended without a
+    /// registration, or outlived [`ENGINE_WAIT`]): the default profile decides.
     pub(super) async fn release_expired_holds(&mut self) {
         let late: Vec<u64> = self
             .held
             .iter()
-            .filter(|(_, evs)| evs.iter().any(|(_, t)| t.elapsed() > LOOKUP_WAIT))
+            .filter(|(cg, evs)| {
+                evs.iter().any(|(_, t)| {
+                    let waited = t.elapsed();
+                    waited > ENGINE_WAIT || (waited > LOOKUP_WAIT && !self.awaiting_cgroup(**cg))
+                })
+            })
             .map(|(cg, _)| *cg)
             .collect();
         for cg in late {
@@ -124,6 +137,11 @@ impl Daemon {
         for hold in holds {
             let age = Duration::from_nanos(now.saturating_sub(hold.ktime_ns));
             if !all && age < HOLD_DEADLINE {
+                continue;
+            }
+            // Its record is here, waiting with its container for the engine's answer.
+            let waiting = self.awaiting_cgroup(hold.record.header().container_cgroup_id);
+            if !all && waiting && age < ENGINE_WAIT + HOLD_DEADLINE - LOOKUP_WAIT {
                 continue;
             }
             tracing::warn!(pid = hold.pid, held_for = ?age, "a held exec's record was not handled in time: deciding it from the kernel's copy");

@@ -32,7 +32,20 @@ pub enum DockerError {
     Timeout(Duration),
 }
 
-/// How long one inspect may take before the container is treated as unknown for now.
+impl DockerError {
+    /// Whether the engine said it has no such container (rather than failing to answer).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        )
+    }
+}
+
+/// How long one inspect may take before it is asked again.
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lookups answered at once; more wait in the lookup queue.
 const LOOKUPS_IN_FLIGHT: usize = 32;
@@ -103,6 +116,22 @@ impl DockerSource {
         Ok(info)
     }
 
+    /// A new container (its event, or the agent asked). The fault tests slow it down or fail it
+    /// (failpoints `docker_inspect_delay_secs`, `docker_inspect_failures`), as a loaded engine
+    /// does.
+    async fn inspect_new(&self, id: &str) -> Result<ContainerInfo, DockerError> {
+        if let Some(secs) = crate::failpoint::armed_number("docker_inspect_delay_secs") {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+        }
+        if let Some(n) = crate::failpoint::armed_number("docker_inspect_failures") {
+            static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            if FAILED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                return Err(DockerError::Timeout(INSPECT_TIMEOUT));
+            }
+        }
+        self.inspect(id).await
+    }
+
     /// Every running container, inspected.
     async fn running_inspected(&self) -> Result<Vec<ContainerInfo>, DockerError> {
         let mut out = Vec::new();
@@ -160,6 +189,8 @@ pub async fn watch(
     let id = source_id(&socket);
     let mut backoff = BACKOFF_FIRST;
     let mut first = true;
+    // Whether the daemon was told the engine is down (once per outage).
+    let mut said_down = false;
     let mut inspecting = JoinSet::new();
     let mut idle = tokio::time::interval(IDLE_BEAT);
     if crate::failpoint::armed("docker_source_exit").is_some() {
@@ -179,9 +210,10 @@ pub async fn watch(
                     tracing::error!(error = %ErrorChain(&e), retry_in = ?backoff, "container engine unavailable: containers are monitored with the default profile and no metadata until it answers");
                 }
                 let down = SourceEvent::Unreachable { source: id.clone() };
-                if first && events.send(down).await.is_err() {
+                if !said_down && events.send(down).await.is_err() {
                     return;
                 }
+                said_down = true;
                 first = false;
                 tokio::select! {
                     _ = &mut shutdown => return,
@@ -195,6 +227,7 @@ pub async fn watch(
             tracing::info!("container engine answers again: re-listing its containers");
         }
         first = false;
+        said_down = false;
         backoff = BACKOFF_FIRST;
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut stream = Box::pin(source.lifecycle());
@@ -221,11 +254,12 @@ pub async fn watch(
                     }
                     let (source, events) = (source.clone(), events.clone());
                     inspecting.spawn(async move {
-                        let answer = match source.inspect(&id).await {
+                        let answer = match source.inspect_new(&id).await {
                             Ok(info) => SourceEvent::Created(info),
+                            Err(e) if e.is_not_found() => SourceEvent::Unknown { id },
                             Err(e) => {
-                                tracing::warn!(container_id = %id, error = %ErrorChain(&e), "inspecting a new container failed");
-                                SourceEvent::Unknown { id }
+                                tracing::warn!(container_id = %id, error = %ErrorChain(&e), "inspecting a new container failed: asking again");
+                                SourceEvent::LookupFailed { id }
                             }
                         };
                         let _ = events.send(answer).await;
@@ -246,13 +280,23 @@ pub async fn watch(
                 },
             }
         }
+        // The stream broke: the engine is gone until it answers again (new containers wait
+        // for it only briefly, `seawall status` says so).
+        if events
+            .send(SourceEvent::Unreachable { source: id.clone() })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        said_down = true;
     }
 }
 
 /// Turns one engine event into what the daemon needs, inspecting where it must.
 async fn forward(source: &DockerSource, l: Lifecycle, events: &mpsc::Sender<SourceEvent>) {
     let event = match l.action.as_str() {
-        "create" | "start" => match source.inspect(&l.container_id).await {
+        "create" | "start" => match source.inspect_new(&l.container_id).await {
             Ok(info) if l.action == "create" => SourceEvent::Created(info),
             Ok(info) => SourceEvent::Started(info),
             Err(e) => {

@@ -35,6 +35,12 @@ pub enum SourceEvent {
         /// The id that was looked up.
         id: String,
     },
+    /// A lookup got no answer (the engine timed out or failed): asked again, the container's
+    /// first exec still held, while its engine is up and the wait lasts.
+    LookupFailed {
+        /// The id that was looked up.
+        id: String,
+    },
     /// After a (re)connect: every running container of `source`. Containers of that source
     /// the table holds that are not in it have stopped meanwhile.
     Resync {
@@ -58,7 +64,8 @@ impl SourceEvent {
 }
 
 /// Asks a source to look one container up by id; the answer comes back as a
-/// [`SourceEvent::Created`] (or [`SourceEvent::Unknown`]) on the source's channel.
+/// [`SourceEvent::Created`] (or [`SourceEvent::Unknown`], [`SourceEvent::LookupFailed`]) on
+/// the source's channel.
 #[derive(Debug, Clone)]
 pub struct Lookup(mpsc::Sender<String>);
 
