@@ -751,7 +751,7 @@ const _: () = assert!(core::mem::size_of::<ContainerPolicy>() == 48);
 const _: () = assert!(core::mem::size_of::<PathRuleKey>() == 24);
 const _: () = assert!(core::mem::size_of::<NetRuleKey>() == 16);
 const _: () = assert!(core::mem::size_of::<NetRule>() == 32);
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 58 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 62 * 4);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -120,6 +120,15 @@ pub struct KernelOffsets {
     pub fdtable_fd: u32,
     /// `fdtable.max_fds`.
     pub fdtable_max_fds: u32,
-    /// Explicit padding to keep the struct a multiple of 8 bytes.
-    pub _pad_tail: u32,
+    /// `super_block.s_fs_info` (overlayfs: its `struct ovl_fs`).
+    pub sb_s_fs_info: u32,
+    /// `ovl_fs.layers` (the array of `struct ovl_layer`; index 0 is the upper layer).
+    pub ovl_fs_layers: u32,
+    /// `ovl_fs.numlayer` (upper included).
+    pub ovl_fs_numlayer: u32,
+    /// `sizeof(struct ovl_layer)`.
+    pub ovl_layer_size: u32,
+    /// `ovl_layer.mnt` (the layer's private mount: the mount of the backing files overlayfs
+    /// opens on that layer, which is what an overlay file's mapping holds).
+    pub ovl_layer_mnt: u32,
 }

@@ -63,7 +63,11 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     files_fdt: 0,
     fdtable_fd: 0,
     fdtable_max_fds: 0,
-    _pad_tail: 0,
+    sb_s_fs_info: 0,
+    ovl_fs_layers: 0,
+    ovl_fs_numlayer: 0,
+    ovl_layer_size: 0,
+    ovl_layer_mnt: 0,
 };
 
 /// 1 when the agent wants events of host processes too.

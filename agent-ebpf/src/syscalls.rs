@@ -20,9 +20,17 @@
 //!   overlayfs file, not the layer's backing file the new vma holds), with exec's drift
 //!   decision; killed before the return to user, so the mapped code never runs in the calling
 //!   thread (another thread of the process jumping into it before the kill lands, or swapping
-//!   the descriptor with `dup2` between the kernel's lookup and ours, is a window). `mprotect`
-//!   to `PROT_EXEC` is not judged: the vma holds overlayfs's backing file, which the kernel's BTF
-//!   gives no portable way to map back to the container's file.
+//!   the descriptor with `dup2` between the kernel's lookup and ours, is a window).
+//! - `mprotect`/`pkey_mprotect` adding `PROT_EXEC` to a file mapping that was not executable:
+//!   judged at entry on the mapping at the start address (`bpf_find_vma`), whose file is
+//!   overlayfs's backing file for an overlay file: its layer is found from its mount
+//!   (`injection::judge_vma_file`), upper is drift, lower is the image's. Killed with the
+//!   change still to be made, so the code never runs in the calling thread. When the mapping
+//!   cannot be looked up at entry (`bpf_find_vma` only try-locks the mm: `EBUSY` while another
+//!   thread holds it), it is looked up again at exit, and judged drift (fail closed) if it
+//!   still cannot be. Only the mapping at the start address is judged (a range spanning a
+//!   second file mapping is a window). Anonymous memory made executable is a JIT's (not
+//!   judged, as for `mmap`).
 //! - `open`/`openat`/`openat2` for writing: at syscall exit the new descriptor's file
 //!   (`task->files->fdt->fd[fd]`) is checked; a procfs `mem` file opened with `FMODE_WRITE` is
 //!   drift and the caller is killed before it returns (a sibling thread guessing the descriptor
@@ -35,7 +43,9 @@ use agent_common::{ACTION_BLOCKED, COUNTER_KILLS, FAMILY_PACKET};
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_get_current_task, bpf_send_signal},
+        generated::{
+            bpf_find_vma, bpf_get_current_task, bpf_get_current_task_btf, bpf_send_signal,
+        },
     },
     macros::{map, tracepoint},
     maps::LruHashMap,
@@ -44,7 +54,7 @@ use aya_ebpf::{
 
 use crate::{
     container,
-    injection::{is_proc_mem, judge_mapping, judge_proc_mem, judge_ptrace},
+    injection::{is_proc_mem, judge_mapping, judge_proc_mem, judge_ptrace, judge_vma_file},
     kernel::{offsets, read, read_ptr},
     maps::count,
     net,
@@ -56,6 +66,8 @@ const MAP_ANONYMOUS: u64 = 0x20;
 const PTRACE_TRACEME: u64 = 0;
 const O_ACCMODE: u64 = 0o3;
 const FMODE_WRITE: u32 = 0x2;
+const VM_EXEC: u64 = 0x4;
+const EBUSY: i64 = -16;
 
 /// Offset of `args[0]` in a `sys_enter_*` record, and of `ret` in a `sys_exit_*` one (the
 /// formats in tracefs: 8 bytes of common fields, `__syscall_nr`, padding).
@@ -65,6 +77,11 @@ const ARGS: usize = 16;
 /// thread id): the descriptor it was given.
 #[map]
 static PENDING_EXEC_MAPS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// `mprotect(PROT_EXEC)` calls whose mapping could not be looked up at `sys_enter` (the mm was
+/// busy), judged at `sys_exit` (by thread id): the start address.
+#[map]
+static PENDING_MPROTECTS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
 /// Write opens of container tasks under drift, judged at `sys_exit` (by thread id).
 #[map]
@@ -306,4 +323,180 @@ fn exit_open(fd: i64) {
     if let Ok(action) = judge_proc_mem(&m, mnt, dentry) {
         enforce(action);
     }
+}
+
+/// What `bpf_find_vma` found at an address: the mapping's file (0: anonymous) and flags.
+#[repr(C)]
+struct VmaFound {
+    file: u64,
+    flags: u64,
+    /// 1 when the mapping's fields could not be read.
+    unreadable: u64,
+}
+
+#[inline(never)]
+extern "C" fn vma_found(
+    _task: *mut core::ffi::c_void,
+    vma: *mut core::ffi::c_void,
+    ctx: *mut core::ffi::c_void,
+) -> i64 {
+    // SAFETY: ctx is the VmaFound on the caller's stack.
+    let c = unsafe { &mut *(ctx as *mut VmaFound) };
+    let o = offsets();
+    let vma = vma as u64;
+    // SAFETY (reads): bpf_probe_read_kernel tolerates any address.
+    match unsafe {
+        (
+            read::<u64>(vma, o.vma_vm_file),
+            read::<u64>(vma, o.vma_vm_flags),
+        )
+    } {
+        (Ok(file), Ok(flags)) => {
+            c.file = file;
+            c.flags = flags;
+        }
+        _ => c.unreadable = 1,
+    }
+    0
+}
+
+/// What became of looking up the current task's mapping at `addr`.
+enum Lookup {
+    /// A file mapping (its `struct file`) that is not executable yet.
+    Judge(u64),
+    /// Nothing to judge: anonymous memory, a mapping that is executable already (judged when
+    /// it was mapped), or no mapping at `addr` (the syscall fails with `ENOMEM`).
+    Nothing,
+    /// The mm was busy (another thread holds its lock).
+    Busy,
+    /// The mapping could not be read: judged as drift (fail closed).
+    Unreadable,
+}
+
+#[inline(always)]
+fn lookup_vma(addr: u64) -> Lookup {
+    let mut c = VmaFound {
+        file: 0,
+        flags: 0,
+        unreadable: 0,
+    };
+    // SAFETY: the current task (a BTF pointer, as the helper wants); callback and context
+    // follow bpf_find_vma's contract.
+    let r = unsafe {
+        bpf_find_vma(
+            bpf_get_current_task_btf(),
+            addr,
+            vma_found as *mut core::ffi::c_void,
+            (&mut c as *mut VmaFound).cast(),
+            0,
+        )
+    };
+    if r == EBUSY {
+        return Lookup::Busy;
+    }
+    if r != 0 {
+        return Lookup::Nothing;
+    }
+    if c.unreadable != 0 {
+        return Lookup::Unreadable;
+    }
+    if c.file == 0 || c.flags & VM_EXEC != 0 {
+        return Lookup::Nothing;
+    }
+    Lookup::Judge(c.file)
+}
+
+/// At `sys_enter` of `mprotect`/`pkey_mprotect` (same first three arguments).
+#[inline(always)]
+fn enter_mprotect(ctx: &TracePointContext) {
+    // Cheap filter first: every mprotect on the host passes here.
+    if arg(ctx, 2) & PROT_EXEC == 0 {
+        return;
+    }
+    let Some(m) = container::current() else {
+        return;
+    };
+    if m.policy.drift_mode == 0 {
+        return;
+    }
+    let start = arg(ctx, 0);
+    let file = match lookup_vma(start) {
+        Lookup::Nothing => return,
+        Lookup::Busy => {
+            let _ = PENDING_MPROTECTS.insert(thread_id(), start, 0);
+            return;
+        }
+        Lookup::Unreadable => 0,
+        Lookup::Judge(file) => file,
+    };
+    if let Ok(action) = judge_vma_file(&m, file) {
+        enforce(action);
+    }
+}
+
+/// At `sys_exit` of an `mprotect` whose mapping was busy at entry: looked up again, now that
+/// the change is made (so an executable mapping is judged too); still busy is drift.
+#[inline(always)]
+fn exit_mprotect(ctx: &TracePointContext) {
+    let tid = thread_id();
+    // SAFETY: the value is copied out at once.
+    let Some(start) = (unsafe { PENDING_MPROTECTS.get(tid) }).copied() else {
+        return;
+    };
+    let _ = PENDING_MPROTECTS.remove(tid);
+    if ret(ctx) != 0 {
+        return;
+    }
+    let Some(m) = container::current() else {
+        return;
+    };
+    let mut c = VmaFound {
+        file: 0,
+        flags: 0,
+        unreadable: 0,
+    };
+    // SAFETY: as in lookup_vma.
+    let r = unsafe {
+        bpf_find_vma(
+            bpf_get_current_task_btf(),
+            start,
+            vma_found as *mut core::ffi::c_void,
+            (&mut c as *mut VmaFound).cast(),
+            0,
+        )
+    };
+    let file = if r != 0 || c.unreadable != 0 {
+        0
+    } else if c.file == 0 {
+        return;
+    } else {
+        c.file
+    };
+    if let Ok(action) = judge_vma_file(&m, file) {
+        enforce(action);
+    }
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_mprotect")]
+pub fn sys_enter_mprotect(ctx: TracePointContext) -> u32 {
+    enter_mprotect(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_mprotect")]
+pub fn sys_exit_mprotect(ctx: TracePointContext) -> u32 {
+    exit_mprotect(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_pkey_mprotect")]
+pub fn sys_enter_pkey_mprotect(ctx: TracePointContext) -> u32 {
+    enter_mprotect(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_pkey_mprotect")]
+pub fn sys_exit_pkey_mprotect(ctx: TracePointContext) -> u32 {
+    exit_mprotect(&ctx);
+    0
 }

@@ -195,7 +195,7 @@ static int cmd_exec(int argc, char **argv) {
 }
 
 static int cmd_map(int argc, char **argv) {
-    /* map HOW PATH: map PATH executable (mmap PROT_EXEC, or mprotect to PROT_EXEC). */
+    /* map HOW PATH: map PATH executable (mmap PROT_EXEC, or mprotect/pkey_mprotect to PROT_EXEC). */
     if (argc < 4) return 2;
     int fd = open(argv[3], O_RDONLY);
     if (fd < 0) return refused("open");
@@ -216,9 +216,19 @@ static int cmd_map(int argc, char **argv) {
         if (p == MAP_FAILED) return refused("mmap-memfd");
         return done("mmap-memfd");
     }
+    /* map mprotect|pkey PATH: mapped readable, then made executable (pkey_mprotect with no
+     * key is mprotect by another syscall); the first word of the page is read after, so the
+     * line only prints when the process survived the change. */
     p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) return refused("mmap-read");
+    if (!strcmp(argv[2], "pkey")) {
+        if (syscall(SYS_pkey_mprotect, p, 4096, PROT_READ | PROT_EXEC, -1) != 0)
+            return refused("pkey_mprotect");
+        printf("pkey_mprotect word=%x\n", *(volatile unsigned *)p);
+        return done("pkey_mprotect");
+    }
     if (mprotect(p, 4096, PROT_READ | PROT_EXEC) != 0) return refused("mprotect");
+    printf("mprotect word=%x\n", *(volatile unsigned *)p);
     return done("mprotect");
 }
 

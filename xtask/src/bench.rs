@@ -252,6 +252,21 @@ impl Env {
                 None,
                 None,
             )?),
+            Config::SeawallEnforceHooks => {
+                let agent = Agent::start_with(
+                    &self.agent_bin,
+                    &self.work.join("agent"),
+                    &bench_profiles("enforce"),
+                    None,
+                    None,
+                    &["--fallback-syscall-hooks"],
+                )?;
+                // Where BPF LSM is the backend the hooks are never loaded: nothing to measure.
+                if !agent.log().contains("fallback syscall hooks attached") {
+                    bail!("the syscall hooks were not attached (BPF LSM backend, or refused: see the agent log)");
+                }
+                Running::Agent(agent)
+            }
             Config::Auditd => Running::Held {
                 _guard: Box::new(Auditd::start(&self.work.join("auditd"))?),
             },
@@ -487,7 +502,12 @@ fn measure_loops(env: &Env, results: &mut Results, noise: &mut noise::Noise) -> 
             );
             let running = match env.start(c) {
                 Ok(r) => r,
-                Err(e) if matches!(c, Config::Auditd | Config::Bpftrace) => {
+                Err(e)
+                    if matches!(
+                        c,
+                        Config::Auditd | Config::Bpftrace | Config::SeawallEnforceHooks
+                    ) =>
+                {
                     eprintln!("xtask bench: {} n/a: {e:#}", c.label());
                     unavailable.insert(ci, format!("{e:#}"));
                     continue;

@@ -72,7 +72,11 @@ pub fn resolve_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         files_fdt: f("files_struct", "fdt")?,
         fdtable_fd: f("fdtable", "fd")?,
         fdtable_max_fds: f("fdtable", "max_fds")?,
-        _pad_tail: 0,
+        sb_s_fs_info: f("super_block", "s_fs_info")?,
+        ovl_fs_layers: f("ovl_fs", "layers")?,
+        ovl_fs_numlayer: f("ovl_fs", "numlayer")?,
+        ovl_layer_size: btf.struct_size("ovl_layer")?,
+        ovl_layer_mnt: f("ovl_layer", "mnt")?,
     })
 }
 
@@ -108,5 +112,6 @@ mod tests {
         let o = resolve_offsets(&btf).expect("all offsets");
         assert!(o.task_tgid > 0 && o.task_real_parent > 0);
         assert!(o.ovl_upperdentry_from_inode >= btf.struct_size("inode").unwrap());
+        assert!(o.ovl_layer_size > o.ovl_layer_mnt && o.ovl_fs_layers != o.ovl_fs_numlayer);
     }
 }

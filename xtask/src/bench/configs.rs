@@ -17,15 +17,19 @@ pub enum Config {
     NoAgent,
     SeawallAudit,
     SeawallEnforce,
+    /// Enforce with the fallback's opt-in syscall hooks attached (`--fallback-syscall-hooks`):
+    /// their cost is every syscall of every task taking the slow path.
+    SeawallEnforceHooks,
     Auditd,
     Bpftrace,
 }
 
 impl Config {
-    pub const ALL: [Config; 5] = [
+    pub const ALL: [Config; 6] = [
         Config::NoAgent,
         Config::SeawallAudit,
         Config::SeawallEnforce,
+        Config::SeawallEnforceHooks,
         Config::Auditd,
         Config::Bpftrace,
     ];
@@ -35,6 +39,7 @@ impl Config {
             Config::NoAgent => "no agent",
             Config::SeawallAudit => "seawall audit",
             Config::SeawallEnforce => "seawall enforce",
+            Config::SeawallEnforceHooks => "seawall enforce + syscall hooks",
             Config::Auditd => "auditd",
             Config::Bpftrace => "bpftrace (empty)",
         }
@@ -133,6 +138,18 @@ impl Agent {
         metrics: Option<u16>,
         output: Option<&Path>,
     ) -> Result<Agent> {
+        Self::start_with(bin, dir, profiles, metrics, output, &[])
+    }
+
+    /// [`Agent::start`] with `extra` flags for `seawall agent`.
+    pub fn start_with(
+        bin: &Path,
+        dir: &Path,
+        profiles: &ProfileFiles,
+        metrics: Option<u16>,
+        output: Option<&Path>,
+        extra: &[&str],
+    ) -> Result<Agent> {
         let _ = std::fs::remove_dir_all(dir);
         let profile_dir = dir.join("profiles");
         std::fs::create_dir_all(&profile_dir)?;
@@ -157,6 +174,7 @@ impl Agent {
             .arg(dir.join("agent.sock"))
             .arg("--bpffs")
             .arg(&bpffs)
+            .args(extra)
             .env("RUST_LOG", "warn,seawall=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

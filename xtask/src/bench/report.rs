@@ -157,7 +157,10 @@ pub fn markdown(plan: &Plan, r: &Results, args: &[String]) -> Result<String> {
         o,
         "- Configurations: *seawall audit* and *seawall enforce* run one profile with every control on \
          (drift, exec allow/deny, container exec, file deny/read-only/monitor, network egress/listen, raw \
-         sockets) in audit or enforce mode, with rules the workloads never break. *auditd*: \
+         sockets) in audit or enforce mode, with rules the workloads never break. *seawall enforce + syscall \
+         hooks*: the same enforce run with the fallback's opt-in syscall tracepoints attached \
+         (`--fallback-syscall-hooks`: ptrace, process_vm_writev, socket, mmap, mprotect, pkey_mprotect, \
+         open, openat, openat2; n/a where BPF LSM is the backend). *auditd*: \
          `auditctl -a always,exit -F arch=b64 -S execve -S openat -S connect -S accept -S accept4`. \
          *bpftrace*: empty programs on `sched:sched_process_exec`, `syscalls:sys_enter_openat`, \
          `sys_enter_connect`, `sys_enter_accept`, `sys_enter_accept4` (the floor any tracepoint-based tool pays).\n"
