@@ -20,6 +20,10 @@ use serde_json::Value;
 mod assurance;
 #[path = "intel/feeds.rs"]
 mod feeds;
+/// The attack helper's image (`tests/attack/attack.c`): an ICMP datagram socket's `sendto`.
+#[allow(dead_code)]
+#[path = "soundness/fixture.rs"]
+mod fixture;
 
 /// How long a reload may take to be in force (the agent polls the directory every 2 s).
 const RELOAD: Duration = Duration::from_secs(10);

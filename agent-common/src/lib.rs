@@ -221,6 +221,9 @@ pub const NET_OP_ACCEPT: u32 = 5;
 pub const NET_OP_LISTEN: u32 = 6;
 /// [`NetEvent::op`]: an ICMP datagram ("ping") socket was created, or sent to `addr`.
 pub const NET_OP_ICMP: u32 = 7;
+/// [`NetEvent::op`]: an outgoing packet to `addr`, judged in the kernel whichever socket sent
+/// it (raw, ICMP datagram, any protocol): the intel egress program.
+pub const NET_OP_PACKET: u32 = 8;
 
 /// `AF_INET`.
 pub const FAMILY_INET: u32 = 2;

@@ -15,6 +15,7 @@ mod env;
 mod exec;
 mod injection;
 mod intel;
+mod intel_egress;
 mod kernel;
 mod listen;
 mod lsm;

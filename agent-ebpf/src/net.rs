@@ -426,9 +426,10 @@ fn rules_control(action: u32) -> u32 {
     }
 }
 
+/// The one writer of network records (also the intel egress program's, in softirq context).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn emit_record(
+pub(crate) fn emit_record(
     control: u32,
     cgroup: u64,
     op: u32,

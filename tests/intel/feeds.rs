@@ -348,3 +348,187 @@ fn ipv6_ipv4_mapped_and_unconnected_datagram_destinations_are_refused() {
     assert_eq!(e["network"]["protocol"], "udp");
     assert_eq!(e["intel"]["indicator"], "127.0.0.2");
 }
+
+/// The `NAME=N` exit status a script printed.
+fn status_of(stdout: &str, name: &str) -> Option<i32> {
+    let prefix = format!("{name}=");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One ICMP echo request from this (host) process through a raw socket: the errno of
+/// `sendto`, if it failed.
+fn host_raw_echo(to: [u8; 4]) -> Result<(), i32> {
+    // SAFETY: plain syscalls on a descriptor this function owns and closes.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+        if s < 0 {
+            return Err(*libc::__errno_location());
+        }
+        // Echo request, id 0x5ea, seq 1; checksum over the 8 bytes.
+        let mut pkt = [8u8, 0, 0, 0, 0x05, 0xea, 0, 1];
+        let sum: u32 = pkt
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+        pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_ne_bytes(to);
+        let r = libc::sendto(
+            s,
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            (&addr as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let errno = *libc::__errno_location();
+        libc::close(s);
+        if r < 0 {
+            Err(errno)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The intel event of the egress program (`op: "packet"`) for `container` and `indicator`.
+fn packet_event(agent: &Agent, what: &str, container: &str, indicator: &str) -> Value {
+    agent.expect(what, |e| {
+        e["control"] == "intel"
+            && e["container"]["id"] == container
+            && e["intel"]["indicator"] == indicator
+            && e["network"]["op"] == "packet"
+    })
+}
+
+/// Every way out, not only `connect` and `sendmsg`: a raw ICMP echo (busybox `ping` as root,
+/// which has CAP_NET_RAW in a default container) from a host-network container, and an ICMP
+/// datagram socket's unconnected `sendto` (which no sock_addr program sees), to a listed 127.x
+/// address fail with EPERM and are reported; the unlisted 127.0.0.1 still answers. The ping
+/// socket runs in the container's own network namespace (`--network none`), where Docker
+/// opens ping sockets to root; the host's `ping_group_range` ("1 0" here) opens them to no
+/// one. A host process's raw echo to the listed address still goes out.
+#[test]
+fn raw_and_icmp_datagram_packets_to_listed_addresses_are_dropped_and_reported() {
+    if !privileged() {
+        return;
+    }
+    let Some(image) = fixture::attack_image() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = intel_dir(work.path(), &[("ips.txt", "127.0.0.2\n127.0.6.0/24\n")]);
+    let agent = Agent::start(
+        &[("default.toml", DEFAULT_PROFILE)],
+        &["--intel-dir", dir.to_str().unwrap()],
+    );
+    let (raw, out) = fixture::run_in(
+        &image,
+        "intel-raw",
+        &["--network", "host"],
+        "busybox ping -c 1 -W 2 127.0.0.2; echo listed=$?; \
+         busybox ping -c 1 -W 2 127.0.0.1; echo free=$?",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(status_of(&stdout, "listed"), Some(1), "{stdout} {stderr}");
+    assert!(
+        stderr.contains("sendto: Operation not permitted"),
+        "EPERM at the raw sendto: {stdout} {stderr}"
+    );
+    assert_eq!(
+        status_of(&stdout, "free"),
+        Some(0),
+        "the unlisted 127.0.0.1 must answer: {stdout} {stderr}"
+    );
+
+    let (dgram, out) = fixture::run_in(
+        &image,
+        "intel-dgram",
+        &["--network", "none"],
+        &format!(
+            "{a} ping 127.0.6.9; echo listed=$?; {a} ping 127.0.0.1; echo free=$?",
+            a = fixture::ATTACK
+        ),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("ping-send errno=1"),
+        "EPERM at the ping socket's sendto: {stdout} {stderr}"
+    );
+    assert_eq!(status_of(&stdout, "listed"), Some(1), "{stdout} {stderr}");
+    assert!(stdout.contains("ping-send ok"), "{stdout} {stderr}");
+    assert_eq!(status_of(&stdout, "free"), Some(0), "{stdout} {stderr}");
+
+    let e = packet_event(&agent, "intel drop of a raw echo", &raw.id(), "127.0.0.2");
+    assert_eq!(e["kind"], "network");
+    assert_eq!(e["action"], "blocked");
+    assert_eq!(e["severity"], "critical");
+    assert_eq!(e["network"]["protocol"], "raw");
+    assert_eq!(e["network"]["address"], "127.0.0.2");
+    assert_eq!(e["intel"]["type"], "ip");
+    assert_eq!(e["intel"]["source"], "ips.txt");
+    let e = packet_event(
+        &agent,
+        "intel drop of a ping socket's echo",
+        &dgram.id(),
+        "127.0.6.0/24",
+    );
+    assert_eq!(e["action"], "blocked");
+    assert_eq!(e["network"]["protocol"], "icmp");
+    assert_eq!(e["network"]["address"], "127.0.6.9");
+    assert_eq!(e["intel"]["type"], "cidr");
+    assert!(
+        !agent
+            .events()
+            .iter()
+            .any(|e| e["control"] == "intel" && e["network"]["address"] == "127.0.0.1"),
+        "the unlisted address was reported as intel"
+    );
+
+    // The host is in no container: its raw echo to the listed address goes out.
+    assert_eq!(
+        host_raw_echo([127, 0, 0, 2]),
+        Ok(()),
+        "a host process was refused"
+    );
+}
+
+/// Audit: the raw echo to a listed address is answered, and reported as audited.
+#[test]
+fn raw_packets_to_a_listed_address_in_audit_mode_pass_and_are_reported() {
+    if !privileged() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = intel_dir(work.path(), &[("ips.txt", "127.0.0.2\n")]);
+    let config = work.path().join("agent.toml");
+    std::fs::write(&config, "intel_mode = \"audit\"\n").unwrap();
+    let agent = Agent::start(
+        &[("default.toml", DEFAULT_PROFILE)],
+        &[
+            "--intel-dir",
+            dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let (c, out) = run_sh(
+        "intel-raw-audit",
+        "host",
+        "busybox ping -c 1 -W 2 127.0.0.2; echo listed=$?",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        status_of(&stdout, "listed"),
+        Some(0),
+        "audit must let the echo through: {stdout} {stderr}"
+    );
+    let e = packet_event(&agent, "audited raw echo", &c.id(), "127.0.0.2");
+    assert_eq!(e["action"], "audited");
+    assert_eq!(e["network"]["protocol"], "raw");
+}

@@ -141,10 +141,17 @@ impl NodeIntel {
             })
             .map(|p| p.name)
             .collect();
+        let packets: Vec<&str> = programs::PROGRAMS
+            .iter()
+            .filter(|p| p.hook == Hook::CgroupSkbEgress)
+            .map(|p| p.name)
+            .collect();
         self.addresses_backend = format!(
             "LPM tries checked by cgroup {} at the container parent cgroup (EPERM; an IPv4-mapped \
-             IPv6 destination is judged as IPv4); ICMP and raw sockets are not matched",
-            sock_addr.join(", ")
+             IPv6 destination is judged as IPv4), and on every other packet (raw and ICMP \
+             sockets, other protocols) by {} (cgroup_skb egress: dropped, EPERM)",
+            sock_addr.join(", "),
+            packets.join(", ")
         );
         let held = "a container's first exec held before its marks: /proc/<pid>/exe, SIGKILL";
         self.hashes_backend = match fanotify {

@@ -43,9 +43,10 @@ pub struct Probe {
 fn hooks(control: Control, backend: Backend) -> String {
     programs::serving(control, backend)
         .map(|p| match p.hook {
-            Hook::CgroupSockAddr(_) | Hook::CgroupSockCreate | Hook::CgroupSkbIngress => {
-                p.name.to_string()
-            }
+            Hook::CgroupSockAddr(_)
+            | Hook::CgroupSockCreate
+            | Hook::CgroupSkbIngress
+            | Hook::CgroupSkbEgress => p.name.to_string(),
             Hook::Syscall(tp) => tp.to_string(),
             hook => hook.to_string(),
         })

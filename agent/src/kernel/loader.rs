@@ -164,7 +164,7 @@ fn load_and_attach(
                 .map_err(err)?
                 .load()
                 .map_err(err)?,
-            Hook::CgroupSkbIngress => <&mut CgroupSkb>::try_from(prog)
+            Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => <&mut CgroupSkb>::try_from(prog)
                 .map_err(err)?
                 .load()
                 .map_err(err)?,

@@ -258,10 +258,15 @@ impl KernelState {
                         None => links.sock.push((name, id)),
                     }
                 }
-                Hook::CgroupSkbIngress => {
+                Hook::CgroupSkbIngress | Hook::CgroupSkbEgress => {
+                    let direction = if program.hook == Hook::CgroupSkbEgress {
+                        CgroupSkbAttachType::Egress
+                    } else {
+                        CgroupSkbAttachType::Ingress
+                    };
                     let prog = <&mut CgroupSkb>::try_from(prog).map_err(attach_err)?;
                     let id = prog
-                        .attach(open()?, CgroupSkbAttachType::Ingress, LINK_MODE)
+                        .attach(open()?, direction, LINK_MODE)
                         .map_err(attach_err)?;
                     match self.pins.as_mut() {
                         Some(pins) => {

@@ -123,6 +123,8 @@ pub enum Hook {
     CgroupSockCreate,
     /// A cgroup_skb ingress program (packets delivered to the container's sockets).
     CgroupSkbIngress,
+    /// A cgroup_skb egress program (packets the container's sockets send).
+    CgroupSkbEgress,
     /// A plain syscall tracepoint (`tracepoint/syscalls/<name>`): every syscall of every task
     /// on the host takes the slow path while one is attached, so only by opt-in.
     Syscall(&'static str),
@@ -136,6 +138,7 @@ impl fmt::Display for Hook {
             Hook::CgroupSockAddr(h) => write!(f, "cgroup_sock_addr/{h:?}"),
             Hook::CgroupSockCreate => f.write_str("cgroup_sock/sock_create"),
             Hook::CgroupSkbIngress => f.write_str("cgroup_skb/ingress"),
+            Hook::CgroupSkbEgress => f.write_str("cgroup_skb/egress"),
             Hook::Syscall(tp) => write!(f, "tracepoint/syscalls/{tp}"),
         }
     }
@@ -247,6 +250,16 @@ pub const PROGRAMS: &[Program] = &[
         // the port.
         name: "listen_gate",
         hook: Hook::CgroupSkbIngress,
+        scope: AttachScope::ContainerParent,
+        controls: &[Network],
+        backend: Backend::CgroupSock,
+        needs: &[KernelNeed::CgroupV2],
+    },
+    Program {
+        // Destinations a feed lists, on every packet: raw sockets, ICMP datagram sockets and
+        // other protocols that no sock_addr program judges. Loaded on both backends.
+        name: "intel_egress",
+        hook: Hook::CgroupSkbEgress,
         scope: AttachScope::ContainerParent,
         controls: &[Network],
         backend: Backend::CgroupSock,
@@ -395,7 +408,10 @@ mod tests {
         for p in PROGRAMS {
             let network = matches!(
                 p.hook,
-                Hook::CgroupSockAddr(_) | Hook::CgroupSockCreate | Hook::CgroupSkbIngress
+                Hook::CgroupSockAddr(_)
+                    | Hook::CgroupSockCreate
+                    | Hook::CgroupSkbIngress
+                    | Hook::CgroupSkbEgress
             );
             assert_eq!(
                 network,
@@ -404,7 +420,7 @@ mod tests {
                 p.name
             );
         }
-        assert_eq!(at_container_parent().count(), 8);
+        assert_eq!(at_container_parent().count(), 9);
     }
 
     #[test]

@@ -229,6 +229,7 @@ impl Enricher {
                     agent_common::NET_OP_ACCEPT => "accept",
                     agent_common::NET_OP_LISTEN => "listen",
                     agent_common::NET_OP_ICMP => "icmp",
+                    agent_common::NET_OP_PACKET => "packet",
                     _ => "unknown",
                 };
                 let protocol = match *protocol {
