@@ -160,6 +160,12 @@ pub fn setup() -> Result<()> {
         ensure_packages(&["kubernetes-client"])?;
     }
     ensure_toolchain(&toolchain)?;
+    // The fallback syscall hooks are tracepoints, which aya finds in tracefs; a fresh VM may
+    // not have it mounted (systemd mounts it on most hosts).
+    if !std::path::Path::new("/sys/kernel/tracing/events").exists() {
+        eprintln!("xtask setup: mounting tracefs on /sys/kernel/tracing");
+        run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))?;
+    }
     if !output(Command::new("rustup").args(["target", "list", "--installed"]))
         .contains("x86_64-unknown-linux-musl")
     {
