@@ -1,6 +1,7 @@
 //! The intel and assurance checks of `seawall-vmtest`: listed destinations refused by the
-//! cgroup connect/sendmsg programs (attached at the test parent, never the root, as the agent
-//! attaches them at `/docker`), and a container refused by image assurance unable to run any
+//! cgroup connect/sendmsg programs and, for an ICMP datagram socket's `sendto` (which no
+//! sock_addr program sees), by the cgroup_skb egress program (all attached at the test parent,
+//! never the root, as the agent attaches them at `/docker`), and a container refused by image assurance unable to run any
 //! exec under the BPF LSM backend (EPERM at `bprm_check_security`).
 //!
 //! Listed: 127.0.0.2, 127.0.3.0/24, fd00:5ea::/32. Unlisted: 127.0.4.1 and fd00:5eb::1. Nothing
@@ -16,20 +17,24 @@ use std::{
 use agent_common::{
     ContainerPolicy, EventHeader, ExecEvent, NetEvent, ACTION_BLOCKED, ASSURANCE_REFUSED,
     CONTROL_ASSURANCE, CONTROL_INTEL, EVENT_EXEC, EVENT_NET, INTEL_LISTED, MAP_ASSURANCE,
-    MAP_CONTAINERS, MAP_INTEL_V4, MAP_INTEL_V6, MODE_ENFORCE, NET_OP_CONNECT, NET_OP_SENDMSG,
+    MAP_CONTAINERS, MAP_INTEL_V4, MAP_INTEL_V6, MODE_ENFORCE, NET_OP_CONNECT, NET_OP_PACKET,
+    NET_OP_SENDMSG,
 };
 use aya::{
     maps::{
         lpm_trie::{Key, LpmTrie},
         HashMap, MapData,
     },
-    programs::{CgroupAttachMode, CgroupSockAddr},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr},
     Ebpf,
 };
 
 use seawall::kernel::programs::Hook;
 
-use crate::run::{exec, expect_eperm, line, Report};
+use crate::{
+    net::ping,
+    run::{errno, exec, expect_eperm, line, Report},
+};
 
 /// The cgroup of the container image assurance refused.
 pub const CG_REFUSED: &str = "/sys/fs/cgroup/seawall-vmtest/refused";
@@ -108,6 +113,35 @@ pub fn setup(
             failed.push(format!("{name}: {e}"));
         }
     }
+    let egress = seawall::kernel::programs::PROGRAMS
+        .iter()
+        .filter(|p| p.hook == Hook::CgroupSkbEgress);
+    for name in egress.map(|p| p.name) {
+        let attached = (|| -> Result<(), String> {
+            let prog: &mut CgroupSkb = ebpf
+                .program_mut(name)
+                .ok_or("missing from the object")?
+                .try_into()
+                .map_err(|e| format!("{e}"))?;
+            prog.load()
+                .map_err(|e| format!("loading: {}", tail(&e.to_string())))?;
+            let parent = File::open(CG_PARENT).map_err(|e| format!("{CG_PARENT}: {e}"))?;
+            prog.attach(
+                parent,
+                CgroupSkbAttachType::Egress,
+                CgroupAttachMode::Single,
+            )
+            .map_err(|e| format!("attaching at {CG_PARENT}: {e}"))?;
+            Ok(())
+        })();
+        if let Err(e) = attached {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    report.check(
+        "intel_hash_answerer_started",
+        crate::intel_hash::start(container_cgroup),
+    );
     report.check(
         "intel_programs_attached",
         if failed.is_empty() {
@@ -154,12 +188,28 @@ fn not_refused(r: Result<(), i32>) -> Result<(), String> {
     }
 }
 
+/// An ICMP datagram socket's `sendto` to `dst`, as errno.
+fn ping_errno(dst: [u8; 4]) -> Result<(), i32> {
+    if ping(dst) < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("literal socket address")
 }
 
 /// From inside the registered container (same process as the profile checks).
 pub fn container_checks() -> Vec<String> {
+    let mut out = crate::intel_hash::container_checks();
+    out.extend(address_checks());
+    out
+}
+
+/// Listed and unlisted destinations, every way out.
+fn address_checks() -> Vec<String> {
     let sendto = || -> Result<(), i32> {
         let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.raw_os_error().unwrap_or(-1))?;
         s.send_to(b"x", "127.0.0.2:9")
@@ -185,6 +235,15 @@ pub fn container_checks() -> Vec<String> {
             refused(connect_errno(addr("[fd00:5ea::1]:9"))),
         ),
         line("intel_sendto_listed_ip_eperm", refused(sendto())),
+        // The profile does not deny 127.0.0.2: only the egress program can refuse this send.
+        line(
+            "intel_icmp_send_listed_eperm",
+            refused(ping_errno([127, 0, 0, 2])),
+        ),
+        line(
+            "intel_icmp_send_unlisted_sent",
+            ping_errno([127, 0, 4, 1]).map_err(|e| format!("sendto: errno {e}")),
+        ),
         line(
             "intel_connect_unlisted_not_refused",
             not_refused(connect_errno(addr("127.0.4.1:9"))),
@@ -198,10 +257,16 @@ pub fn container_checks() -> Vec<String> {
 
 /// From the unregistered sibling cgroup: the host is never refused.
 pub fn scope_checks() -> Vec<String> {
-    vec![line(
-        "scope_intel_outside_not_refused",
-        not_refused(connect_errno(addr("127.0.0.2:9"))),
-    )]
+    vec![
+        line(
+            "scope_intel_outside_not_refused",
+            not_refused(connect_errno(addr("127.0.0.2:9"))),
+        ),
+        line(
+            "scope_intel_icmp_outside_sent",
+            ping_errno([127, 0, 0, 2]).map_err(|e| format!("sendto: errno {e}")),
+        ),
+    ]
 }
 
 /// From inside the refused container: no exec at all, whatever the root. The image binary
@@ -241,6 +306,7 @@ pub fn refused_checks() -> Vec<String> {
 pub struct Events {
     intel_connect: bool,
     intel_sendmsg: bool,
+    intel_packet: bool,
     assurance: bool,
 }
 
@@ -257,6 +323,7 @@ impl Events {
                 let to_listed = e.addr[..4] == [127, 0, 0, 2];
                 self.intel_connect |= to_listed && e.op == NET_OP_CONNECT;
                 self.intel_sendmsg |= to_listed && e.op == NET_OP_SENDMSG;
+                self.intel_packet |= to_listed && e.op == NET_OP_PACKET;
             }
             EVENT_EXEC if h.control == CONTROL_ASSURANCE && b.len() >= size_of::<ExecEvent>() => {
                 // SAFETY: as above.
@@ -284,6 +351,14 @@ impl Events {
         report.check(
             "event_intel_sendmsg_blocked",
             seen(self.intel_sendmsg, "intel sendmsg to 127.0.0.2"),
+        );
+        report.check(
+            "event_intel_packet_blocked",
+            seen(self.intel_packet, "intel egress packet to 127.0.0.2"),
+        );
+        report.check(
+            "event_intel_exec_hash_blocked",
+            crate::intel_hash::verdict_check(),
         );
         report.check(
             "event_assurance_blocked",

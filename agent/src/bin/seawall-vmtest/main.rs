@@ -11,8 +11,8 @@
 //! kernel-chosen listen ports, loopback aliases — and checks each is refused with EPERM (the
 //! process lives on), that the same operations from a sibling cgroup are not, that the files
 //! are unchanged, and that the ring buffer holds the blocked events. `intel`: listed destinations
-//! refused by the cgroup connect/sendmsg programs, and a container image assurance refused
-//! unable to exec anything.
+//! refused by the cgroup connect/sendmsg and egress programs, a file listed by hash refused at
+//! its exec permission event, and a container image assurance refused unable to exec anything.
 //!
 //! Output: one `PASS name` / `FAIL name: why` line per check, then `N passed, N failed`. With
 //! `--power-off` (the VM's init) it powers the machine off at the end.
@@ -24,6 +24,7 @@ mod code;
 mod events;
 mod files;
 mod intel;
+mod intel_hash;
 mod net;
 mod run;
 mod setup;

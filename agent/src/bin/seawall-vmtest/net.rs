@@ -42,7 +42,7 @@ fn socket(domain: i32, ty: i32, protocol: i32) -> i64 {
 }
 
 /// One ICMP echo request to `dst` from an unconnected ping socket: the `sendto` result.
-fn ping(dst: [u8; 4]) -> i64 {
+pub(crate) fn ping(dst: [u8; 4]) -> i64 {
     // SAFETY: plain syscalls on a socket this function owns.
     unsafe {
         let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP);

@@ -20,6 +20,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/se
 pub const VM: &str = "/vm";
 pub const LOWER: &str = "/vm/lower";
 pub const MERGED: &str = "/vm/merged";
+/// An image binary of its own bytes (busybox and a trailer) that intel lists by its SHA-256.
+pub const LISTED: &str = "/bin/listed";
 pub const CG_CONTAINER: &str = "/sys/fs/cgroup/seawall-vmtest/container";
 pub const CG_SIBLING: &str = "/sys/fs/cgroup/seawall-vmtest/host";
 const PROFILE_ID: u32 = 7;
@@ -116,6 +118,12 @@ pub fn build_image() -> Result<(), String> {
     // A separate file with the same bytes: an image binary that the exec deny list names.
     exe("/bin/busybox", "/bin/denied")?;
     exe("/bin/busybox", &deep_file)?;
+    exe("/bin/busybox", LISTED)?;
+    fs::OpenOptions::new()
+        .append(true)
+        .open(format!("{LOWER}{LISTED}"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"listed by intel\n"))
+        .map_err(|err| e(LISTED, err))?;
     exe(
         &format!("{VMFILES}/ld.so"),
         "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
