@@ -43,6 +43,7 @@ const EXPECTED: &[&str] = &[
     "mprotect_exec_upper_eperm",
     "mmap_exec_memfd_eperm",
     "mmap_exec_image_allowed",
+    "mprotect_exec_image_allowed",
     "loader_on_dropped_file_fails",
     "loader_on_image_program_runs",
     "preload_dropped_library_not_run",

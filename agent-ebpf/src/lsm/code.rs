@@ -15,7 +15,7 @@ use super::verdict;
 use crate::{
     container, emit,
     exec::{decide, describe_file, origin_of},
-    injection::{judge_mapping, judge_ptrace, ppid_of},
+    injection::{judge_mapping, judge_ptrace, judge_vma_file, ppid_of},
     kernel::{fill_header, offsets, read, read_ptr},
     maps::{count, SCRATCH_EXEC},
 };
@@ -116,7 +116,12 @@ pub fn file_mprotect(ctx: LsmContext) -> i32 {
     if file == 0 || vm_flags & VM_EXEC != 0 {
         return 0;
     }
-    try_exec_mapping(file).unwrap_or(0)
+    // A mapping's file is overlayfs's backing file (since 4.19), not the container's file
+    // `mmap_file` saw: judged by its layer, as the fallback's mprotect hook does.
+    let Some(m) = container::current() else {
+        return 0;
+    };
+    judge_vma_file(&m, file).map(verdict).unwrap_or(0)
 }
 
 /// A file mapped executable by a container task: refused when it is drift (`injection.rs`).

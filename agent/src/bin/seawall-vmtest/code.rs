@@ -240,6 +240,10 @@ pub fn checks() -> Vec<String> {
         "mmap_exec_image_allowed",
         worked("mmap", map_exec(Some("/bin/busybox"), false)),
     );
+    check(
+        "mprotect_exec_image_allowed",
+        worked("mprotect", map_exec(Some("/bin/busybox"), true)),
+    );
     let t = fs::copy(DYN_TRUE, "/tmp/t").map_err(|e| e.to_string());
     check(
         "loader_on_dropped_file_fails",
