@@ -280,6 +280,8 @@ fn assert_threads_unreachable(r: &Run) {
 }
 
 // The crate root's own directory holds the agent's deploy.rs and delivery.rs: name the files.
+#[path = "micro/anon_exec.rs"]
+mod anon_exec;
 #[path = "micro/attacker.rs"]
 mod attacker;
 #[path = "micro/benign.rs"]

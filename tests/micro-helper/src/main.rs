@@ -85,6 +85,8 @@ fn main() {
             "map-file" => code::map_file(a(2)),
             "map-memfd" => code::map_memfd(),
             "persona" => code::persona(a(2)),
+            "anon-exec" => code::anon_exec(a(2)),
+            "jit" => code::jit(),
             "exec" => exec::exec(a(2), &args[3..]),
             "file" => files::file_attacks(a(2)),
             "read" => files::read(a(2)),
