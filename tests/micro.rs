@@ -288,6 +288,8 @@ mod attacker;
 mod benign;
 #[path = "micro/code.rs"]
 mod code;
+#[path = "micro/code_race.rs"]
+mod code_race;
 #[path = "micro/collector.rs"]
 mod collector;
 #[path = "micro/drift.rs"]
