@@ -280,12 +280,16 @@ fn assert_threads_unreachable(r: &Run) {
 }
 
 // The crate root's own directory holds the agent's deploy.rs and delivery.rs: name the files.
+#[path = "micro/anon_exec.rs"]
+mod anon_exec;
 #[path = "micro/attacker.rs"]
 mod attacker;
 #[path = "micro/benign.rs"]
 mod benign;
 #[path = "micro/code.rs"]
 mod code;
+#[path = "micro/code_race.rs"]
+mod code_race;
 #[path = "micro/collector.rs"]
 mod collector;
 #[path = "micro/drift.rs"]

@@ -52,6 +52,9 @@ pub struct Plan {
     /// mmap(PROT_EXEC) of a file and mprotect/pkey_mprotect adding PROT_EXEC go to the
     /// supervisor, which refuses code that was not in the filesystem at start (drift not off).
     pub watch_code_maps: bool,
+    /// `drift.allow_anonymous_exec`: anonymous and written memory may become executable, so
+    /// anonymous mappings stay in the kernel. Otherwise (W^X) they are refused too.
+    pub anonymous_exec: bool,
     pub watch_files: FileWatch,
     /// Sockets are created, connected, bound and sent on by the supervisor.
     pub net_on_behalf: bool,
@@ -161,13 +164,21 @@ impl Plan {
             backend: String::new(),
             degraded: Vec::new(),
             not_covered: vec![
-                "code written into anonymous memory and made executable (JIT-style: \
-                 mmap/mprotect of anonymous or already-written private pages, shm with \
-                 SHM_EXEC, /proc/self/mem onto its own code) runs: JITs need it"
-                    .into(),
+                if p.drift.allow_anonymous_exec {
+                    "code written into memory and made executable runs \
+                     (drift.allow_anonymous_exec = true, as JITs need): a process can copy any \
+                     file's code there, so the mapping checks stop the loader (LD_PRELOAD, \
+                     dlopen), not a program of its own"
+                } else {
+                    "code written through /proc/self/mem onto its own code pages (procfs \
+                     writes ignore page protections), and ptrace between processes of the tree \
+                     (PTRACE_POKETEXT)"
+                }
+                .into(),
                 "a multi-threaded process can swap the file behind an fd (dup2) or the mapping \
                  at an address (mmap MAP_FIXED) between the supervisor's check and the kernel's \
-                 mmap/mprotect: the check is race-free only for a single-threaded caller"
+                 mmap/mprotect: the check is race-free only for a single-threaded caller; for a \
+                 multi-threaded one the race is NOT closed (issue 16)"
                     .into(),
                 "a file of the image without an execute bit (a library) on a writable mount \
                  that is not an overlay (a volume) can be rewritten in place after it was \
@@ -191,6 +202,10 @@ impl Plan {
                 AUDIT_BACKEND
             }
             .into();
+            if !p.drift.allow_anonymous_exec {
+                r.backend
+                    .push_str("; W^X: anonymous or written memory never becomes executable");
+            }
             if ll < 1 {
                 r.degraded
                     .push("files written after start can be executed: no Landlock".into());
@@ -388,6 +403,7 @@ impl Plan {
             watch_exec,
             memfd_noexec,
             watch_code_maps,
+            anonymous_exec: p.drift.allow_anonymous_exec,
             watch_files,
             net_on_behalf,
             net_watch,

@@ -145,6 +145,11 @@ pub struct DriftPolicy {
     pub mode: Mode,
     /// Paths that may be executed even when they are drift (e.g. a JIT cache under `/tmp`).
     pub allow: Vec<PathRule>,
+    /// `allow_anonymous_exec`: code a process writes into its own memory may be made
+    /// executable (what a JIT does). `false` (the default) keeps W^X: anonymous or written
+    /// memory never becomes executable. Enforced by seawall-micro; the host agent does not
+    /// judge anonymous memory.
+    pub allow_anonymous_exec: bool,
 }
 
 /// Controls `exec` (allow/deny lists) and `container_exec` (`docker exec` sessions).

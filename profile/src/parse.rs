@@ -26,7 +26,7 @@ const PROFILE_KEYS: &[&str] = &[
     "description",
     "enforce_after",
 ];
-const DRIFT_KEYS: &[&str] = &["prevent", "allow", "mode"];
+const DRIFT_KEYS: &[&str] = &["prevent", "allow", "mode", "allow_anonymous_exec"];
 const EXEC_KEYS: &[&str] = &["allow", "deny", "block_container_exec", "mode"];
 const FILES_KEYS: &[&str] = &["deny", "read_only", "monitor", "mode"];
 const NETWORK_KEYS: &[&str] = &[
@@ -248,15 +248,27 @@ fn parse_drift(d: &mut FileDiags<'_>, root: &dyn TableLike, profile_mode: Mode) 
         return DriftPolicy {
             mode: Mode::Off,
             allow: Vec::new(),
+            allow_anonymous_exec: false,
         };
     };
     check_keys(d, s.table, "[drift]", DRIFT_KEYS);
     let prevent = get_bool(d, s.table, "drift", "prevent").unwrap_or(false);
     let mode = get_mode(d, s.table, "drift", true).unwrap_or(profile_mode);
     let allow = path_rules(d, s.table, "drift", "allow").unwrap_or_default();
+    let allow_anonymous_exec =
+        get_bool(d, s.table, "drift", "allow_anonymous_exec").unwrap_or(false);
+    if allow_anonymous_exec && !prevent {
+        let span = s.table.get("allow_anonymous_exec").and_then(Item::span);
+        d.warning(
+            &span,
+            "`drift.allow_anonymous_exec` has no effect without `prevent = true`: anonymous \
+             memory is only judged under drift prevention",
+        );
+    }
     DriftPolicy {
         mode: if prevent { mode } else { Mode::Off },
         allow,
+        allow_anonymous_exec,
     }
 }
 

@@ -200,6 +200,7 @@ fn builtin_default_profile() -> Profile {
         drift: DriftPolicy {
             mode: Mode::Audit,
             allow: Vec::new(),
+            allow_anonymous_exec: false,
         },
         exec: ExecPolicy {
             mode: Mode::Audit,

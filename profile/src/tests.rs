@@ -157,7 +157,7 @@ fn unknown_keys_list_known_ones_and_suggest_typos() {
     let d = diags("web.toml", &format!("{HEAD}[drift]\nprevnt = true\n"));
     assert_eq!(
         d,
-        ["5:1: error: unknown key `prevnt` in [drift]; did you mean `prevent`? known keys: prevent, allow, mode"]
+        ["5:1: error: unknown key `prevnt` in [drift]; did you mean `prevent`? known keys: prevent, allow, mode, allow_anonymous_exec"]
     );
     let d = diags("web.toml", &format!("{HEAD}\n[netwrk]\nmode = \"audit\"\n"));
     assert_eq!(
@@ -691,6 +691,33 @@ fn kubernetes_selector_errors_have_positions() {
     );
     assert!(
         d[0].contains("warning: the default profile applies to every container"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn drift_allow_anonymous_exec_defaults_to_w_xor_x() {
+    let load = |drift: &str| {
+        let dir = dir_with(&[("web.toml", &format!("{HEAD}[drift]\n{drift}"))]);
+        load_file_with_warnings(&dir.path().join("web.toml")).unwrap()
+    };
+    let (p, w) = load("prevent = true\n");
+    assert!(!p.drift.allow_anonymous_exec && w.is_empty(), "{w:?}");
+    let (p, w) = load("prevent = true\nallow_anonymous_exec = true\n");
+    assert!(p.drift.allow_anonymous_exec && w.is_empty(), "{w:?}");
+    let (_, w) = load("allow_anonymous_exec = true\n");
+    assert!(
+        w.iter()
+            .any(|w| w.to_string().contains("no effect without `prevent = true`")),
+        "{w:?}"
+    );
+    let d = diags(
+        "web.toml",
+        &format!("{HEAD}[drift]\nallow_anonymous_exec = \"yes\"\n"),
+    );
+    assert!(
+        d.iter()
+            .any(|d| d.contains("error") && d.contains("allow_anonymous_exec")),
         "{d:?}"
     );
 }

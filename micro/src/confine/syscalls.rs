@@ -83,26 +83,38 @@ fn pid_guarded() -> Vec<(c_long, u8)> {
     ]
 }
 
-/// Code mappings the supervisor judges (drift): only what can bring a file's code in is
-/// notified, decided here on the registers; anonymous mappings (JITs) and everything without
-/// PROT_EXEC stay in the kernel.
-pub(crate) fn code_map_rules() -> Vec<SyscallRule> {
+/// Code mappings the supervisor judges (drift), decided here on the registers: everything
+/// without PROT_EXEC stays in the kernel, and so do anonymous mappings when the profile lets
+/// code be written into memory (`allow_anonymous_exec`, JITs); under W^X they are notified too,
+/// and so is `shmat` with `SHM_EXEC`.
+pub(crate) fn code_map_rules(anonymous_exec: bool) -> Vec<SyscallRule> {
     let exec = Cond::any_bit(2, libc::PROT_EXEC as u32);
+    let mut mmap = vec![exec];
+    if anonymous_exec {
+        mmap.push(Cond::MaskedEq {
+            arg: 3,
+            mask: libc::MAP_ANONYMOUS as u32,
+            value: 0,
+        });
+    }
     let mut rules = vec![SyscallRule {
         nr: libc::SYS_mmap as u32,
         arms: vec![Arm {
-            conds: vec![
-                exec,
-                Cond::MaskedEq {
-                    arg: 3,
-                    mask: libc::MAP_ANONYMOUS as u32,
-                    value: 0,
-                },
-            ],
+            conds: mmap,
             verdict: Verdict::Notify,
         }],
         otherwise: Verdict::Allow,
     }];
+    if !anonymous_exec {
+        rules.push(SyscallRule {
+            nr: libc::SYS_shmat as u32,
+            arms: vec![Arm {
+                conds: vec![Cond::any_bit(2, SHM_EXEC)],
+                verdict: Verdict::Notify,
+            }],
+            otherwise: Verdict::Allow,
+        });
+    }
     for nr in [libc::SYS_mprotect, libc::SYS_pkey_mprotect] {
         rules.push(SyscallRule {
             nr: nr as u32,
@@ -132,6 +144,9 @@ pub(crate) fn code_map_rules() -> Vec<SyscallRule> {
     });
     rules
 }
+
+/// `shmat(2)`'s flag for an executable attachment.
+pub const SHM_EXEC: u32 = 0o100000;
 
 /// `personality(2)`'s flag that adds PROT_EXEC to every readable mapping.
 pub const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
@@ -244,7 +259,7 @@ pub fn filter_spec(plan: &Plan, sup: SupervisorIds) -> FilterSpec {
         rules.push(SyscallRule::always(libc::SYS_memfd_create, Verdict::Notify));
     }
     if plan.watch_code_maps {
-        rules.extend(code_map_rules());
+        rules.extend(code_map_rules(plan.anonymous_exec));
     }
 
     let net = plan.net_on_behalf || plan.net_watch;

@@ -7,19 +7,23 @@
 //! as an exec of that file would be (drift: not in the filesystem at start, changed since,
 //! memory-only or deleted).
 //!
-//! The filter only sends what can bring a file's code in; anonymous mappings (JITs) never come
-//! here. A refusal is `EPERM`, which the loaders report cleanly ("failed to map segment").
+//! W^X (`drift.allow_anonymous_exec = false`, the default): memory the process can write never
+//! becomes code. Anonymous mappings asked executable, `mprotect(PROT_EXEC)` of anonymous memory
+//! or of a private file copy that was written, anything asked writable and executable at once,
+//! and `shmat(SHM_EXEC)` are drift. With the key set (JITs), anonymous mappings stay in the
+//! kernel and anonymous ranges are let through.
 //!
 //! Race: the answer is "continue", so the kernel re-reads the fd (or the mapping) after the
 //! look. For a single-threaded caller nothing can change either meanwhile: the caller waits
 //! here, and the filter refuses sharing an fd table or an address space with another process
 //! (`CLONE_FILES`/`CLONE_VM` without `CLONE_THREAD`; vfork's parent waits). Another thread of a
 //! multi-threaded caller can `dup2` a different file onto the fd, or `mmap(MAP_FIXED)` over
-//! the address, between the look and the kernel's call: that race is NOT closed. Installing
-//! the checked file at that number (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SETFD`) before
+//! the address, between the look and the kernel's call: that race is NOT closed (issue 16).
+//! Installing the checked file at that number (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SETFD`) before
 //! continuing would not close it either (the other thread can dup2 again after the install),
 //! and the supervisor cannot make the mapping itself in another address space. It is written
-//! down in `--check` (drift, not covered) and in the README.
+//! down in `--check` (drift, not covered) and in the README; `tests/micro/code_race.rs` shows it
+//! (ignored by default).
 
 use std::path::PathBuf;
 
@@ -40,15 +44,35 @@ struct Code {
     ctime_ns: Option<i128>,
 }
 
-/// `mmap(addr, len, prot, flags, fd, off)` with `PROT_EXEC` and a file.
+const PROT_WRITE: u64 = libc::PROT_WRITE as u64;
+const W_X: &str = " (W^X: drift.allow_anonymous_exec is false)";
+
+/// `mmap(addr, len, prot, flags, fd, off)` with `PROT_EXEC`: of a file, or (under W^X) of
+/// anonymous memory.
 pub fn on_mmap(ctx: &Context, req: &Request) -> Reply {
-    let fd = req.int(4);
     let t = match look(ctx, req, "mmap") {
         Ok(t) => t,
         Err(reply) => return reply,
     };
+    let wx = !ctx.profile.drift.allow_anonymous_exec;
+    // The kernel's test: the low bits of the flags register.
+    if req.args[3] & libc::MAP_ANONYMOUS as u64 != 0 {
+        if !wx {
+            return Reply::Continue;
+        }
+        return refuse(ctx, &t, req, "mmap", "anonymous memory", "[anonymous]");
+    }
+    if wx && req.args[2] & PROT_WRITE != 0 {
+        let what = format!("fd {} asked writable and executable", req.int(4));
+        return refuse(ctx, &t, req, "mmap", &what, "");
+    }
+    mmap_file(ctx, req, &t)
+}
+
+fn mmap_file(ctx: &Context, req: &Request, t: &Target) -> Reply {
+    let fd = req.int(4);
     let link = t.proc_path(&format!("fd/{fd}"));
-    let code = match resolve(&t, fd, b"", true, true) {
+    let code = match resolve(t, fd, b"", true, true) {
         Some(r) => Code {
             ctime_ns: std::fs::metadata(&link)
                 .ok()
@@ -67,38 +91,90 @@ pub fn on_mmap(ctx: &Context, req: &Request) -> Reply {
         // What was read may belong to whoever has the thread id now.
         return Reply::Continue;
     }
-    judge(ctx, &t, req, "mmap", &code)
+    judge(ctx, t, req, "mmap", &code)
 }
 
 /// `mprotect(addr, len, prot)` / `pkey_mprotect(…, pkey)` with `PROT_EXEC`.
 pub fn on_mprotect(ctx: &Context, req: &Request) -> Reply {
-    let (addr, len) = (req.args[0], req.args[1]);
     let t = match look(ctx, req, "mprotect") {
         Ok(t) => t,
         Err(reply) => return reply,
     };
+    if !ctx.profile.drift.allow_anonymous_exec && req.args[2] & PROT_WRITE != 0 {
+        let what = format!("{:#x} asked writable and executable", req.args[0]);
+        return refuse(ctx, &t, req, "mprotect", &what, "");
+    }
+    mprotect_range(ctx, req, &t)
+}
+
+fn mprotect_range(ctx: &Context, req: &Request, t: &Target) -> Reply {
+    let (addr, len) = (req.args[0], req.args[1]);
     let maps = match std::fs::read_to_string(t.proc_path("maps")) {
         Ok(m) => m,
         Err(_) => return undecidable(ctx, t.process(), req, "mprotect", "the caller's mappings"),
     };
     let end = addr.saturating_add(len);
-    let mut files = Vec::new();
-    for m in maps.lines().filter_map(Mapping::parse) {
-        if m.start < end && addr < m.end && m.inode != 0 {
-            files.push(m);
-        }
-    }
+    let in_range: Vec<Mapping> = maps
+        .lines()
+        .filter_map(Mapping::parse)
+        .filter(|m| m.start < end && addr < m.end)
+        .collect();
     if !ctx.listener.valid(req.id) {
         return Reply::Continue;
     }
-    for m in files {
-        let code = m.code(&t);
-        let reply = judge(ctx, &t, req, "mprotect", &code);
+    let wx = !ctx.profile.drift.allow_anonymous_exec;
+    for m in in_range {
+        if m.inode == 0 {
+            if wx {
+                let name = if m.path.is_empty() {
+                    "[anonymous]"
+                } else {
+                    &m.path
+                };
+                let what = format!("anonymous memory {name}");
+                return refuse(ctx, t, req, "mprotect", &what, name);
+            }
+            continue;
+        }
+        if wx && m.written(t) {
+            let what = format!("a written private copy of {}", m.path);
+            return refuse(ctx, t, req, "mprotect", &what, &m.path);
+        }
+        let reply = judge(ctx, t, req, "mprotect", &m.code(t));
         if reply != Reply::Continue {
             return reply;
         }
     }
     Reply::Continue
+}
+
+/// `shmat(id, addr, SHM_EXEC)` (notified under W^X only): shared memory is written memory.
+pub fn on_shmat(ctx: &Context, req: &Request) -> Reply {
+    let t = match look(ctx, req, "shmat") {
+        Ok(t) => t,
+        Err(reply) => return reply,
+    };
+    let what = format!("System V shared memory {}", req.int(0));
+    refuse(ctx, &t, req, "shmat", &what, "[shm]")
+}
+
+/// Memory that can be written asked to become code, under W^X.
+fn refuse(ctx: &Context, t: &Target, req: &Request, op: &str, what: &str, path: &str) -> Reply {
+    let mode = ctx.profile.drift.mode;
+    let blocked = mode == Mode::Enforce;
+    emit(
+        ctx,
+        t.process(),
+        action_for(mode, blocked),
+        format!("{} of {what}{W_X}", call_name(op)),
+        path.to_string(),
+        req,
+    );
+    if blocked {
+        Reply::Errno(libc::EPERM)
+    } else {
+        Reply::Continue
+    }
 }
 
 /// The verdict on one file, with its event.
@@ -175,10 +251,24 @@ fn emit(
         process: Some(process),
         file: Some(File {
             path,
-            flags: prot_text(req.args[2]),
+            flags: if i64::from(req.nr) == libc::SYS_shmat {
+                "SHM_EXEC".into()
+            } else {
+                prot_text(req.args[2])
+            },
         }),
         network: None,
     });
+}
+
+/// The call as events name it: `mmap(PROT_EXEC)`, `shmat(SHM_EXEC)`.
+fn call_name(op: &str) -> String {
+    let flag = if op == "shmat" {
+        "SHM_EXEC"
+    } else {
+        "PROT_EXEC"
+    };
+    format!("{op}({flag})")
 }
 
 /// `PROT_READ|PROT_EXEC` for events.
@@ -205,6 +295,8 @@ fn next_field(s: &str) -> (&str, &str) {
 struct Mapping {
     start: u64,
     end: u64,
+    /// `rwxp`/`r-xs`…
+    perms: String,
     dev: u64,
     inode: u64,
     /// The kernel's name for the file: escaped (`\012` for a newline), ` (deleted)` when gone.
@@ -215,7 +307,7 @@ impl Mapping {
     /// `start-end perms offset major:minor inode   path`.
     fn parse(line: &str) -> Option<Mapping> {
         let (range, rest) = next_field(line);
-        let (_perms, rest) = next_field(rest);
+        let (perms, rest) = next_field(rest);
         let (_offset, rest) = next_field(rest);
         let (dev, rest) = next_field(rest);
         let (inode, rest) = next_field(rest);
@@ -224,6 +316,7 @@ impl Mapping {
         Some(Mapping {
             start: u64::from_str_radix(start, 16).ok()?,
             end: u64::from_str_radix(end, 16).ok()?,
+            perms: perms.to_string(),
             dev: libc::makedev(
                 u32::from_str_radix(major, 16).ok()?,
                 u32::from_str_radix(minor, 16).ok()?,
@@ -231,6 +324,23 @@ impl Mapping {
             inode: inode.parse().ok()?,
             path: rest.trim_start().to_string(),
         })
+    }
+
+    /// A private mapping whose pages may hold what the process wrote rather than the file:
+    /// writable now, or with copied-on-write pages (`Anonymous:` in `/proc/TID/smaps`).
+    fn written(&self, t: &Target) -> bool {
+        if self.perms.as_bytes().get(3) != Some(&b'p') {
+            // Shared: writes went to the file, which the ctime check sees.
+            return false;
+        }
+        if self.perms.as_bytes().get(1) == Some(&b'w') {
+            return true;
+        }
+        let Ok(smaps) = std::fs::read_to_string(t.proc_path("smaps")) else {
+            // Cannot tell: written, as far as W^X goes.
+            return true;
+        };
+        anonymous_kb(&smaps, self.start).is_none_or(|kb| kb > 0)
     }
 
     /// The mapped file judged by identity, as the kernel holds it; its path is only looked at
@@ -258,9 +368,30 @@ impl Mapping {
     }
 }
 
+/// `Anonymous:` (kB) of the mapping starting at `start` in an smaps text.
+fn anonymous_kb(smaps: &str, start: u64) -> Option<u64> {
+    let header = format!("{start:x}-");
+    let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&header));
+    lines.next()?;
+    lines
+        .take_while(|l| Mapping::parse(l).is_none())
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copied_pages_are_read_from_smaps() {
+        let smaps = "7f00-7f01 r--p 00000000 08:01 12 /lib/a.so\nSize: 4 kB\nAnonymous: 0 kB\n\
+                     7f01-7f02 r--p 00001000 08:01 12 /lib/a.so\nSize: 4 kB\nAnonymous: 4 kB\n\
+                     VmFlags: rd mr\n";
+        assert_eq!(anonymous_kb(smaps, 0x7f00), Some(0));
+        assert_eq!(anonymous_kb(smaps, 0x7f01), Some(4));
+        assert_eq!(anonymous_kb(smaps, 0x7f02), None);
+    }
 
     #[test]
     fn maps_lines_parse_with_odd_paths() {

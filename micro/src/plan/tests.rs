@@ -122,3 +122,23 @@ fn code_mappings_are_watched_whenever_drift_is_on() {
     let p = Plan::new(&profile(&off), FULL);
     assert!(!p.watch_code_maps, "{}", p.describe());
 }
+
+#[test]
+fn w_xor_x_is_the_default_and_allow_anonymous_exec_lifts_it() {
+    let p = Plan::new(&profile(ENFORCE_ALL), FULL);
+    assert!(!p.anonymous_exec);
+    let wx = "W^X: anonymous or written memory never becomes executable";
+    assert!(p.describe().contains(wx), "{}", p.describe());
+    let jit = ENFORCE_ALL.replace(
+        "prevent = true\n",
+        "prevent = true\nallow_anonymous_exec = true\n",
+    );
+    let p = Plan::new(&profile(&jit), FULL);
+    assert!(p.anonymous_exec && p.watch_code_maps);
+    assert!(!p.describe().contains(wx), "{}", p.describe());
+    assert!(
+        p.describe().contains("drift.allow_anonymous_exec = true"),
+        "{}",
+        p.describe()
+    );
+}

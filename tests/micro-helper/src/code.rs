@@ -131,3 +131,66 @@ pub unsafe fn persona(path: &str) {
         Err(e) => println!("mmap(PROT_READ): {}", name(e)),
     }
 }
+
+/// `mov eax, 42; ret`: what a JIT writes and then runs.
+const JIT_CODE: [u8; 6] = [0xb8, 42, 0, 0, 0, 0xc3];
+
+/// anon-exec PATH: every way to get anonymous or written memory executable, each reported as
+/// `OP: ok|ERRNO` (W^X), then a JIT's round: code written into an anonymous page, the page
+/// made executable and called (`jit: answer=42`).
+pub unsafe fn anon_exec(path: &str) {
+    let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let (r, rw) = (
+        libc::PROT_READ as u64,
+        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+    );
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    let rwx = rx | libc::PROT_WRITE as u64;
+    for (op, prot) in [
+        ("mmap(anonymous, PROT_EXEC)", rx),
+        ("mmap(anonymous, RWX)", rwx),
+    ] {
+        if let Ok(p) = report(op, map(prot, anon, -1)) {
+            libc::syscall(libc::SYS_munmap, p, PAGE);
+        }
+    }
+    let p = cstr(path);
+    let fd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), libc::O_RDONLY);
+    if let Ok(a) = report("mmap(file, RWX)", map(rwx, libc::MAP_PRIVATE as u64, fd)) {
+        libc::syscall(libc::SYS_munmap, a, PAGE);
+    }
+    // An image file's private copy, written, then asked to become code.
+    if let Ok(a) = map(rw, libc::MAP_PRIVATE as u64, fd) {
+        std::ptr::copy_nonoverlapping(JIT_CODE.as_ptr(), a as *mut u8, JIT_CODE.len());
+        libc::syscall(libc::SYS_mprotect, a, PAGE, r);
+        report(
+            "mprotect(written file copy, PROT_EXEC)",
+            sys(libc::syscall(libc::SYS_mprotect, a, PAGE, rx)),
+        )
+        .ok();
+        libc::syscall(libc::SYS_munmap, a, PAGE);
+    }
+    jit();
+}
+
+/// jit: code written into an anonymous page, then `mprotect(PROT_READ|PROT_EXEC)` and a call.
+pub unsafe fn jit() {
+    let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    let Ok(a) = map(rw, anon, -1) else {
+        println!("jit: mmap {}", name(crate::errno()));
+        return;
+    };
+    std::ptr::copy_nonoverlapping(JIT_CODE.as_ptr(), a as *mut u8, JIT_CODE.len());
+    let rx = (libc::PROT_READ | libc::PROT_EXEC) as u64;
+    if report(
+        "mprotect(anonymous, PROT_EXEC)",
+        sys(libc::syscall(libc::SYS_mprotect, a, PAGE, rx)),
+    )
+    .is_ok()
+    {
+        let f: extern "C" fn() -> i32 = std::mem::transmute(a as usize);
+        println!("jit: answer={}", f());
+    }
+    libc::syscall(libc::SYS_munmap, a, PAGE);
+}

@@ -7,6 +7,7 @@ mod escape;
 mod exec;
 mod files;
 mod net;
+mod race;
 
 use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
@@ -85,6 +86,10 @@ fn main() {
             "map-file" => code::map_file(a(2)),
             "map-memfd" => code::map_memfd(),
             "persona" => code::persona(a(2)),
+            "anon-exec" => code::anon_exec(a(2)),
+            "jit" => code::jit(),
+            "race-map" => race::race_map(a(2), a(3), a(4)),
+            "race-protect" => race::race_protect(a(2), a(3), a(4)),
             "exec" => exec::exec(a(2), &args[3..]),
             "file" => files::file_attacks(a(2)),
             "read" => files::read(a(2)),

@@ -160,7 +160,7 @@ fn other_abis_are_killed() {
 #[test]
 fn only_file_code_mappings_and_exec_grants_reach_the_supervisor() {
     // Notify with no listener attached is ENOSYS: that is how "sent to the supervisor" shows.
-    let s = spec(crate::confine::syscalls::code_map_rules());
+    let s = spec(crate::confine::syscalls::code_map_rules(true));
     let got = under(&s, || unsafe {
         let fd = libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY);
         let map = |prot: i32, flags: i32, fd: i32| {
@@ -187,6 +187,27 @@ fn only_file_code_mappings_and_exec_grants_reach_the_supervisor() {
             },
             libc::personality(0x0040_0000) == -1 && errno() == libc::EPERM,
             libc::personality(0xffff_ffff) >= 0,
+        ];
+        checks.iter().position(|ok| !ok).map_or(0, |i| i as i32 + 1)
+    });
+    assert_eq!(got, Ok(0), "the first check that failed, counting from 1");
+}
+
+#[test]
+fn under_w_xor_x_anonymous_code_mappings_reach_the_supervisor_too() {
+    let s = spec(crate::confine::syscalls::code_map_rules(false));
+    let got = under(&s, || unsafe {
+        let rx = libc::PROT_READ | libc::PROT_EXEC;
+        let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let p = libc::mmap(std::ptr::null_mut(), 4096, rx, anon, -1, 0);
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let q = libc::mmap(std::ptr::null_mut(), 4096, rw, anon, -1, 0);
+        let shm = libc::shmat(-1, std::ptr::null(), 0o100000);
+        let checks = [
+            p == libc::MAP_FAILED && errno() == libc::ENOSYS,
+            q != libc::MAP_FAILED,
+            shm as isize == -1 && errno() == libc::ENOSYS,
+            libc::shmat(-1, std::ptr::null(), 0) as isize == -1 && errno() == libc::EINVAL,
         ];
         checks.iter().position(|ok| !ok).map_or(0, |i| i as i32 + 1)
     });
