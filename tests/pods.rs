@@ -324,7 +324,7 @@ fn a_pod_label_profile_beats_an_image_match_for_pods_made_through_the_cri() {
         .block_on(CriPods::connect(&ctrd.socket))
         .expect("CRI connect");
     // What the drift's exit status was, written where the test can read it.
-    let script = "cp /bin/busybox /tmp/x; /tmp/x echo RAN > /ran; echo $? > /rc; exec sleep 300";
+    let script = "cp /bin/busybox /tmp/echo; /tmp/echo RAN > /ran; echo $? > /rc; exec sleep 300";
     // app=web: the label profile (audit) wins over the image's enforcing one; app=api: no
     // selector matches, the image's profile enforces.
     for (spec, seen, action) in [
@@ -355,14 +355,21 @@ fn a_pod_label_profile_beats_an_image_match_for_pods_made_through_the_cri() {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let rc = rc.unwrap_or_else(|| {
-            panic!("the pod container never ran its script\n{}", agent.log())
-        });
-        let got = format!("rc={} ran={}", rc.trim(), read("ran").unwrap_or_default().trim());
+        let rc =
+            rc.unwrap_or_else(|| panic!("the pod container never ran its script\n{}", agent.log()));
+        let got = format!(
+            "rc={} ran={}",
+            rc.trim(),
+            read("ran").unwrap_or_default().trim()
+        );
         assert_eq!(got, seen, "pod {} (app={:?})", spec.name, spec.labels);
         let e = agent.expect("the drift in the pod", |e| is_drift_of(e, &id));
         assert_eq!(e["action"], action, "{e}");
-        assert_eq!(e["container"]["kubernetes"]["pod"], spec.name.as_str(), "{e}");
+        assert_eq!(
+            e["container"]["kubernetes"]["pod"],
+            spec.name.as_str(),
+            "{e}"
+        );
         assert_eq!(e["container"]["kubernetes"]["namespace"], "shop", "{e}");
         assert_eq!(e["container"]["runtime"], "containerd", "{e}");
         let _ = rt.block_on(pods.remove_container(&id));

@@ -163,7 +163,10 @@ fn a_held_exec_whose_record_is_lost_is_decided_at_its_deadline() {
 fn drift_under_a_late_engine(tag: &str, failpoints: &str) {
     let p = test_profile("busybox", "enforce", "[drift]\nprevent = true\n");
     let agent = agent_with_failpoints(
-        &[("default.toml", DEFAULT_PROFILE), ("busybox.toml", p.as_str())],
+        &[
+            ("default.toml", DEFAULT_PROFILE),
+            ("busybox.toml", p.as_str()),
+        ],
         &[],
         failpoints,
     );
@@ -184,12 +187,9 @@ fn drift_under_a_late_engine(tag: &str, failpoints: &str) {
     assert_eq!(e["action"], "blocked");
     assert_eq!(e["process"]["exe"], "/tmp/echo");
     assert!(
-        !agent
-            .events()
-            .iter()
-            .any(|e| e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("was not described by its engine"))),
+        !agent.events().iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("was not described by its engine"))),
         "the container was given up on: {}",
         agent.log()
     );

@@ -227,7 +227,6 @@ pub async fn watch(
             tracing::info!("container engine answers again: re-listing its containers");
         }
         first = false;
-        said_down = false;
         backoff = BACKOFF_FIRST;
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut stream = Box::pin(source.lifecycle());
