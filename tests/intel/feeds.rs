@@ -126,19 +126,7 @@ fn intel_audit_mode_reports_without_refusing() {
     if !privileged() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let dir = intel_dir(work.path(), &[("ips.txt", "127.0.0.2\n")]);
-    let config = work.path().join("agent.toml");
-    std::fs::write(&config, "intel_mode = \"audit\"\n").unwrap();
-    let agent = Agent::start(
-        &[("default.toml", DEFAULT_PROFILE)],
-        &[
-            "--intel-dir",
-            dir.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let (_work, agent) = audit_agent_listing_127_0_0_2();
     let (listed, port) = listen("127.0.0.2");
     let served = serve_once(listed);
     let (c, out) = run_sh("intel-audit", "host", &connect_script("127.0.0.2", port));
@@ -504,19 +492,7 @@ fn raw_packets_to_a_listed_address_in_audit_mode_pass_and_are_reported() {
     if !privileged() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let dir = intel_dir(work.path(), &[("ips.txt", "127.0.0.2\n")]);
-    let config = work.path().join("agent.toml");
-    std::fs::write(&config, "intel_mode = \"audit\"\n").unwrap();
-    let agent = Agent::start(
-        &[("default.toml", DEFAULT_PROFILE)],
-        &[
-            "--intel-dir",
-            dir.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    );
+    let (_work, agent) = audit_agent_listing_127_0_0_2();
     let (c, out) = run_sh(
         "intel-raw-audit",
         "host",
@@ -531,4 +507,23 @@ fn raw_packets_to_a_listed_address_in_audit_mode_pass_and_are_reported() {
     let e = packet_event(&agent, "audited raw echo", &c.id(), "127.0.0.2");
     assert_eq!(e["action"], "audited");
     assert_eq!(e["network"]["protocol"], "raw");
+}
+
+/// An agent with `intel_mode = "audit"` and a feed listing 127.0.0.2 (and the directory that
+/// holds both, kept as long as the agent runs).
+fn audit_agent_listing_127_0_0_2() -> (tempfile::TempDir, Agent) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = intel_dir(work.path(), &[("ips.txt", "127.0.0.2\n")]);
+    let config = work.path().join("agent.toml");
+    std::fs::write(&config, "intel_mode = \"audit\"\n").unwrap();
+    let agent = Agent::start(
+        &[("default.toml", DEFAULT_PROFILE)],
+        &[
+            "--intel-dir",
+            dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    (work, agent)
 }

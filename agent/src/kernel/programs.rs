@@ -433,7 +433,7 @@ mod tests {
             assert_eq!(syscall, p.backend == Backend::SyscallSignal, "{}", p.name);
         }
         assert!(tracepoints().all(|(p, _)| !matches!(p.hook, Hook::Syscall(_))));
-        assert_eq!(syscall_hooks().count(), 11);
+        assert_eq!(syscall_hooks().count(), 15);
     }
 
     #[test]
