@@ -169,12 +169,7 @@ fn reload_takes_effect_without_restart_and_an_invalid_feed_keeps_the_previous_in
     if !privileged() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let dir = intel_dir(work.path(), &[("ips.txt", "# nothing yet\n")]);
-    let agent = Agent::start(
-        &[("default.toml", DEFAULT_PROFILE)],
-        &["--intel-dir", dir.to_str().unwrap()],
-    );
+    let (_work, dir, agent) = agent_with_feeds(&[("ips.txt", "# nothing yet\n")]);
     let (l, port) = listen("127.0.0.4");
     let served = serve_once(l);
     let (_c, out) = run_sh("intel-before", "host", &connect_script("127.0.0.4", port));
@@ -409,12 +404,7 @@ fn raw_and_icmp_datagram_packets_to_listed_addresses_are_dropped_and_reported() 
     let Some(image) = fixture::attack_image() else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let dir = intel_dir(work.path(), &[("ips.txt", "127.0.0.2\n127.0.6.0/24\n")]);
-    let agent = Agent::start(
-        &[("default.toml", DEFAULT_PROFILE)],
-        &["--intel-dir", dir.to_str().unwrap()],
-    );
+    let (_work, _dir, agent) = agent_with_feeds(&[("ips.txt", "127.0.0.2\n127.0.6.0/24\n")]);
     let (raw, out) = fixture::run_in(
         &image,
         "intel-raw",
@@ -526,4 +516,16 @@ fn audit_agent_listing_127_0_0_2() -> (tempfile::TempDir, Agent) {
         ],
     );
     (work, agent)
+}
+
+/// An agent (default profile, intel enforcing) reading an intel directory with these feed
+/// files, in a temporary directory kept as long as the agent runs.
+fn agent_with_feeds(feeds: &[(&str, &str)]) -> (tempfile::TempDir, std::path::PathBuf, Agent) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = intel_dir(work.path(), feeds);
+    let agent = Agent::start(
+        &[("default.toml", DEFAULT_PROFILE)],
+        &["--intel-dir", dir.to_str().unwrap()],
+    );
+    (work, dir, agent)
 }
