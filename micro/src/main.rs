@@ -145,6 +145,7 @@ fn compile_fs(profile: &Profile, plan: &Plan, snap: &Snapshot) -> Compiled {
                 .then_some(&files.deny),
             read_only: (plan.landlock_files && enforce(files.mode) && !files.read_only.is_empty())
                 .then_some(&files.read_only),
+            shut_proc_writes: plan.landlock_drift && !plan.anonymous_exec,
         },
     )
 }

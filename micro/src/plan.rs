@@ -170,9 +170,9 @@ impl Plan {
                      file's code there, so the mapping checks stop the loader (LD_PRELOAD, \
                      dlopen), not a program of its own"
                 } else {
-                    "code written through /proc/self/mem onto its own code pages (procfs \
-                     writes ignore page protections), and ptrace between processes of the tree \
-                     (PTRACE_POKETEXT)"
+                    "code a process writes with its own stores or process_vm_writev can never \
+                     become executable (W^X); the two doors that ignore page protections are \
+                     shut by the backend below, not by W^X itself"
                 }
                 .into(),
                 "a multi-threaded process can swap the file behind an fd (dup2) or the mapping \
@@ -205,10 +205,22 @@ impl Plan {
             if !p.drift.allow_anonymous_exec {
                 r.backend
                     .push_str("; W^X: anonymous or written memory never becomes executable");
+                if enforce(p.drift.mode) {
+                    r.backend.push_str(
+                        "; nothing under /proc is writable (Landlock: /proc/PID/mem), \
+                         ptrace POKETEXT/POKEDATA refused (seccomp)",
+                    );
+                }
             }
             if ll < 1 {
                 r.degraded
                     .push("files written after start can be executed: no Landlock".into());
+                if !p.drift.allow_anonymous_exec {
+                    r.degraded.push(
+                        "code can be written onto code pages through /proc/PID/mem: no Landlock"
+                            .into(),
+                    );
+                }
             }
             if !(f.memfd_noexec && f.on_behalf()) {
                 r.degraded.push(

@@ -3,7 +3,8 @@
 //! copy written and then made executable, anything writable and executable at once, and a
 //! JIT's round (write code into an anonymous page, make it executable, call it) are refused
 //! under enforce and reported under audit; with the key set, the JIT runs and nothing is
-//! reported about it, while a dropped file still does not map executable.
+//! reported about it, while a dropped file still does not map executable. The writes that
+//! ignore page protections (`/proc/self/mem`, `PTRACE_POKETEXT`) are shut under W^X too.
 
 use super::*;
 
@@ -94,4 +95,36 @@ fn a_jit_runs_when_the_profile_allows_anonymous_exec() {
     r.event("the dropped file refused", |e| {
         is(e, "exec", "drift", "blocked") && e["file"]["path"] == "/tmp/dropped"
     });
+}
+
+#[test]
+fn under_w_xor_x_no_write_that_ignores_page_protections_reaches_code() {
+    if !ready() {
+        return;
+    }
+    let script = "/mt/micro-helper code-writes; echo benign=$(cat /proc/self/status | grep -c Pid)";
+    let r = run(&profile(""), "none", script);
+    r.assert_out("open(/proc/self/mem, O_RDWR): EACCES");
+    r.assert_out("self-mem: answer=7");
+    r.assert_out("ptrace(POKETEXT): EPERM");
+    r.assert_out("ptrace(POKEDATA): EPERM");
+    r.assert_out("traced child: answer=7");
+    // Reading /proc stays as it was.
+    r.assert_out("benign=");
+    assert!(!r.stdout().contains("benign=0"), "{}", r.stdout());
+    for req in ["PTRACE_POKETEXT", "PTRACE_POKEDATA"] {
+        r.event(req, |e| {
+            is(e, "exec", "drift", "blocked")
+                && message_has(e, &format!("ptrace({req})"))
+                && e["process"]["args"][1] == "code-writes"
+        });
+    }
+
+    // The same program where the profile lets written memory become code: both writes land,
+    // which is what the refusals above are keeping out.
+    let r = run(&profile("allow_anonymous_exec = true"), "none", script);
+    r.assert_out("open(/proc/self/mem, O_RDWR): ok");
+    r.assert_out("self-mem: answer=42");
+    r.assert_out("ptrace(POKETEXT): ok");
+    r.assert_out("traced child: answer=42");
 }

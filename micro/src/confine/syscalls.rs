@@ -28,6 +28,11 @@ const NAMESPACE_FLAGS: u32 = (libc::CLONE_NEWNS
 
 const WRITE_INTENT: u32 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u32;
 
+/// ptrace(2) requests that write a word of the tracee's memory (the same on every libc; its
+/// constants differ in type between glibc and musl).
+pub const PTRACE_POKETEXT: u32 = 4;
+pub const PTRACE_POKEDATA: u32 = 5;
+
 const EPERM: Verdict = Verdict::Errno(libc::EPERM as u16);
 const ENOSYS: Verdict = Verdict::Errno(libc::ENOSYS as u16);
 
@@ -261,6 +266,27 @@ pub fn filter_spec(plan: &Plan, sup: SupervisorIds) -> FilterSpec {
     if plan.watch_code_maps {
         rules.extend(code_map_rules(plan.anonymous_exec));
     }
+    // W^X: a ptrace write ignores page protections, so it could put code onto another
+    // process's code pages (the supervisor reports it; without notification it is refused).
+    if plan.drift != seawall_profile::Mode::Off && !plan.anonymous_exec {
+        let verdict = match (notify_ok, plan.drift) {
+            (true, _) => Some(Verdict::Notify),
+            (false, seawall_profile::Mode::Enforce) => Some(EPERM),
+            _ => None,
+        };
+        if let Some(verdict) = verdict {
+            rules.push(SyscallRule {
+                nr: libc::SYS_ptrace as u32,
+                arms: [PTRACE_POKETEXT, PTRACE_POKEDATA]
+                    .map(|r| Arm {
+                        conds: vec![Cond::eq(0, r)],
+                        verdict,
+                    })
+                    .to_vec(),
+                otherwise: Verdict::Allow,
+            });
+        }
+    }
 
     let net = plan.net_on_behalf || plan.net_watch;
     if plan.net_on_behalf {
@@ -328,6 +354,7 @@ pub fn filter_spec(plan: &Plan, sup: SupervisorIds) -> FilterSpec {
     }
 
     FilterSpec {
+        rules: merge_same_nr(rules),
         arch: AUDIT_ARCH,
         foreign_nr_bit: FOREIGN_NR_BIT,
         // Seen, reported and killed by the supervisor; killed by the kernel without one.
@@ -336,7 +363,23 @@ pub fn filter_spec(plan: &Plan, sup: SupervisorIds) -> FilterSpec {
         } else {
             Verdict::KillProcess
         },
-        rules,
         default: Verdict::Allow,
     }
+}
+
+/// One rule per syscall number: the filter answers with the first rule whose number matches,
+/// so a second rule for the same call (the ptrace pid guard and the W^X poke rule) would never
+/// be reached. Rules whose `otherwise` lets the call through are merged arm by arm.
+pub(crate) fn merge_same_nr(rules: Vec<SyscallRule>) -> Vec<SyscallRule> {
+    let mut out: Vec<SyscallRule> = Vec::with_capacity(rules.len());
+    for r in rules {
+        match out
+            .iter_mut()
+            .find(|o| o.nr == r.nr && o.otherwise == Verdict::Allow)
+        {
+            Some(o) if r.otherwise == Verdict::Allow => o.arms.extend(r.arms),
+            _ => out.push(r),
+        }
+    }
+    out
 }

@@ -33,6 +33,9 @@ pub struct FsIntent<'a> {
     pub deny: Option<&'a PathGlobs>,
     /// `files.read_only`: no write, create, truncate, unlink or rename.
     pub read_only: Option<&'a PathGlobs>,
+    /// W^X: no file under a procfs may be opened for writing, because `/proc/PID/mem` writes
+    /// ignore page protections (code written onto code pages). Takes the write right there.
+    pub shut_proc_writes: bool,
 }
 
 /// The rules to install, and what they mean for later predictions.
@@ -160,7 +163,7 @@ pub fn compile(snap: &Snapshot, intent: &FsIntent<'_>) -> Compiled {
     if exec_handled {
         handled |= EXECUTE;
     }
-    if intent.drift || !deny.is_empty() || !read_only.is_empty() {
+    if intent.drift || intent.shut_proc_writes || !deny.is_empty() || !read_only.is_empty() {
         handled |= WRITE_ANY;
     }
     if !deny.is_empty() {
@@ -270,6 +273,11 @@ pub fn compile(snap: &Snapshot, intent: &FsIntent<'_>) -> Compiled {
                 }
             }
             NodeKind::Special => {}
+        }
+    }
+    if intent.shut_proc_writes {
+        for &i in &snap.procfs {
+            forbid_sub[i] |= WRITE_FILE | TRUNCATE;
         }
     }
     // A read-only entry must not be unlinked, renamed or replaced: its directory keeps no

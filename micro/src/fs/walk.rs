@@ -45,12 +45,14 @@ pub struct Snapshot {
     pub aliases: HashMap<FileId, Vec<usize>>,
     /// Directories whose entries were skipped because the entry limit was reached.
     pub truncated: Vec<PathBuf>,
+    /// Nodes where a procfs is mounted (`/proc`): `/proc/PID/mem` below them writes code.
+    pub procfs: Vec<usize>,
 }
 
 /// Filesystems whose contents are the kernel's, not the image's: never walked, never executed
 /// from (`/proc/self/exe` and friends resolve to the real file before Landlock looks).
 const PSEUDO_FS: &[i64] = &[
-    0x9fa0,      // proc
+    PROC_SUPER_MAGIC,
     0x6265_6572, // sysfs
     0x0027_e0eb, // cgroup
     0x6367_7270, // cgroup2
@@ -69,17 +71,19 @@ const PSEUDO_FS: &[i64] = &[
     0x6e73_6673, // nsfs
 ];
 
-fn is_pseudo_fs(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// The filesystem type of a kernel filesystem mounted at `path`, if it is one.
+fn pseudo_fs(path: &Path) -> Option<i64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: a valid C string and an out-buffer of the right type.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
+        return None;
     }
     #[allow(clippy::unnecessary_cast)]
-    PSEUDO_FS.contains(&(st.f_type as i64))
+    let ty = st.f_type as i64;
+    PSEUDO_FS.contains(&ty).then_some(ty)
 }
 
 impl Snapshot {
@@ -102,11 +106,14 @@ impl Snapshot {
         let mut stack = vec![0usize];
         while let Some(dir) = stack.pop() {
             let path = snap.nodes[dir].path.clone();
-            if dir != 0 && is_pseudo_fs(&path) {
+            if let Some(ty) = (dir != 0).then(|| pseudo_fs(&path)).flatten() {
                 snap.nodes[dir].kind = NodeKind::Dir {
                     walked: false,
                     pseudo: true,
                 };
+                if ty == PROC_SUPER_MAGIC {
+                    snap.procfs.push(dir);
+                }
                 continue;
             }
             let Ok(entries) = fs::read_dir(&path) else {

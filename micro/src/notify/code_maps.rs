@@ -158,6 +158,42 @@ pub fn on_shmat(ctx: &Context, req: &Request) -> Reply {
     refuse(ctx, &t, req, "shmat", &what, "[shm]")
 }
 
+/// `ptrace(PTRACE_POKETEXT | PTRACE_POKEDATA, pid, addr, word)` under W^X: the kernel writes
+/// the word whatever the page's protection, onto code pages too, so another process of the
+/// tree could be given code that was never in the image. Refused whatever the address (the
+/// filter only sends these two requests; debuggers still attach, read and step).
+pub fn on_poke(ctx: &Context, req: &Request) -> Reply {
+    let t = match look(ctx, req, "ptrace") {
+        Ok(t) => t,
+        Err(reply) => return reply,
+    };
+    let request = if req.args[0] == u64::from(crate::confine::syscalls::PTRACE_POKETEXT) {
+        "PTRACE_POKETEXT"
+    } else {
+        "PTRACE_POKEDATA"
+    };
+    let what = format!(
+        "a word written at {:#x} of process {} (writes ignore page protections)",
+        req.args[2],
+        req.int(1)
+    );
+    let mode = ctx.profile.drift.mode;
+    let blocked = mode == Mode::Enforce;
+    emit(
+        ctx,
+        t.process(),
+        action_for(mode, blocked),
+        format!("ptrace({request}) of {what}{W_X}"),
+        String::new(),
+        req,
+    );
+    if blocked {
+        Reply::Errno(libc::EPERM)
+    } else {
+        Reply::Continue
+    }
+}
+
 /// Memory that can be written asked to become code, under W^X.
 fn refuse(ctx: &Context, t: &Target, req: &Request, op: &str, what: &str, path: &str) -> Reply {
     let mode = ctx.profile.drift.mode;
@@ -253,6 +289,8 @@ fn emit(
             path,
             flags: if i64::from(req.nr) == libc::SYS_shmat {
                 "SHM_EXEC".into()
+            } else if i64::from(req.nr) == libc::SYS_ptrace {
+                String::new()
             } else {
                 prot_text(req.args[2])
             },

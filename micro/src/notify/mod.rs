@@ -98,6 +98,7 @@ fn dispatch(ctx: &Arc<Context>, req: &Request) -> Option<Reply> {
         libc::SYS_mmap => Some(code_maps::on_mmap(ctx, req)),
         libc::SYS_mprotect | libc::SYS_pkey_mprotect => Some(code_maps::on_mprotect(ctx, req)),
         libc::SYS_shmat => Some(code_maps::on_shmat(ctx, req)),
+        libc::SYS_ptrace => Some(code_maps::on_poke(ctx, req)),
         libc::SYS_socket => net::on_socket(ctx, req),
         libc::SYS_connect | libc::SYS_bind => net::on_address(ctx, req),
         libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => net::on_send(ctx, req),

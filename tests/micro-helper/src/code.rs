@@ -194,3 +194,73 @@ pub unsafe fn jit() {
     }
     libc::syscall(libc::SYS_munmap, a, PAGE);
 }
+
+/// The function the code writes below try to change: 7 unless someone rewrote it.
+#[inline(never)]
+fn answer() -> u64 {
+    std::hint::black_box(7)
+}
+
+/// `mov eax, 42; ret`.
+#[cfg(target_arch = "x86_64")]
+const ANSWER_42: [u8; 8] = [0xb8, 0x2a, 0, 0, 0, 0xc3, 0x90, 0x90];
+
+/// Writes that ignore page protections, onto code pages: `/proc/self/mem` opened for writing
+/// (its writes go through even to read-only, executable pages), and `PTRACE_POKETEXT` /
+/// `PTRACE_POKEDATA` from a parent into its traced child. Prints what each call got and what
+/// `answer()` returned afterwards in each process.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn code_writes() {
+    let f: fn() -> u64 = answer;
+    let addr = f as usize as u64;
+    // SAFETY: raw syscalls on our own fds, memory and child (the caller's contract).
+    unsafe {
+        let mem = cstr("/proc/self/mem");
+        if let Ok(fd) = report(
+            "open(/proc/self/mem, O_RDWR)",
+            sys(libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                mem.as_ptr(),
+                libc::O_RDWR,
+            )),
+        ) {
+            report(
+                "pwrite(/proc/self/mem)",
+                sys(libc::syscall(
+                    libc::SYS_pwrite64,
+                    fd,
+                    ANSWER_42.as_ptr(),
+                    ANSWER_42.len(),
+                    addr,
+                )),
+            )
+            .ok();
+            libc::syscall(libc::SYS_close, fd);
+        }
+        println!("self-mem: answer={}", answer());
+
+        let child = libc::fork();
+        if child == 0 {
+            libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0);
+            libc::raise(libc::SIGSTOP);
+            libc::_exit(answer() as i32);
+        }
+        let mut st = 0;
+        libc::waitpid(child, &mut st, 0);
+        let word = u64::from_le_bytes(ANSWER_42);
+        for (req, op) in [
+            (libc::PTRACE_POKETEXT, "ptrace(POKETEXT)"),
+            (libc::PTRACE_POKEDATA, "ptrace(POKEDATA)"),
+        ] {
+            report(op, sys(libc::syscall(libc::SYS_ptrace, req, child, addr, word))).ok();
+        }
+        libc::syscall(libc::SYS_ptrace, libc::PTRACE_CONT, child, 0, 0);
+        libc::waitpid(child, &mut st, 0);
+        if libc::WIFEXITED(st) {
+            println!("traced child: answer={}", libc::WEXITSTATUS(st));
+        } else {
+            println!("traced child: status {st:#x}");
+        }
+    }
+}

@@ -88,6 +88,8 @@ fn main() {
             "persona" => code::persona(a(2)),
             "anon-exec" => code::anon_exec(a(2)),
             "jit" => code::jit(),
+            #[cfg(target_arch = "x86_64")]
+            "code-writes" => code::code_writes(),
             "race-map" => race::race_map(a(2), a(3), a(4)),
             "race-protect" => race::race_protect(a(2), a(3), a(4)),
             "exec" => exec::exec(a(2), &args[3..]),

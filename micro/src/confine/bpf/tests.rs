@@ -213,3 +213,41 @@ fn under_w_xor_x_anonymous_code_mappings_reach_the_supervisor_too() {
     });
     assert_eq!(got, Ok(0), "the first check that failed, counting from 1");
 }
+
+#[test]
+fn two_rules_for_one_syscall_are_merged_so_the_second_is_reached() {
+    // The ptrace pid guard and the W^X poke rule both name ptrace; unmerged, the first rule's
+    // "otherwise allow" would answer every poke.
+    let guard = SyscallRule {
+        nr: libc::SYS_ptrace as u32,
+        arms: vec![Arm {
+            conds: vec![Cond::eq(1, 999_999)],
+            verdict: Verdict::Errno(libc::EPERM as u16),
+        }],
+        otherwise: Verdict::Allow,
+    };
+    let poke = SyscallRule {
+        nr: libc::SYS_ptrace as u32,
+        arms: vec![Arm {
+            conds: vec![Cond::eq(0, crate::confine::syscalls::PTRACE_POKEDATA)],
+            verdict: Verdict::Errno(libc::EACCES as u16),
+        }],
+        otherwise: Verdict::Allow,
+    };
+    let merged = crate::confine::syscalls::merge_same_nr(vec![guard, poke]);
+    assert_eq!(merged.len(), 1);
+    let got = under(&spec(merged), || unsafe {
+        let ptrace = |req: libc::c_uint, pid: libc::pid_t| {
+            libc::ptrace(req, pid, std::ptr::null_mut::<libc::c_void>(), 0) == -1
+        };
+        let parent = libc::getppid();
+        let checks = [
+            ptrace(libc::PTRACE_POKEDATA, parent) && errno() == libc::EACCES,
+            ptrace(libc::PTRACE_ATTACH, 999_999) && errno() == libc::EPERM,
+            // Anything else is the kernel's answer: the parent is not traced by us.
+            ptrace(libc::PTRACE_PEEKDATA, parent) && errno() == libc::ESRCH,
+        ];
+        checks.iter().position(|ok| !ok).map_or(0, |i| i as i32 + 1)
+    });
+    assert_eq!(got, Ok(0), "the first check that failed, counting from 1");
+}

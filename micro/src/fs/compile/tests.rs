@@ -179,3 +179,41 @@ fn older_abis_drop_what_they_do_not_know_and_nothing_means_no_ruleset() {
     assert_eq!(none.handled, 0);
     assert!(none.rules.is_empty());
 }
+
+#[test]
+fn under_w_x_nothing_below_a_procfs_is_writable_and_everything_else_keeps_its_rights() {
+    let t = Tree::new();
+    fs::create_dir_all(t.p("proc/1")).unwrap();
+    fs::write(t.p("proc/1/mem"), "x").unwrap();
+    let mut snap = t.snap();
+    // The fixture cannot mount a procfs: mark its stand-in as the walk marks a real one.
+    let proc_dir = snap.find(&t.p("proc")).unwrap();
+    snap.nodes[proc_dir].kind = NodeKind::Dir {
+        walked: false,
+        pseudo: true,
+    };
+    snap.procfs.push(proc_dir);
+    let shut = compile(
+        &snap,
+        &FsIntent {
+            abi: 7,
+            drift: true,
+            shut_proc_writes: true,
+            ..FsIntent::default()
+        },
+    );
+    assert!(!has(&shut, &t.p("proc/1/mem"), WRITE_FILE));
+    assert!(!has(&shut, &t.p("proc/1/mem"), TRUNCATE));
+    assert!(has(&shut, &t.p("tmp/new"), WRITE_FILE | MAKE_REG));
+    assert!(has(&shut, &t.p("etc/conf"), WRITE_FILE));
+    // Without the key (allow_anonymous_exec), /proc keeps its write right.
+    let open = compile(
+        &snap,
+        &FsIntent {
+            abi: 7,
+            drift: true,
+            ..FsIntent::default()
+        },
+    );
+    assert!(has(&open, &t.p("proc/1/mem"), WRITE_FILE));
+}
