@@ -177,21 +177,7 @@ pub fn on_poke(ctx: &Context, req: &Request) -> Reply {
         req.args[2],
         req.int(1)
     );
-    let mode = ctx.profile.drift.mode;
-    let blocked = mode == Mode::Enforce;
-    emit(
-        ctx,
-        t.process(),
-        action_for(mode, blocked),
-        format!("ptrace({request}) of {what}{W_X}"),
-        String::new(),
-        req,
-    );
-    if blocked {
-        Reply::Errno(libc::EPERM)
-    } else {
-        Reply::Continue
-    }
+    refuse(ctx, &t, req, &format!("ptrace({request})"), &what, "")
 }
 
 /// Memory that can be written asked to become code, under W^X.
@@ -301,6 +287,10 @@ fn emit(
 
 /// The call as events name it: `mmap(PROT_EXEC)`, `shmat(SHM_EXEC)`.
 fn call_name(op: &str) -> String {
+    if op.contains('(') {
+        // Already named with its request (`ptrace(PTRACE_POKETEXT)`).
+        return op.to_string();
+    }
     let flag = if op == "shmat" {
         "SHM_EXEC"
     } else {
