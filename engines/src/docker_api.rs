@@ -17,6 +17,9 @@ use crate::{
     source::{run_reconnecting, ContainerKey, Session, SourceEvent},
 };
 
+/// The event stream's call timeout: in effect none (ten years).
+const STREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
 /// A connected Docker-API client.
 #[derive(Clone)]
 pub struct DockerApiClient {
@@ -162,7 +165,10 @@ impl Session for DockerApiSource {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs().saturating_sub(1).to_string())
             .unwrap_or_default();
-        let mut stream = Box::pin(client.docker.events(Some(EventsOptions::<String> {
+        // No call timeout for the stream: podman sends the response only with its first
+        // event, so a quiet engine would otherwise look unreachable every 30 s.
+        let streaming = client.docker.clone().with_timeout(STREAM_TIMEOUT);
+        let mut stream = Box::pin(streaming.events(Some(EventsOptions::<String> {
             since: Some(since),
             filters,
             ..Default::default()
