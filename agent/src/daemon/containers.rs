@@ -43,8 +43,8 @@ pub(super) struct Awaiting {
     since: Instant,
     /// The runtime its cgroup's name says, if it says one.
     hint: Option<Runtime>,
-    /// Whether Docker was asked (else it waits for another source's report).
-    asked: bool,
+    /// The engine that was asked (else it waits for a source's report).
+    asked: Option<Runtime>,
     /// When to ask again after a failed lookup.
     retry_at: Option<Instant>,
 }
@@ -96,8 +96,9 @@ impl Daemon {
                 }
             }
             SourceEvent::Unknown { id } => {
-                // Docker does not know it. A name that does not say Docker may still be
-                // another source's, which reports it without being asked: it waits for that.
+                // The engine asked does not know it. A name that does not say whose it is may
+                // still be another source's, which reports it without being asked: it waits
+                // for that.
                 let others = self
                     .sources
                     .iter()
@@ -247,16 +248,17 @@ impl Daemon {
         if self.awaiting.contains_key(&id) {
             return;
         }
-        // Docker answers lookups; containerd, CRI runtimes and podman report every container
-        // as it is made and started, so their containers wait for that report.
-        let ask_docker = matches!(hint, Some(Runtime::Docker) | None);
-        let asked = match &self.lookup {
-            Some(lookup) if ask_docker => lookup.request(&id),
-            _ => false,
+        // Docker and podman answer lookups; containerd and CRI runtimes report every
+        // container as it is made and started, so their containers wait for that report.
+        let ask = match hint {
+            Some(Runtime::Docker) | None => Some(Runtime::Docker),
+            Some(Runtime::Podman) => Some(Runtime::Podman),
+            Some(_) => None,
         };
+        let asked = ask.filter(|r| self.ask(*r, &id));
         let reports =
             |wanted: &dyn Fn(Runtime) -> bool| self.sources.iter().any(|(s, _)| wanted(s.runtime));
-        let waits = asked
+        let waits = asked.is_some()
             || match hint {
                 Some(Runtime::Docker) => false,
                 Some(r) => reports(&|s| s == r),
@@ -279,6 +281,14 @@ impl Daemon {
         );
     }
 
+    /// Asks `runtime`'s engine to describe container `id`; false when it does not answer
+    /// lookups, or its queue is full.
+    fn ask(&self, runtime: Runtime, id: &str) -> bool {
+        self.lookups
+            .iter()
+            .any(|(r, lookup)| *r == runtime && lookup.request(id))
+    }
+
     /// Whether a lookup for this container cgroup is still out.
     pub(super) fn awaiting_cgroup(&self, cgroup_id: u64) -> bool {
         self.awaiting.values().any(|w| w.cgroup_id == cgroup_id)
@@ -292,8 +302,8 @@ impl Daemon {
                 .iter()
                 .any(|(s, state)| wanted(s.runtime) && *state != Some(false))
         };
-        if w.asked {
-            return up(&|r| r == Runtime::Docker);
+        if let Some(asked) = w.asked {
+            return up(&|r| r == asked);
         }
         match w.hint {
             Some(r) => up(&|s| s == r),
@@ -321,11 +331,11 @@ impl Daemon {
             if w.since.elapsed() > self.wait_limit(w) {
                 late.push(id.clone());
             } else if w.retry_at.is_some_and(|t| now >= t) {
-                again.push(id.clone());
+                again.push((id.clone(), w.asked));
             }
         }
-        for id in again {
-            let asked = self.lookup.as_ref().is_some_and(|l| l.request(&id));
+        for (id, engine) in again {
+            let asked = engine.is_some_and(|r| self.ask(r, &id));
             if let Some(w) = self.awaiting.get_mut(&id) {
                 // Saturated: the next tick tries again.
                 w.retry_at = (!asked).then_some(now + LOOKUP_RETRY);

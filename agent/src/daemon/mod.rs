@@ -64,7 +64,7 @@ use crate::{
         docker, engines,
         procs::ProcessTable,
         table::{ContainerInfo, ContainerTable},
-        Lookup, SourceEvent, SourceId,
+        Lookup, Runtime, SourceEvent, SourceId,
     },
 };
 use config::AgentConfig;
@@ -166,7 +166,8 @@ struct Daemon {
     kernel: KernelHandle,
     /// Lookups by id, answered by the Docker source (the others report every container
     /// themselves, before it runs).
-    lookup: Option<Lookup>,
+    /// The engines that answer lookups by container id (Docker, Docker-API engines).
+    lookups: Vec<(Runtime, Lookup)>,
     /// Every source, and whether it has listed (true) or is unreachable (false) last.
     sources: Vec<(SourceId, Option<bool>)>,
     /// Detected parents the kernel owner could not register (not tried again).
@@ -364,7 +365,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
     );
 
     let (source_tx, mut source_rx) = mpsc::channel::<SourceEvent>(1024);
-    let mut lookup = None;
+    let mut lookups = Vec::new();
     if sources.is_empty() {
         tracing::warn!("no container engine socket found or configured: containers are monitored with the default profile and no metadata (set --docker-socket, --containerd-socket, --cri-socket or --podman-socket)");
     }
@@ -374,7 +375,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
         match source {
             ContainerSource::Docker { socket } => {
                 let (l, requests) = Lookup::channel(1024);
-                lookup = Some(l);
+                lookups.push((Runtime::Docker, l));
                 tasks.spawn(
                     "Docker source",
                     docker::watch(
@@ -393,6 +394,19 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
                     seawall_engines::Runtime::Podman => "podman source",
                     seawall_engines::Runtime::Docker => "Docker engine source",
                 };
+                if engines::answers_lookups(&endpoint) {
+                    let (l, requests) = Lookup::channel(1024);
+                    lookups.push((endpoint.runtime, l));
+                    tasks.spawn(
+                        "engine lookups",
+                        engines::answer_lookups(
+                            endpoint.clone(),
+                            source_tx.clone(),
+                            requests,
+                            stop.wait(),
+                        ),
+                    );
+                }
                 tasks.spawn(
                     name,
                     engines::watch(endpoint, source_tx.clone(), stop.wait()),
@@ -418,7 +432,7 @@ pub async fn run(agent: Agent, shutdown: impl Future<Output = ()>) -> Result<(),
             parents,
         },
         kernel,
-        lookup,
+        lookups,
         sources: source_ids,
         failed_parents: Vec::new(),
         profiles: ProfileSet::builtin_default(),

@@ -4,10 +4,13 @@
 //! [`SourceEvent::Resync`] of that source's running containers, so containers that started
 //! during the gap are registered and those that ended are removed.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
-use seawall_engines::{ContainerRecord, Endpoint, SourceEvent as EngineEvent, SourceId};
-use tokio::sync::mpsc;
+use seawall_engines::{
+    ContainerRecord, DockerApiClient, Endpoint, Protocol, SourceEvent as EngineEvent, SourceId,
+};
+use seawall_service::ErrorChain;
+use tokio::{sync::mpsc, task::JoinSet};
 
 use super::{table::ContainerInfo, SourceEvent};
 
@@ -30,6 +33,14 @@ pub async fn watch(
                 None => return,
             },
         };
+        // The fault tests: an engine whose event stream says nothing of new containers.
+        if matches!(
+            news,
+            EngineEvent::Created { .. } | EngineEvent::Started { .. }
+        ) && crate::failpoint::armed("engine_events_dropped").is_some()
+        {
+            continue;
+        }
         for event in translate(news) {
             if events.send(event).await.is_err() {
                 return;
@@ -39,6 +50,75 @@ pub async fn watch(
 }
 
 /// What one engine event means for the table.
+/// Lookups answered at once at most; more wait for one to finish.
+const LOOKUPS_IN_FLIGHT: usize = 8;
+/// How long one lookup (connect, inspect the container and its image) may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the engine at `endpoint` answers lookups by container id (the Docker API does:
+/// podman). containerd and CRI runtimes are not asked: their cgroup names carry no namespace,
+/// and they report every container as it is made.
+pub fn answers_lookups(endpoint: &Endpoint) -> bool {
+    endpoint.protocol == Protocol::DockerApi
+}
+
+/// Answers the daemon's lookups (the container id a new cgroup's name gives) by inspecting
+/// the container on a Docker-API engine: [`SourceEvent::Created`], [`SourceEvent::Unknown`]
+/// when the engine does not know it, [`SourceEvent::LookupFailed`] when it did not answer.
+/// A held first exec is then decided as soon as the engine can describe its container,
+/// whatever its event stream does: podman's may deliver a container's `create` late, or (seen
+/// with podman 4.3's file event log) not before the container has long been running.
+pub async fn answer_lookups(
+    endpoint: Endpoint,
+    events: mpsc::Sender<SourceEvent>,
+    mut requests: mpsc::Receiver<String>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let source = SourceId {
+        runtime: endpoint.runtime,
+        socket: endpoint.socket.clone(),
+    };
+    let mut inflight = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            id = requests.recv() => {
+                let Some(id) = id else { return };
+                if inflight.len() >= LOOKUPS_IN_FLIGHT {
+                    inflight.join_next().await;
+                }
+                let (source, events) = (source.clone(), events.clone());
+                inflight.spawn(async move {
+                    let answer = lookup(&source, &id).await;
+                    let _ = events.send(answer).await;
+                });
+            }
+        }
+    }
+}
+
+/// One lookup on a connection of its own (they are rare: one per new container).
+async fn lookup(source: &SourceId, id: &str) -> SourceEvent {
+    let asked = async {
+        let client = DockerApiClient::connect(source.runtime, &source.socket).await?;
+        client.container(id).await
+    };
+    match tokio::time::timeout(LOOKUP_TIMEOUT, asked).await {
+        Ok(Ok(Some(record))) => SourceEvent::Created(info(record, source)),
+        Ok(Ok(None)) => SourceEvent::Unknown { id: id.to_string() },
+        Ok(Err(e)) => {
+            tracing::warn!(container_id = %id, runtime = %source.runtime, error = %ErrorChain(&e), "inspecting a new container failed: asking again");
+            SourceEvent::LookupFailed { id: id.to_string() }
+        }
+        Err(_) => {
+            tracing::warn!(container_id = %id, runtime = %source.runtime, timeout = ?LOOKUP_TIMEOUT, "inspecting a new container timed out: asking again");
+            SourceEvent::LookupFailed { id: id.to_string() }
+        }
+    }
+}
+
 fn translate(news: EngineEvent) -> Vec<SourceEvent> {
     match news {
         EngineEvent::Listed { source, containers } => {
