@@ -81,7 +81,21 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let _ = read_args(ev, task);
 
     if let Some(m) = member {
-        let (origin, first_exec) = origin_of(ev.header.tgid, ppid, m.cgroup_id);
+        // The runtime's own exec inside the new cgroup, before the container has started and
+        // in the root it was forked with (see `root::same_as_parent`): nothing of the
+        // container runs yet, so there is nothing to decide (its root is not the container's),
+        // it is not the container's init, and it is never held. Holding it would stop the
+        // runtime half-way through creating the container, and an engine that locks the
+        // container meanwhile (podman) could not describe it: the container's real first exec
+        // would then wait for the engine in vain. The container's init is its first exec
+        // after that, the one that entered its root, and that is the exec held.
+        let runtime_exec =
+            ev.flags & EXEC_ROOT_NOT_OVERLAY != 0 && crate::root::same_as_parent(task);
+        let (origin, first_exec) = if runtime_exec {
+            (ORIGIN_INIT, false)
+        } else {
+            origin_of(ev.header.tgid, ppid, m.cgroup_id)
+        };
         if origin == ORIGIN_EXEC_SESSION {
             ev.flags |= EXEC_FROM_EXEC_SESSION;
         } else if origin == ORIGIN_UNKNOWN {
@@ -104,7 +118,8 @@ fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
             // proved is in a monitored container.
             unsafe { bpf_send_signal(SIGKILL) };
             count(COUNTER_KILLS);
-        } else if agent_alive()
+        } else if !runtime_exec
+            && agent_alive()
             && (!m.configured || (m.policy.rules & RULES_HOLD_FIRST_EXEC != 0 && first_exec))
         {
             // A container younger than its own policy, or one whose kernel-enforced mounts the

@@ -69,6 +69,25 @@ fn task_root(task: u64) -> TaskRoot {
     })
 }
 
+/// Whether `task` still has its parent's root: an exec in a new container's cgroup before
+/// the container has started (no root recorded, its init not known) that never changed root
+/// is the runtime's own (`runc init` re-executing itself after it was moved into the cgroup),
+/// not the container's: a container's entrypoint has pivoted into its rootfs, away from the
+/// shim or conmon that is its parent. Unreadable roots count as different (the exec is then
+/// treated as the container's, as before).
+#[inline(always)]
+pub fn same_as_parent(task: u64) -> bool {
+    let o = offsets();
+    // SAFETY: bpf_probe_read_kernel tolerates any address.
+    let parent = unsafe { read_ptr(task, o.task_real_parent) }.unwrap_or(0);
+    if parent == 0 {
+        return false;
+    }
+    let own = task_root(task);
+    let theirs = task_root(parent);
+    own.ok && theirs.ok && own.mnt == theirs.mnt && own.dentry == theirs.dentry
+}
+
 /// The root of container `cgroup` for `task`, recording it on the container's first exec from
 /// an overlay root. Once the container has started (its init is known) and no root was ever
 /// recorded, the answer is `EXEC_ROOT_UNKNOWN` (fail closed), never "no decision".

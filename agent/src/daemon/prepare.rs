@@ -64,6 +64,17 @@ impl Daemon {
             );
             return;
         }
+        // Nor in a namespace that is not the container's own: a process of the container's
+        // cgroup still in the host's (a runtime's helper) would put them on the host.
+        if let Some(why) = host_mount_namespace(pid) {
+            tracing::error!(container_cgroup_id = cgroup_id, pid, reason = %why, "not preparing the container through a process outside its mount namespace");
+            self.agent_event(
+                Action::Allowed,
+                Severity::High,
+                format!("file rules of container cgroup {cgroup_id} are not prepared: {why}"),
+            );
+            return;
+        }
         let mut made = Vec::new();
         if !self.lsm_active {
             // BPF LSM decides on the inode; the mounts are the fallback's way to the same.
@@ -137,4 +148,65 @@ impl Daemon {
 /// The kernel-enforced mounts `profile` asks for.
 fn mount_plan(profile: &Profile) -> Vec<enforced::PlannedMount> {
     enforced::plan(&profile.files, profile.drift.mode == Mode::Enforce)
+}
+
+/// Why `pid`'s mount namespace must not be entered to prepare a container: it is the agent's
+/// own or init's (the host's), or it cannot be told. `None` when it is another one.
+fn host_mount_namespace(pid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    let theirs = match ns(&format!("/proc/{pid}/ns/mnt")) {
+        Ok(n) => n,
+        Err(e) => return Some(format!("its mount namespace cannot be read: {e}")),
+    };
+    match ns("/proc/self/ns/mnt") {
+        Ok(n) if n == theirs => {
+            return Some(format!("process {pid} is in the agent's mount namespace"))
+        }
+        Ok(_) => {}
+        Err(e) => return Some(format!("the agent's mount namespace cannot be read: {e}")),
+    }
+    // init's, where it can be read: reading another process's namespace takes ptrace access,
+    // which the agent may lack for init (it then has its own, checked above).
+    match ns("/proc/1/ns/mnt") {
+        Ok(n) if n == theirs => Some(format!("process {pid} is in init's mount namespace")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_mount_namespace;
+
+    #[test]
+    fn the_agents_own_and_unreadable_namespaces_are_never_entered() {
+        let own = host_mount_namespace(std::process::id()).expect("own namespace refused");
+        assert!(own.contains("the agent's"), "{own}");
+        let gone = host_mount_namespace(u32::MAX).expect("unreadable namespace refused");
+        assert!(gone.contains("cannot be read"), "{gone}");
+    }
+
+    #[test]
+    fn a_process_in_a_mount_namespace_of_its_own_may_be_prepared_through() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: unsharing a mount namespace needs root");
+            return;
+        }
+        let mut child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "30"])
+            .spawn()
+            .expect("unshare");
+        let pid = child.id();
+        // `unshare` execs `sleep` once it is in the new namespace.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut verdict = host_mount_namespace(pid);
+        while verdict.is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            verdict = host_mount_namespace(pid);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(verdict, None);
+    }
 }
