@@ -186,6 +186,12 @@ const FUZZ_SECONDS: u32 = 30;
 
 /// Runs each fuzz target for [`FUZZ_SECONDS`] with the pinned nightly (installing cargo-fuzz
 /// when it is missing); a crash fails the step and leaves its input in `fuzz/artifacts/`.
+///
+/// Built `--dev` (unoptimised, with debug assertions and overflow checks, still under ASan and
+/// coverage): the release build cargo-fuzz makes by default took 15.6 of CI's 90 minutes on two
+/// cores (the targets pull in the whole agent and collector), `--dev` about 3. The targets run
+/// slower (the ring decoder about 24,000 inputs a second, the profile parser about 1,200), which
+/// a bounded smoke run in CI can afford; a long campaign should use `cargo fuzz run` (release).
 fn fuzz() -> Result<()> {
     let toolchain = format!("+{}", setup::ebpf_toolchain()?);
     let have = Command::new("cargo")
@@ -200,7 +206,7 @@ fn fuzz() -> Result<()> {
     for target in FUZZ_TARGETS {
         run(Command::new("cargo")
             .current_dir(root())
-            .args([&toolchain, "fuzz", "run", target, "--"])
+            .args([&toolchain, "fuzz", "run", "--dev", target, "--"])
             // The agent's build script would build the kernel object with the fuzz flags.
             .env("AYA_BUILD_SKIP", "1")
             .arg(format!("-max_total_time={FUZZ_SECONDS}")))?;
