@@ -147,10 +147,11 @@ fn drift_is_blocked_in_a_podman_container_from_its_first_exec_and_the_event_name
     drift_blocked_from_the_first_exec(None);
 }
 
-/// podman's event stream may say nothing of a new container for a long time (seen here with
-/// podman 4.3's file event log: the container's held first exec waited 30 s and then ran under
-/// the default profile). The agent asks podman itself, by the id in the cgroup's name, so the
-/// container's own profile holds from its first exec even when no event ever comes.
+/// podman's event stream may say nothing of a new container for a long time (seen here: the
+/// session's inspect on `create` hung while the kernel held `runc init`, the container's held
+/// first exec waited 30 s and then ran under the default profile). The agent asks podman
+/// itself, by the id in the cgroup's name, so the container's own profile holds from its first
+/// exec even when no event ever comes.
 #[test]
 fn a_podman_container_gets_its_own_profile_when_the_engine_reports_nothing() {
     drift_blocked_from_the_first_exec(Some("engine_events_dropped"));

@@ -66,8 +66,9 @@ pub fn answers_lookups(endpoint: &Endpoint) -> bool {
 /// the container on a Docker-API engine: [`SourceEvent::Created`], [`SourceEvent::Unknown`]
 /// when the engine does not know it, [`SourceEvent::LookupFailed`] when it did not answer.
 /// A held first exec is then decided as soon as the engine can describe its container,
-/// whatever its event stream does: podman's may deliver a container's `create` late, or (seen
-/// with podman 4.3's file event log) not before the container has long been running.
+/// whatever its event stream does: podman writes its events to a log the API service reads
+/// back, so a container's `create` may reach the agent late, or (when the engine is stalled)
+/// not at all.
 pub async fn answer_lookups(
     endpoint: Endpoint,
     events: mpsc::Sender<SourceEvent>,
