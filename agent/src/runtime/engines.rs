@@ -49,7 +49,6 @@ pub async fn watch(
     }
 }
 
-/// What one engine event means for the table.
 /// Lookups answered at once at most; more wait for one to finish.
 const LOOKUPS_IN_FLIGHT: usize = 8;
 /// How long one lookup (connect, inspect the container and its image) may take.
@@ -120,6 +119,7 @@ async fn lookup(source: &SourceId, id: &str) -> SourceEvent {
     }
 }
 
+/// What one engine event means for the table.
 fn translate(news: EngineEvent) -> Vec<SourceEvent> {
     match news {
         EngineEvent::Listed { source, containers } => {
